@@ -1,0 +1,189 @@
+"""Particle tables (STAR) and image stacks (.mrcs): the contract between the pipeline's stages.
+
+Every source of particles (simulation, extraction from tomograms, the 2-D character set, the
+original Affinity-VAE folder layout) writes the same thing: one ``.mrcs`` stack per shard with the
+voxel size in its header and a STAR table whose rows point into it. Everything downstream reads
+only this, so it does not care where the particles came from.
+
+Columns (RELION names where RELION has one):
+
+- ``rlnImageName``: ``"<1-based index>@<stack file>"``, the stack path relative to the STAR file.
+- ``rlnClassNumber``: 1-based index of the class in the study's class list.
+- ``rlnAngleRot``, ``rlnAngleTilt``, ``rlnAnglePsi``: ZYZ Euler angles in degrees (RELION
+  convention); for 2-D images only ``rlnAnglePsi`` (the in-plane angle) is meaningful.
+- ``rlnDefocusU``: defocus in Å (0 when no CTF was applied).
+- ``cryoavaeClassName``, ``cryoavaeSplit`` (``train``/``val``/``unseen``), ``cryoavaeSNR``,
+  ``cryoavaeShard``: our own columns.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pandas as pd
+import starfile
+
+from .atomic import atomic_path
+from .errors import InputError
+
+IMAGE = "rlnImageName"
+CLASS_NUMBER = "rlnClassNumber"
+ANGLES = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
+DEFOCUS = "rlnDefocusU"
+CLASS_NAME = "cryoavaeClassName"
+SPLIT = "cryoavaeSplit"
+SNR = "cryoavaeSNR"
+SHARD = "cryoavaeShard"
+REQUIRED_COLUMNS = (IMAGE, CLASS_NUMBER, *ANGLES, CLASS_NAME, SPLIT)
+SPLITS = ("train", "val", "unseen")
+
+
+def write_stack(path: str | os.PathLike, images: np.ndarray, voxel_size_angstrom: float) -> None:
+    """Write a stack of 2-D images ``(n, h, w)`` or 3-D volumes ``(n, d, h, w)`` atomically.
+
+    3-D stacks are stored as an MRC volume stack (``ispg`` 401, ``mz`` = box size) so mrcfile
+    validates them and readers see ``n`` volumes of ``d`` slices.
+    """
+    images = np.ascontiguousarray(images, dtype=np.float32)
+    if images.ndim not in (3, 4):
+        raise ValueError(f"write_stack: expected (n, h, w) or (n, d, h, w), got {images.shape}")
+    with atomic_path(path) as tmp:
+        with mrcfile.new(tmp, overwrite=True) as mrc:
+            if images.ndim == 4:
+                n, d, h, w = images.shape
+                mrc.set_data(images.reshape(n * d, h, w))
+                mrc.header.ispg = 401
+                mrc.header.mz = d
+            else:
+                mrc.set_data(images)
+                mrc.set_image_stack()
+            mrc.voxel_size = voxel_size_angstrom
+            mrc.update_header_stats()
+
+
+def open_stack(path: str | os.PathLike, box_ndim: int) -> np.ndarray:
+    """Memory-map a stack and return it as ``(n, h, w)`` or ``(n, d, h, w)`` without reading it."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: particle stack not found")
+    try:
+        mrc = mrcfile.mmap(path, mode="r", permissive=False)
+    except ValueError as exc:
+        raise InputError(f"{path}: not a valid MRC stack ({exc})") from exc
+    data = mrc.data
+    if box_ndim == 3:
+        d = int(mrc.header.mz) or data.shape[-1]
+        if data.ndim == 3 and data.shape[0] % d == 0:
+            data = data.reshape(data.shape[0] // d, d, *data.shape[1:])
+        elif data.ndim != 4:
+            raise InputError(f"{path}: expected a stack of volumes, header gives shape {data.shape}")
+    elif data.ndim == 2:
+        data = data[None]
+    return data
+
+
+def stack_voxel_size(path: str | os.PathLike) -> float:
+    """Voxel size (Å) from a stack's header."""
+    with mrcfile.open(path, mode="r", header_only=True) as mrc:
+        return float(mrc.voxel_size.x)
+
+
+def write_particle_table(path: str | os.PathLike, table: pd.DataFrame) -> None:
+    """Validate and write a particle table as STAR, atomically."""
+    _check_columns(table, path)
+    with atomic_path(path) as tmp:
+        starfile.write(table.reset_index(drop=True), tmp, overwrite=True)
+
+
+def read_particle_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a particle table written by :func:`write_particle_table`, with a clear error if not."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: particle table not found")
+    try:
+        table = starfile.read(path, always_dict=False)
+    except Exception as exc:  # starfile raises several types for a corrupt file
+        raise InputError(f"{path}: not a readable STAR file ({exc})") from exc
+    if isinstance(table, dict):
+        if len(table) != 1:
+            raise InputError(f"{path}: expected one data block, found {list(table)}")
+        table = next(iter(table.values()))
+    if not isinstance(table, pd.DataFrame):
+        raise InputError(f"{path}: expected a table (loop_) block")
+    _check_columns(table, path)
+    table[CLASS_NAME] = table[CLASS_NAME].astype(str)
+    table[SPLIT] = table[SPLIT].astype(str)
+    bad = set(table[SPLIT]) - set(SPLITS)
+    if bad:
+        raise InputError(f"{path}: column {SPLIT} has {sorted(bad)}; expected one of {SPLITS}")
+    return table
+
+
+def _check_columns(table: pd.DataFrame, path: str | os.PathLike) -> None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise InputError(f"{path}: particle table lacks columns {missing}")
+
+
+def image_reference(index: int, stack_name: str) -> str:
+    """RELION's ``index@stack`` with a 1-based index."""
+    return f"{index + 1:06d}@{stack_name}"
+
+
+def split_image_reference(ref: str) -> tuple[int, str]:
+    """Inverse of :func:`image_reference`: 0-based index and stack path."""
+    index, _, stack = str(ref).partition("@")
+    if not stack or not index.isdigit():
+        raise InputError(f"{IMAGE} value {ref!r} is not of the form <index>@<stack>")
+    return int(index) - 1, stack
+
+
+class ParticleImages:
+    """Read-only access to the images of a particle table, memory-mapped shard by shard.
+
+    ``images[i]`` returns row ``i``'s image as float32; ``images.gather(rows)`` a batch. Startup is
+    cheap: stacks are opened lazily and nothing is read until it is asked for.
+    """
+
+    def __init__(self, table: pd.DataFrame, star_path: str | os.PathLike, box_ndim: int):
+        self.root = Path(star_path).parent
+        self.box_ndim = box_ndim
+        refs = [split_image_reference(r) for r in table[IMAGE]]
+        self.index = np.array([i for i, _ in refs], dtype=np.int64)
+        stack_names = [s for _, s in refs]
+        self.stack_names, self.stack_of_row = np.unique(stack_names, return_inverse=True)
+        self._stacks: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _stack(self, k: int) -> np.ndarray:
+        if k not in self._stacks:
+            path = self.root / self.stack_names[k]
+            stack = open_stack(path, self.box_ndim)
+            top = self.index[self.stack_of_row == k].max()
+            if top >= len(stack):
+                raise InputError(f"{path}: table asks for image {top + 1}, stack holds {len(stack)}")
+            self._stacks[k] = stack
+        return self._stacks[k]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self), *self._stack(0).shape[1:])
+
+    def gather(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Images of ``rows`` as one float32 array, reading each stack once."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), *self.shape[1:]), dtype=np.float32)
+        stacks = self.stack_of_row[rows]
+        for k in np.unique(stacks):
+            sel = np.nonzero(stacks == k)[0]
+            out[sel] = self._stack(int(k))[self.index[rows[sel]]]
+        return out
+
+    def __getitem__(self, row: int) -> np.ndarray:
+        return self.gather([row])[0]
