@@ -65,8 +65,12 @@ def write_stack(path: str | os.PathLike, images: np.ndarray, voxel_size_angstrom
             mrc.update_header_stats()
 
 
-def open_stack(path: str | os.PathLike, box_ndim: int) -> np.ndarray:
-    """Memory-map a stack and return it as ``(n, h, w)`` or ``(n, d, h, w)`` without reading it."""
+def open_stack(path: str | os.PathLike, box_ndim: int | None = None) -> np.ndarray:
+    """Memory-map a stack and return it as ``(n, h, w)`` or ``(n, d, h, w)`` without reading it.
+
+    ``box_ndim`` (2 or 3) says whether the stack holds images or volumes; ``None`` reads it from
+    the header (space group 401 marks a stack of volumes, as :func:`write_stack` writes them).
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: particle stack not found")
@@ -75,6 +79,10 @@ def open_stack(path: str | os.PathLike, box_ndim: int) -> np.ndarray:
     except ValueError as exc:
         raise InputError(f"{path}: not a valid MRC stack ({exc})") from exc
     data = mrc.data
+    if data is None:
+        raise InputError(f"{path}: MRC file holds no data")
+    if box_ndim is None:
+        box_ndim = 3 if int(mrc.header.ispg) == 401 else 2
     if box_ndim == 3:
         d = int(mrc.header.mz) or data.shape[-1]
         if data.ndim == 3 and data.shape[0] % d == 0:
@@ -149,7 +157,9 @@ class ParticleImages:
     cheap: stacks are opened lazily and nothing is read until it is asked for.
     """
 
-    def __init__(self, table: pd.DataFrame, star_path: str | os.PathLike, box_ndim: int):
+    def __init__(
+        self, table: pd.DataFrame, star_path: str | os.PathLike, box_ndim: int | None = None
+    ):
         self.root = Path(star_path).parent
         self.box_ndim = box_ndim
         refs = [split_image_reference(r) for r in table[IMAGE]]

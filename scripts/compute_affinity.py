@@ -1,0 +1,25 @@
+"""Rule compute_affinity: the class x class prior, its heatmap and its diagnostics."""
+
+from pathlib import Path
+
+import numpy as np
+
+from cryoavae.affinity import AffinityConfig, SoapConfig, compute_affinity, write_affinity_csv
+from cryoavae.atomic import write_text_atomic
+from cryoavae.density import read_map
+from cryoavae.report.affinity_figures import plot_affinity_heatmap
+from cryoavae.runlog import dump_json, start_logging
+from cryoavae.structures import AtomSelection, load_atoms
+
+params = snakemake.params
+start_logging(snakemake.log[0], rule="compute_affinity", seed=params.seed)
+settings = dict(params.affinity)
+config = AffinityConfig(**{**settings, "soap": SoapConfig(**settings["soap"])})
+atoms = [load_atoms(Path(p), AtomSelection(atoms=config.soap.atoms)) for p in snakemake.input.structures]
+maps = np.stack([read_map(p)[0] for p in snakemake.input.maps])
+matrix, info = compute_affinity(params.class_names, atoms, maps, config, seed=params.seed)
+write_affinity_csv(snakemake.output.csv, params.class_names, matrix)
+plot_affinity_heatmap(
+    snakemake.output.heatmap, params.class_names, matrix, title=f"Affinity prior ({config.source})"
+)
+write_text_atomic(snakemake.output.info, dump_json(info))

@@ -1,0 +1,40 @@
+"""Rule evaluate_model: metrics.json, confusion matrix, UMAP, pose and prior figures."""
+
+import json
+
+import pandas as pd
+
+from cryoavae.affinity import read_affinity_csv
+from cryoavae.evaluate import (
+    EvaluationConfig,
+    evaluate_latents,
+    write_confusion_csv,
+    write_metrics_json,
+)
+from cryoavae.report import evaluation_figures as figures
+from cryoavae.runlog import start_logging
+
+params, out = snakemake.params, snakemake.output
+start_logging(snakemake.log[0], rule="evaluate_model", variant=snakemake.wildcards.variant)
+latents = pd.read_csv(snakemake.input.latents, sep="\t")
+affinity = read_affinity_csv(snakemake.input.affinity, params.class_names)
+with open(snakemake.input.train_summary) as handle:
+    training = json.load(handle)
+result = evaluate_latents(
+    latents,
+    params.class_names,
+    affinity,
+    EvaluationConfig(**params.evaluation),
+    seed=params.seed,
+    ndim=training["ndim"],
+)
+metrics = {
+    **result.metrics,
+    **{k: training[k] for k in ("train_seconds", "train_samples_per_second", "device")},
+}
+write_metrics_json(out.metrics, metrics)
+write_confusion_csv(out.confusion_csv, result)
+figures.plot_umap(out.umap, result)
+figures.plot_confusion_matrix(out.confusion, result)
+figures.plot_pose_correlation(out.pose, result)
+figures.plot_prior_vs_latent(out.prior, result)

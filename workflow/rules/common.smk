@@ -1,0 +1,94 @@
+# The one place that reads and validates the config and builds targets and rule params.
+import json
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+from cryoavae.config import (
+    class_names,
+    unseen_classes,
+    validate_config,
+    variant_sections,
+)
+from cryoavae.errors import InputError
+
+SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+
+try:
+    validate_config(config, SCHEMA)
+except InputError as error:
+    raise WorkflowError(str(error)) from None
+
+STUDY = config["study"]
+R = f"results/{STUDY}"
+CLASSES = class_names(config)
+UNSEEN = unseen_classes(config)
+VARIANTS = list(config["variants"])
+SHARDS = [f"{k:03d}" for k in range(config["simulation"]["n_shards"])]
+THREADS = config["resources"]["threads"]
+
+
+wildcard_constraints:
+    structure="|".join(CLASSES),
+    variant="|".join(VARIANTS),
+    shard=r"\d{3}",
+
+
+def structure_params(wildcards):
+    """Where a class's structure comes from: a PDB ID to fetch or the user's own file."""
+    s = config["structures"]
+    fetch = {
+        k: s[k] for k in ("cache_dir", "offline", "archive_url", "timeout_s", "retries")
+    }
+    if fetch["cache_dir"] is None:
+        fetch["cache_dir"] = "results/cache/pdb"
+    return {
+        "pdb_id": None if wildcards.structure in s["files"] else wildcards.structure,
+        "local_file": s["files"].get(wildcards.structure),
+        "resources_dir": s["resources_dir"],
+        "fetch": fetch,
+    }
+
+
+def atom_selection():
+    s = config["structures"]
+    return {
+        k: s[k] for k in ("atoms", "keep_waters", "keep_ions", "assembly", "chains")
+    }
+
+
+def model_params(wildcards):
+    return variant_sections(config, wildcards.variant)[0]
+
+
+def training_params(wildcards):
+    return variant_sections(config, wildcards.variant)[1]
+
+
+def structure_files():
+    return expand(f"{R}/structures/{{structure}}.cif.gz", structure=CLASSES)
+
+
+def map_files():
+    return expand(f"{R}/maps/{{structure}}.mrc", structure=CLASSES)
+
+
+def particle_files():
+    return expand(
+        f"{R}/particles/shard_{{shard}}.{{ext}}", shard=SHARDS, ext=["mrcs", "star"]
+    )
+
+
+def model_outputs(name):
+    return expand(f"{R}/models/{{variant}}/{name}", variant=VARIANTS)
+
+
+def all_targets():
+    return [
+        f"{R}/affinity/affinity.csv",
+        f"{R}/affinity/affinity_heatmap.png",
+        *model_outputs("metrics.json"),
+        *model_outputs("umap.png"),
+        f"{R}/summary.tsv",
+        f"{R}/provenance.json",
+    ]

@@ -1,0 +1,67 @@
+rule embed_particles:
+    """Encode every particle (train, val, unseen) with the trained model: mu, pose, labels."""
+    input:
+        model=f"{R}/models/{{variant}}/model.pt",
+        particles=f"{R}/particles/particles.star",
+        stacks=expand(f"{R}/particles/shard_{{shard}}.mrcs", shard=SHARDS),
+    output:
+        f"{R}/models/{{variant}}/latents.tsv",
+    log:
+        f"{R}/logs/embed_particles/{{variant}}.log",
+    conda:
+        "../../envs/cryoavae.yaml"
+    threads: THREADS
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../../scripts/embed_particles.py"
+
+
+rule evaluate_model:
+    """Metrics and figures of one variant's latent space."""
+    input:
+        latents=f"{R}/models/{{variant}}/latents.tsv",
+        affinity=f"{R}/affinity/affinity.csv",
+        train_summary=f"{R}/models/{{variant}}/train_summary.json",
+    output:
+        metrics=f"{R}/models/{{variant}}/metrics.json",
+        confusion_csv=f"{R}/models/{{variant}}/confusion_matrix.csv",
+        umap=report(
+            f"{R}/models/{{variant}}/umap.png",
+            caption="../report/umap.rst",
+            category="2. Latent space",
+            subcategory="{variant}",
+        ),
+        confusion=report(
+            f"{R}/models/{{variant}}/confusion_matrix.png",
+            caption="../report/confusion_matrix.rst",
+            category="3. Classification",
+            subcategory="{variant}",
+        ),
+        pose=report(
+            f"{R}/models/{{variant}}/pose_correlation.png",
+            caption="../report/pose_correlation.rst",
+            category="4. Pose",
+            subcategory="{variant}",
+        ),
+        prior=report(
+            f"{R}/models/{{variant}}/prior_vs_latent.png",
+            caption="../report/prior_vs_latent.rst",
+            category="2. Latent space",
+            subcategory="{variant}",
+        ),
+    log:
+        f"{R}/logs/evaluate_model/{{variant}}.log",
+    conda:
+        "../../envs/cryoavae.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        class_names=CLASSES,
+        evaluation=config["evaluation"],
+        seed=config["seed"],
+    script:
+        "../../scripts/evaluate_model.py"

@@ -1,0 +1,26 @@
+rule summarize_study:
+    """One table across model variants, and the provenance needed to rerun the study exactly."""
+    input:
+        metrics=model_outputs("metrics.json"),
+        summaries=model_outputs("train_summary.json"),
+        affinity_info=f"{R}/affinity/affinity_info.json",
+    output:
+        summary=report(
+            f"{R}/summary.tsv",
+            caption="../report/summary.rst",
+            category="0. Summary",
+        ),
+        provenance=f"{R}/provenance.json",
+    log:
+        f"{R}/logs/summarize_study.log",
+    conda:
+        "../../envs/cryoavae.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        variants=VARIANTS,
+        config=config,
+    script:
+        "../../scripts/summarize_study.py"

@@ -1,0 +1,37 @@
+rule fetch_structure:
+    """Fetch a PDB entry (bundled copy, cache or archive) or import the user's own model."""
+    output:
+        f"{R}/structures/{{structure}}.cif.gz",
+    log:
+        f"{R}/logs/fetch_structure/{{structure}}.log",
+    conda:
+        "../../envs/cryoavae.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        source=structure_params,
+    script:
+        "../../scripts/fetch_structure.py"
+
+
+rule make_density_map:
+    """Atoms -> potential map at the study's voxel size, centred in the study's box."""
+    input:
+        f"{R}/structures/{{structure}}.cif.gz",
+    output:
+        f"{R}/maps/{{structure}}.mrc",
+    log:
+        f"{R}/logs/make_density_map/{{structure}}.log",
+    conda:
+        "../../envs/cryoavae.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        selection=atom_selection(),
+        density=config["density"],
+    script:
+        "../../scripts/make_density_map.py"

@@ -1,0 +1,27 @@
+rule train_model:
+    """Train one model variant; the only rule that asks for a GPU."""
+    input:
+        particles=f"{R}/particles/particles.star",
+        stacks=expand(f"{R}/particles/shard_{{shard}}.mrcs", shard=SHARDS),
+        affinity=f"{R}/affinity/affinity.csv",
+    output:
+        model=f"{R}/models/{{variant}}/model.pt",
+        history=f"{R}/models/{{variant}}/history.tsv",
+        summary=f"{R}/models/{{variant}}/train_summary.json",
+    log:
+        f"{R}/logs/train_model/{{variant}}.log",
+    conda:
+        "../../envs/cryoavae.yaml"
+    threads: THREADS
+    resources:
+        mem_mb=config["resources"]["train_mem_mb"],
+        runtime=config["resources"]["train_runtime_min"],
+        gpu=1,
+    params:
+        class_names=CLASSES,
+        model=model_params,
+        training=training_params,
+        seed=config["seed"],
+        work_dir=lambda wildcards: f"{R}/models/{wildcards.variant}/checkpoints",
+    script:
+        "../../scripts/train_model.py"
