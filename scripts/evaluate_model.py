@@ -3,7 +3,6 @@
 import json
 
 import pandas as pd
-
 from cryoavae.affinity import read_affinity_csv
 from cryoavae.evaluate import (
     EvaluationConfig,
@@ -12,6 +11,7 @@ from cryoavae.evaluate import (
     write_metrics_json,
 )
 from cryoavae.report import evaluation_figures as figures
+
 from cryoavae.runlog import start_logging
 
 params, out = snakemake.params, snakemake.output

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from cryoavae.density import DensityConfig, atoms_to_density, write_map
+
 from cryoavae.runlog import start_logging
 from cryoavae.structures import AtomSelection, load_atoms
 

@@ -44,16 +44,30 @@ def _with_defaults(validator_class: type) -> type:
             for name, subschema in properties.items():
                 if "default" in subschema and name not in instance:
                     instance[name] = copy.deepcopy(subschema["default"])
-                elif "$ref" in subschema and name not in instance:
-                    target = validator.resolver.resolve(subschema["$ref"])[1]
-                    if "default" in target:
-                        instance[name] = copy.deepcopy(target["default"])
         yield from validate_properties(validator, properties, instance, schema)
 
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
 _Validator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def _hoist_ref_defaults(node, root: Mapping):
+    """Copy a local ``$ref`` target's default beside the ``$ref`` so defaults fill through refs."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/") and "default" not in node:
+            target = root
+            for part in ref[2:].split("/"):
+                target = target[part]
+            if "default" in target:
+                node["default"] = copy.deepcopy(target["default"])
+        for value in node.values():
+            _hoist_ref_defaults(value, root)
+    elif isinstance(node, list):
+        for value in node:
+            _hoist_ref_defaults(value, root)
+    return node
 
 
 def _yaml_path(error: jsonschema.ValidationError) -> str:
@@ -86,7 +100,9 @@ def _accepted(error: jsonschema.ValidationError) -> str:
 def _one_line(error: jsonschema.ValidationError, source: str) -> str:
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
-        extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        extra = (
+            sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        )
         where = _yaml_path(error)
         prefix = "" if where == "<top level>" else f"{where}."
         hint = f"; known keys: {allowed}" if allowed else ""
@@ -94,7 +110,8 @@ def _one_line(error: jsonschema.ValidationError, source: str) -> str:
     if error.validator == "required":
         return f"{source}: {error.message}"
     if error.validator == "propertyNames":
-        return f"{source}: {_yaml_path(error)}: name {error.instance!r} is not allowed (letters, digits, _ . -)"
+        name = error.instance
+        return f"{source}: {_yaml_path(error)}: name {name!r} is not allowed (letters, digits, _.-)"
     return (
         f"{source}: {_yaml_path(error)} = {error.instance!r} is invalid; "
         f"expected {_accepted(error)}"
@@ -103,7 +120,7 @@ def _one_line(error: jsonschema.ValidationError, source: str) -> str:
 
 def validate_against(instance: dict, schema: Mapping, source: str) -> dict:
     """Fill defaults into ``instance`` and raise :class:`InputError` on the first violation."""
-    validator = _Validator(schema)
+    validator = _Validator(_hoist_ref_defaults(copy.deepcopy(dict(schema)), schema))
     errors = sorted(validator.iter_errors(instance), key=lambda e: (len(e.absolute_path), e.path))
     if errors:
         best = jsonschema.exceptions.best_match(errors)

@@ -88,7 +88,9 @@ def open_stack(path: str | os.PathLike, box_ndim: int | None = None) -> np.ndarr
         if data.ndim == 3 and data.shape[0] % d == 0:
             data = data.reshape(data.shape[0] // d, d, *data.shape[1:])
         elif data.ndim != 4:
-            raise InputError(f"{path}: expected a stack of volumes, header gives shape {data.shape}")
+            raise InputError(
+                f"{path}: expected a stack of volumes, header gives shape {data.shape}"
+            )
     elif data.ndim == 2:
         data = data[None]
     return data
@@ -177,7 +179,9 @@ class ParticleImages:
             stack = open_stack(path, self.box_ndim)
             top = self.index[self.stack_of_row == k].max()
             if top >= len(stack):
-                raise InputError(f"{path}: table asks for image {top + 1}, stack holds {len(stack)}")
+                raise InputError(
+                    f"{path}: table asks for image {top + 1}, stack holds {len(stack)}"
+                )
             self._stacks[k] = stack
         return self._stacks[k]
 

@@ -15,8 +15,20 @@ from pathlib import Path
 from . import __version__
 
 PACKAGES = (
-    "cryoavae", "torch", "numpy", "scipy", "pandas", "scikit-learn", "umap-learn", "mrcfile",
-    "starfile", "gemmi", "dscribe", "ase", "snakemake", "matplotlib",
+    "cryoavae",
+    "torch",
+    "numpy",
+    "scipy",
+    "pandas",
+    "scikit-learn",
+    "umap-learn",
+    "mrcfile",
+    "starfile",
+    "gemmi",
+    "dscribe",
+    "ase",
+    "snakemake",
+    "matplotlib",
 )
 
 
@@ -50,6 +62,7 @@ def package_versions() -> dict[str, str | None]:
 
 def git_revision(directory: str | os.PathLike = ".") -> dict[str, str | bool | None]:
     """The commit the code ran from and whether the tree had uncommitted changes."""
+
     def git(*args: str) -> str | None:
         try:
             out = subprocess.run(

@@ -27,7 +27,9 @@ def summary_table(
     for name, m, s in zip(variants, metrics, summaries, strict=True):
         row = {"variant": name, **{key: m.get(key) for key in COLUMNS}}
         unseen = m.get("unseen") or {}
-        row["unseen_matched"] = f"{sum(bool(u.get('match')) for u in unseen.values())}/{len(unseen)}"
+        row["unseen_matched"] = (
+            f"{sum(bool(u.get('match')) for u in unseen.values())}/{len(unseen)}"
+        )
         row["epochs"] = s.get("epochs")
         rows.append(row)
     return pd.DataFrame(rows)

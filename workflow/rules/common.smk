@@ -45,7 +45,7 @@ def structure_params(wildcards):
     return {
         "pdb_id": None if wildcards.structure in s["files"] else wildcards.structure,
         "local_file": s["files"].get(wildcards.structure),
-        "resources_dir": s["resources_dir"],
+        "resources_dir": str(Path(workflow.basedir) / s["resources_dir"]),
         "fetch": fetch,
     }
 

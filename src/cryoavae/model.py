@@ -1,0 +1,421 @@
+"""The Affinity-VAE: a convolutional encoder, latent and pose heads, and two decoders.
+
+Read top to bottom: :class:`ModelConfig`, the rotation helpers, :func:`render_gaussians`, the
+:class:`Encoder`, the two decoders, and :class:`AffinityVAE` which composes them.
+
+Conventions used throughout (2-D images are ``(n, 1, h, w)``, 3-D volumes ``(n, 1, d, h, w)``):
+
+- Array axes are ``(y, x)`` in 2-D and ``(z, y, x)`` in 3-D; coordinate vectors are written in the
+  reverse order, ``(x, y)`` / ``(x, y, z)``, so ``x`` is the last (fastest) array axis.
+- Coordinates are in voxels relative to the box centre, the voxel with index ``box_size_px // 2``
+  on every axis (the cryo-EM convention for even boxes).
+- A rotation matrix ``R`` acts on column coordinate vectors: a point at ``c`` moves to ``R @ c``.
+  In 2-D a positive angle turns ``+x`` towards ``+y`` (for an image shown with row 0 at the top,
+  that is clockwise); in 3-D a positive rotation about an axis follows the right-hand rule
+  (``+x`` towards ``+y`` about ``+z``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import InputError
+
+DECODERS = ("cnn", "gaussian_splat")
+POSE_ENCODINGS = ("vector", "circular")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to build an :class:`AffinityVAE`. Field names are the YAML keys.
+
+    ``ndim`` and ``box_size_px`` come from the data (the workflow fills them in); the rest is the
+    YAML ``model:`` section. ``pose_dims = 0`` gives a plain beta-VAE without a pose. With
+    ``pose_encoding = "circular"`` (2-D only) the pose is a unit vector ``(cos a, sin a)`` of an
+    in-plane angle ``a``, so it can follow a full turn; it then needs ``pose_dims = 2``.
+    """
+
+    ndim: int = 3
+    box_size_px: int = 32
+    channels: tuple[int, ...] = (8, 16, 32)
+    batch_norm: bool = False
+    latent_dims: int = 8
+    pose_dims: int = 4
+    decoder: str = "cnn"
+    n_gaussians: int = 64
+    pose_encoding: str = "vector"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channels", tuple(self.channels))
+        if self.ndim not in (2, 3):
+            raise InputError(f"model.ndim = {self.ndim!r}; expected 2 or 3")
+        if self.box_size_px < 4:
+            raise InputError(f"model.box_size_px = {self.box_size_px!r}; expected >= 4")
+        if not self.channels or any(int(c) < 1 for c in self.channels):
+            raise InputError(f"model.channels = {list(self.channels)}; expected integers >= 1")
+        if 2 ** len(self.channels) > self.box_size_px:
+            raise InputError(
+                f"model.channels = {list(self.channels)} halves the box {len(self.channels)} times, "
+                f"too often for box_size_px = {self.box_size_px}; use fewer levels"
+            )
+        if self.latent_dims < 1:
+            raise InputError(f"model.latent_dims = {self.latent_dims!r}; expected >= 1")
+        if self.pose_dims < 0:
+            raise InputError(f"model.pose_dims = {self.pose_dims!r}; expected >= 0")
+        if self.decoder not in DECODERS:
+            raise InputError(f"model.decoder = {self.decoder!r}; expected one of {DECODERS}")
+        if self.n_gaussians < 1:
+            raise InputError(f"model.n_gaussians = {self.n_gaussians!r}; expected >= 1")
+        if self.pose_encoding not in POSE_ENCODINGS:
+            raise InputError(
+                f"model.pose_encoding = {self.pose_encoding!r}; expected one of {POSE_ENCODINGS}"
+            )
+        if self.pose_encoding == "circular" and (self.ndim != 2 or self.pose_dims != 2):
+            raise InputError(
+                f"model.pose_encoding = 'circular' encodes an in-plane angle as (cos, sin): it needs "
+                f"2-D data and pose_dims = 2, got ndim = {self.ndim}, pose_dims = {self.pose_dims}"
+            )
+        if self.decoder == "gaussian_splat":
+            accepted = (0, 1, 2) if self.ndim == 2 else (0, 3, 4)
+            if self.pose_dims not in accepted or (
+                self.ndim == 2 and self.pose_dims == 2 and self.pose_encoding != "circular"
+            ):
+                what = (
+                    "0, 1 (an angle) or 2 with pose_encoding 'circular'"
+                    if self.ndim == 2
+                    else "0, 3 (axis-angle) or 4 (quaternion)"
+                )
+                raise InputError(
+                    f"model.pose_dims = {self.pose_dims} cannot rotate the gaussian_splat decoder in "
+                    f"{self.ndim}-D; expected {what}"
+                )
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        """Build from a plain mapping (YAML lists become tuples); unknown keys raise InputError."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise InputError(f"model: unknown key {unknown[0]!r}; known keys: {sorted(known)}")
+        d = dict(d)
+        if "channels" in d:
+            d["channels"] = tuple(int(c) for c in d["channels"])
+        return cls(**d)
+
+    @property
+    def feature_size_px(self) -> int:
+        """Edge of the encoder's last feature map: the box halved (rounding up) per level."""
+        size = self.box_size_px
+        for _ in self.channels:
+            size = (size + 1) // 2
+        return size
+
+
+class Encoding(NamedTuple):
+    mu: torch.Tensor  # (n, latent_dims)
+    log_var: torch.Tensor  # (n, latent_dims)
+    pose: torch.Tensor  # (n, pose_dims); (n, 0) without a pose
+
+
+class VAEOutput(NamedTuple):
+    reconstruction: torch.Tensor  # (n, 1, *box), same shape as the input
+    mu: torch.Tensor  # (n, latent_dims)
+    log_var: torch.Tensor  # (n, latent_dims)
+    pose: torch.Tensor  # (n, pose_dims)
+    z: torch.Tensor  # (n, latent_dims), the sample that was decoded
+
+
+# ----------------------------------------------------------------------------------------------
+# Rotations
+
+
+def rotation_2d(cos_sin: torch.Tensor) -> torch.Tensor:
+    """``(n, 2)`` of ``(cos a, sin a)`` -> ``(n, 2, 2)`` matrices turning ``+x`` towards ``+y``."""
+    c, s = cos_sin.unbind(-1)
+    return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
+
+
+def quaternion_to_matrix(q: torch.Tensor) -> torch.Tensor:
+    """Unit quaternions ``(n, 4)`` as ``(w, x, y, z)`` -> ``(n, 3, 3)`` (acting on ``(x, y, z)``)."""
+    w, x, y, z = F.normalize(q, dim=-1).unbind(-1)
+    rows = [
+        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+    ]
+    return torch.stack([torch.stack(r, -1) for r in rows], -2)
+
+
+def axis_angle_to_matrix(v: torch.Tensor) -> torch.Tensor:
+    """Rotation vectors ``(n, 3)`` (axis times angle in radians, right-hand rule) -> ``(n, 3, 3)``.
+
+    Rodrigues' formula with ``sin(t)/t`` and ``(1 - cos t)/t**2`` written through ``sinc`` so the
+    gradient is finite at ``t = 0``.
+    """
+    t = v.norm(dim=-1)[:, None, None]  # (n, 1, 1)
+    x, y, z = v.unbind(-1)
+    zero = torch.zeros_like(x)
+    k = torch.stack(
+        [torch.stack([zero, -z, y], -1), torch.stack([z, zero, -x], -1), torch.stack([-y, x, zero], -1)],
+        -2,
+    )  # (n, 3, 3), k @ c = v x c
+    a = torch.sinc(t / math.pi)  # sin(t) / t
+    b = 0.5 * torch.sinc(t / (2 * math.pi)) ** 2  # (1 - cos t) / t**2
+    eye = torch.eye(3, dtype=v.dtype, device=v.device)
+    return eye + a * k + b * (k @ k)
+
+
+def pose_to_rotation(pose: torch.Tensor, ndim: int) -> torch.Tensor:
+    """Decoder rotation ``(n, ndim, ndim)`` from a pose ``(n, p)``; a zero pose is the identity.
+
+    2-D: ``p = 1`` is an angle in radians; ``p = 2`` is ``(cos a, sin a)`` (normalised here).
+    3-D: ``p = 3`` is a rotation vector; ``p = 4`` is a quaternion ``(w, x, y, z)`` offset by the
+    identity ``(1, 0, 0, 0)`` and normalised. ``p = 0`` gives identities.
+    """
+    n, p = pose.shape
+    if p == 0:
+        return torch.eye(ndim, dtype=pose.dtype, device=pose.device).expand(n, ndim, ndim)
+    if ndim == 2 and p == 1:
+        return rotation_2d(torch.cat([pose.cos(), pose.sin()], -1))
+    if ndim == 2 and p == 2:
+        return rotation_2d(F.normalize(pose, dim=-1))
+    if ndim == 3 and p == 3:
+        return axis_angle_to_matrix(pose)
+    if ndim == 3 and p == 4:
+        identity = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=pose.dtype, device=pose.device)
+        return quaternion_to_matrix(pose + identity)
+    raise ValueError(f"pose_to_rotation: no rotation for pose_dims {p} in {ndim}-D")
+
+
+# ----------------------------------------------------------------------------------------------
+# Gaussian splatting
+
+SPLAT_CHUNK_ELEMENTS = 2**24  # elements of the largest temporary: 64 MiB in float32
+
+
+def render_gaussians(
+    centres_px: torch.Tensor,
+    sigmas_px: torch.Tensor,
+    weights: torch.Tensor,
+    box_size_px: int,
+    max_chunk_elements: int = SPLAT_CHUNK_ELEMENTS,
+) -> torch.Tensor:
+    """Sum of isotropic Gaussians on a grid: ``sum_g w_g exp(-|p - c_g|^2 / (2 s_g^2))``.
+
+    ``centres_px`` ``(n, g, ndim)`` as ``(x, y[, z])`` in voxels from voxel ``box_size_px // 2``;
+    ``sigmas_px`` and ``weights`` ``(n, g)``. Returns ``(n, box, box)`` or ``(n, box, box, box)``
+    with array axes ``(y, x)`` / ``(z, y, x)``.
+
+    An isotropic Gaussian factorises over axes, so each one is three 1-D profiles and the volume
+    is a batched matrix product over Gaussians. In 3-D the ``(z, y)`` outer products are built for
+    a chunk of Gaussians at a time, at most ``max_chunk_elements`` numbers, so the forward pass
+    needs the output plus one chunk whatever the number of Gaussians. (With autograd on, each
+    chunk's ``(n, g_chunk, box^2)`` product is kept for the backward pass.)
+    """
+    n, g, ndim = centres_px.shape
+    axis = torch.arange(box_size_px, dtype=centres_px.dtype, device=centres_px.device)
+    axis = axis - box_size_px // 2  # (box,)
+    offset = (axis - centres_px[..., None]) / sigmas_px[..., None, None]  # (n, g, ndim, box)
+    profiles = torch.exp(-0.5 * offset.square())  # (n, g, ndim, box)
+    gx, gy = profiles[:, :, 0], profiles[:, :, 1]  # (n, g, box)
+    if ndim == 2:
+        # (n, y, g) @ (n, g, x) -> (n, y, x)
+        return torch.bmm((weights[..., None] * gy).transpose(1, 2), gx)
+    gz = profiles[:, :, 2]
+    box = box_size_px
+    chunk = max(1, max_chunk_elements // (n * box * box))
+    out = None
+    for start in range(0, g, chunk):
+        sl = slice(start, start + chunk)
+        zy = (weights[:, sl, None] * gz[:, sl])[..., None] * gy[:, sl, None, :]  # (n, gc, z, y)
+        zy = zy.reshape(n, -1, box * box).transpose(1, 2)  # (n, z*y, gc)
+        if out is None:
+            out = torch.bmm(zy, gx[:, sl])  # (n, z*y, x)
+        else:
+            out = out.baddbmm_(zy, gx[:, sl])
+    return out.view(n, box, box, box)
+
+
+# ----------------------------------------------------------------------------------------------
+# Modules
+
+
+def _conv(ndim: int) -> type[nn.Module]:
+    return nn.Conv2d if ndim == 2 else nn.Conv3d
+
+
+def _conv_transpose(ndim: int) -> type[nn.Module]:
+    return nn.ConvTranspose2d if ndim == 2 else nn.ConvTranspose3d
+
+
+def _batch_norm(ndim: int) -> type[nn.Module]:
+    return nn.BatchNorm2d if ndim == 2 else nn.BatchNorm3d
+
+
+class Encoder(nn.Module):
+    """Stride-2 convolutions, then linear heads for mu, log-variance and the pose."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        layers: list[nn.Module] = []
+        c_in = 1
+        for c_out in config.channels:
+            layers.append(
+                _conv(config.ndim)(c_in, c_out, 3, stride=2, padding=1, bias=not config.batch_norm)
+            )
+            if config.batch_norm:
+                layers.append(_batch_norm(config.ndim)(c_out))
+            layers.append(nn.ReLU(inplace=True))
+            c_in = c_out
+        self.features = nn.Sequential(*layers)
+        n_features = config.channels[-1] * config.feature_size_px**config.ndim
+        self.mu = nn.Linear(n_features, config.latent_dims)
+        self.log_var = nn.Linear(n_features, config.latent_dims)
+        self.pose = nn.Linear(n_features, config.pose_dims) if config.pose_dims else None
+        if config.pose_encoding == "circular":
+            # A zero head output means angle 0, so the unit vector starts well defined.
+            self.register_buffer("pose_origin", torch.tensor([1.0, 0.0]), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> Encoding:
+        h = self.features(x).flatten(1)  # (n, c_last * s^ndim)
+        mu, log_var = self.mu(h), self.log_var(h)  # (n, latent_dims) each
+        if self.pose is None:
+            pose = h.new_zeros(h.shape[0], 0)
+        elif self.config.pose_encoding == "circular":
+            pose = F.normalize(self.pose(h) + self.pose_origin, dim=-1)  # (n, 2) = (cos, sin)
+        else:
+            pose = self.pose(h)  # (n, pose_dims)
+        return Encoding(mu, log_var, pose)
+
+
+class CNNDecoder(nn.Module):
+    """``[z, pose]`` -> linear -> stride-2 transposed convolutions mirroring the encoder.
+
+    The transposed convolutions double the feature map each level; when the box is not a multiple
+    of ``2**levels`` the result is cropped to the box.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        s, c_last = config.feature_size_px, config.channels[-1]
+        self.start_shape = (c_last,) + (s,) * config.ndim
+        self.fc = nn.Linear(config.latent_dims + config.pose_dims, c_last * s**config.ndim)
+        widths = [*reversed(config.channels), 1]  # e.g. 32 -> 16 -> 8 -> 1
+        layers: list[nn.Module] = []
+        for i, (c_in, c_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+            last = i == len(widths) - 2
+            layers.append(
+                _conv_transpose(config.ndim)(
+                    c_in, c_out, 4, stride=2, padding=1, bias=last or not config.batch_norm
+                )
+            )
+            if not last:
+                if config.batch_norm:
+                    layers.append(_batch_norm(config.ndim)(c_out))
+                layers.append(nn.ReLU(inplace=True))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.fc(torch.cat([z, pose], -1)))  # (n, c_last * s^ndim)
+        h = h.view(-1, *self.start_shape)  # (n, c_last, s, s[, s])
+        out = self.layers(h)  # (n, 1, s * 2^levels, ...)
+        box = self.config.box_size_px
+        if out.shape[-1] != box:
+            out = out[(..., *(slice(0, box),) * self.config.ndim)]
+        return out
+
+
+class GaussianSplatDecoder(nn.Module):
+    """``z`` -> a mixture of isotropic Gaussians -> rotated by the pose -> rendered on the grid.
+
+    ``z`` sets every Gaussian's centre, width and weight; the pose only rotates the centres (an
+    isotropic Gaussian is unchanged by rotation about its own centre), so the rendered density is
+    exactly the unrotated one turned by ``pose_to_rotation(pose)`` about the box centre.
+    """
+
+    hidden = 128
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        g, d = config.n_gaussians, config.ndim
+        self.mlp = nn.Sequential(
+            nn.Linear(config.latent_dims, self.hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(self.hidden, g * (d + 2)),
+        )
+        self.half_extent_px = config.box_size_px / 2
+        self.min_sigma_px = 0.5
+        self.offset = nn.Parameter(torch.zeros(1))
+        with torch.no_grad():  # start with Gaussians spread over the box, about 2 px wide at 32
+            bias = self.mlp[-1].bias.view(g, d + 2)
+            bias[:, :d] = torch.atanh(torch.empty(g, d).uniform_(-0.7, 0.7))
+            sigma0 = max(config.box_size_px / 16, 1.0) - self.min_sigma_px
+            bias[:, d] = math.log(math.expm1(sigma0))  # inverse softplus
+            bias[:, d + 1] = 0.0
+            self.mlp[-1].weight.mul_(0.1)
+
+    def forward(self, z: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+        n, d = z.shape[0], self.config.ndim
+        params = self.mlp(z).view(n, self.config.n_gaussians, d + 2).float()  # (n, g, d + 2)
+        centres = torch.tanh(params[..., :d]) * self.half_extent_px  # (n, g, d) as (x, y[, z])
+        sigmas = F.softplus(params[..., d]) + self.min_sigma_px  # (n, g)
+        weights = params[..., d + 1]  # (n, g)
+        rotation = pose_to_rotation(pose.float(), d)  # (n, d, d)
+        centres = centres @ rotation.transpose(1, 2)  # rows c -> (R c)
+        image = render_gaussians(centres, sigmas, weights, self.config.box_size_px)
+        return (image + self.offset).unsqueeze(1)  # (n, 1, *box)
+
+
+class AffinityVAE(nn.Module):
+    """Encoder + decoder; ``forward`` returns a :class:`VAEOutput`."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config)
+        decoder = CNNDecoder if config.decoder == "cnn" else GaussianSplatDecoder
+        self.decoder = decoder(config)
+
+    def _as_batch(self, x: torch.Tensor) -> torch.Tensor:
+        """Accept ``(n, *box)`` or ``(n, 1, *box)``; return the latter."""
+        return x.unsqueeze(1) if x.dim() == self.config.ndim + 1 else x
+
+    def encode(self, x: torch.Tensor) -> Encoding:
+        return self.encoder(self._as_batch(x))
+
+    def decode(self, z: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
+        """Image ``(n, 1, *box)`` from ``z`` ``(n, latent_dims)`` and ``pose`` ``(n, pose_dims)``."""
+        if pose is None:
+            pose = z.new_zeros(z.shape[0], self.config.pose_dims)
+        return self.decoder(z, pose)
+
+    def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None) -> VAEOutput:
+        """Encode, sample ``z = mu + eps * exp(log_var / 2)`` and decode.
+
+        ``eps`` ``(n, latent_dims)`` is standard-normal noise from the caller's seeded generator.
+        Without it, training mode draws from torch's global generator and eval mode decodes
+        ``z = mu``.
+        """
+        x = self._as_batch(x)
+        mu, log_var, pose = self.encoder(x)
+        if eps is None and self.training:
+            eps = torch.randn_like(mu)
+        z = mu if eps is None else mu + eps * torch.exp(0.5 * log_var)  # (n, latent_dims)
+        return VAEOutput(self.decoder(z, pose), mu, log_var, pose, z)
+
+
+def build_model(config: ModelConfig, seed: int) -> AffinityVAE:
+    """Build a model whose initial weights depend only on ``seed`` (torch's global RNG is left as
+    it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return AffinityVAE(config)

@@ -1,0 +1,94 @@
+"""Config validation: defaults from the schema, one-line errors naming the YAML path."""
+
+import copy
+
+import pytest
+
+from cryoavae.config import (
+    class_names,
+    load_yaml,
+    unseen_classes,
+    validate_config,
+    variant_sections,
+)
+from cryoavae.errors import InputError
+
+BASE = {"study": "t", "structures": {"ids": ["1BXN", "1s3x", "3h84"], "unseen": ["3h84"]}}
+
+
+def validated(schema_path, **overrides):
+    config = copy.deepcopy(BASE)
+    config.update(overrides)
+    return validate_config(config, schema_path)
+
+
+def test_defaults_filled_from_schema(schema_path):
+    config = validated(schema_path)
+    assert config["simulation"]["snr"] == 1.0
+    assert config["training"]["beta"]["schedule"] == "flat"
+    assert config["variants"] == {"avae": {}}
+    assert class_names(config) == ["1bxn", "1s3x", "3h84"]
+    assert unseen_classes(config) == ["3h84"]
+
+
+def test_default_study_config_is_valid(repo, schema_path):
+    config = validate_config(load_yaml(repo / "config" / "config.yaml"), schema_path)
+    assert len(class_names(config)) == 10
+    assert sorted(unseen_classes(config)) == ["3d2f", "3h84"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"simulation": {"snr": -1}}, "simulation.snr = -1 is invalid; expected > 0"),
+        ({"simulation": {"snr": "high"}}, "simulation.snr = 'high' is invalid; expected type"),
+        ({"simulation": {"snrr": 1}}, "unknown key simulation.snrr"),
+        ({"bogus": 1}, "unknown key bogus"),
+        ({"model": {"decoder": "splat"}}, "model.decoder = 'splat' is invalid; expected one of"),
+        ({"training": {"gamma": {"value": 1, "shape": "x"}}}, "unknown key training.gamma.shape"),
+        ({"study": "../escape"}, "study = '../escape' is invalid"),
+        ({"structures": {"ids": ["1bxn", "abcd"]}}, "structures.ids[1] = 'abcd' is invalid"),
+        ({"structures": {"ids": ["1bxn", "1s3x"], "unseen": ["9zzz"]}}, "structures.unseen names"),
+        ({"structures": {"ids": ["1bxn", "1s3x"], "unseen": ["1s3x"]}}, "leaves 1 seen classes"),
+        (
+            {"simulation": {"ctf": {"defocus_min_um": 5, "defocus_max_um": 1}}},
+            "defocus_min_um = 5 is larger than defocus_max_um = 1",
+        ),
+        (
+            {"variants": {"bad": {"training": {"epochs": 0}}}},
+            "variants.bad.training: epochs = 0 is invalid; expected >= 1",
+        ),
+        ({"affinity": {"source": "csv"}}, "affinity.source = 'csv' needs affinity.csv_path"),
+        (
+            {"structures": {"ids": ["1bxn"], "files": {"mine": "x.pdb; rm -rf /"}}},
+            "contains characters not allowed",
+        ),
+    ],
+)
+def test_bad_config_one_line_error(schema_path, overrides, expected):
+    with pytest.raises(InputError) as info:
+        validated(schema_path, **overrides)
+    message = str(info.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_variant_overrides_merge_onto_base(schema_path):
+    config = validated(
+        schema_path,
+        training={"epochs": 3, "gamma": {"value": 5}},
+        variants={"avae": {}, "beta_vae": {"training": {"gamma": {"value": 0}}}},
+    )
+    _, base = variant_sections(config, "avae")
+    _, beta_vae = variant_sections(config, "beta_vae")
+    assert base["gamma"]["value"] == 5 and beta_vae["gamma"]["value"] == 0
+    assert beta_vae["epochs"] == 3 and beta_vae["gamma"]["schedule"] == "flat"
+
+
+def test_yaml_errors_name_the_file(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text("study: [unclosed\n")
+    with pytest.raises(InputError, match="study.yaml: not valid YAML"):
+        load_yaml(path)
+    with pytest.raises(InputError, match="missing.yaml: file not found"):
+        load_yaml(tmp_path / "missing.yaml")

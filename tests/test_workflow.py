@@ -1,0 +1,196 @@
+"""The workflow through the real `snakemake` command line: lint, format, dry runs, a tiny study."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import starfile
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def snakemake(*args, cwd=REPO, check=True):
+    """Run the snakemake CLI of this environment; return the completed process."""
+    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), *args]
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        )
+    return result
+
+
+def planned_jobs(output: str) -> dict[str, int]:
+    """Rule -> job count from a dry run's 'Job stats' table."""
+    table = output.split("Job stats:")[-1]
+    jobs = {}
+    for line in table.splitlines():
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if match and match.group(1) != "total":
+            jobs[match.group(1)] = int(match.group(2))
+    return jobs
+
+
+def test_lint_is_clean():
+    result = snakemake("--lint")
+    assert "Congratulations" in result.stdout + result.stderr
+
+
+def test_snakefmt_and_ruff_are_clean():
+    subprocess.run(
+        [str(BIN / "snakefmt"), "--check", "Snakefile", "workflow"], cwd=REPO, check=True
+    )
+    subprocess.run([str(BIN / "ruff"), "check", "."], cwd=REPO, check=True)
+
+
+def test_default_study_dry_run_plans_every_stage(tmp_path):
+    result = snakemake("-n", "--cores", "2", "--directory", str(tmp_path))
+    jobs = planned_jobs(result.stdout)
+    assert jobs["fetch_structure"] == 10 and jobs["make_density_map"] == 10
+    for rule in ("compute_affinity", "simulate_subtomograms", "train_model", "evaluate_model"):
+        assert jobs[rule] >= 1
+
+
+def test_bad_config_stops_before_any_job(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("study: bad\nstructures: {ids: [1bxn, 1s3x]}\nsimulation: {snr: -2}\n")
+    result = snakemake("-n", "--cores", "1", "--configfile", str(bad), check=False)
+    assert result.returncode != 0
+    assert "simulation.snr = -2 is invalid; expected > 0" in result.stdout + result.stderr
+    assert "Job stats" not in result.stdout
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    """Run the tiny study once from an empty folder; yield its results folder."""
+    work = tmp_path_factory.mktemp("tiny")
+    config = REPO / "tests" / "data" / "tiny.yaml"
+    snakemake("--cores", "2", "--configfile", str(config), "--directory", str(work))
+    report = work / "results" / "tiny" / "report.html"
+    snakemake("--configfile", str(config), "--directory", str(work), "--report", str(report))
+    return work
+
+
+def test_tiny_study_outputs(tiny_study):
+    out = tiny_study / "results" / "tiny"
+    names = ["1bxn", "1s3x", "3h84"]
+
+    affinity = pd.read_csv(out / "affinity" / "affinity.csv")
+    assert list(affinity.columns) == names
+    matrix = affinity.to_numpy()
+    assert np.allclose(matrix, matrix.T) and np.allclose(np.diag(matrix), 1.0)
+    assert np.linalg.eigvalsh(matrix).min() > -1e-6
+
+    table = starfile.read(out / "particles" / "particles.star")
+    assert set(table["cryoavaeSplit"]) == {"train", "val", "unseen"}
+    assert set(table.loc[table["cryoavaeSplit"] == "unseen", "cryoavaeClassName"]) == {"3h84"}
+    assert (table["cryoavaeClassName"] == "1bxn").sum() == 24
+
+    checkpoint = torch.load(out / "models" / "avae" / "model.pt", weights_only=True)
+    assert checkpoint["model_config"]["box_size_px"] == 16
+    history = pd.read_csv(out / "models" / "avae" / "history.tsv", sep="\t")
+    assert list(history["epoch"]) == [1, 2]
+    assert {"loss", "reconstruction", "kl", "affinity", "val_loss"} <= set(history.columns)
+
+    metrics = json.loads((out / "models" / "avae" / "metrics.json").read_text())
+    for key in (
+        "accuracy",
+        "macro_f1",
+        "silhouette",
+        "pose_correlation",
+        "unseen",
+        "train_seconds",
+        "train_samples_per_second",
+        "device",
+    ):
+        assert key in metrics
+    assert 0.0 <= metrics["accuracy"] <= 1.0
+    assert set(metrics["unseen"]) == {"3h84"}
+    assert metrics["unseen"]["3h84"]["highest_affinity_seen"] in {"1bxn", "1s3x"}
+
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert provenance["seed"] == 7 and provenance["config"]["study"] == "tiny"
+    assert provenance["packages"]["torch"].startswith("2.")
+    for figure in ("umap.png", "confusion_matrix.png", "pose_correlation.png"):
+        assert (out / "models" / "avae" / figure).read_bytes()[:4] == b"\x89PNG"
+    report = (out / "report.html").read_text(errors="replace")
+    assert "umap.png" in report
+
+
+def test_forcerun_training_reruns_downstream_only(tiny_study):
+    config = REPO / "tests" / "data" / "tiny.yaml"
+    result = snakemake(
+        "-n",
+        "--cores",
+        "1",
+        "--configfile",
+        str(config),
+        "--directory",
+        str(tiny_study),
+        "--forcerun",
+        "train_model",
+    )
+    jobs = planned_jobs(result.stdout)
+    assert jobs.get("train_model") == 1 and jobs.get("evaluate_model") == 1
+    for upstream in (
+        "fetch_structure",
+        "make_density_map",
+        "simulate_subtomograms",
+        "compute_affinity",
+    ):
+        assert upstream not in jobs
+
+
+def test_changed_simulation_setting_reruns_simulation(tiny_study, tmp_path):
+    config = yaml.safe_load((REPO / "tests" / "data" / "tiny.yaml").read_text())
+    config["simulation"]["snr"] = 2.0
+    changed = tmp_path / "tiny_changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    result = snakemake(
+        "-n", "--cores", "1", "--configfile", str(changed), "--directory", str(tiny_study)
+    )
+    jobs = planned_jobs(result.stdout)
+    assert jobs.get("simulate_subtomograms") == 2 and jobs.get("train_model") == 1
+    assert "fetch_structure" not in jobs and "compute_affinity" not in jobs
+
+
+def test_no_half_written_outputs_after_a_failing_rule(tmp_path):
+    """A corrupt bundled structure fails its rule and leaves no output file behind."""
+    resources = tmp_path / "res"
+    resources.mkdir()
+    for name in ("1bxn", "1s3x"):
+        shutil.copy(REPO / "resources" / "pdb" / f"{name}.pdb.gz", resources)
+    (resources / "1s3x.pdb.gz").write_bytes(b"\x1f\x8b\x08corrupt")
+    config = yaml.safe_load((REPO / "tests" / "data" / "tiny.yaml").read_text())
+    config["structures"] = {
+        "ids": ["1bxn", "1s3x"],
+        "offline": True,
+        "resources_dir": str(resources),
+    }
+    path = tmp_path / "corrupt.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake(
+        "--cores",
+        "1",
+        "--configfile",
+        str(path),
+        "--directory",
+        str(tmp_path),
+        "results/tiny/structures/1s3x.cif.gz",
+        check=False,
+    )
+    assert result.returncode != 0
+    assert not (tmp_path / "results" / "tiny" / "structures" / "1s3x.cif.gz").exists()
+    log = (tmp_path / "results" / "tiny" / "logs" / "fetch_structure" / "1s3x.log").read_text()
+    assert "1s3x" in log
+    assert os.listdir(tmp_path / "results" / "tiny" / "structures") == []
