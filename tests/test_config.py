@@ -92,3 +92,30 @@ def test_yaml_errors_name_the_file(tmp_path):
         load_yaml(path)
     with pytest.raises(InputError, match="missing.yaml: file not found"):
         load_yaml(tmp_path / "missing.yaml")
+
+
+def test_config_readme_documents_every_key(repo, schema_path):
+    """Every key of the schema appears in config/README.md."""
+    readme = (repo / "config" / "README.md").read_text()
+    schema = load_yaml(schema_path)
+
+    def keys(node, prefix=""):
+        node = node.get("allOf", [node])[0] if "allOf" in node else node
+        if "$ref" in node:
+            node = schema["$defs"][node["$ref"].split("/")[-1]]
+        for name, sub in node.get("properties", {}).items():
+            path = f"{prefix}{name}"
+            yield path
+            yield from keys(sub, f"{path}.")
+
+    for path in keys(schema):
+        leaf = path.replace("training.beta.", "training.<beta,gamma>.").replace(
+            "training.gamma.", "training.<beta,gamma>."
+        )
+        if leaf.endswith(("<beta,gamma>.value",)):
+            leaf = path
+        if path in ("structures", "affinity", "density", "simulation", "model", "training",
+                    "evaluation", "resources", "affinity.soap", "simulation.ctf",
+                    "simulation.missing_wedge", "training.beta", "training.gamma"):
+            continue
+        assert f"`{leaf}`" in readme, f"config/README.md does not document {path}"
