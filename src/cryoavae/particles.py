@@ -106,7 +106,13 @@ def write_particle_table(path: str | os.PathLike, table: pd.DataFrame) -> None:
     """Validate and write a particle table as STAR, atomically."""
     _check_columns(table, path)
     with atomic_path(path) as tmp:
-        starfile.write(table.reset_index(drop=True), tmp, overwrite=True)
+        starfile.write(table.reset_index(drop=True), tmp)
+        # starfile stamps the wall-clock time into its first line; a fixed header keeps a seeded
+        # run byte-for-byte reproducible.
+        lines = tmp.read_text().splitlines(keepends=True)
+        if lines and lines[0].startswith("# Created by the starfile"):
+            lines[0] = "# cryoavae particle table\n"
+        tmp.write_text("".join(lines))
 
 
 def read_particle_table(path: str | os.PathLike) -> pd.DataFrame:

@@ -1,0 +1,81 @@
+"""The particle contract: stacks and STAR tables round-trip, validate, and fail clearly."""
+
+import mrcfile
+import numpy as np
+import pandas as pd
+import pytest
+
+from cryoavae import particles as P
+from cryoavae.errors import InputError
+
+
+def make_table(n: int, stack: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            P.IMAGE: [P.image_reference(i, stack) for i in range(n)],
+            P.CLASS_NUMBER: [1 + i % 2 for i in range(n)],
+            "rlnAngleRot": np.linspace(0, 90, n),
+            "rlnAngleTilt": np.linspace(0, 45, n),
+            "rlnAnglePsi": np.linspace(-30, 30, n),
+            P.CLASS_NAME: ["1bxn" if i % 2 == 0 else "3h84" for i in range(n)],
+            P.SPLIT: ["train"] * (n - 1) + ["val"],
+        }
+    )
+
+
+@pytest.mark.parametrize("shape", [(5, 8, 8), (5, 8, 8, 8)])
+def test_stack_round_trip_validates_and_keeps_voxel_size(tmp_path, shape):
+    images = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    path = tmp_path / "s.mrcs"
+    P.write_stack(path, images, voxel_size_angstrom=12.5)
+    assert mrcfile.validate(str(path), print_file=open("/dev/null", "w"))
+    assert P.stack_voxel_size(path) == pytest.approx(12.5)
+    np.testing.assert_array_equal(np.asarray(P.open_stack(path)), images)
+
+
+def test_table_round_trip_and_gather(tmp_path):
+    images = np.arange(6 * 4 * 4 * 4, dtype=np.float32).reshape(6, 4, 4, 4)
+    P.write_stack(tmp_path / "a.mrcs", images, 10.0)
+    table = make_table(6, "a.mrcs")
+    P.write_particle_table(tmp_path / "a.star", table)
+    back = P.read_particle_table(tmp_path / "a.star")
+    assert list(back[P.CLASS_NAME]) == list(table[P.CLASS_NAME])
+    np.testing.assert_allclose(back["rlnAnglePsi"], table["rlnAnglePsi"], atol=1e-5)
+    reader = P.ParticleImages(back, tmp_path / "a.star")
+    assert reader.shape == (6, 4, 4, 4)
+    np.testing.assert_array_equal(reader.gather([4, 1]), images[[4, 1]])
+
+
+def test_star_bytes_are_reproducible(tmp_path):
+    table = make_table(4, "a.mrcs")
+    P.write_particle_table(tmp_path / "1.star", table)
+    P.write_particle_table(tmp_path / "2.star", table)
+    assert (tmp_path / "1.star").read_bytes() == (tmp_path / "2.star").read_bytes()
+
+
+def test_missing_column_refused(tmp_path):
+    table = make_table(3, "a.mrcs").drop(columns=[P.SPLIT])
+    with pytest.raises(InputError, match="lacks columns"):
+        P.write_particle_table(tmp_path / "x.star", table)
+    assert not (tmp_path / "x.star").exists()
+
+
+def test_bad_split_and_corrupt_files_refused(tmp_path):
+    table = make_table(3, "a.mrcs")
+    table[P.SPLIT] = ["train", "test", "val"]
+    P.starfile.write(table, tmp_path / "bad.star")
+    with pytest.raises(InputError, match="cryoavaeSplit"):
+        P.read_particle_table(tmp_path / "bad.star")
+    (tmp_path / "junk.mrcs").write_bytes(b"not an mrc file at all")
+    with pytest.raises(InputError, match="junk.mrcs: not a valid MRC"):
+        P.open_stack(tmp_path / "junk.mrcs")
+    with pytest.raises(InputError, match="not of the form"):
+        P.split_image_reference("a.mrcs")
+
+
+def test_table_pointing_past_the_stack_is_refused(tmp_path):
+    P.write_stack(tmp_path / "a.mrcs", np.zeros((2, 4, 4), np.float32), 1.0)
+    table = make_table(3, "a.mrcs")
+    reader = P.ParticleImages(table, tmp_path / "a.star")
+    with pytest.raises(InputError, match="holds 2"):
+        reader.gather([0])
