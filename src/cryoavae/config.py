@@ -161,7 +161,29 @@ def validate_config(config: dict, schema_path: str | os.PathLike, source: str = 
 def _check_study(config: dict, source: str) -> None:
     structures = config["structures"]
     names = class_names(config)
-    if config["particle_source"] == "simulate" and len(names) < 2:
+    particle_source, affinity_source = config["particle_source"], config["affinity"]["source"]
+    if particle_source == "characters":
+        if affinity_source not in ("glyph", "csv"):
+            raise InputError(
+                f"{source}: affinity.source = {affinity_source!r} does not apply to "
+                "particle_source 'characters'; expected 'glyph' or 'csv'"
+            )
+        overlap = set(config["characters"]["seen"]) & set(config["characters"]["unseen"])
+        if overlap:
+            raise InputError(f"{source}: characters.unseen repeats seen classes {sorted(overlap)}")
+        return
+    if affinity_source == "glyph":
+        raise InputError(
+            f"{source}: affinity.source = 'glyph' needs particle_source 'characters'; "
+            f"expected one of ['soap', 'map_cc', 'csv']"
+        )
+    if particle_source == "extract":
+        if not config["extraction"]["tomograms"]:
+            raise InputError(f"{source}: particle_source 'extract' needs extraction.tomograms")
+        for k, entry in enumerate(config["extraction"]["tomograms"]):
+            for key in ("tomogram", "particles"):
+                _check_relative_path(entry[key], f"{source}: extraction.tomograms[{k}].{key}")
+    if len(names) < 2:
         raise InputError(
             f"{source}: structures.ids/files name {len(names)} classes; a study needs at least 2"
         )
@@ -174,7 +196,7 @@ def _check_study(config: dict, source: str) -> None:
                 f"(classes: {names})"
             )
     seen = [n for n in names if n not in unseen_classes(config)]
-    if config["particle_source"] == "simulate" and len(seen) < 2:
+    if len(seen) < 2:
         raise InputError(f"{source}: structures.unseen leaves {len(seen)} seen classes; need >= 2")
     for name, path in structures["files"].items():
         _check_relative_path(path, f"{source}: structures.files.{name}")
@@ -195,12 +217,17 @@ def _check_relative_path(path: str, where: str) -> None:
 
 
 def class_names(config: Mapping) -> list[str]:
-    """The study's classes in order: PDB IDs (lower case) then the user's own files."""
+    """The study's classes in order: PDB IDs (lower case) then the user's own files; or the
+    characters, seen then unseen."""
+    if config.get("particle_source") == "characters":
+        return list(config["characters"]["seen"]) + list(config["characters"]["unseen"])
     structures = config["structures"]
     return [i.lower() for i in structures["ids"]] + list(structures["files"])
 
 
 def unseen_classes(config: Mapping) -> list[str]:
+    if config.get("particle_source") == "characters":
+        return list(config["characters"]["unseen"])
     names = class_names(config)
     lowered = {n.lower(): n for n in names}
     return [lowered.get(u.lower(), u) for u in config["structures"]["unseen"]]

@@ -1,27 +1,55 @@
-rule compute_affinity:
-    """The class x class prior A (SOAP, map cross-correlation or the user's CSV), made PSD."""
-    input:
-        structures=structure_files(),
-        maps=map_files(),
-    output:
-        csv=f"{R}/affinity/affinity.csv",
-        heatmap=report(
-            f"{R}/affinity/affinity_heatmap.png",
-            caption="../report/affinity_heatmap.rst",
-            category="1. Affinity prior",
-        ),
-        info=f"{R}/affinity/affinity_info.json",
-    log:
-        f"{R}/logs/compute_affinity.log",
-    conda:
-        "../../envs/cryoavae.yaml"
-    threads: THREADS
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    params:
-        class_names=CLASSES,
-        affinity=config["affinity"],
-        seed=config["seed"],
-    script:
-        "../../scripts/compute_affinity.py"
+if SOURCE == "characters":
+
+    rule compute_glyph_affinity:
+        """The characters' prior: rotation-maximised glyph cross-correlation, made PSD."""
+        output:
+            csv=f"{R}/affinity/affinity.csv",
+            heatmap=report(
+                f"{R}/affinity/affinity_heatmap.png",
+                caption="../report/affinity_heatmap.rst",
+                category="1. Affinity prior",
+            ),
+            info=f"{R}/affinity/affinity_info.json",
+        log:
+            f"{R}/logs/compute_glyph_affinity.log",
+        conda:
+            "../../envs/cryoavae.yaml"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        params:
+            characters=config["characters"],
+            affinity=config["affinity"],
+        script:
+            "../../scripts/compute_glyph_affinity.py"
+
+else:
+
+    rule compute_affinity:
+        """The class x class prior A (SOAP, map cross-correlation or the user's CSV), made PSD."""
+        input:
+            structures=structure_files(),
+            maps=map_files(),
+        output:
+            csv=f"{R}/affinity/affinity.csv",
+            heatmap=report(
+                f"{R}/affinity/affinity_heatmap.png",
+                caption="../report/affinity_heatmap.rst",
+                category="1. Affinity prior",
+            ),
+            info=f"{R}/affinity/affinity_info.json",
+        log:
+            f"{R}/logs/compute_affinity.log",
+        conda:
+            "../../envs/cryoavae.yaml"
+        threads: THREADS
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        params:
+            class_names=CLASSES,
+            affinity=config["affinity"],
+            seed=config["seed"],
+        script:
+            "../../scripts/compute_affinity.py"

@@ -24,12 +24,18 @@ R = f"results/{STUDY}"
 CLASSES = class_names(config)
 UNSEEN = unseen_classes(config)
 VARIANTS = list(config["variants"])
-SHARDS = [f"{k:03d}" for k in range(config["simulation"]["n_shards"])]
+SOURCE = config["particle_source"]
+N_SHARDS = {
+    "simulate": config["simulation"]["n_shards"],
+    "extract": len(config["extraction"]["tomograms"]),
+    "characters": 1,
+}[SOURCE]
+SHARDS = [f"{k:03d}" for k in range(N_SHARDS)]
 THREADS = config["resources"]["threads"]
 
 
 wildcard_constraints:
-    structure="|".join(CLASSES),
+    structure="|".join(CLASSES) if SOURCE != "characters" else "^$",
     variant="|".join(VARIANTS),
     shard=r"\d{3}",
 
@@ -48,6 +54,11 @@ def structure_params(wildcards):
         "resources_dir": str(Path(workflow.basedir) / s["resources_dir"]),
         "fetch": fetch,
     }
+
+
+def tomogram_entry(wildcards):
+    """The tomogram and particle list of one extraction shard."""
+    return config["extraction"]["tomograms"][int(wildcards.shard)]
 
 
 def atom_selection():

@@ -1,26 +1,78 @@
-rule simulate_subtomograms:
-    """One shard of simulated subtomograms: random pose, CTF, missing wedge, noise."""
-    input:
-        maps=map_files(),
-    output:
-        stack=f"{R}/particles/shard_{{shard}}.mrcs",
-        star=f"{R}/particles/shard_{{shard}}.star",
-    log:
-        f"{R}/logs/simulate_subtomograms/{{shard}}.log",
-    conda:
-        "../../envs/cryoavae.yaml"
-    threads: THREADS
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    params:
-        class_names=CLASSES,
-        unseen=UNSEEN,
-        simulation=config["simulation"],
-        voxel_size_angstrom=config["density"]["voxel_size_angstrom"],
-        seed=config["seed"],
-    script:
-        "../../scripts/simulate_subtomograms.py"
+# Three sources of particles, one contract: particles/shard_<k>.mrcs + .star (see particles.py).
+if SOURCE == "simulate":
+
+    rule simulate_subtomograms:
+        """One shard of simulated subtomograms: random pose, CTF, missing wedge, noise."""
+        input:
+            maps=map_files(),
+        output:
+            stack=f"{R}/particles/shard_{{shard}}.mrcs",
+            star=f"{R}/particles/shard_{{shard}}.star",
+        log:
+            f"{R}/logs/simulate_subtomograms/{{shard}}.log",
+        conda:
+            "../../envs/cryoavae.yaml"
+        threads: THREADS
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        params:
+            class_names=CLASSES,
+            unseen=UNSEEN,
+            simulation=config["simulation"],
+            voxel_size_angstrom=config["density"]["voxel_size_angstrom"],
+            seed=config["seed"],
+        script:
+            "../../scripts/simulate_subtomograms.py"
+
+elif SOURCE == "extract":
+
+    rule extract_subtomograms:
+        """Subtomograms cut out of one tomogram (one shard) at the positions of its particle list."""
+        input:
+            tomogram=lambda wildcards: tomogram_entry(wildcards)["tomogram"],
+            particles=lambda wildcards: tomogram_entry(wildcards)["particles"],
+        output:
+            stack=f"{R}/particles/shard_{{shard}}.mrcs",
+            star=f"{R}/particles/shard_{{shard}}.star",
+        log:
+            f"{R}/logs/extract_subtomograms/{{shard}}.log",
+        conda:
+            "../../envs/cryoavae.yaml"
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        params:
+            class_names=CLASSES,
+            unseen=UNSEEN,
+            extraction={
+                k: v for k, v in config["extraction"].items() if k != "tomograms"
+            },
+            seed=config["seed"],
+        script:
+            "../../scripts/extract_subtomograms.py"
+
+else:
+
+    rule generate_characters:
+        """The 2-D character set: rendered glyphs, random in-plane rotations, optional noise."""
+        output:
+            stack=f"{R}/particles/shard_000.mrcs",
+            star=f"{R}/particles/shard_000.star",
+        log:
+            f"{R}/logs/generate_characters.log",
+        conda:
+            "../../envs/cryoavae.yaml"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        params:
+            characters=config["characters"],
+            seed=config["seed"],
+        script:
+            "../../scripts/generate_characters.py"
 
 
 rule collect_particles:
