@@ -3,11 +3,17 @@
 from pathlib import Path
 
 import numpy as np
-from cryoavae.affinity import AffinityConfig, SoapConfig, compute_affinity, write_affinity_csv
+
+from cryoavae.affinity import (
+    AffinityConfig,
+    SoapConfig,
+    compute_affinity,
+    soap_selection,
+    write_affinity_csv,
+)
+from cryoavae.atomic import write_text_atomic
 from cryoavae.density import read_map
 from cryoavae.report.affinity_figures import plot_affinity_heatmap
-
-from cryoavae.atomic import write_text_atomic
 from cryoavae.runlog import dump_json, start_logging
 from cryoavae.structures import AtomSelection, load_atoms
 
@@ -15,9 +21,8 @@ params = snakemake.params
 start_logging(snakemake.log[0], rule="compute_affinity", seed=params.seed)
 settings = dict(params.affinity)
 config = AffinityConfig(**{**settings, "soap": SoapConfig(**settings["soap"])})
-atoms = [
-    load_atoms(Path(p), AtomSelection(atoms=config.soap.atoms)) for p in snakemake.input.structures
-]
+selection = soap_selection(config.soap, AtomSelection(**params.selection))
+atoms = [load_atoms(Path(p), selection) for p in snakemake.input.structures]
 maps = np.stack([read_map(p)[0] for p in snakemake.input.maps])
 matrix, info = compute_affinity(params.class_names, atoms, maps, config, seed=params.seed)
 write_affinity_csv(snakemake.output.csv, params.class_names, matrix)

@@ -3,9 +3,9 @@
 from pathlib import Path
 
 import torch
-from cryoavae.embed import embed_particles
 
 from cryoavae.atomic import atomic_path
+from cryoavae.embed import embed_particles
 from cryoavae.particles import ParticleImages, read_particle_table
 from cryoavae.runlog import start_logging
 

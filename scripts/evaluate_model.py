@@ -3,6 +3,7 @@
 import json
 
 import pandas as pd
+
 from cryoavae.affinity import read_affinity_csv
 from cryoavae.evaluate import (
     EvaluationConfig,
@@ -11,7 +12,6 @@ from cryoavae.evaluate import (
     write_metrics_json,
 )
 from cryoavae.report import evaluation_figures as figures
-
 from cryoavae.runlog import start_logging
 
 params, out = snakemake.params, snakemake.output

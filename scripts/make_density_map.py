@@ -3,14 +3,12 @@
 from pathlib import Path
 
 from cryoavae.density import DensityConfig, atoms_to_density, write_map
-
 from cryoavae.runlog import start_logging
 from cryoavae.structures import AtomSelection, load_atoms
 
 name = snakemake.wildcards.structure
 start_logging(snakemake.log[0], rule="make_density_map", structure=name)
-selection = snakemake.params.selection
-selection = AtomSelection(**{**selection, "chains": tuple(selection["chains"] or ()) or None})
+selection = AtomSelection(**snakemake.params.selection)
 config = DensityConfig(**snakemake.params.density)
 atoms = load_atoms(Path(snakemake.input[0]), selection)
 volume = atoms_to_density(atoms, config, name=name)

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from cryoavae.density import read_map
-from cryoavae.simulate.pipeline import CtfConfig, SimulationConfig, WedgeConfig, simulate_shard
 
+from cryoavae.density import read_map
 from cryoavae.runlog import start_logging
+from cryoavae.simulate.pipeline import CtfConfig, SimulationConfig, WedgeConfig, simulate_shard
 
 params = snakemake.params
 shard = int(snakemake.wildcards.shard)

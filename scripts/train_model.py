@@ -3,12 +3,11 @@
 from pathlib import Path
 
 from cryoavae.affinity import read_affinity_csv
-from cryoavae.train import TrainingConfig, train_model
-
 from cryoavae.atomic import write_text_atomic
 from cryoavae.model import ModelConfig
 from cryoavae.particles import ParticleImages, read_particle_table
 from cryoavae.runlog import dump_json, start_logging
+from cryoavae.train import TrainingConfig, train_model
 
 params = snakemake.params
 start_logging(

@@ -14,7 +14,6 @@ import gzip
 import http.client
 import logging
 import re
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -164,6 +163,11 @@ class AtomSelection:
     assembly: str | None = None
     chains: tuple[str, ...] | None = None
 
+    def __post_init__(self):
+        # YAML gives lists; an empty list means "no selection", like None.
+        if self.chains is not None:
+            object.__setattr__(self, "chains", tuple(self.chains) or None)
+
 
 @dataclass(frozen=True, eq=False)
 class AtomArrays:
@@ -288,9 +292,7 @@ def _normalise(raw: bytes, label: str) -> bytes:
         try:
             text = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as err:
-            raise InputError(
-                f"{label}: corrupt or truncated gzip ({err}); fetch it again"
-            ) from err
+            raise InputError(f"{label}: corrupt or truncated gzip ({err}); fetch it again") from err
     try:
         st = gemmi.read_structure_string(text)
     except (RuntimeError, ValueError) as err:
@@ -328,17 +330,19 @@ def _download(url: str, *, timeout_s: float, retries: int) -> bytes | None:
             if err.code in (404, 410):
                 return None
             if err.code not in _RETRY_STATUS:
-                raise InputError(f"download of {url} refused: HTTP {err.code} {err.reason}") from err
+                raise InputError(
+                    f"download of {url} refused: HTTP {err.code} {err.reason}"
+                ) from err
             last = f"HTTP {err.code} {err.reason}"
         except urllib.error.URLError as err:
             if isinstance(err.reason, FileNotFoundError):  # file:// mirror without the entry
                 return None
             last = (
                 f"no answer within {timeout_s} s"
-                if isinstance(err.reason, TimeoutError | socket.timeout)
+                if isinstance(err.reason, TimeoutError)
                 else f"{err.reason}"
             )
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             last = f"no answer within {timeout_s} s"
         except (http.client.HTTPException, ConnectionError) as err:
             last = f"connection broken ({type(err).__name__}: {err})"

@@ -50,6 +50,7 @@ else:
         params:
             class_names=CLASSES,
             affinity=config["affinity"],
+            selection=atom_selection(),
             seed=config["seed"],
         script:
             "../../scripts/compute_affinity.py"

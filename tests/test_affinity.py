@@ -1,0 +1,274 @@
+"""The affinity prior: SOAP on tiny C-alpha clouds, map cross-correlation on synthetic blobs, the
+spread/projection that makes a valid cosine-similarity matrix, and the user-CSV contract."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cryoavae import affinity as af
+from cryoavae.errors import InputError
+from cryoavae.report.affinity_figures import cluster_order, plot_affinity_heatmap
+from cryoavae.structures import AtomArrays
+
+SMALL_SOAP = af.SoapConfig(r_cut_angstrom=12.0, n_max=3, l_max=3, sigma_angstrom=3.0)
+
+
+def _cloud(kind: str, seed: int, n: int = 150) -> AtomArrays:
+    """C-alpha-like pseudo-atoms (Å) filling a ball, a rod or a disk."""
+    rng = np.random.default_rng(seed)
+    if kind == "ball":
+        p = rng.normal(size=(n, 3))
+        p *= 15 * rng.random(n)[:, None] ** (1 / 3) / np.linalg.norm(p, axis=1, keepdims=True)
+    elif kind == "rod":
+        p = np.c_[rng.uniform(-30, 30, n), rng.normal(0, 2, (n, 2))]
+    else:
+        r, t = 20 * np.sqrt(rng.random(n)), rng.uniform(0, 2 * np.pi, n)
+        p = np.c_[r * np.cos(t), r * np.sin(t), rng.normal(0, 1, n)]
+    return AtomArrays(p, np.full(n, 6), np.full(n, "C"))
+
+
+@pytest.fixture(scope="module")
+def clouds() -> list[AtomArrays]:
+    return [
+        _cloud("ball", 1),
+        _cloud("rod", 2),
+        _cloud("disk", 3),
+        _cloud("ball", 4),
+        _cloud("rod", 5),
+    ]
+
+
+def _ellipsoid(d: int, axes_px, centre_px) -> np.ndarray:
+    """Gaussian ellipsoid (d, d, d) indexed [z, y, x]; axes and centre given as (x, y, z)."""
+    z, y, x = np.indices((d, d, d), dtype=np.float64)
+    q = sum(((c - m) / a) ** 2 for c, m, a in zip((x, y, z), centre_px, axes_px, strict=True))
+    return np.exp(-q / 2)
+
+
+def _assert_valid_prior(a: np.ndarray) -> None:
+    np.testing.assert_array_equal(a, a.T)
+    np.testing.assert_array_equal(np.diag(a), 1.0)
+    assert np.all(a <= 1.0) and np.all(a >= -1.0)
+    assert np.linalg.eigvalsh(a).min() > -1e-10
+
+
+# --- SOAP ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("standardize", [False, True])
+def test_soap_prior_is_valid_and_sees_shape(clouds, standardize):
+    config = af.SoapConfig(**{**SMALL_SOAP.__dict__, "standardize": standardize})
+    a, info = af.build_affinity(af.soap_similarity(clouds, config))
+    _assert_valid_prior(a)
+    assert info["min_eigenvalue_after"] > -1e-10 and info["best_l1_after"] < 1e-8
+    # The two balls (different random points) are each other's nearest neighbours; so are the rods.
+    nearest = (a - 2 * np.eye(len(a))).argmax(axis=1)
+    assert nearest[[0, 3, 1, 4]].tolist() == [3, 0, 4, 1]
+
+
+def test_permuting_structures_permutes_the_prior(clouds):
+    perm = [2, 4, 0, 3, 1]
+    a, _ = af.build_affinity(af.soap_similarity(clouds, SMALL_SOAP))
+    b, _ = af.build_affinity(af.soap_similarity([clouds[i] for i in perm], SMALL_SOAP))
+    np.testing.assert_allclose(b, a[np.ix_(perm, perm)], atol=1e-9)
+
+
+def test_subsampled_centres_keep_the_descriptor(monkeypatch):
+    big = _cloud("ball", 7, n=400)
+    full = af.soap_descriptors([big], SMALL_SOAP)[0]
+    monkeypatch.setattr(af, "MAX_SOAP_CENTERS", 100)
+    assert len(af._soap_centres(400)) == 100
+    sub = af.soap_descriptors([big], SMALL_SOAP)[0]
+    assert full @ sub / np.linalg.norm(full) / np.linalg.norm(sub) > 0.999
+
+
+def test_calpha_soap_refuses_all_atom_input():
+    mixed = AtomArrays(np.zeros((2, 3)), np.array([6, 7]), np.array(["C", "N"]))
+    with pytest.raises(InputError, match=r"affinity\.soap\.atoms is 'calpha' but structure 0"):
+        af.soap_similarity([mixed], SMALL_SOAP)
+    with pytest.raises(InputError, match=r"affinity\.soap\.r_cut_angstrom: 0\.5"):
+        af.soap_similarity([mixed], af.SoapConfig(atoms="heavy", r_cut_angstrom=0.5))
+
+
+# --- map cross-correlation -------------------------------------------------------------------
+
+
+def test_map_cc_ignores_translation_and_rotation():
+    d = 20
+    rod_x = _ellipsoid(d, (2.5, 1.0, 1.0), (9.5, 9.5, 9.5))
+    rod_x_shifted = _ellipsoid(d, (2.5, 1.0, 1.0), (10.5, 8.5, 9.5))
+    rod_y = _ellipsoid(d, (1.0, 2.5, 1.0), (9.5, 9.5, 9.5))
+    ball = _ellipsoid(d, (1.6, 1.6, 1.6), (9.5, 9.5, 9.5))
+    maps = np.stack([rod_x, rod_x_shifted, rod_y, ball])
+    only_identity = af.map_cc_similarity(maps, n_rotations=1, seed=0)
+    assert only_identity[0, 1] > 0.999  # whole-voxel shift: undone by centring
+    cc = af.map_cc_similarity(maps, n_rotations=300, seed=0)
+    _assert_valid_prior(af.nearest_correlation_matrix(cc))
+    np.testing.assert_array_equal(cc, cc.T)
+    assert cc[0, 2] > 0.95 > only_identity[0, 2]  # a rotation finds the rod along y
+    assert cc[0, 2] > cc[0, 3]
+    np.testing.assert_array_equal(cc, af.map_cc_similarity(maps, n_rotations=300, seed=0))
+
+
+# --- spread, projection, floor ---------------------------------------------------------------
+
+
+def test_spread_is_the_documented_linear_map():
+    raw = np.array([[1.0, 0.99, 0.98], [0.99, 1.0, 0.96], [0.98, 0.96, 1.0]])
+    expected = np.array([[1.0, 0.5, 0.0], [0.5, 1.0, -1.0], [0.0, -1.0, 1.0]])
+    np.testing.assert_allclose(af.spread_similarity(raw), expected, atol=1e-12)
+    np.testing.assert_array_equal(af.spread_similarity(np.ones((3, 3))), np.ones((3, 3)))
+    np.testing.assert_array_equal(af.spread_similarity(np.ones((1, 1))), np.ones((1, 1)))
+
+
+def test_nearest_correlation_matrix_matches_higham_example():
+    # Higham (2002), section 4: the nearest correlation matrix to this tridiagonal matrix.
+    a = np.array([[2, -1, 0, 0], [-1, 2, -1, 0], [0, -1, 2, -1], [0, 0, -1, 2]], dtype=float)
+    expected = np.array(
+        [
+            [1.0000, -0.8084, 0.1916, 0.1068],
+            [-0.8084, 1.0000, -0.6562, 0.1916],
+            [0.1916, -0.6562, 1.0000, -0.8084],
+            [0.1068, 0.1916, -0.8084, 1.0000],
+        ]
+    )
+    x = af.nearest_correlation_matrix(a)
+    np.testing.assert_allclose(x, expected, atol=2e-4)
+    _assert_valid_prior(x)
+    np.testing.assert_allclose(af.nearest_correlation_matrix(x), x, atol=1e-8)
+
+
+def test_best_l1_of_an_impossible_prior():
+    # Three classes all pairwise opposite is impossible; the best unit vectors sit at 120°.
+    a = np.array([[1.0, -1.0, -1.0], [-1.0, 1.0, -1.0], [-1.0, -1.0, 1.0]])
+    assert af.best_achievable_l1(a) == pytest.approx(0.5, abs=1e-6)
+    final, info = af.build_affinity(a, spread=False)
+    np.testing.assert_allclose(final[0, 1], -0.5, atol=1e-6)
+    assert info["min_eigenvalue_before"] == pytest.approx(-1.0)
+    assert info["best_l1_before"] == pytest.approx(0.5, abs=1e-6)
+    assert abs(info["best_l1_after"]) < 1e-8
+    assert af.best_achievable_l1(np.eye(3)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_random_matrices_become_valid_priors():
+    rng = np.random.default_rng(0)
+    for n in (2, 5, 12):
+        m = rng.uniform(-1, 1, (n, n))
+        a, info = af.build_affinity((m + m.T) / 2)
+        _assert_valid_prior(a)
+        assert info["min_eigenvalue_after"] >= -1e-10
+
+
+def test_spearman_agreement():
+    a = np.array([[1.0, 0.9, 0.1], [0.9, 1.0, 0.5], [0.1, 0.5, 1.0]])
+    assert af.spearman_agreement(a, a**3) == pytest.approx(1.0)
+    assert af.spearman_agreement(a, -a) == pytest.approx(-1.0)
+    assert np.isnan(af.spearman_agreement(np.eye(2), np.eye(2)))
+
+
+# --- CSV -------------------------------------------------------------------------------------
+
+NAMES = ["1bxn", "3qm1", "mine"]
+MATRIX = np.array([[1.0, 0.25, -0.5], [0.25, 1.0, 0.125], [-0.5, 0.125, 1.0]])
+
+
+def test_csv_round_trip_and_reordering(tmp_path):
+    path = tmp_path / "affinity.csv"
+    af.write_affinity_csv(path, NAMES, MATRIX)
+    assert path.read_text().splitlines()[0] == "1bxn,3qm1,mine"
+    np.testing.assert_array_equal(af.read_affinity_csv(path, NAMES), MATRIX)
+    order = [2, 0, 1]
+    np.testing.assert_array_equal(
+        af.read_affinity_csv(path, [NAMES[i] for i in order]), MATRIX[np.ix_(order, order)]
+    )
+
+
+def test_csv_with_a_label_column_is_accepted(tmp_path):
+    path = tmp_path / "pandas.csv"
+    rows = [",1bxn,3qm1,mine"] + [
+        ",".join([n, *map(str, row)]) for n, row in zip(NAMES, MATRIX, strict=True)
+    ]
+    path.write_text("\n".join(rows) + "\n")
+    np.testing.assert_array_equal(af.read_affinity_csv(path, NAMES), MATRIX)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("1bxn,3qm1,mine\n1,0.2,0.1\n0.2,1,0.3\n", "is not square"),
+        ("1bxn,3qm1,mine\n1,0.2,0.1\n0.2,1,0.3\n0.1,0.3\n", "is not square"),
+        ("1bxn,3qm1,mine\n1,0.2,0.1\n0.5,1,0.3\n0.1,0.3,1\n", r"not symmetric: 1bxn,3qm1 = 0\.2"),
+        ("1bxn,3qm1,other\n1,0.2,0.1\n0.2,1,0.3\n0.1,0.3,1\n", r"unknown \['other'\]"),
+        ("1bxn,3qm1,mine\n1,0.2,1.5\n0.2,1,0.3\n1.5,0.3,1\n", r"1\.5 at 1bxn,mine is outside"),
+        ("1bxn,3qm1,mine\n0,0.2,0.1\n0.2,0,0.3\n0.1,0.3,0\n", "diagonal must be 1"),
+        ("1bxn,3qm1,mine\n1,x,0.1\nx,1,0.3\n0.1,0.3,1\n", r"row 2: 'x' is not a number"),
+        ("", "is empty"),
+    ],
+)
+def test_bad_csv_is_refused_with_one_clear_line(tmp_path, text, message):
+    path = tmp_path / "user.csv"
+    path.write_text(text)
+    with pytest.raises(InputError, match=message) as err:
+        af.read_affinity_csv(path, NAMES)
+    assert "\n" not in str(err.value) and "user.csv" in str(err.value)
+
+
+# --- compute_affinity and the heatmap --------------------------------------------------------
+
+
+def test_compute_affinity_for_each_source(clouds, tmp_path):
+    names = ["ball1", "rod1", "disk", "ball2", "rod2"]
+    d = 12
+    maps = np.stack(
+        [
+            _ellipsoid(d, (2.5, 2.5, 2.5), (5.5, 5.5, 5.5)),
+            _ellipsoid(d, (4.0, 1.2, 1.2), (5.5, 5.5, 5.5)),
+            _ellipsoid(d, (3.5, 3.5, 1.0), (5.5, 5.5, 5.5)),
+            _ellipsoid(d, (2.4, 2.6, 2.5), (5.5, 6.0, 5.5)),
+            _ellipsoid(d, (1.2, 1.3, 4.0), (5.0, 5.5, 5.5)),
+        ]
+    )
+    config = af.AffinityConfig(soap=SMALL_SOAP, map_cc_rotations=20)
+    a, info = af.compute_affinity(names, clouds, maps, config, seed=3)
+    _assert_valid_prior(a)
+    json.dumps(info)  # plain JSON types only
+    assert info["source"] == "soap" and -1.0 <= info["spearman_vs_map_cc"] <= 1.0
+    assert np.array(info["raw"]).shape == (5, 5)
+
+    by_maps, info = af.compute_affinity(
+        names, clouds, maps, config.__class__(source="map_cc", map_cc_rotations=20), seed=3
+    )
+    _assert_valid_prior(by_maps)
+    assert info["spearman_vs_map_cc"] == pytest.approx(1.0)
+
+    path = tmp_path / "user.csv"
+    af.write_affinity_csv(path, names[::-1], a[::-1, ::-1])
+    from_csv, _ = af.compute_affinity(
+        names, [], None, af.AffinityConfig(source="csv", csv_path=str(path)), seed=0
+    )
+    np.testing.assert_allclose(from_csv, a, atol=1e-12)
+
+    with pytest.raises(InputError, match=r"affinity\.source: 'fsc'"):
+        af.compute_affinity(names, clouds, maps, af.AffinityConfig(source="fsc"), seed=0)
+    with pytest.raises(InputError, match="3 structures for 5 classes"):
+        af.compute_affinity(names, clouds[:3], None, config, seed=0)
+
+
+def test_heatmap_is_written_in_cluster_order(tmp_path):
+    a = np.array(
+        [
+            [1.0, -0.5, 0.9, -0.4],
+            [-0.5, 1.0, -0.6, 0.8],
+            [0.9, -0.6, 1.0, -0.5],
+            [-0.4, 0.8, -0.5, 1.0],
+        ]
+    )
+    order = cluster_order(a).tolist()
+    assert abs(order.index(0) - order.index(2)) == 1 and abs(order.index(1) - order.index(3)) == 1
+    path = tmp_path / "figs" / "affinity.png"
+    plot_affinity_heatmap(path, ["a", "b", "c", "d"], a, title="test")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in path.parent.iterdir()] == ["affinity.png"]

@@ -1,0 +1,155 @@
+"""Rotations: RELION Euler convention both ways, direction of rotation, centre, shift, accuracy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from scipy.spatial.transform import Rotation
+
+from cryoavae.simulate.rotation import (
+    matrices_to_relion_angles,
+    padded_spectra,
+    random_rotations,
+    relion_angles_to_matrices,
+    rotate_spectra,
+    rotate_volumes,
+)
+
+
+def blob_volume(d: int, centres_px, sigma_px: float = 1.2) -> np.ndarray:
+    """Sum of Gaussian blobs at offsets (x, y, z) from the box centre; array (z, y, x)."""
+    z, y, x = np.indices((d, d, d)) - d // 2
+    volume = np.zeros((d, d, d))
+    for cx, cy, cz in centres_px:
+        volume += np.exp(-((x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2) / (2 * sigma_px**2))
+    return volume.astype(np.float32)
+
+
+ASYMMETRIC = [(0, 0, 0), (4, 0, 0), (0, 2.5, 0), (1, 1, -3)]
+
+
+def peak(volume: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.unravel_index(np.argmax(volume), volume.shape))
+
+
+def test_angles_to_matrix_is_relion_euler_angles2matrix():
+    # RELION: A = Rz(-psi) Ry(-tilt) Rz(-rot), the transpose of scipy's intrinsic ZYZ rotation.
+    angles = np.array([[30.0, 40.0, 50.0], [-170.0, 120.0, 10.0]])
+    expected = Rotation.from_euler("ZYZ", angles, degrees=True).as_matrix().transpose(0, 2, 1)
+    np.testing.assert_allclose(relion_angles_to_matrices(angles), expected, atol=1e-12)
+    # one entry written out from RELION's euler.cpp: A(0, 2) = -cos(psi) sin(tilt)
+    a = relion_angles_to_matrices(angles[0])
+    assert a[0, 2] == pytest.approx(-np.cos(np.radians(50)) * np.sin(np.radians(40)))
+
+
+def test_angles_round_trip_both_ways():
+    rng = np.random.default_rng(3)
+    matrices = random_rotations(200, rng)
+    np.testing.assert_allclose(
+        relion_angles_to_matrices(matrices_to_relion_angles(matrices)), matrices, atol=1e-9
+    )
+    angles = np.column_stack(
+        [rng.uniform(-179, 179, 50), rng.uniform(1, 179, 50), rng.uniform(-179, 179, 50)]
+    )
+    np.testing.assert_allclose(
+        matrices_to_relion_angles(relion_angles_to_matrices(angles)), angles, atol=1e-9
+    )
+    # gimbal lock: tilt 0 or 180 keeps only one in-plane angle; RELION sets rot = 0
+    for tilt in (0.0, 180.0):
+        a = relion_angles_to_matrices([25.0, tilt, 40.0])
+        back = matrices_to_relion_angles(a)
+        assert back[0] == 0 and back[1] == tilt
+        np.testing.assert_allclose(relion_angles_to_matrices(back), a, atol=1e-12)
+
+
+def test_random_rotations_are_proper_uniform_and_seeded():
+    matrices = random_rotations(4000, np.random.default_rng(0))
+    np.testing.assert_allclose(np.linalg.det(matrices), 1.0, atol=1e-9)
+    # Haar measure: every matrix entry has mean 0 and variance 1/3
+    assert np.abs(matrices.mean(axis=0)).max() < 0.03
+    np.testing.assert_allclose((matrices**2).mean(axis=0), 1 / 3, atol=0.02)
+    again = random_rotations(4000, np.random.default_rng(0))
+    np.testing.assert_array_equal(matrices, again)
+
+
+@pytest.mark.parametrize("rotate", ["real", "fourier"])
+def test_rotation_moves_content_to_a_times_its_offset(rotate):
+    # rot = 90: A = Rz(-90) sends +x to -y (A^T, as grid_sample would apply, would give +y).
+    d, c = 24, 12
+    volume = blob_volume(d, [(5, 0, 0)])
+    for angles, expected in [([90, 0, 0], (c, c - 5, c)), ([0, 90, 0], (c + 5, c, c))]:
+        a = relion_angles_to_matrices(np.array([angles], dtype=float))
+        if rotate == "real":
+            out = rotate_volumes(volume, a)[0]
+        else:
+            spectrum = rotate_spectra(padded_spectra(volume), a, d)[0]
+            out = np.fft.irfftn(spectrum, s=(d, d, d), axes=(0, 1, 2))
+        assert peak(out) == expected
+
+
+def test_rotate_volumes_matches_scipy_affine_transform():
+    d, c = 20, 10
+    volume = blob_volume(d, ASYMMETRIC)
+    rng = np.random.default_rng(1)
+    a = random_rotations(3, rng)
+    shift = rng.uniform(-1, 1, (3, 3))
+    out = rotate_volumes(volume, a, source_index=np.zeros(3, int), shifts_px=shift)
+    reverse = np.eye(3)[::-1]  # (x, y, z) <-> array axes (z, y, x)
+    for p in range(3):
+        matrix = reverse @ a[p].T @ reverse
+        offset = c - matrix @ (c + shift[p, ::-1])
+        expected = ndimage.affine_transform(
+            volume, matrix, offset=offset, order=1, mode="grid-constant"
+        )
+        np.testing.assert_allclose(out[p], expected, atol=2e-5)
+
+
+@pytest.mark.parametrize("d", [16, 17])
+def test_a_point_at_the_box_centre_stays_there(d):
+    volume = np.zeros((d, d, d), dtype=np.float32)
+    c = d // 2
+    volume[c, c, c] = 1.0
+    a = random_rotations(20, np.random.default_rng(2))
+    out = rotate_volumes(volume, a, source_index=np.zeros(20, int))
+    np.testing.assert_allclose(out[:, c, c, c], 1.0, atol=1e-6)
+    assert all(peak(o) == (c, c, c) for o in out)
+    spectra = rotate_spectra(padded_spectra(volume), a, d, source_index=np.zeros(20, int))
+    fourier = np.fft.irfftn(spectra, s=(d, d, d), axes=(1, 2, 3))
+    assert all(peak(f) == (c, c, c) for f in fourier)
+
+
+def test_fourier_rotation_agrees_with_real_space_rotation():
+    d = 24
+    volume = blob_volume(d, ASYMMETRIC, sigma_px=1.5)
+    rng = np.random.default_rng(4)
+    a = random_rotations(4, rng)
+    shift = rng.uniform(-2, 2, (4, 3))
+    index = np.zeros(4, int)
+    real = rotate_volumes(volume, a, source_index=index, shifts_px=shift)
+    spectra = rotate_spectra(padded_spectra(volume), a, d, source_index=index, shifts_px=shift)
+    fourier = np.fft.irfftn(spectra, s=(d, d, d), axes=(1, 2, 3))
+    for p in range(4):
+        assert np.corrcoef(real[p].ravel(), fourier[p].ravel())[0, 1] > 0.995
+
+
+def test_fourier_integer_shift_is_a_circular_shift():
+    d = 16
+    volume = blob_volume(d, ASYMMETRIC)
+    a = random_rotations(1, np.random.default_rng(5))
+    spectra = padded_spectra(volume)
+    base = np.fft.irfftn(rotate_spectra(spectra, a, d), s=(d, d, d), axes=(1, 2, 3))[0]
+    moved = rotate_spectra(spectra, a, d, shifts_px=[[1, -2, 3]])
+    moved = np.fft.irfftn(moved, s=(d, d, d), axes=(1, 2, 3))[0]
+    expected = np.roll(base, (3, -2, 1), axis=(0, 1, 2))
+    np.testing.assert_allclose(moved, expected, atol=1e-4 * np.abs(base).max())
+
+
+def test_rotating_back_with_the_transpose_restores_the_volume():
+    d = 24
+    volume = blob_volume(d, ASYMMETRIC, sigma_px=1.5)
+    a = random_rotations(5, np.random.default_rng(6))
+    there = rotate_volumes(volume, a, source_index=np.zeros(5, int))
+    back = rotate_volumes(there, a.transpose(0, 2, 1))
+    for p in range(5):
+        assert np.corrcoef(back[p].ravel(), volume.ravel())[0, 1] > 0.99
