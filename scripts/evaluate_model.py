@@ -16,7 +16,7 @@ from cryoavae.runlog import start_logging
 
 params, out = snakemake.params, snakemake.output
 start_logging(snakemake.log[0], rule="evaluate_model", variant=snakemake.wildcards.variant)
-latents = pd.read_csv(snakemake.input.latents, sep="\t")
+latents = pd.read_csv(snakemake.input.latents, sep="\t", dtype={"class_name": str})
 affinity = read_affinity_csv(snakemake.input.affinity, params.class_names)
 with open(snakemake.input.train_summary) as handle:
     training = json.load(handle)

@@ -104,6 +104,14 @@ def test_separated_clusters_are_classified_perfectly(classifier):
     assert m["per_class"]["b"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 20}
 
 
+def test_seen_class_without_val_particles_does_not_lower_macro_f1():
+    classes = ["a", "b", "c"]
+    splits = {"a": seen_split(), "b": seen_split(), "c": {"train": 30}}
+    m = evaluate(make_latents(axes_centres(classes, 3), splits), classes, np.eye(3)).metrics
+    assert m["macro_f1"] == 1.0
+    assert m["per_class"]["c"]["support"] == 0
+
+
 def test_separated_clusters_have_silhouette_near_one(separated):
     _, _, _, result = separated
     assert result.metrics["silhouette"] > 0.95
