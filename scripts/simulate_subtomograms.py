@@ -32,4 +32,5 @@ simulate_shard(
     voxel_size_angstrom=params.voxel_size_angstrom,
     stack_path=Path(snakemake.output.stack),
     star_path=Path(snakemake.output.star),
+    threads=snakemake.threads,
 )

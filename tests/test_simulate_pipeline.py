@@ -125,18 +125,23 @@ def test_particles_are_zscored_and_have_nothing_in_the_missing_wedge():
     assert np.abs(spectrum[:, missing]).max() < 1e-3 * np.abs(spectrum).max()
 
 
-@pytest.mark.parametrize("snr", [1.0, 0.1])
+@pytest.mark.parametrize("snr", [1.0, 0.1, 0.01])
 def test_measured_snr_is_within_ten_percent(snr):
     d = 24
     spectra = padded_spectra(class_maps(d))
     plan = plan_shard(NAMES, set(), config(), 0, seed=11)
     noisy = simulate_batch(spectra, plan, config(snr=snr), 10.0)
     clean = simulate_batch(spectra, plan, config(snr=math.inf), 10.0)  # same poses, CTF, wedge
+    measured = []
     for y, s in zip(noisy, clean, strict=True):
-        alpha = np.dot(y.ravel(), s.ravel()) / np.dot(s.ravel(), s.ravel())
-        residual = y - alpha * s
-        measured = (alpha * s).var() / residual.var()
-        assert measured == pytest.approx(snr, rel=0.10)
+        alpha = np.dot(y.ravel(), s.ravel()) / np.dot(s.ravel(), s.ravel())  # signal's share of y
+        measured.append((alpha * s).var() / (y - alpha * s).var())
+    # Per particle, the chance overlap of noise with signal blurs this estimate (by ~1/sqrt of
+    # the signal's degrees of freedom, relative to the noise): compare the batch mean, and at
+    # SNR 1 every particle too.
+    assert np.mean(measured) == pytest.approx(snr, rel=0.10)
+    if snr == 1.0:
+        np.testing.assert_allclose(measured, snr, rtol=0.10)
 
 
 def test_a_point_at_the_box_centre_stays_at_the_centre():

@@ -61,8 +61,7 @@ def write_stack(path: str | os.PathLike, images: np.ndarray, voxel_size_angstrom
             else:
                 mrc.set_data(images)
                 mrc.set_image_stack()
-            mrc.voxel_size = voxel_size_angstrom
-            mrc.update_header_stats()
+            mrc.voxel_size = voxel_size_angstrom  # set_data already computed the statistics
 
 
 def open_stack(path: str | os.PathLike, box_ndim: int | None = None) -> np.ndarray:
