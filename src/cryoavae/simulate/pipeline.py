@@ -434,7 +434,7 @@ def _particle_table(
         particles.IMAGE: [particles.image_reference(i, stack_name) for i in range(len(plan))],
         particles.CLASS_NUMBER: plan.class_index + 1,
         **{name: angles[:, a] for a, name in enumerate(particles.ANGLES)},
-        **{name: origins[:, a] for a, name in enumerate(ORIGINS)},
+        **{name: origins[:, a] + 0.0 for a, name in enumerate(ORIGINS)},  # + 0.0: no "-0"
         particles.DEFOCUS: defocus,
         particles.CLASS_NAME: np.asarray(class_names)[plan.class_index],
         particles.SPLIT: plan.split,
