@@ -14,8 +14,9 @@ from cryoavae.model import ModelConfig
 from cryoavae.train import TrainingConfig, load_model, train_model
 
 BOX = 12
-MODEL = ModelConfig(ndim=2, box_size_px=BOX, channels=(4, 8), latent_dims=3, pose_dims=2,
-                    pose_encoding="circular")
+MODEL = ModelConfig(
+    ndim=2, box_size_px=BOX, channels=(4, 8), latent_dims=3, pose_dims=2, pose_encoding="circular"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -54,8 +55,18 @@ def checkpoint(tmp_path_factory) -> Path:
     star = write_particles(root / "data", ["a", "b"] * 6, ["train"] * 10 + ["val"] * 2)
     table = particles.read_particle_table(star)
     images = particles.ParticleImages(table, star, 2)
-    train_model(table, images, np.eye(2), MODEL, TrainingConfig(epochs=1, batch_size=4), 0,
-                root / "model.pt", root / "history.tsv", root / "work", threads=1)
+    train_model(
+        table,
+        images,
+        np.eye(2),
+        MODEL,
+        TrainingConfig(epochs=1, batch_size=4),
+        0,
+        root / "model.pt",
+        root / "history.tsv",
+        root / "work",
+        threads=1,
+    )
     return root / "model.pt"
 
 
@@ -66,8 +77,18 @@ def test_latents_table_columns_and_values(checkpoint, tmp_path):
     images = particles.ParticleImages(table, star, 2)
     latents = embed_particles(checkpoint, table, images, batch_size=2)
     assert list(latents.columns) == [
-        "image", "class_name", "class_number", "split", "angle_rot", "angle_tilt", "angle_psi",
-        "mu_0", "mu_1", "mu_2", "pose_0", "pose_1",
+        "image",
+        "class_name",
+        "class_number",
+        "split",
+        "angle_rot",
+        "angle_tilt",
+        "angle_psi",
+        "mu_0",
+        "mu_1",
+        "mu_2",
+        "pose_0",
+        "pose_1",
     ]
     assert latents["image"].tolist() == table[particles.IMAGE].tolist()
     assert latents["class_name"].tolist() == names
@@ -78,8 +99,7 @@ def test_latents_table_columns_and_values(checkpoint, tmp_path):
     model, _, _ = load_model(checkpoint)
     with torch.no_grad():
         mu, _, pose = model.encode(torch.from_numpy(images.gather(np.arange(5))))
-    np.testing.assert_allclose(latents[["mu_0", "mu_1", "mu_2"]], mu.numpy(), rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(latents[["mu_0", "mu_1", "mu_2"]], mu.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(latents[["pose_0", "pose_1"]], pose.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.hypot(latents["pose_0"], latents["pose_1"]), 1.0, rtol=1e-5)
 

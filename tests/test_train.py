@@ -89,8 +89,16 @@ def run_training(star: Path, out: Path, epochs: int = 3, seed: int = 0, **traini
         epochs=epochs, batch_size=8, checkpoint_every_epochs=1, device="cpu", **training
     )
     return train_model(
-        table, images, AFFINITY, MODEL, config, seed=seed, checkpoint_path=out / "model.pt",
-        history_path=out / "history.tsv", work_dir=out / "work", threads=1,
+        table,
+        images,
+        AFFINITY,
+        MODEL,
+        config,
+        seed=seed,
+        checkpoint_path=out / "model.pt",
+        history_path=out / "history.tsv",
+        work_dir=out / "work",
+        threads=1,
     )
 
 
@@ -135,8 +143,10 @@ def test_adam_matches_torch_adam_and_resumes_from_its_state():
     gen = torch.Generator().manual_seed(0)
     ours, theirs = torch.nn.Linear(5, 3), torch.nn.Linear(5, 3)
     theirs.load_state_dict(ours.state_dict())
-    opt_ours, opt_theirs = Adam(ours.parameters(), lr=0.01), torch.optim.Adam(theirs.parameters(),
-                                                                            lr=0.01)
+    opt_ours, opt_theirs = (
+        Adam(ours.parameters(), lr=0.01),
+        torch.optim.Adam(theirs.parameters(), lr=0.01),
+    )
     batches = [torch.randn(4, 5, generator=gen) for _ in range(6)]
     for x in batches:
         for model, opt in ((ours, opt_ours), (theirs, opt_theirs)):
@@ -161,8 +171,9 @@ def test_adam_matches_torch_adam_and_resumes_from_its_state():
 
 
 def test_run_writes_history_and_a_self_describing_checkpoint(star, tmp_path):
-    summary = run_training(star, tmp_path, epochs=3, gamma=ScheduleConfig(2.0, "cycle_linear",
-                                                                         n_cycles=1))
+    summary = run_training(
+        star, tmp_path, epochs=3, gamma=ScheduleConfig(2.0, "cycle_linear", n_cycles=1)
+    )
     history = pd.read_csv(tmp_path / "history.tsv", sep="\t")
     assert list(history.columns) == list(HISTORY_COLUMNS)
     assert history["epoch"].tolist() == [1, 2, 3]
@@ -190,9 +201,16 @@ def test_checkpoint_round_trip_reproduces_the_validation_loss(star, tmp_path):
     val = load_split(table, particles.ParticleImages(table, star, 2), "val")
     with torch.no_grad():
         out = model(val.images)
-        terms = avae_loss(out.reconstruction, val.images, out.mu, out.log_var, val.labels,
-                          torch.from_numpy(AFFINITY).float(), history["beta"].iloc[-1],
-                          history["gamma"].iloc[-1])
+        terms = avae_loss(
+            out.reconstruction,
+            val.images,
+            out.mu,
+            out.log_var,
+            val.labels,
+            torch.from_numpy(AFFINITY).float(),
+            history["beta"].iloc[-1],
+            history["gamma"].iloc[-1],
+        )
     assert terms.total.item() == pytest.approx(history["val_loss"].iloc[-1], rel=1e-4)
     assert terms.affinity.item() == pytest.approx(history["val_affinity"].iloc[-1], rel=1e-4)
 
@@ -221,16 +239,42 @@ def test_inconsistent_inputs_are_refused(star, tmp_path):
     table = particles.read_particle_table(star)
     images = particles.ParticleImages(table, star, box_ndim=2)
     with pytest.raises(InputError, match="affinity matrix covers 2 classes"):
-        train_model(table, images, AFFINITY[:2, :2], MODEL, TrainingConfig(epochs=1), 0,
-                    tmp_path / "m.pt", tmp_path / "h.tsv", tmp_path / "w")
+        train_model(
+            table,
+            images,
+            AFFINITY[:2, :2],
+            MODEL,
+            TrainingConfig(epochs=1),
+            0,
+            tmp_path / "m.pt",
+            tmp_path / "h.tsv",
+            tmp_path / "w",
+        )
     with pytest.raises(InputError, match="box_size_px = 32"):
-        train_model(table, images, AFFINITY, ModelConfig(ndim=2, box_size_px=32),
-                    TrainingConfig(epochs=1), 0, tmp_path / "m.pt", tmp_path / "h.tsv",
-                    tmp_path / "w")
+        train_model(
+            table,
+            images,
+            AFFINITY,
+            ModelConfig(ndim=2, box_size_px=32),
+            TrainingConfig(epochs=1),
+            0,
+            tmp_path / "m.pt",
+            tmp_path / "h.tsv",
+            tmp_path / "w",
+        )
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="training.device = 'cuda'"):
-            train_model(table, images, AFFINITY, MODEL, TrainingConfig(epochs=1, device="cuda"),
-                        0, tmp_path / "m.pt", tmp_path / "h.tsv", tmp_path / "w")
+            train_model(
+                table,
+                images,
+                AFFINITY,
+                MODEL,
+                TrainingConfig(epochs=1, device="cuda"),
+                0,
+                tmp_path / "m.pt",
+                tmp_path / "h.tsv",
+                tmp_path / "w",
+            )
 
 
 def test_a_resume_file_from_other_settings_is_ignored(star, tmp_path):
@@ -267,7 +311,9 @@ def test_killed_run_resumes_and_finishes_like_an_uninterrupted_one(star, tmp_pat
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(Path(__file__).parent), str(star), str(killed)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     resume = killed / "work" / RESUME_FILE
     deadline = time.monotonic() + 120
