@@ -3,11 +3,13 @@
 # `snakemake --cores 2 --configfile config/<study>.yaml` for another one.
 
 
+import os
+
 # The default study applies only when no --configfile/--config is given: a study config is
 # complete on its own, so keys of the default study never leak into it.
 if not config:
 
-    configfile: "config/config.yaml"
+    configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 include: "workflow/rules/common.smk"

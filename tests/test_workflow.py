@@ -193,4 +193,92 @@ def test_no_half_written_outputs_after_a_failing_rule(tmp_path):
     assert not (tmp_path / "results" / "tiny" / "structures" / "1s3x.cif.gz").exists()
     log = (tmp_path / "results" / "tiny" / "logs" / "fetch_structure" / "1s3x.log").read_text()
     assert "1s3x" in log
-    assert os.listdir(tmp_path / "results" / "tiny" / "structures") == []
+    structures = tmp_path / "results" / "tiny" / "structures"
+    assert not structures.exists() or os.listdir(structures) == []
+
+
+def test_apply_trained_model_to_particles_extracted_from_a_tomogram(tiny_study, tmp_path):
+    """Open-set use: plant particles in a tomogram, extract them, place them in the latent space."""
+    from cryoavae.extract import ExtractionConfig, extract_subtomograms
+    from cryoavae.particles import ParticleImages, read_particle_table
+
+    out = tiny_study / "results" / "tiny"
+    star = out / "particles" / "particles.star"
+    table = read_particle_table(star)
+    picked = table.index[table["cryoavaeSplit"].isin(["val", "unseen"])][:6]
+    boxes = ParticleImages(table, star).gather(picked)
+    tomogram = np.zeros((40, 40, 120), np.float32)
+    centres = [(20, 20, 12 + 19 * k) for k in range(len(picked))]  # (z, y, x)
+    for box, (z, y, x) in zip(boxes, centres, strict=True):
+        tomogram[z - 8 : z + 8, y - 8 : y + 8, x - 8 : x + 8] = box
+    import mrcfile
+
+    with mrcfile.new(tmp_path / "tomo.mrc") as mrc:
+        mrc.set_data(tomogram)
+        mrc.voxel_size = 20.0
+    names = table.loc[picked, "cryoavaeClassName"].tolist()
+    pd.DataFrame(
+        {
+            "class": names,
+            "x": [c[2] for c in centres],
+            "y": [c[1] for c in centres],
+            "z": [c[0] for c in centres],
+        }
+    ).to_csv(tmp_path / "picks.csv", index=False)
+    extract_subtomograms(
+        tmp_path / "tomo.mrc",
+        tmp_path / "picks.csv",
+        ["1bxn", "1s3x", "3h84"],
+        {"3h84"},
+        ExtractionConfig(box_size_px=16),
+        seed=0,
+        stack_path=tmp_path / "new.mrcs",
+        star_path=tmp_path / "new.star",
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cryoavae.apply",
+            "--model",
+            str(out / "models/avae/model.pt"),
+            "--reference",
+            str(out / "models/avae/latents.tsv"),
+            "--particles",
+            str(tmp_path / "new.star"),
+            "--out",
+            str(tmp_path / "assigned.tsv"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assigned = pd.read_csv(tmp_path / "assigned.tsv", sep="\t")
+    assert len(assigned) == len(picked), result.stderr
+    assert set(assigned["nearest_seen"]) <= {"1bxn", "1s3x"}
+    assert (assigned["novelty"] >= 0).all() and (assigned["novelty"] <= 2).all()
+    assert {"mu_0", "pose_0", "nearest_cosine"} <= set(assigned.columns)
+
+
+def test_apply_refuses_a_missing_particle_table(tiny_study, tmp_path):
+    out = tiny_study / "results" / "tiny"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cryoavae.apply",
+            "--model",
+            str(out / "models/avae/model.pt"),
+            "--reference",
+            str(out / "models/avae/latents.tsv"),
+            "--particles",
+            str(tmp_path / "nope.star"),
+            "--out",
+            str(tmp_path / "x.tsv"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "nope.star: particle table not found" in result.stderr
+    assert not (tmp_path / "x.tsv").exists()

@@ -128,6 +128,15 @@ def validate_against(instance: dict, schema: Mapping, source: str) -> dict:
     return instance
 
 
+def canonical_order(value):
+    """``value`` with every mapping's keys sorted, recursively (lists keep their order)."""
+    if isinstance(value, Mapping):
+        return {key: canonical_order(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [canonical_order(item) for item in value]
+    return value
+
+
 def deep_merge(base: Mapping, override: Mapping) -> dict:
     """``base`` with ``override`` applied recursively (override wins; dicts merge)."""
     merged = copy.deepcopy(dict(base))
@@ -200,6 +209,8 @@ def _check_study(config: dict, source: str) -> None:
         raise InputError(f"{source}: structures.unseen leaves {len(seen)} seen classes; need >= 2")
     for name, path in structures["files"].items():
         _check_relative_path(path, f"{source}: structures.files.{name}")
+    for name, path in config["apply"]["particle_sets"].items():
+        _check_relative_path(path, f"{source}: apply.particle_sets.{name}")
     ctf = config["simulation"]["ctf"]
     if ctf["defocus_min_um"] > ctf["defocus_max_um"]:
         raise InputError(

@@ -88,7 +88,6 @@ def provenance(config: dict, devices: dict[str, str], code_dir: str | os.PathLik
         "platform": platform.platform(),
         "python": platform.python_version(),
         "devices": devices,
-        "command": " ".join(sys.argv),
     }
 
 

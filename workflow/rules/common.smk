@@ -1,10 +1,10 @@
 # The one place that reads and validates the config and builds targets and rule params.
-import json
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
 from cryoavae.config import (
+    canonical_order,
     class_names,
     unseen_classes,
     validate_config,
@@ -18,6 +18,12 @@ try:
     validate_config(config, SCHEMA)
 except InputError as error:
     raise WorkflowError(str(error)) from None
+
+# Keys in a fixed order, so that rule params (and with them Snakemake's rerun decisions) depend
+# on the settings alone, not on the order they were written in.
+_canonical = canonical_order(config)
+config.clear()
+config.update(_canonical)
 
 STUDY = config["study"]
 R = f"results/{STUDY}"
@@ -38,6 +44,7 @@ wildcard_constraints:
     structure="|".join(CLASSES) if SOURCE != "characters" else "^$",
     variant="|".join(VARIANTS),
     shard=r"\d{3}",
+    particle_set=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
 def structure_params(wildcards):
@@ -102,4 +109,9 @@ def all_targets():
         *model_outputs("umap.png"),
         f"{R}/summary.tsv",
         f"{R}/provenance.json",
+        *expand(
+            f"{R}/applied/{{variant}}/{{particle_set}}.tsv",
+            variant=VARIANTS,
+            particle_set=list(config["apply"]["particle_sets"]),
+        ),
     ]

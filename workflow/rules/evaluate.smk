@@ -65,3 +65,25 @@ rule evaluate_model:
         seed=config["seed"],
     script:
         "../../scripts/evaluate_model.py"
+
+
+rule apply_model:
+    """Place a new particle set (e.g. from a tomogram) in a trained model's latent space."""
+    input:
+        model=f"{R}/models/{{variant}}/model.pt",
+        reference=f"{R}/models/{{variant}}/latents.tsv",
+        particles=lambda wildcards: config["apply"]["particle_sets"][
+            wildcards.particle_set
+        ],
+    output:
+        f"{R}/applied/{{variant}}/{{particle_set}}.tsv",
+    log:
+        f"{R}/logs/apply_model/{{variant}}/{{particle_set}}.log",
+    conda:
+        "../../envs/cryoavae.yaml"
+    threads: THREADS
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../../scripts/apply_model.py"

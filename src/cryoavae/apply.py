@@ -1,0 +1,90 @@
+"""Apply a trained model to particles it has never seen: latents, nearest class, novelty.
+
+This is the open-set use the paper argues for: particles extracted from a new tomogram are
+encoded, each is assigned the seen class whose latent centroid (from the training particles) is
+nearest in cosine, and its novelty (1 - that cosine) says how unlike every training class it is.
+
+Command line::
+
+    python -m cryoavae.apply --model results/<study>/models/<variant>/model.pt \\
+        --reference results/<study>/models/<variant>/latents.tsv \\
+        --particles new_particles.star --out new_assignments.tsv
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from .atomic import atomic_path
+from .embed import embed_particles
+from .errors import InputError
+from .evaluate import assign_nearest_class, class_centroids, latent_columns
+from .particles import ParticleImages, read_particle_table
+
+log = logging.getLogger(__name__)
+
+
+def read_latents(path: str | Path) -> pd.DataFrame:
+    """A latents table written by the embed rule (class names kept as strings)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: latents table not found")
+    return pd.read_csv(path, sep="\t", dtype={"class_name": str})
+
+
+def apply_model(
+    checkpoint_path: Path, particles_star: Path, reference: pd.DataFrame
+) -> pd.DataFrame:
+    """Latents of the particles in ``particles_star`` plus ``nearest_seen``, ``nearest_cosine``
+    and ``novelty``, against the class centroids of the reference's training particles."""
+    train = reference[reference["split"] == "train"]
+    if train.empty:
+        raise InputError("reference latents hold no training particles to build centroids from")
+    seen = sorted(train["class_name"].unique())
+    mu_columns = latent_columns(train, "mu")
+    centroids = class_centroids(train[mu_columns].to_numpy(), train["class_name"].to_numpy(), seen)
+    table = read_particle_table(particles_star)
+    latents = embed_particles(checkpoint_path, table, ParticleImages(table, particles_star))
+    if latent_columns(latents, "mu") != mu_columns:
+        raise InputError(f"{checkpoint_path}: latent size differs from the reference latents")
+    assigned = assign_nearest_class(latents[mu_columns].to_numpy(), centroids, seen)
+    result = pd.concat([latents, assigned], axis=1)
+    log.info(
+        "applied %s to %d particles: nearest classes %s, median novelty %.3f",
+        checkpoint_path,
+        len(result),
+        result["nearest_seen"].value_counts().to_dict(),
+        result["novelty"].median() if len(result) else float("nan"),
+    )
+    return result
+
+
+def write_assignments(path: str | Path, table: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m cryoavae.apply", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--model", required=True, type=Path, help="trained model.pt")
+    parser.add_argument("--reference", required=True, type=Path, help="latents.tsv of its study")
+    parser.add_argument("--particles", required=True, type=Path, help="STAR table of new particles")
+    parser.add_argument("--out", required=True, type=Path, help="output TSV")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        result = apply_model(args.model, args.particles, read_latents(args.reference))
+    except InputError as error:
+        parser.exit(2, f"error: {error}\n")
+    write_assignments(args.out, result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
