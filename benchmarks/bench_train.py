@@ -222,6 +222,11 @@ def bench_startup(quick: bool = False) -> list[dict]:
 BENCHMARKS = (bench_throughput, bench_loop_efficiency, bench_startup)
 
 
+def run(quick: bool = False) -> list[dict]:
+    """Every training figure, as ``benchmarks/run.py`` expects."""
+    return [row for bench in BENCHMARKS for row in bench(quick)]
+
+
 if __name__ == "__main__":
     quick = "--quick" in sys.argv
     for bench in BENCHMARKS:
