@@ -282,3 +282,20 @@ def test_apply_refuses_a_missing_particle_table(tiny_study, tmp_path):
     assert result.returncode == 2
     assert "nope.star: particle table not found" in result.stderr
     assert not (tmp_path / "x.tsv").exists()
+
+
+@pytest.mark.skipif(
+    not Path("/usr/bin/chromium").exists(), reason="Debian's chromium is not installed"
+)
+def test_report_opens_in_headless_chromium_with_figures_visible(tiny_study, tmp_path):
+    pytest.importorskip("playwright")
+    report = tiny_study / "results" / "tiny" / "report.html"
+    shot = tmp_path / "report.png"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "screenshot_report.py"), str(report), str(shot)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert shot.read_bytes()[:4] == b"\x89PNG"
