@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 from cryoavae.atomic import write_text_atomic
+from cryoavae.report.summary_figures import plot_variant_comparison
 from cryoavae.runlog import dump_json, provenance, start_logging
 from cryoavae.summary import summary_table
 
@@ -14,6 +15,7 @@ summaries = [json.loads(Path(p).read_text()) for p in inputs.summaries]
 affinity_info = json.loads(Path(inputs.affinity_info).read_text())
 table = summary_table(params.variants, metrics, summaries)
 write_text_atomic(snakemake.output.summary, table.to_csv(sep="\t", index=False))
+plot_variant_comparison(snakemake.output.comparison, table)
 devices = {v: s["device"] for v, s in zip(params.variants, summaries, strict=True)}
 record = provenance(params.config, devices, code_dir=Path(snakemake.scriptdir).parent)
 record["affinity"] = {k: v for k, v in affinity_info.items() if not isinstance(v, list)}

@@ -115,8 +115,14 @@ def test_config_readme_documents_every_key(repo, schema_path):
         if leaf.endswith(("<beta,gamma>.value",)):
             leaf = path
         section = schema["properties"].get(path, {}).get("type") == "object" or path in (
-            "model", "training", "affinity.soap", "simulation.ctf", "simulation.missing_wedge",
-            "training.beta", "training.gamma", "extraction.tomograms.tomogram",
+            "model",
+            "training",
+            "affinity.soap",
+            "simulation.ctf",
+            "simulation.missing_wedge",
+            "training.beta",
+            "training.gamma",
+            "extraction.tomograms.tomogram",
             "extraction.tomograms.particles",
         )
         if section and path != "variants":

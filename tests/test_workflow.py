@@ -197,6 +197,14 @@ def test_no_half_written_outputs_after_a_failing_rule(tmp_path):
     assert not structures.exists() or os.listdir(structures) == []
 
 
+def apply_cli(study: Path, particles: Path, out: Path) -> subprocess.CompletedProcess:
+    """`python -m cryoavae.apply` with the tiny study's model and reference latents."""
+    model = study / "models" / "avae"
+    command = [sys.executable, "-m", "cryoavae.apply", "--model", str(model / "model.pt")]
+    command += ["--reference", str(model / "latents.tsv"), "--particles", str(particles)]
+    return subprocess.run([*command, "--out", str(out)], capture_output=True, text=True)
+
+
 def test_apply_trained_model_to_particles_extracted_from_a_tomogram(tiny_study, tmp_path):
     """Open-set use: plant particles in a tomogram, extract them, place them in the latent space."""
     from cryoavae.extract import ExtractionConfig, extract_subtomograms
@@ -235,24 +243,8 @@ def test_apply_trained_model_to_particles_extracted_from_a_tomogram(tiny_study, 
         stack_path=tmp_path / "new.mrcs",
         star_path=tmp_path / "new.star",
     )
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cryoavae.apply",
-            "--model",
-            str(out / "models/avae/model.pt"),
-            "--reference",
-            str(out / "models/avae/latents.tsv"),
-            "--particles",
-            str(tmp_path / "new.star"),
-            "--out",
-            str(tmp_path / "assigned.tsv"),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    result = apply_cli(out, tmp_path / "new.star", tmp_path / "assigned.tsv")
+    assert result.returncode == 0, result.stderr
     assigned = pd.read_csv(tmp_path / "assigned.tsv", sep="\t")
     assert len(assigned) == len(picked), result.stderr
     assert set(assigned["nearest_seen"]) <= {"1bxn", "1s3x"}
@@ -262,23 +254,7 @@ def test_apply_trained_model_to_particles_extracted_from_a_tomogram(tiny_study, 
 
 def test_apply_refuses_a_missing_particle_table(tiny_study, tmp_path):
     out = tiny_study / "results" / "tiny"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cryoavae.apply",
-            "--model",
-            str(out / "models/avae/model.pt"),
-            "--reference",
-            str(out / "models/avae/latents.tsv"),
-            "--particles",
-            str(tmp_path / "nope.star"),
-            "--out",
-            str(tmp_path / "x.tsv"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    result = apply_cli(out, tmp_path / "nope.star", tmp_path / "x.tsv")
     assert result.returncode == 2
     assert "nope.star: particle table not found" in result.stderr
     assert not (tmp_path / "x.tsv").exists()
@@ -299,3 +275,22 @@ def test_report_opens_in_headless_chromium_with_figures_visible(tiny_study, tmp_
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert shot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sweep_of_three_variants_is_compared(tmp_path):
+    """Three variants train and evaluate as their own jobs; summary and report compare them."""
+    config = REPO / "tests" / "data" / "tiny_sweep.yaml"
+    snakemake("--cores", "2", "--configfile", str(config), "--directory", str(tmp_path))
+    out = tmp_path / "results" / "tiny_sweep"
+    summary = pd.read_csv(out / "summary.tsv", sep="\t")
+    assert list(summary["variant"]) == ["beta_vae", "gamma1", "gamma10"]
+    assert summary["accuracy"].between(0, 1).all()
+    gammas = {
+        variant: pd.read_csv(out / "models" / variant / "history.tsv", sep="\t")["gamma"].iloc[-1]
+        for variant in summary["variant"]
+    }
+    assert gammas == {"beta_vae": 0, "gamma1": 1, "gamma10": 10}
+    assert (out / "variant_comparison.png").read_bytes()[:4] == b"\x89PNG"
+    report = out / "report.html"
+    snakemake("--configfile", str(config), "--directory", str(tmp_path), "--report", str(report))
+    assert "variant_comparison.png" in report.read_text(errors="replace")

@@ -62,6 +62,28 @@ def asks_for_gpu(job: dict[str, str]) -> bool:
     return "gpu" in requested or "gres/gpu" in job.get("AllocTRES", job.get("TRES", ""))
 
 
+def job_table(jobs: list[dict[str, str]]) -> str:
+    """One line per SLURM job: what it ran, how it ended and what it asked for."""
+    header = ("jobid", "rule", "state", "exit", "cpus", "mem", "time", "gpu")
+    rows = [header]
+    for j in sorted(jobs, key=lambda j: int(j["JobId"])):
+        rows.append(
+            (
+                j["JobId"],
+                rule_of(j.get("Comment", "?")),
+                j.get("JobState", "?"),
+                j.get("ExitCode", "?"),
+                j.get("NumCPUs", "?"),
+                j.get("MinMemoryNode", j.get("MinMemoryCPU", "?")),
+                j.get("TimeLimit", "?"),
+                "yes" if asks_for_gpu(j) else "no",
+            )
+        )
+    widths = [max(len(row[k]) for row in rows) for k in range(len(header))]
+    lines = ("  ".join(f"{v:<{w}}" for v, w in zip(row, widths, strict=True)) for row in rows)
+    return "\n".join("  " + line.rstrip() for line in lines)
+
+
 def rules_in_slurm_logs(log_dir: Path) -> Counter:
     """Rule -> how many times a SLURM job's log shows it executed in the job's step.
 
@@ -94,14 +116,7 @@ def check(
     jobs = [j for j in parse_scontrol(scontrol) if j.get("JobName") == ids[0]]
     seen = {j["JobId"] for j in jobs}
 
-    print(f"  {'jobid':>6}  {'rule':<22} {'state':<10} {'exit':<5} cpus  {'mem':>7} time      gpu")
-    for j in sorted(jobs, key=lambda j: int(j["JobId"])):
-        print(
-            f"  {j['JobId']:>6}  {rule_of(j.get('Comment', '?')):<22} {j.get('JobState', '?'):<10}"
-            f" {j.get('ExitCode', '?'):<5} {j.get('NumCPUs', '?'):>4}  "
-            f"{j.get('MinMemoryNode', j.get('MinMemoryCPU', '?')):>7} {j.get('TimeLimit', '?'):<9}"
-            f" {'yes' if asks_for_gpu(j) else 'no'}"
-        )
+    print(job_table(jobs))
 
     if not submitted:
         problems.append("the snakemake log shows no job submitted to SLURM")

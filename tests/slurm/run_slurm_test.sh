@@ -2,7 +2,7 @@
 # Run a study through `snakemake --profile profiles/slurm` on a throw-away single-node SLURM.
 #
 # Stands up munged, slurmctld and slurmd on localhost (Debian's packages, no systemd, no
-# accounting database, one fake GPU through GRES on /dev/null), runs the tiny test study through
+# accounting database, fake GPUs through GRES on copies of /dev/null), runs the tiny test study through
 # the SLURM profile, checks that every job ran as a SLURM job, that the training job asked for a
 # GPU and that all outputs are present, then stops the daemons by their PIDs and removes what it
 # wrote, also on failure or Ctrl-C.
@@ -16,13 +16,15 @@
 #
 # Environment: CRYOAVAE_VENV (default <repo>/.venv) holds snakemake and
 # snakemake-executor-plugin-slurm; SLURM_TEST_TIMEOUT_S (default 270) bounds the snakemake run;
-# SLURM_TEST_SNAKEMAKE_ARGS adds arguments to the snakemake calls (e.g. "--workflow-profile none").
+# SLURM_TEST_SNAKEMAKE_ARGS adds arguments to the snakemake calls (e.g. "--workflow-profile none");
+# SLURM_TEST_GPUS (default 2) fake GPUs, so that the variants of a sweep train side by side.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 HERE="$REPO/tests/slurm"
 VENV="${CRYOAVAE_VENV:-$REPO/.venv}"
 TIMEOUT_S="${SLURM_TEST_TIMEOUT_S:-270}"
+GPUS="${SLURM_TEST_GPUS:-2}"
 CONFIGFILE="$REPO/tests/data/tiny.yaml"
 SMOKE=0
 KEEP=0
@@ -70,11 +72,13 @@ if ((${#missing[@]})); then
     apt-get update -qq >/dev/null
     apt-get install -y -qq --no-install-recommends slurmctld slurmd slurm-client munge >/dev/null
 fi
-log "$(slurmctld -V), munge $(munged -V 2>&1 | awk '{print $2}'), $("$SNAKEMAKE" --version | sed 's/^/snakemake /')," \
+log "$(slurmctld -V), $(munged -V 2>&1 | awk '{print $1}'), $("$SNAKEMAKE" --version | sed 's/^/snakemake /')," \
     "plugin $("$PYTHON" -c 'import importlib.metadata as m; print(m.version("snakemake-executor-plugin-slurm"))')"
 
-exec 9>/run/lock/cryoavae-slurm-test.lock
-flock -n 9 || die "another run of this script holds /run/lock/cryoavae-slurm-test.lock"
+LOCK=/run/lock/cryoavae-slurm-test.lock
+[[ -d /run/lock ]] || LOCK=/tmp/cryoavae-slurm-test.lock
+exec 9>"$LOCK"
+flock -n 9 || die "another run of this script holds $LOCK"
 
 mkdir -p "$CONF_DIR"
 for f in slurm.conf gres.conf; do
@@ -90,7 +94,7 @@ TMP="$(mktemp -d /tmp/cryoavae-slurm.XXXXXX)"
 chmod 755 "$TMP"
 STATE="$TMP/state"
 WORK="$TMP/work"
-mkdir -p "$STATE/ctld" "$STATE/spool" "$TMP/munge" "$WORK"
+mkdir -p "$STATE/ctld" "$STATE/spool" "$TMP/munge" "$TMP/dev" "$WORK"
 chmod 711 "$TMP/munge"
 
 stop_pid_file() { # name pid_file: TERM, wait up to 10 s, then KILL; only if the PID is that daemon
@@ -175,11 +179,19 @@ munge -n -S "$MUNGE_SOCKET" | unmunge -S "$MUNGE_SOCKET" >/dev/null || die "mung
 log "munged up (PID $(cat "$TMP/munge/munged.pid"))"
 
 # ---------------------------------------------------------------------------------------------
-# slurm.conf and gres.conf: node hardware from `slurmd -C`, memory declared 10% low (else the
-# node drains), two free ports (no clash with any other SLURM or a leftover daemon).
+# slurm.conf and gres.conf: memory from `slurmd -C`, declared 10% low (else the node drains); at
+# least 4 CPUs declared (config_overrides), so that the profile's groups of up to 4 structures
+# (one CPU each) fit on a small CI machine; two free ports (no clash with any other SLURM or a
+# leftover daemon).
 NODE="$(hostname -s)"
-HARDWARE="$(slurmd -C | head -n 1 | tr ' ' '\n' | grep -E '^(CPUs|Boards|SocketsPerBoard|CoresPerSocket|ThreadsPerCore)=' | tr '\n' ' ')"
-MEMORY_MB="$(($(slurmd -C | head -n 1 | tr ' ' '\n' | sed -n 's/^RealMemory=//p') * 9 / 10))"
+DETECTED="$(slurmd -C | head -n 1 | tr ' ' '\n')"
+CPUS="$(echo "$DETECTED" | sed -n 's/^CPUs=//p')"
+CPUS="$((CPUS > 4 ? CPUS : 4))"
+HARDWARE="CPUs=$CPUS Boards=1 SocketsPerBoard=1 CoresPerSocket=$CPUS ThreadsPerCore=1 "
+MEMORY_MB="$(($(echo "$DETECTED" | sed -n 's/^RealMemory=//p') * 9 / 10))"
+# Fake GPUs: character devices like /dev/null (slurmd needs one distinct device file per GPU).
+for ((i = 0; i < GPUS; i++)); do mknod "$TMP/dev/fakegpu$i" c 1 3; done
+GPU_FILES="$TMP/dev/fakegpu$( ((GPUS == 1)) && echo 0 || echo "[0-$((GPUS - 1))]")"
 read -r CTLD_PORT SLURMD_PORT < <("$PYTHON" - <<'EOF'
 import socket
 
@@ -192,7 +204,8 @@ EOF
 fill() {
     sed -e "s|@NODE@|$NODE|g" -e "s|@CTLD_PORT@|$CTLD_PORT|g" -e "s|@SLURMD_PORT@|$SLURMD_PORT|g" \
         -e "s|@MUNGE_SOCKET@|$MUNGE_SOCKET|g" -e "s|@STATE@|$STATE|g" \
-        -e "s|@HARDWARE@|$HARDWARE|g" -e "s|@MEMORY_MB@|$MEMORY_MB|g" "$1"
+        -e "s|@HARDWARE@|$HARDWARE|g" -e "s|@MEMORY_MB@|$MEMORY_MB|g" -e "s|@GPUS@|$GPUS|g" \
+        -e "s|@GPU_FILES@|$GPU_FILES|g" "$1"
 }
 # The plugin's job step drops every SLURM_* variable (SLURM_CONF included) before its in-job
 # srun, so the configuration must be at the default path.
@@ -263,9 +276,10 @@ scontrol show job -o >"$TMP/jobs.txt" 2>&1 || true
     --jobs "$TMP/jobs.txt" --slurm-logs "$WORK/.snakemake/slurm_logs" --gpu-rule train_model \
     --gpu-rule train || die "checks of the SLURM jobs failed"
 
-log "GPU request of the training job (scontrol show job -d):"
+log "GPU request of the training jobs (scontrol show job -d):"
 while read -r id; do
-    scontrol show job -d "$id" | grep -E "JobId=|TresPerJob|AllocTRES|GRES=" | sed 's/^ */    /' || true
+    scontrol show job -d "$id" | grep -E "JobId=|TresPerJob|JOB_GRES|NumCPUs" |
+        sed 's/^ */    /' || true
 done < <(grep -E 'Comment=rule_train(_model)?(_|\s)' "$TMP/jobs.txt" | grep -o 'JobId=[0-9]*' | cut -d= -f2)
 
 log "slurmctld saw these submissions and allocations:"
@@ -284,11 +298,11 @@ log "all outputs present and up to date (a dry run has nothing to do); files wri
 (cd "$WORK" && find . -path ./.snakemake -prune -o -type f -printf '  %8s  %p\n' | sort -k2)
 
 if ((SMOKE)); then
-    log "what the jobs saw (the GPU slot has CUDA_VISIBLE_DEVICES=0):"
+    log "what the jobs saw (the GPU job gets CUDA_VISIBLE_DEVICES from SLURM):"
     sed 's/^/  /' "$WORK/done/report.txt"
 else
-    log "training device (CUDA_VISIBLE_DEVICES=0 in a GPU slot, no real GPU):"
-    if grep -rhiE "cuda|device" "$WORK"/results/*/logs/train_model/ | sed 's/^/  /' | head -n 10 | grep .; then
+    log "training device (a fake GPU: CUDA_VISIBLE_DEVICES is set, but there is no device):"
+    if grep -rhE "CUDA|, device " "$WORK"/results/*/logs/train_model/ | sed 's/^/  /' | grep .; then
         :
     else
         log "WARNING: the training log says nothing about CUDA or the device"

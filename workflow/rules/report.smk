@@ -10,6 +10,11 @@ rule summarize_study:
             caption="../report/summary.rst",
             category="0. Summary",
         ),
+        comparison=report(
+            f"{R}/variant_comparison.png",
+            caption="../report/variant_comparison.rst",
+            category="0. Summary",
+        ),
         provenance=f"{R}/provenance.json",
     log:
         f"{R}/logs/summarize_study.log",

@@ -1,0 +1,53 @@
+"""The figure that compares a study's model variants (a sweep) side by side."""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from ..atomic import atomic_path  # noqa: E402
+
+METRICS = (
+    ("accuracy", "accuracy (val)"),
+    ("macro_f1", "macro-F1 (val)"),
+    ("silhouette", "silhouette (cosine)"),
+    ("pose_correlation", "pose correlation"),
+    ("novelty_auroc", "novelty AUROC"),
+)
+
+
+def plot_variant_comparison(path: str | os.PathLike, table: pd.DataFrame) -> None:
+    """Grouped bars: one group per metric, one bar per variant, value printed on each bar."""
+    variants = table["variant"].astype(str).tolist()
+    x = np.arange(len(METRICS))
+    width = 0.8 / max(len(variants), 1)
+    fig, ax = plt.subplots(figsize=(2.2 * len(METRICS) + 1, 4.2))
+    for k, variant in enumerate(variants):
+        row = table.iloc[k]
+        values = [float(row[m]) if pd.notna(row.get(m)) else np.nan for m, _ in METRICS]
+        bars = ax.bar(x + (k - (len(variants) - 1) / 2) * width, values, width, label=variant)
+        for bar, value in zip(bars, values, strict=True):
+            if np.isfinite(value):
+                ax.annotate(
+                    f"{value:.2f}",
+                    (bar.get_x() + bar.get_width() / 2, max(value, 0)),
+                    ha="center",
+                    va="bottom",
+                    fontsize=8,
+                )
+    ax.set_xticks(x, [label for _, label in METRICS])
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_ylim(min(-0.1, np.nanmin(table[[m for m, _ in METRICS]].to_numpy(float)) - 0.1), 1.1)
+    ax.set_ylabel("value (1 is best)")
+    ax.set_title("Model variants of the study, side by side")
+    ax.legend(title="variant", bbox_to_anchor=(1.01, 1), loc="upper left")
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=120)
+    plt.close(fig)
