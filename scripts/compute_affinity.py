@@ -26,7 +26,9 @@ atoms = [load_atoms(Path(p), selection) for p in snakemake.input.structures]
 maps = np.stack([read_map(p)[0] for p in snakemake.input.maps])
 matrix, info = compute_affinity(params.class_names, atoms, maps, config, seed=params.seed)
 write_affinity_csv(snakemake.output.csv, params.class_names, matrix)
-plot_affinity_heatmap(
-    snakemake.output.heatmap, params.class_names, matrix, title=f"Affinity prior ({config.source})"
-)
+agreement = info.get("spearman_vs_map_cc")
+title = f"Affinity prior ({config.source})"
+if agreement is not None and config.source != "map_cc":
+    title += f"; agreement with the map cross-correlation prior: Spearman {agreement:.2f}"
+plot_affinity_heatmap(snakemake.output.heatmap, params.class_names, matrix, title=title)
 write_text_atomic(snakemake.output.info, dump_json(info))
