@@ -11,11 +11,19 @@ from cryoavae.evaluate import (
     write_confusion_csv,
     write_metrics_json,
 )
+from cryoavae.interpolate import interpolate_latents, write_interpolation_volumes
+from cryoavae.particles import stack_voxel_size
 from cryoavae.report import evaluation_figures as figures
+from cryoavae.report.interpolation_figures import plot_interpolations
 from cryoavae.runlog import start_logging
 
 params, out = snakemake.params, snakemake.output
 start_logging(snakemake.log[0], rule="evaluate_model", variant=snakemake.wildcards.variant)
+settings = dict(params.evaluation)
+steps, pose_classes = (
+    settings.pop("interpolation_steps"),
+    settings.pop("interpolation_pose_classes"),
+)
 latents = pd.read_csv(snakemake.input.latents, sep="\t", dtype={"class_name": str})
 affinity = read_affinity_csv(snakemake.input.affinity, params.class_names)
 with open(snakemake.input.train_summary) as handle:
@@ -24,7 +32,7 @@ result = evaluate_latents(
     latents,
     params.class_names,
     affinity,
-    EvaluationConfig(**params.evaluation),
+    EvaluationConfig(**settings),
     seed=params.seed,
     ndim=training["ndim"],
 )
@@ -38,3 +46,10 @@ figures.plot_umap(out.umap, result)
 figures.plot_confusion_matrix(out.confusion, result)
 figures.plot_pose_correlation(out.pose, result)
 figures.plot_prior_vs_latent(out.prior, result)
+interpolations = interpolate_latents(
+    snakemake.input.model, latents, n_steps=steps, n_pose_classes=pose_classes, seed=params.seed
+)
+plot_interpolations(out.interpolations, interpolations, training["ndim"])
+write_interpolation_volumes(
+    out.interpolation_stack, interpolations, stack_voxel_size(snakemake.input.first_stack)
+)

@@ -24,6 +24,8 @@ rule evaluate_model:
         latents=f"{R}/models/{{variant}}/latents.tsv",
         affinity=f"{R}/affinity/affinity.csv",
         train_summary=f"{R}/models/{{variant}}/train_summary.json",
+        model=f"{R}/models/{{variant}}/model.pt",
+        first_stack=f"{R}/particles/shard_000.mrcs",
     output:
         metrics=f"{R}/models/{{variant}}/metrics.json",
         confusion_csv=f"{R}/models/{{variant}}/confusion_matrix.csv",
@@ -51,6 +53,13 @@ rule evaluate_model:
             category="2. Latent space",
             subcategory="{variant}",
         ),
+        interpolations=report(
+            f"{R}/models/{{variant}}/interpolations.png",
+            caption="../report/interpolations.rst",
+            category="5. Interpolations",
+            subcategory="{variant}",
+        ),
+        interpolation_stack=f"{R}/models/{{variant}}/interpolation.mrcs",
     log:
         f"{R}/logs/evaluate_model/{{variant}}.log",
     conda:
