@@ -79,3 +79,27 @@ def test_table_pointing_past_the_stack_is_refused(tmp_path):
     reader = P.ParticleImages(table, tmp_path / "a.star")
     with pytest.raises(InputError, match="holds 2"):
         reader.gather([0])
+
+
+@pytest.mark.parametrize("box", [(8, 8), (6, 8, 8)])
+def test_stack_writer_matches_write_stack(tmp_path, box):
+    images = np.random.default_rng(1).normal(size=(7, *box)).astype(np.float32)
+    P.write_stack(tmp_path / "whole.mrcs", images, 4.0)
+    with P.stack_writer(tmp_path / "batched.mrcs", 7, box, 4.0) as out:
+        for start in range(0, 7, 3):
+            out.write(start, images[start : start + 3])
+    assert mrcfile.validate(str(tmp_path / "batched.mrcs"), print_file=open("/dev/null", "w"))
+    np.testing.assert_array_equal(np.asarray(P.open_stack(tmp_path / "batched.mrcs")), images)
+    with mrcfile.open(tmp_path / "batched.mrcs", header_only=True) as a:
+        with mrcfile.open(tmp_path / "whole.mrcs", header_only=True) as b:
+            assert a.header.ispg == b.header.ispg and a.header.mz == b.header.mz
+            assert float(a.header.rms) == pytest.approx(float(b.header.rms), rel=1e-4)
+            assert float(a.header.dmax) == pytest.approx(float(b.header.dmax))
+
+
+def test_failed_stack_writer_leaves_nothing(tmp_path):
+    with pytest.raises(RuntimeError):
+        with P.stack_writer(tmp_path / "s.mrcs", 4, (4, 4), 1.0) as out:
+            out.write(0, np.zeros((2, 4, 4), np.float32))
+            raise RuntimeError("simulated crash")
+    assert list(tmp_path.iterdir()) == []

@@ -18,8 +18,9 @@ Columns (RELION names where RELION has one):
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import mrcfile
@@ -62,6 +63,78 @@ def write_stack(path: str | os.PathLike, images: np.ndarray, voxel_size_angstrom
                 mrc.set_data(images)
                 mrc.set_image_stack()
             mrc.voxel_size = voxel_size_angstrom  # set_data already computed the statistics
+
+
+class StackWriter:
+    """A stack being written batch by batch (see :func:`stack_writer`).
+
+    Each batch goes to the file with ``os.pwrite`` at its offset, so only the batch in hand is in
+    the process's memory, however large the shard; header statistics are accumulated batch by
+    batch instead of re-reading the file.
+    """
+
+    def __init__(self, fd: int, data_offset: int, item_bytes: int, box_shape: tuple[int, ...]):
+        self._fd, self._offset, self._item_bytes = fd, data_offset, item_bytes
+        self._box_shape = box_shape
+        self._count = 0
+        self._sum = self._sum_sq = 0.0
+        self._min, self._max = np.inf, -np.inf
+
+    def write(self, start: int, batch: np.ndarray) -> None:
+        """Put ``batch`` ``(b, *box)`` at rows ``start .. start + b``."""
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if batch.shape[1:] != self._box_shape:
+            raise ValueError(f"batch of shape {batch.shape} for boxes of {self._box_shape}")
+        os.pwrite(self._fd, batch.tobytes(), self._offset + start * self._item_bytes)
+        self._count += batch.size
+        self._sum += float(batch.sum(dtype=np.float64))
+        self._sum_sq += float(np.square(batch, dtype=np.float64).sum())
+        if batch.size:
+            self._min = min(self._min, float(batch.min()))
+            self._max = max(self._max, float(batch.max()))
+
+    def statistics(self) -> tuple[float, float, float, float]:
+        """(min, max, mean, rms about the mean) of everything written."""
+        mean = self._sum / max(self._count, 1)
+        variance = max(self._sum_sq / max(self._count, 1) - mean * mean, 0.0)
+        return self._min, self._max, mean, variance**0.5
+
+
+@contextlib.contextmanager
+def stack_writer(
+    path: str | os.PathLike, n: int, box_shape: tuple[int, ...], voxel_size_angstrom: float
+) -> Iterator[StackWriter]:
+    """Create a stack of ``n`` float32 images or volumes of ``box_shape``, filled batch by batch.
+
+    Written to a temporary file beside ``path`` and renamed only if the block succeeds, like
+    :func:`write_stack`, whose file layout it matches.
+    """
+    box_shape = tuple(int(b) for b in box_shape)
+    if len(box_shape) not in (2, 3):
+        raise ValueError(f"stack_writer: box_shape must be 2-D or 3-D, got {box_shape}")
+    sections = n * box_shape[0] if len(box_shape) == 3 else n
+    with atomic_path(path) as tmp:
+        # The header and the file's full size first (mrcfile lays out the file; data is sparse).
+        with mrcfile.new_mmap(
+            tmp, shape=(sections, *box_shape[-2:]), mrc_mode=2, overwrite=True
+        ) as mrc:
+            data_offset = mrc.header.nbytes + mrc.extended_header.nbytes
+        with open(tmp, "r+b") as handle:
+            writer = StackWriter(
+                handle.fileno(), data_offset, 4 * int(np.prod(box_shape)), box_shape
+            )
+            yield writer
+        with mrcfile.mmap(tmp, mode="r+") as mrc:  # header_only would truncate the data
+            if len(box_shape) == 3:
+                mrc.header.ispg = 401
+                mrc.header.mz = box_shape[0]
+            else:
+                mrc.header.ispg = 0
+                mrc.header.mz = 1
+            mrc.voxel_size = voxel_size_angstrom
+            dmin, dmax, dmean, rms = writer.statistics()
+            mrc.header.dmin, mrc.header.dmax = dmin, dmax
+            mrc.header.dmean, mrc.header.rms = dmean, rms
 
 
 def open_stack(path: str | os.PathLike, box_ndim: int | None = None) -> np.ndarray:

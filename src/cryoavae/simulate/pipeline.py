@@ -397,14 +397,13 @@ def simulate_shard(
     started = time.perf_counter()
     d = maps.shape[-1]
     spectra = padded_spectra(maps)
-    images = np.empty((len(plan), d, d, d), dtype=np.float32)
-    for start in range(0, len(plan), config.batch_size):
-        rows = slice(start, start + config.batch_size)
-        batch = plan.subset(rows)
-        images[rows] = simulate_batch(spectra, batch, config, voxel_size_angstrom, threads)
-    seconds = time.perf_counter() - started
     stack_path, star_path = Path(stack_path), Path(star_path)
-    particles.write_stack(stack_path, images, voxel_size_angstrom)
+    # Batches go straight to a memory-mapped stack: memory stays flat however large the shard.
+    with particles.stack_writer(stack_path, len(plan), (d, d, d), voxel_size_angstrom) as out:
+        for start in range(0, len(plan), config.batch_size):
+            batch = plan.subset(slice(start, start + config.batch_size))
+            out.write(start, simulate_batch(spectra, batch, config, voxel_size_angstrom, threads))
+    seconds = time.perf_counter() - started
     stack_name = Path(os.path.relpath(stack_path, star_path.parent)).as_posix()
     table = _particle_table(plan, class_names, config, shard, voxel_size_angstrom, stack_name)
     particles.write_particle_table(star_path, table)
