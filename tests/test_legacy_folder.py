@@ -149,3 +149,17 @@ def test_bad_files_and_matrices_refused(tmp_path):
     _expect(tmp_path, folder, "noprefix.npy: file name has no class prefix")
     (folder / "noprefix.npy").unlink()
     _expect(tmp_path, folder, "voxel_size_angstrom", voxel_size_angstrom=-1.0)
+
+
+def test_command_line_converts_a_folder(tmp_path, capsys):
+    from cryoavae.legacy_folder import main
+
+    _npy_folder(tmp_path / "data")
+    assert main([str(tmp_path / "data"), str(tmp_path / "out"), "--seed", "3"]) == 0
+    assert "c (unseen)" in capsys.readouterr().out
+    table = P.read_particle_table(tmp_path / "out" / "particles.star")
+    assert set(table[P.CLASS_NAME]) == {"a", "b", "c", "d"}
+    assert read_affinity_csv(tmp_path / "out" / "affinity.csv", ["b", "a", "c"]).shape == (3, 3)
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "missing"), str(tmp_path / "out2")])
+    assert not (tmp_path / "out2").exists()

@@ -103,3 +103,25 @@ def test_failed_stack_writer_leaves_nothing(tmp_path):
             out.write(0, np.zeros((2, 4, 4), np.float32))
             raise RuntimeError("simulated crash")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_stack_bytes_do_not_depend_on_the_clock(tmp_path, monkeypatch):
+    """mrcfile stamps the time into a header label; ours is fixed."""
+    import datetime
+
+    import mrcfile.mrcobject as mrcobject
+
+    images = np.ones((2, 4, 4), np.float32)
+    P.write_stack(tmp_path / "a.mrcs", images, 1.0)
+
+    class Later(datetime.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.datetime(2001, 1, 1)
+
+    monkeypatch.setattr(mrcobject, "datetime", Later)
+    P.write_stack(tmp_path / "b.mrcs", images, 1.0)
+    with P.stack_writer(tmp_path / "c.mrcs", 2, (4, 4), 1.0) as out:
+        out.write(0, images)
+    assert (tmp_path / "a.mrcs").read_bytes() == (tmp_path / "b.mrcs").read_bytes()
+    assert (tmp_path / "a.mrcs").read_bytes() == (tmp_path / "c.mrcs").read_bytes()

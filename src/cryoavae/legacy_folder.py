@@ -270,3 +270,42 @@ def _read_affinity(path: Path) -> tuple[list[str], np.ndarray]:
     names = _affinity_header(path)
     matrix = np.asarray(read_affinity_csv(path, names), dtype=np.float64)
     return names, (matrix + matrix.T) / 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m cryoavae.legacy_folder FOLDER OUT_DIR``: convert a folder of the original code.
+
+    Writes ``OUT_DIR/particles.mrcs``, ``OUT_DIR/particles.star`` and, when the folder has one,
+    ``OUT_DIR/affinity.csv``; prints the class list, unseen classes marked.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m cryoavae.legacy_folder", description=main.__doc__.splitlines()[0]
+    )
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--val-fraction", type=float, default=0.2)
+    parser.add_argument("--voxel-size-angstrom", type=float, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    has_affinity = (args.folder / "affinity.csv").exists()
+    try:
+        names, unseen = convert_legacy_folder(
+            args.folder,
+            args.out_dir / "particles.mrcs",
+            args.out_dir / "particles.star",
+            seed=args.seed,
+            val_fraction=args.val_fraction,
+            voxel_size_angstrom=args.voxel_size_angstrom,
+            affinity_path=args.out_dir / "affinity.csv" if has_affinity else None,
+        )
+    except InputError as error:
+        parser.exit(2, f"error: {error}\n")
+    print("classes:", ", ".join(f"{n} (unseen)" if n in unseen else n for n in names))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -63,6 +63,13 @@ def write_stack(path: str | os.PathLike, images: np.ndarray, voxel_size_angstrom
                 mrc.set_data(images)
                 mrc.set_image_stack()
             mrc.voxel_size = voxel_size_angstrom  # set_data already computed the statistics
+            _fixed_label(mrc)
+
+
+def _fixed_label(mrc) -> None:
+    """Replace mrcfile's time-stamped label, so that a seeded run is byte-for-byte reproducible."""
+    mrc.header.label[0] = b"cryoavae particle stack"
+    mrc.header.nlabl = 1
 
 
 class StackWriter:
@@ -132,6 +139,7 @@ def stack_writer(
                 mrc.header.ispg = 0
                 mrc.header.mz = 1
             mrc.voxel_size = voxel_size_angstrom
+            _fixed_label(mrc)
             dmin, dmax, dmean, rms = writer.statistics()
             mrc.header.dmin, mrc.header.dmax = dmin, dmax
             mrc.header.dmean, mrc.header.rms = dmean, rms
