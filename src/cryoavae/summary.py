@@ -33,3 +33,48 @@ def summary_table(
         row["epochs"] = s.get("epochs")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def summary_markdown(
+    study: str, table: pd.DataFrame, metrics: Sequence[Mapping], figures: Mapping[str, str]
+) -> str:
+    """The study's results as a Markdown fragment for the README: one table row per variant,
+    where each unseen class landed, and thumbnails of the first variant's figures.
+
+    ``figures`` maps a caption to a path relative to the repository root (the README's folder).
+    """
+    lines = [
+        f"**Study `{study}`** (numbers from its `metrics.json` files, written by the pipeline):",
+        "",
+        "| variant | accuracy | macro-F1 | silhouette | pose corr. | novelty AUROC | unseen "
+        "matched | train s | device |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for _, row in table.iterrows():
+        cells = [_fmt(row[c]) for c in ("accuracy", "macro_f1", "silhouette", "pose_correlation")]
+        lines.append(
+            f"| {row['variant']} | {' | '.join(cells)} | {_fmt(row['novelty_auroc'])} | "
+            f"{row['unseen_matched']} | {_fmt(row['train_seconds'], 0)} | {row['device']} |"
+        )
+    lines.append("")
+    for name, m in zip(table["variant"], metrics, strict=True):
+        for cls, u in (m.get("unseen") or {}).items():
+            lines.append(
+                f"- `{name}`: unseen {cls} lands nearest {u.get('nearest_seen')}; its "
+                f"highest-affinity seen class is {u.get('highest_affinity_seen')}"
+                f" ({'match' if u.get('match') else 'no match'})."
+            )
+    if figures:
+        lines += [
+            "",
+            " ".join(f'<img src="{p}" alt="{c}" width="260">' for c, p in figures.items()),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value, digits: int = 3) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "–"
+    return "–" if number != number else f"{number:.{digits}f}"

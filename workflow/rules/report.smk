@@ -26,6 +26,7 @@ rule summarize_study:
         runtime=10,
     params:
         variants=VARIANTS,
+        study=STUDY,
         config=config,
     script:
         "../../scripts/summarize_study.py"
