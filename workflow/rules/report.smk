@@ -16,6 +16,7 @@ rule summarize_study:
             category="0. Summary",
         ),
         provenance=f"{R}/provenance.json",
+        markdown=f"{R}/summary.md",
     log:
         f"{R}/logs/summarize_study.log",
     conda:
