@@ -1,15 +1,21 @@
-"""Particles in memory for training: one split's images and labels as tensors, read once.
+"""Particles for training: a split's rows and labels, and its images a batch at a time.
 
-A study's train and val splits are small enough to hold in memory (~3,000 x 32^3 float32 is
-400 MB), and one copy there beats re-reading memory-mapped stacks every epoch. The copy is
-filled a small slice at a time from freshly opened memory maps that are dropped after each slice,
-so the process never holds the mapped stack pages and the copy together (which would double the
-peak memory), and the temporaries stay small enough that the allocator does not keep them.
+Two ways to serve a batch, chosen by :func:`batch_source`:
+
+- :class:`StreamedBatches` (CPU, and CUDA when the split does not fit in GPU memory) reads each
+  batch from the stacks into one reused buffer (:meth:`ParticleImages.gather`). The process holds
+  one batch, not the data set, so it trains on more particles than fit in memory; after the first
+  epoch the reads come from the page cache and cost about as much as gathering from a tensor.
+- :class:`ResidentBatches` (CUDA) copies the split into GPU memory once, a chunk at a time, so
+  that no host copy or synchronisation stands between the GPU's steps.
+
+Both give the same batches for the same indices.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,18 +23,18 @@ import pandas as pd
 import torch
 
 from .errors import InputError
-from .particles import CLASS_NAME, CLASS_NUMBER, SPLIT, SPLITS, ParticleImages, open_stack
+from .particles import CLASS_NAME, CLASS_NUMBER, SPLIT, SPLITS, ParticleImages
 
-READ_SLICE_BYTES = 4 * 2**20  # stack pages mapped (and copied through a temporary) at once
+CHUNK_BYTES = 64 * 2**20  # host memory used at once while copying a split to the GPU
+GPU_SHARE = 0.5  # keep a split on the GPU only if it takes at most this share of free memory
 
 
 @dataclass(frozen=True)
-class SplitTensors:
-    """One split of a particle table, in memory."""
+class Split:
+    """One split of a particle table: which rows, and their labels."""
 
-    images: torch.Tensor  # (n, 1, *box) float32
-    labels: torch.Tensor  # (n,) int64: rlnClassNumber - 1, an index into the affinity matrix
     rows: np.ndarray  # (n,) positions of these particles in the table
+    labels: np.ndarray  # (n,) int64: rlnClassNumber - 1, an index into the affinity matrix
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -59,43 +65,115 @@ def class_names_from_table(table: pd.DataFrame) -> list[str]:
     return names
 
 
-def read_images(images: ParticleImages, rows: np.ndarray) -> np.ndarray:
-    """Images of table ``rows`` as one new float32 array ``(n, *box)``.
-
-    Reads stack by stack in file order, at most :data:`READ_SLICE_BYTES` of mapped pages at a time.
-    """
-    rows = np.asarray(rows, dtype=np.int64)
-    box_shape = images.shape[1:]
-    out = np.empty((len(rows), *box_shape), dtype=np.float32)
-    per_slice = max(1, READ_SLICE_BYTES // (4 * int(np.prod(box_shape))))
-    stack_of = images.stack_of_row[rows]
-    for k in np.unique(stack_of):
-        dest = np.nonzero(stack_of == k)[0]  # positions in ``out``
-        index = images.index[rows[dest]]  # positions in the stack file
-        order = np.argsort(index, kind="stable")
-        dest, index = dest[order], index[order]
-        path = images.root / images.stack_names[k]
-        for start in range(0, len(dest), per_slice):
-            stack = open_stack(path, images.box_ndim)  # a fresh map, released below
-            if index[-1] >= len(stack):
-                raise InputError(
-                    f"{path}: table asks for image {index[-1] + 1}, stack holds {len(stack)}"
-                )
-            part = slice(start, start + per_slice)
-            out[dest[part]] = stack[index[part]]
-            del stack
-    return out
-
-
-def load_split(table: pd.DataFrame, images: ParticleImages, split: str) -> SplitTensors:
-    """The particles of ``split`` (``train``, ``val`` or ``unseen``) as tensors, in table order."""
+def select_split(table: pd.DataFrame, split: str) -> Split:
+    """The rows of ``split`` (``train``, ``val`` or ``unseen``), in table order."""
     if split not in SPLITS:
-        raise ValueError(f"load_split: split {split!r} is not one of {SPLITS}")
-    rows = np.nonzero((table[SPLIT].astype(str) == split).to_numpy())[0]
+        raise ValueError(f"select_split: split {split!r} is not one of {SPLITS}")
+    rows = np.flatnonzero((table[SPLIT].astype(str) == split).to_numpy())
     labels = table[CLASS_NUMBER].to_numpy()[rows].astype(np.int64) - 1
-    array = read_images(images, rows) if len(rows) else np.empty((0, *images.shape[1:]), "f4")
-    pixels = torch.from_numpy(array)  # shares memory with ``array``: no second copy
-    return SplitTensors(pixels.unsqueeze(1), torch.from_numpy(labels), rows)
+    return Split(rows, labels)
+
+
+def value_range(images: ParticleImages, rows: np.ndarray) -> tuple[float, float]:
+    """(min, max) over the images of ``rows``, read a chunk at a time."""
+    low, high = np.inf, -np.inf
+    per_chunk = max(1, CHUNK_BYTES // images.item_bytes)
+    for start in range(0, len(rows), per_chunk):
+        chunk = images.gather(rows[start : start + per_chunk])
+        low, high = min(low, float(chunk.min())), max(high, float(chunk.max()))
+    return low, high
+
+
+class StreamedBatches:
+    """A split's batches read from the stacks on demand, each while the one before is in use.
+
+    :meth:`iterate` yields ``(x (b, 1, *box), y (b,))`` on ``device``. A helper thread reads the
+    next batch (the read is a system call that releases the GIL) while the caller computes on
+    the current one; two buffers alternate, so on the CPU ``x`` stays valid until the caller asks
+    for the next batch, and must not be kept longer.
+    """
+
+    def __init__(self, images: ParticleImages, split: Split, device: torch.device, max_batch: int):
+        self.images, self.split, self.device = images, split, device
+        box = images.shape[1:] if len(split) else ()
+        size = min(max_batch, len(split))
+        self._buffers = [np.empty((size, *box), dtype=np.float32) for _ in range(2)]
+        self._labels = torch.from_numpy(split.labels).to(device)
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def _read(self, idx: torch.Tensor, buffer: np.ndarray) -> np.ndarray:
+        if len(idx) > len(buffer):
+            raise ValueError(f"batch of {len(idx)} exceeds the buffer of {len(buffer)}")
+        return self.images.gather(self.split.rows[idx.numpy()], out=buffer[: len(idx)])
+
+    def iterate(
+        self, index_batches: Iterable[torch.Tensor]
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        index_batches = list(index_batches)
+        if not index_batches:
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-batches") as reader:
+            pending = reader.submit(self._read, index_batches[0], self._buffers[0])
+            for k, idx in enumerate(index_batches):
+                images = pending.result()
+                if k + 1 < len(index_batches):
+                    buffer = self._buffers[(k + 1) % 2]
+                    pending = reader.submit(self._read, index_batches[k + 1], buffer)
+                x = torch.from_numpy(images).unsqueeze(1).to(self.device)
+                yield x, self._labels[idx.to(self.device)]
+
+
+class ResidentBatches:
+    """A split held on ``device``, copied there :data:`CHUNK_BYTES` at a time; a batch is an index
+    gather. Same :meth:`iterate` as :class:`StreamedBatches`."""
+
+    def __init__(self, images: ParticleImages, split: Split, device: torch.device):
+        self.split, self.device = split, device
+        box = images.shape[1:] if len(split) else ()
+        self.images = torch.empty((len(split), 1, *box), device=device)
+        per_chunk = max(1, CHUNK_BYTES // images.item_bytes) if len(split) else 1
+        for start in range(0, len(split), per_chunk):
+            host = images.gather(split.rows[start : start + per_chunk])
+            self.images[start : start + len(host), 0] = torch.from_numpy(host).to(device)
+        self._labels = torch.from_numpy(split.labels).to(device)
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def iterate(
+        self, index_batches: Iterable[torch.Tensor]
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for idx in index_batches:
+            idx = idx.to(self.device, non_blocking=True)
+            yield self.images[idx], self._labels[idx]
+
+
+def keep_on_device(nbytes: int, device: torch.device) -> bool:
+    """Hold a split of ``nbytes`` on the device? On CUDA if it fits in :data:`GPU_SHARE` of the
+    free memory; never on the CPU, where streaming from the page cache costs about the same."""
+    if device.type != "cuda":
+        return False
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= GPU_SHARE * free
+
+
+def batch_source(
+    images: ParticleImages,
+    split: Split,
+    device: torch.device,
+    max_batch: int,
+    resident: bool | None = None,
+) -> StreamedBatches | ResidentBatches:
+    """The batches of ``split``: resident on the device or streamed (``resident=None`` lets
+    :func:`keep_on_device` decide)."""
+    nbytes = len(split) * images.item_bytes if len(split) else 0
+    if resident is None:
+        resident = keep_on_device(nbytes, device)
+    if resident:
+        return ResidentBatches(images, split, device)
+    return StreamedBatches(images, split, device, max_batch)
 
 
 def batch_indices(

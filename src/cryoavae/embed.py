@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data import batch_indices, read_images
+from .data import batch_indices
 from .errors import InputError
 from .particles import ANGLES, CLASS_NAME, CLASS_NUMBER, IMAGE, SPLIT, ParticleImages
 from .train import load_model
@@ -42,7 +42,7 @@ def embed_particles(
     mus, poses = [], []
     with torch.no_grad():
         for idx in batch_indices(len(table), batch_size):
-            x = torch.from_numpy(read_images(images, idx.numpy())).to(device)  # (b, *box)
+            x = torch.from_numpy(images.gather(idx.numpy())).to(device)  # (b, *box)
             encoding = model.encode(x)
             mus.append(encoding.mu.float().cpu().numpy())
             poses.append(encoding.pose.float().cpu().numpy())
