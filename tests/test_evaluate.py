@@ -271,6 +271,39 @@ def test_3d_pose_that_encodes_the_rotation_is_recovered():
     assert "rotation" in result.metrics["pose_metric_description"]
 
 
+def test_3d_pose_score_is_zero_for_a_pose_without_information_in_a_limited_range():
+    """Orientations within 20 degrees of the map's: every rotation matrix is close to the
+    identity, so uncentred entries would correlate with any prediction of the mean orientation.
+    A pose of noise must still score about 0, and a pose holding the rotation about 1."""
+    rng = np.random.default_rng(4)
+
+    def limited(n):
+        axes = rng.normal(size=(n, 3))
+        axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+        return Rotation.from_rotvec(axes * np.radians(rng.uniform(0, 20, n))[:, None])
+
+    def pose(c, angles, _):
+        q = Rotation.from_euler("ZYZ", angles, degrees=True).as_quat()
+        return q if c == "a" else rng.normal(size=(len(q), 4))
+
+    classes = ["a", "b"]
+    latents = make_latents(
+        axes_centres(classes, 3), {c: seen_split(200, 60) for c in classes}, ndim=3
+    )
+    angles = limited(len(latents)).as_euler("ZYZ", degrees=True)
+    latents[["angle_rot", "angle_tilt", "angle_psi"]] = angles
+    for c in classes:
+        rows = (latents["class_name"] == c).to_numpy()
+        p = pose(c, angles[rows], None)
+        for i in range(4):
+            latents.loc[rows, f"pose_{i}"] = p[:, i]
+    per_class = evaluate_latents(
+        latents, classes, np.eye(2), CONFIG, seed=0, ndim=3, embed_umap=False
+    ).metrics["pose_correlation_per_class"]
+    assert per_class["a"] > 0.95
+    assert abs(per_class["b"]) < 0.2
+
+
 def test_without_pose_dimensions_pose_metrics_are_null():
     classes = ["a", "b"]
     latents = make_latents(axes_centres(classes, 3), {c: seen_split() for c in classes})

@@ -73,6 +73,15 @@ def test_config_from_yaml_sections_and_bad_values():
         SimulationConfig(ctf={"defocus_min_um": 5.0, "defocus_max_um": 4.0})
     with pytest.raises(InputError, match="missing_wedge.tilt_max_deg"):
         SimulationConfig(missing_wedge={"tilt_max_deg": 100.0})
+    with pytest.raises(InputError, match="rotation_range_deg is 200"):
+        SimulationConfig(rotation_range_deg=200)
+
+
+def test_rotation_range_limits_the_recorded_orientations():
+    plan = plan_shard(NAMES, set(), config(particles_per_class=40, rotation_range_deg=25.0), 0, 9)
+    cos = (np.trace(plan.rotations, axis1=1, axis2=2) - 1) / 2
+    angles = np.degrees(np.arccos(np.clip(cos, -1, 1)))
+    assert angles.max() <= 25.0 + 1e-6 and angles.mean() > 10.0
 
 
 def test_shards_split_every_class_evenly_and_label_splits():

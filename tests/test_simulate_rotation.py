@@ -73,6 +73,35 @@ def test_random_rotations_are_proper_uniform_and_seeded():
     np.testing.assert_array_equal(matrices, again)
 
 
+def test_limited_rotations_stay_within_their_angle_and_spread_evenly():
+    limit = 40.0
+    matrices = random_rotations(20000, np.random.default_rng(1), max_angle_deg=limit)
+    np.testing.assert_allclose(np.linalg.det(matrices), 1.0, atol=1e-9)
+    angles = np.degrees(np.arccos(np.clip((np.trace(matrices, axis1=1, axis2=2) - 1) / 2, -1, 1)))
+    assert angles.max() <= limit + 1e-6
+    # Haar measure on the ball: P(angle <= t) = (t - sin t) / (T - sin T), so half the limit
+    # holds about 1/8 of the rotations (a uniform angle would put half there)
+    half, full = np.radians(limit / 2), np.radians(limit)
+    expected = (half - np.sin(half)) / (full - np.sin(full))
+    assert np.mean(angles <= limit / 2) == pytest.approx(expected, abs=0.01)
+    # axes have no preferred direction: the mean rotation is symmetric about the identity
+    offdiagonal = matrices.mean(axis=0) - np.diag(np.diag(matrices.mean(axis=0)))
+    assert np.abs(offdiagonal).max() < 0.01
+    np.testing.assert_array_equal(
+        random_rotations(3, np.random.default_rng(2), 0.0), np.eye(3)[None].repeat(3, 0)
+    )
+    with pytest.raises(ValueError, match="max_angle_deg"):
+        random_rotations(3, np.random.default_rng(2), 190.0)
+
+
+def test_the_full_range_draws_what_it_always_drew():
+    """180 degrees keeps scipy's uniform draw, so existing studies keep their particles."""
+    np.testing.assert_array_equal(
+        random_rotations(50, np.random.default_rng(7), 180.0),
+        Rotation.random(50, rng=np.random.default_rng(7)).as_matrix(),
+    )
+
+
 @pytest.mark.parametrize("rotate", ["real", "fourier"])
 def test_rotation_moves_content_to_a_times_its_offset(rotate):
     # rot = 90: A = Rz(-90) sends +x to -y (A^T, as grid_sample would apply, would give +y).

@@ -514,11 +514,14 @@ POSE_3D_DESCRIPTION = (
     "rotation matrix (from the RELION ZYZ angles) is fitted by ridge regression on that class's "
     "training particles (quadratic so that a quaternion-like pose can be represented exactly). "
     "On its val particles, pose_correlation_per_class is the Pearson r between predicted and "
-    "true entries (all 9 pooled); pose_correlation is its mean over classes (1 = the pose "
+    "true entries, each entry centred on its own mean and all 9 pooled (centring keeps a "
+    "prediction of the average orientation at 0 when orientations are limited to a range); "
+    "pose_correlation is its mean over classes (1 = the pose "
     "determines the orientation, 0 = it carries none). pose_angle_median_error_deg is the median "
     "geodesic angle between the true rotation and the prediction projected onto SO(3), over all "
     f"val particles (a pose with no orientation information gives about "
-    f"{RANDOM_ROTATION_MEDIAN_ERROR_DEG:.0f} degrees; symmetric molecules inflate it)."
+    f"{RANDOM_ROTATION_MEDIAN_ERROR_DEG:.0f} degrees when orientations cover all of SO(3), "
+    "less when simulation.rotation_range_deg limits them; symmetric molecules inflate it)."
 )
 NO_POSE_DESCRIPTION = "The model has no pose dimensions: pose metrics are not defined."
 # Fewest particles of a class, per split, for its pose map to be fitted and scored.
@@ -674,6 +677,14 @@ def _project_to_rotation(m: np.ndarray) -> np.ndarray:
     return u @ vt
 
 
+def _pooled_centred_correlation(predicted: np.ndarray, true: np.ndarray) -> float:
+    """Pearson r of ``(n, m)`` predictions with the truth, each column centred on its own mean
+    and the columns pooled; 0 where undefined."""
+    p, t = predicted - predicted.mean(0), true - true.mean(0)
+    denom = math.sqrt(float((p**2).sum() * (t**2).sum()))
+    return float((p * t).sum() / denom) if denom > 0 else 0.0
+
+
 def _pose_3d_class(pose_tr, rot_tr, pose_va, rot_va):
     """Quadratic ridge map pose -> rotation entries, fitted on train, scored on val."""
     mean, std = pose_tr.mean(0), pose_tr.std(0)
@@ -684,7 +695,7 @@ def _pose_3d_class(pose_tr, rot_tr, pose_va, rot_va):
     ridge[0, 0] = 0.0  # leave the intercept free
     weights = np.linalg.solve(f_tr.T @ f_tr + ridge, f_tr.T @ rot_tr)  # (f, 9)
     predicted = f_va @ weights  # (m, 9)
-    score = float(_pearson_columns(predicted.reshape(-1, 1), rot_va.reshape(-1))[0])
+    score = _pooled_centred_correlation(predicted, rot_va)
     projected = _project_to_rotation(predicted.reshape(-1, 3, 3))
     cos = (np.einsum("nij,nij->n", projected, rot_va.reshape(-1, 3, 3)) - 1.0) / 2.0
     error = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))

@@ -256,8 +256,8 @@ def plot_pose_correlation(path: str | os.PathLike, result: EvaluationResult) -> 
             "True rotation predicted from the pose (quadratic map fitted on train, val particles "
             f"shown). Mean r = {_fmt(m.get('pose_correlation'))}; median geodesic error = "
             f"{_fmt(m.get('pose_angle_median_error_deg'), '.0f')} deg\n"
-            "r = 1: the pose determines the orientation; 0: it carries none (error about 132 deg). "
-            "Symmetric molecules raise the error."
+            "r = 1: the pose determines the orientation; 0: it carries none (error about 132 deg "
+            "for orientations over all of SO(3)). Symmetric molecules raise the error."
         )
     fig.suptitle(headline, fontsize=10)
     _save(fig, path)

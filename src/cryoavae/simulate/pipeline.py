@@ -120,6 +120,8 @@ class SimulationConfig:
     ``snr`` is ``var(signal) / var(noise)``; ``math.inf`` switches the noise off. Each particle is
     shifted by up to ``shift_max_px`` voxels (uniform, independently per axis) after rotation;
     shifts are circular (a Fourier phase ramp), so keep them within the structure's margin.
+    Orientations are uniform over all of SO(3) unless ``rotation_range_deg`` < 180 limits them to
+    rotations by at most that angle (see :func:`.rotation.random_rotations`).
     """
 
     particles_per_class: int = 450
@@ -128,6 +130,7 @@ class SimulationConfig:
     n_shards: int = 2
     snr: float = 1.0
     shift_max_px: float = 0.0
+    rotation_range_deg: float = 180.0
     ctf: CtfConfig = field(default_factory=CtfConfig)
     missing_wedge: WedgeConfig = field(default_factory=WedgeConfig)
     batch_size: int = 256
@@ -148,6 +151,10 @@ class SimulationConfig:
             raise InputError(f"snr is {self.snr}; expected a positive number (inf: no noise)")
         if not 0 <= self.shift_max_px < 1e3:
             raise InputError(f"shift_max_px is {self.shift_max_px}; expected a value >= 0")
+        if not 0 <= self.rotation_range_deg <= 180:
+            raise InputError(
+                f"rotation_range_deg is {self.rotation_range_deg}; expected a value in [0, 180]"
+            )
 
 
 @dataclass(frozen=True)
@@ -215,7 +222,7 @@ def plan_shard(
     order = rng.permutation(len(class_index))
     class_index, split = class_index[order], split[order]
     n = len(class_index)
-    rotations = random_rotations(n, rng)
+    rotations = random_rotations(n, rng, config.rotation_range_deg)
     defocus_um = rng.uniform(config.ctf.defocus_min_um, config.ctf.defocus_max_um, n)
     shifts_px = rng.uniform(-config.shift_max_px, config.shift_max_px, (n, 3))
     noise_seeds = rng.integers(0, 2**63, n, dtype=np.uint64)

@@ -51,9 +51,26 @@ __all__ = [
 ]
 
 
-def random_rotations(n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` rotation matrices ``(n, 3, 3)`` drawn uniformly (Haar measure) from SO(3)."""
-    return Rotation.random(n, rng=rng).as_matrix()
+def random_rotations(n: int, rng: np.random.Generator, max_angle_deg: float = 180.0) -> np.ndarray:
+    """``n`` rotation matrices ``(n, 3, 3)`` drawn uniformly (Haar measure) from SO(3), or, with
+    ``max_angle_deg < 180``, from the rotations by at most that angle.
+
+    The restricted draw is the Haar measure confined to that ball around the identity: a
+    uniformly random axis, and an angle ``t`` with density proportional to ``1 - cos t`` (drawn
+    by inverting its distribution function ``t - sin t``), so the rotations are spread evenly,
+    not crowded near the identity as a uniform angle would crowd them.
+    """
+    if not 0 <= max_angle_deg <= 180:
+        raise ValueError(f"max_angle_deg is {max_angle_deg}; expected a value in [0, 180]")
+    if max_angle_deg == 180:
+        return Rotation.random(n, rng=rng).as_matrix()
+    t_max = math.radians(max_angle_deg)
+    grid = np.linspace(0.0, t_max, 4097)
+    cdf = grid - np.sin(grid)
+    angles = np.interp(rng.random(n), cdf / cdf[-1], grid) if t_max > 0 else np.zeros(n)
+    axes = rng.standard_normal((n, 3))
+    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    return Rotation.from_rotvec(axes * angles[:, None]).as_matrix()
 
 
 def relion_angles_to_matrices(angles_deg: np.ndarray) -> np.ndarray:
