@@ -148,13 +148,14 @@ def bench_loop_efficiency(quick: bool = False) -> list[dict]:
     repeats. Bare runs take about as many steps as a full run, so both average over the same
     fluctuations. ``train_loop_efficiency_cpu_time`` is the same in process CPU time;
     ``train_loop_efficiency_without_validation`` leaves the validation passes out of the full
-    run's time (from the history's ``val_seconds``), to show what the loop costs around them.
+    run's time (from the history's ``val_seconds``), to show what the loop costs around them;
+    ``train_validation_time_share`` is the validation passes' share of the full run's time.
     Quick mode is a smoke test: one short epoch is dominated by one-time costs.
     """
     n, epochs, repeats = (128, 1, 1) if quick else (2048, 2, 5)
-    steps = int(0.9 * n * epochs) // 64  # the bare runs last about as long as the full ones
+    steps = max(1, int(0.9 * n * epochs) // 64)  # bare runs about as long as the full ones
     config = ModelConfig(ndim=3, box_size_px=32)
-    ratios, cpu_ratios, no_val_ratios, bare_rates = [], [], [], []
+    ratios, cpu_ratios, no_val_ratios, bare_rates, val_shares = [], [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         star = write_synthetic(Path(tmp) / "data", n, 32, 3)
         before = _bare_samples_per_s(config, 64, steps)
@@ -171,6 +172,7 @@ def bench_loop_efficiency(quick: bool = False) -> list[dict]:
             cpu_ratios.append(n_samples / cpu / bare_cpu)
             no_val_ratios.append(n_samples / (wall - val_seconds) / bare_wall)
             bare_rates.append(bare_wall)
+            val_shares.append(val_seconds / wall)
             before = after
     return [
         {"name": "train_loop_efficiency", "value": float(np.median(ratios)), "unit": "ratio"},
@@ -182,6 +184,11 @@ def bench_loop_efficiency(quick: bool = False) -> list[dict]:
         {
             "name": "train_loop_efficiency_without_validation",
             "value": float(np.median(no_val_ratios)),
+            "unit": "ratio",
+        },
+        {
+            "name": "train_validation_time_share",
+            "value": float(np.median(val_shares)),
             "unit": "ratio",
         },
         {

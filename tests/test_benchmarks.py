@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 NAMED_FIGURES = {
     "soap_affinity_seconds_shrec10",
@@ -20,6 +22,7 @@ NAMED_FIGURES = {
 }
 
 
+@pytest.mark.slow
 def test_quick_benchmarks_print_one_json_figure_per_line():
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     result = subprocess.run(

@@ -12,6 +12,7 @@ from cryoavae.data import (
     StreamedBatches,
     batch_indices,
     batch_source,
+    keep_on_device,
     select_split,
     value_range,
 )
@@ -56,7 +57,7 @@ def test_select_split_gives_rows_and_zero_based_labels(stacks):
 def test_streamed_and_resident_batches_agree(stacks):
     table, images, pixels = stacks
     train = select_split(table, "train")
-    streamed = StreamedBatches(images, train, CPU, max_batch=4)
+    streamed = StreamedBatches(images, train, CPU)
     resident = ResidentBatches(images, train, CPU)
     order = list(batch_indices(len(train), 4, torch.Generator().manual_seed(3)))
     seen = 0
@@ -77,16 +78,33 @@ def test_streamed_batches_report_read_errors(stacks, tmp_path):
     table, _, _ = stacks
     (tmp_path / "b.mrcs").write_bytes(b"not an MRC file" * 100)
     images = P.ParticleImages(table, tmp_path / "t.star", box_ndim=2)
-    streamed = StreamedBatches(images, select_split(table, "train"), CPU, max_batch=32)
+    streamed = StreamedBatches(images, select_split(table, "train"), CPU)
     with pytest.raises(InputError, match="b.mrcs: not a valid MRC stack"):
         list(streamed.iterate([torch.arange(len(streamed))]))
 
 
-def test_batch_source_streams_on_the_cpu_unless_told(stacks):
+def test_streamed_batches_can_be_kept(stacks):
+    """Each batch is a tensor of its own: keeping them all, or leaving an iteration unfinished
+    and starting another, leaves every batch as it was read."""
+    table, images, pixels = stacks
+    train = select_split(table, "train")
+    streamed = StreamedBatches(images, train, CPU)
+    order = list(batch_indices(len(train), 4, torch.Generator().manual_seed(5)))
+    abandoned = streamed.iterate(order)
+    first, _ = next(abandoned)  # its read-ahead of batch 2 is still pending
+    kept = list(streamed.iterate(order))
+    for (x, _), idx in zip(kept, order, strict=True):
+        np.testing.assert_array_equal(x[:, 0].numpy(), pixels[train.rows[idx.numpy()]])
+    np.testing.assert_array_equal(first[:, 0].numpy(), pixels[train.rows[order[0].numpy()]])
+    abandoned.close()
+
+
+def test_batch_source_streams_or_holds_as_told(stacks):
     table, images, _ = stacks
     train = select_split(table, "train")
-    assert isinstance(batch_source(images, train, CPU, 8), StreamedBatches)
-    assert isinstance(batch_source(images, train, CPU, 8, resident=True), ResidentBatches)
+    assert isinstance(batch_source(images, train, CPU, resident=False), StreamedBatches)
+    assert isinstance(batch_source(images, train, CPU, resident=True), ResidentBatches)
+    assert not keep_on_device(10, CPU)  # the CPU streams from the page cache
 
 
 def test_value_range_covers_every_chunk(stacks, monkeypatch):

@@ -179,6 +179,30 @@ def test_gather_of_more_consecutive_images_than_one_system_call_takes(tmp_path):
     np.testing.assert_array_equal(reader.gather(np.arange(n)), images)
 
 
+def test_reads_that_stop_early_are_continued(tmp_path, monkeypatch):
+    """A network file system may return fewer bytes than asked: the read carries on."""
+    images = np.arange(40 * 3 * 3, dtype=np.float32).reshape(40, 3, 3)
+    P.write_stack(tmp_path / "slow.mrcs", images, 10.0)
+    reader = P.ParticleImages(make_table(40, "slow.mrcs"), tmp_path / "t.star", box_ndim=2)
+    real, calls = os.preadv, []
+
+    def at_most_7_bytes(fd, buffers, offset):
+        calls.append(offset)
+        return real(fd, [memoryview(buffers[0])[:7]], offset)
+
+    monkeypatch.setattr(P.os, "preadv", at_most_7_bytes)
+    np.testing.assert_array_equal(reader.gather(np.arange(40)), images)
+    assert len(calls) == 40 * 6  # 7, 7, 7, 7, 7, 1 bytes of each 36-byte image
+
+
+def test_image_index_zero_is_refused(tmp_path):
+    P.write_stack(tmp_path / "a.mrcs", np.zeros((2, 4, 4), dtype=np.float32), 10.0)
+    table = make_table(2, "a.mrcs")
+    table.loc[0, P.IMAGE] = "000000@a.mrcs"
+    with pytest.raises(InputError, match="'000000@a.mrcs' is not of the form"):
+        P.ParticleImages(table, tmp_path / "t.star", box_ndim=2)
+
+
 def test_short_read_reports_the_bytes_read(tmp_path):
     path = tmp_path / "short.bin"
     path.write_bytes(np.arange(6, dtype=np.float32).tobytes())
@@ -194,8 +218,10 @@ def test_short_read_reports_the_bytes_read(tmp_path):
 
 def test_stacks_with_different_boxes_are_refused(tmp_path):
     P.write_stack(tmp_path / "a.mrcs", np.zeros((2, 4, 4), dtype=np.float32), 10.0)
-    P.write_stack(tmp_path / "b.mrcs", np.zeros((2, 6, 6), dtype=np.float32), 10.0)
-    table = pd.concat([make_table(2, "a.mrcs"), make_table(2, "b.mrcs")], ignore_index=True)
-    reader = P.ParticleImages(table, tmp_path / "t.star", box_ndim=2)
-    with pytest.raises(InputError, match=r"b.mrcs: holds boxes of shape \(6, 6\)"):
-        reader.gather([0, 3])
+    P.write_stack(tmp_path / "b.mrcs", np.ones((2, 4, 4), dtype=np.float32), 10.0)
+    P.write_stack(tmp_path / "c.mrcs", np.zeros((2, 6, 6), dtype=np.float32), 10.0)
+    tables = [make_table(2, name) for name in ("a.mrcs", "b.mrcs", "c.mrcs")]
+    reader = P.ParticleImages(pd.concat(tables, ignore_index=True), tmp_path / "t.star", 2)
+    assert reader.gather([3]).sum() == 16  # a later stack first: compared with the first one
+    with pytest.raises(InputError, match=r"c.mrcs: holds boxes of shape \(6, 6\), but a.mrcs"):
+        reader.gather([5])

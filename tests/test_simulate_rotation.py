@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import ndimage
+from scipy import ndimage, stats
 from scipy.spatial.transform import Rotation
 
 from cryoavae.simulate.rotation import (
@@ -84,9 +84,13 @@ def test_limited_rotations_stay_within_their_angle_and_spread_evenly():
     half, full = np.radians(limit / 2), np.radians(limit)
     expected = (half - np.sin(half)) / (full - np.sin(full))
     assert np.mean(angles <= limit / 2) == pytest.approx(expected, abs=0.01)
-    # axes have no preferred direction: the mean rotation is symmetric about the identity
-    offdiagonal = matrices.mean(axis=0) - np.diag(np.diag(matrices.mean(axis=0)))
-    assert np.abs(offdiagonal).max() < 0.01
+    # axes have no preferred direction: each axis component is uniform on [-1, 1]
+    rotvec = Rotation.from_matrix(matrices).as_rotvec()
+    axes = rotvec / np.linalg.norm(rotvec, axis=1, keepdims=True)
+    for component in axes.T:
+        assert stats.kstest(component, "uniform", args=(-1, 2)).pvalue > 0.01
+    tiny = random_rotations(1000, np.random.default_rng(3), max_angle_deg=1e-6)
+    assert np.isfinite(tiny).all() and np.abs(tiny - np.eye(3)).max() < 1e-7
     np.testing.assert_array_equal(
         random_rotations(3, np.random.default_rng(2), 0.0), np.eye(3)[None].repeat(3, 0)
     )

@@ -87,26 +87,23 @@ def value_range(images: ParticleImages, rows: np.ndarray) -> tuple[float, float]
 class StreamedBatches:
     """A split's batches read from the stacks on demand, each while the one before is in use.
 
-    :meth:`iterate` yields ``(x (b, 1, *box), y (b,))`` on ``device``. A helper thread reads the
-    next batch (the read is a system call that releases the GIL) while the caller computes on
-    the current one; two buffers alternate, so on the CPU ``x`` stays valid until the caller asks
-    for the next batch, and must not be kept longer.
+    :meth:`iterate` yields ``(x (b, 1, *box), y (b,))`` on ``device``, every ``x`` a new tensor
+    of its own (allocating it costs no more than refilling a buffer, measured here, and nothing a
+    caller keeps can be overwritten behind autograd's back). A helper thread reads the next batch
+    (the read is a system call that releases the GIL) while the caller computes on the current
+    one. On CUDA this is the fallback for splits too large for the GPU: each batch is copied from
+    pageable memory, which waits for the GPU's queued work.
     """
 
-    def __init__(self, images: ParticleImages, split: Split, device: torch.device, max_batch: int):
+    def __init__(self, images: ParticleImages, split: Split, device: torch.device):
         self.images, self.split, self.device = images, split, device
-        box = images.shape[1:] if len(split) else ()
-        size = min(max_batch, len(split))
-        self._buffers = [np.empty((size, *box), dtype=np.float32) for _ in range(2)]
         self._labels = torch.from_numpy(split.labels).to(device)
 
     def __len__(self) -> int:
         return len(self.split)
 
-    def _read(self, idx: torch.Tensor, buffer: np.ndarray) -> np.ndarray:
-        if len(idx) > len(buffer):
-            raise ValueError(f"batch of {len(idx)} exceeds the buffer of {len(buffer)}")
-        return self.images.gather(self.split.rows[idx.numpy()], out=buffer[: len(idx)])
+    def _read(self, idx: torch.Tensor) -> np.ndarray:
+        return self.images.gather(self.split.rows[idx.numpy()])
 
     def iterate(
         self, index_batches: Iterable[torch.Tensor]
@@ -115,12 +112,11 @@ class StreamedBatches:
         if not index_batches:
             return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-batches") as reader:
-            pending = reader.submit(self._read, index_batches[0], self._buffers[0])
+            pending = reader.submit(self._read, index_batches[0])
             for k, idx in enumerate(index_batches):
                 images = pending.result()
                 if k + 1 < len(index_batches):
-                    buffer = self._buffers[(k + 1) % 2]
-                    pending = reader.submit(self._read, index_batches[k + 1], buffer)
+                    pending = reader.submit(self._read, index_batches[k + 1])
                 x = torch.from_numpy(images).unsqueeze(1).to(self.device)
                 yield x, self._labels[idx.to(self.device)]
 
@@ -151,8 +147,9 @@ class ResidentBatches:
 
 
 def keep_on_device(nbytes: int, device: torch.device) -> bool:
-    """Hold a split of ``nbytes`` on the device? On CUDA if it fits in :data:`GPU_SHARE` of the
-    free memory; never on the CPU, where streaming from the page cache costs about the same."""
+    """Hold ``nbytes`` of particles (train and val together) on the device? On CUDA if they fit
+    in :data:`GPU_SHARE` of the free memory, leaving the rest for the model, optimiser state and
+    activations; never on the CPU, where streaming from the page cache costs about the same."""
     if device.type != "cuda":
         return False
     free, _ = torch.cuda.mem_get_info(device)
@@ -160,20 +157,12 @@ def keep_on_device(nbytes: int, device: torch.device) -> bool:
 
 
 def batch_source(
-    images: ParticleImages,
-    split: Split,
-    device: torch.device,
-    max_batch: int,
-    resident: bool | None = None,
+    images: ParticleImages, split: Split, device: torch.device, resident: bool
 ) -> StreamedBatches | ResidentBatches:
-    """The batches of ``split``: resident on the device or streamed (``resident=None`` lets
-    :func:`keep_on_device` decide)."""
-    nbytes = len(split) * images.item_bytes if len(split) else 0
-    if resident is None:
-        resident = keep_on_device(nbytes, device)
+    """The batches of ``split``: held on the device (``resident``) or streamed from the stacks."""
     if resident:
         return ResidentBatches(images, split, device)
-    return StreamedBatches(images, split, device, max_batch)
+    return StreamedBatches(images, split, device)
 
 
 def batch_indices(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -269,8 +270,8 @@ def image_reference(index: int, stack_name: str) -> str:
 def split_image_reference(ref: str) -> tuple[int, str]:
     """Inverse of :func:`image_reference`: 0-based index and stack path."""
     index, _, stack = str(ref).partition("@")
-    if not stack or not index.isdigit():
-        raise InputError(f"{IMAGE} value {ref!r} is not of the form <index>@<stack>")
+    if not stack or not index.isdigit() or int(index) < 1:
+        raise InputError(f"{IMAGE} value {ref!r} is not of the form <index>@<stack> (index >= 1)")
     return int(index) - 1, stack
 
 
@@ -296,6 +297,7 @@ class ParticleImages:
         self.stack_names, self.stack_of_row = np.unique(stack_names, return_inverse=True)
         self._layouts: dict[int, StackLayout] = {}
         self._fds: dict[int, int] = {}
+        self._lock = threading.Lock()  # a reader thread and the caller may open stacks at once
 
     def __len__(self) -> int:
         return len(self.index)
@@ -304,26 +306,35 @@ class ParticleImages:
         self.close()
 
     def close(self) -> None:
-        """Close the open stack files (they are reopened when needed)."""
-        for fd in getattr(self, "_fds", {}).values():
-            os.close(fd)
-        self._fds = {}
+        """Close the open stack files (they are reopened when needed). Not during a read."""
+        with getattr(self, "_lock", threading.Lock()):
+            for fd in getattr(self, "_fds", {}).values():
+                os.close(fd)
+            self._fds = {}
 
     def _layout(self, k: int) -> StackLayout:
         if k not in self._layouts:
+            first = self._layout(0) if k != 0 else None  # every stack must match the first
             layout = stack_layout(self.root / self.stack_names[k], self.box_ndim)
             top = self.index[self.stack_of_row == k].max()
             if top >= layout.n_items:
                 raise InputError(
                     f"{layout.path}: table asks for image {top + 1}, stack holds {layout.n_items}"
                 )
-            if self._layouts and layout.item_shape != self.shape[1:]:
+            if first is not None and layout.item_shape != first.item_shape:
                 raise InputError(
                     f"{layout.path}: holds boxes of shape {layout.item_shape}, but "
-                    f"{self.stack_names[0]} holds {self.shape[1:]}"
+                    f"{first.path.name} holds {first.item_shape}"
                 )
             self._layouts[k] = layout
         return self._layouts[k]
+
+    def _fd(self, k: int) -> int:
+        with self._lock:
+            if k not in self._fds:
+                path = self._layout(k).path
+                self._fds[k] = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            return self._fds[k]
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -351,10 +362,7 @@ class ParticleImages:
     def _read(self, k: int, index: np.ndarray, out: np.ndarray, dest: np.ndarray) -> None:
         """Stack ``k``'s images ``index`` into ``out[dest]``, a run of consecutive images per
         system call."""
-        layout = self._layout(k)
-        if k not in self._fds:
-            self._fds[k] = os.open(layout.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        fd = self._fds[k]
+        layout, fd = self._layout(k), self._fd(k)
         order = np.argsort(index, kind="stable")
         index, dest = index[order], dest[order]
         run_starts = np.flatnonzero(np.diff(index, prepend=-2) != 1)

@@ -39,6 +39,7 @@ from .data import (
     batch_indices,
     batch_source,
     class_names_from_table,
+    keep_on_device,
     select_split,
     value_range,
 )
@@ -411,7 +412,7 @@ def train_model(
 
     ``affinity`` ``(n_classes, n_classes)``: row ``i`` is class number ``i + 1``.
     ``resident`` holds the splits on the device (``True``) or reads each batch from the stacks
-    (``False``); ``None`` decides by device and free memory (:func:`cryoavae.data.batch_source`).
+    (``False``); ``None`` decides by device and free memory (:func:`cryoavae.data.keep_on_device`).
     Raises InputError for inconsistent inputs (image shape vs model, affinity size, bce on images
     outside [0, 1], cuda requested without CUDA).
     """
@@ -435,8 +436,10 @@ def train_model(
     affinity = np.asarray(affinity, dtype=np.float32)
     _check_inputs(table, images, affinity, model_config, class_names)
     train_split, val_split = _select_splits(table, images, config)
-    train = batch_source(images, train_split, device, config.batch_size, resident)
-    val = batch_source(images, val_split, device, config.batch_size, resident)
+    if resident is None:  # one decision for both splits, which share the device's memory
+        resident = keep_on_device((len(train_split) + len(val_split)) * images.item_bytes, device)
+    train = batch_source(images, train_split, device, resident)
+    val = batch_source(images, val_split, device, resident)
     where = f"held on {device}" if isinstance(train, ResidentBatches) else "read per batch"
     log.info(
         "%d train and %d val particles of %d classes (%.0f MB, %s), %.2f s",

@@ -64,10 +64,13 @@ def random_rotations(n: int, rng: np.random.Generator, max_angle_deg: float = 18
         raise ValueError(f"max_angle_deg is {max_angle_deg}; expected a value in [0, 180]")
     if max_angle_deg == 180:
         return Rotation.random(n, rng=rng).as_matrix()
-    t_max = math.radians(max_angle_deg)
-    grid = np.linspace(0.0, t_max, 4097)
-    cdf = grid - np.sin(grid)
-    angles = np.interp(rng.random(n), cdf / cdf[-1], grid) if t_max > 0 else np.zeros(n)
+    t_max, u = math.radians(max_angle_deg), rng.random(n)
+    if t_max < 1e-3:  # t - sin t = t^3 / 6 to 1e-7 relative: invert the cube directly
+        angles = t_max * np.cbrt(u)
+    else:
+        grid = np.linspace(0.0, t_max, 4097)
+        cdf = grid - np.sin(grid)
+        angles = np.interp(u, cdf / cdf[-1], grid)
     axes = rng.standard_normal((n, 3))
     axes /= np.linalg.norm(axes, axis=1, keepdims=True)
     return Rotation.from_rotvec(axes * angles[:, None]).as_matrix()
