@@ -1,4 +1,4 @@
-"""Rule evaluate_model: metrics.json, confusion matrix, UMAP, pose and prior figures."""
+"""Rule evaluate_model: metrics.json, confusion matrix, UMAP, pose, prior and training figures."""
 
 import json
 
@@ -15,6 +15,7 @@ from cryoavae.interpolate import interpolate_latents, write_interpolation_volume
 from cryoavae.particles import stack_voxel_size
 from cryoavae.report import evaluation_figures as figures
 from cryoavae.report.interpolation_figures import plot_interpolations
+from cryoavae.report.training_figures import plot_training_history
 from cryoavae.runlog import start_logging
 
 params, out = snakemake.params, snakemake.output
@@ -53,3 +54,5 @@ plot_interpolations(out.interpolations, interpolations, training["ndim"])
 write_interpolation_volumes(
     out.interpolation_stack, interpolations, stack_voxel_size(snakemake.input.first_stack)
 )
+history = pd.read_csv(snakemake.input.history, sep="\t")
+plot_training_history(out.training_curves, history, title=f"variant {snakemake.wildcards.variant}")

@@ -19,11 +19,12 @@ rule embed_particles:
 
 
 rule evaluate_model:
-    """Metrics and figures of one variant's latent space."""
+    """Metrics and figures of one variant's latent space, and its training curves."""
     input:
         latents=f"{R}/models/{{variant}}/latents.tsv",
         affinity=f"{R}/affinity/affinity.csv",
         train_summary=f"{R}/models/{{variant}}/train_summary.json",
+        history=f"{R}/models/{{variant}}/history.tsv",
         model=f"{R}/models/{{variant}}/model.pt",
         first_stack=f"{R}/particles/shard_000.mrcs",
     output:
@@ -60,6 +61,12 @@ rule evaluate_model:
             subcategory="{variant}",
         ),
         interpolation_stack=f"{R}/models/{{variant}}/interpolation.mrcs",
+        training_curves=report(
+            f"{R}/models/{{variant}}/training_curves.png",
+            caption="../report/training_curves.rst",
+            category="6. Training",
+            subcategory="{variant}",
+        ),
     log:
         f"{R}/logs/evaluate_model/{{variant}}.log",
     conda:
