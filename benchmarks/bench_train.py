@@ -174,28 +174,16 @@ def bench_loop_efficiency(quick: bool = False) -> list[dict]:
             bare_rates.append(bare_wall)
             val_shares.append(val_seconds / wall)
             before = after
+    medians = {
+        "train_loop_efficiency": (ratios, "ratio"),
+        "train_loop_efficiency_cpu_time": (cpu_ratios, "ratio"),
+        "train_loop_efficiency_without_validation": (no_val_ratios, "ratio"),
+        "train_validation_time_share": (val_shares, "ratio"),
+        "train_bare_samples_per_s_3d32": (bare_rates, "samples/s"),
+    }
     return [
-        {"name": "train_loop_efficiency", "value": float(np.median(ratios)), "unit": "ratio"},
-        {
-            "name": "train_loop_efficiency_cpu_time",
-            "value": float(np.median(cpu_ratios)),
-            "unit": "ratio",
-        },
-        {
-            "name": "train_loop_efficiency_without_validation",
-            "value": float(np.median(no_val_ratios)),
-            "unit": "ratio",
-        },
-        {
-            "name": "train_validation_time_share",
-            "value": float(np.median(val_shares)),
-            "unit": "ratio",
-        },
-        {
-            "name": "train_bare_samples_per_s_3d32",
-            "value": float(np.median(bare_rates)),
-            "unit": "samples/s",
-        },
+        {"name": name, "value": float(np.median(values)), "unit": unit}
+        for name, (values, unit) in medians.items()
     ]
 
 
