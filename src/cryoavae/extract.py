@@ -37,7 +37,6 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 import pandas as pd
-import starfile
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
@@ -157,12 +156,7 @@ def read_star_locations(
     ``tomogram_name`` (the tomogram file's stem) are kept.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: particle list not found")
-    try:
-        blocks = starfile.read(path, always_dict=True)
-    except Exception as exc:  # starfile raises several types for a corrupt file
-        raise InputError(f"{path}: not a readable STAR file ({exc})") from exc
+    blocks = P.read_star_blocks(path, what="particle list")
     tables = [t for t in blocks.values() if isinstance(t, pd.DataFrame) and "rlnCoordinateX" in t]
     if len(tables) != 1:
         centred = any(

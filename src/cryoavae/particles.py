@@ -232,19 +232,25 @@ def write_particle_table(path: str | os.PathLike, table: pd.DataFrame) -> None:
         tmp.write_text("".join(lines))
 
 
+def read_star_blocks(path: str | os.PathLike, what: str = "particle table") -> dict:
+    """Every data block of a STAR file by name; a one-line InputError naming the file and
+    ``what`` it should be if it is missing or unreadable."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: {what} not found")
+    try:
+        return starfile.read(path, always_dict=True)
+    except Exception as exc:  # starfile raises several types for a corrupt file
+        raise InputError(f"{path}: not a readable STAR file ({exc})") from exc
+
+
 def read_particle_table(path: str | os.PathLike) -> pd.DataFrame:
     """Read a particle table written by :func:`write_particle_table`, with a clear error if not."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: particle table not found")
-    try:
-        table = starfile.read(path, always_dict=False)
-    except Exception as exc:  # starfile raises several types for a corrupt file
-        raise InputError(f"{path}: not a readable STAR file ({exc})") from exc
-    if isinstance(table, dict):
-        if len(table) != 1:
-            raise InputError(f"{path}: expected one data block, found {list(table)}")
-        table = next(iter(table.values()))
+    blocks = read_star_blocks(path)
+    if len(blocks) != 1:
+        raise InputError(f"{path}: expected one data block, found {list(blocks)}")
+    table = next(iter(blocks.values()))
     if not isinstance(table, pd.DataFrame):
         raise InputError(f"{path}: expected a table (loop_) block")
     _check_columns(table, path)
