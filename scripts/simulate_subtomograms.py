@@ -7,7 +7,7 @@ import torch
 
 from cryoavae.density import read_map
 from cryoavae.runlog import start_logging
-from cryoavae.simulate.pipeline import CtfConfig, SimulationConfig, WedgeConfig, simulate_shard
+from cryoavae.simulate import CtfConfig, SimulationConfig, WedgeConfig, simulate_shard
 
 params = snakemake.params
 shard = int(snakemake.wildcards.shard)

@@ -13,12 +13,8 @@ from scipy.spatial.transform import Rotation
 
 from cryoavae import particles as P
 from cryoavae.errors import InputError
-from cryoavae.extract import (
-    ExtractionConfig,
-    extract_subtomograms,
-    read_particle_list,
-    shrec_angles_to_relion,
-)
+from cryoavae.extract import ExtractionConfig, extract_subtomograms
+from cryoavae.particle_lists import read_particle_list, shrec_angles_to_relion
 
 SHAPE_ZYX = (40, 56, 72)  # distinct sizes so a swapped axis shows up
 VOXEL_ANGSTROM = 5.0

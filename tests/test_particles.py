@@ -6,9 +6,11 @@ import mrcfile
 import numpy as np
 import pandas as pd
 import pytest
+import starfile
 
 from cryoavae import particles as P
 from cryoavae.errors import InputError
+from cryoavae.particles import images as particle_images
 
 
 def make_table(n: int, stack: str) -> pd.DataFrame:
@@ -65,7 +67,7 @@ def test_missing_column_refused(tmp_path):
 def test_bad_split_and_corrupt_files_refused(tmp_path):
     table = make_table(3, "a.mrcs")
     table[P.SPLIT] = ["train", "test", "val"]
-    P.starfile.write(table, tmp_path / "bad.star")
+    starfile.write(table, tmp_path / "bad.star")
     with pytest.raises(InputError, match="cryoavaeSplit"):
         P.read_particle_table(tmp_path / "bad.star")
     (tmp_path / "junk.mrcs").write_bytes(b"not an mrc file at all")
@@ -172,7 +174,7 @@ def test_gather_converts_other_stored_dtypes(tmp_path):
 
 
 def test_gather_of_more_consecutive_images_than_one_system_call_takes(tmp_path):
-    n = P.IOV_MAX + 300
+    n = particle_images.IOV_MAX + 300
     images = np.arange(n * 2 * 2, dtype=np.float32).reshape(n, 2, 2)
     P.write_stack(tmp_path / "long.mrcs", images, 10.0)
     reader = P.ParticleImages(make_table(n, "long.mrcs"), tmp_path / "t.star", box_ndim=2)
@@ -190,7 +192,7 @@ def test_reads_that_stop_early_are_continued(tmp_path, monkeypatch):
         calls.append(offset)
         return real(fd, [memoryview(buffers[0])[:7]], offset)
 
-    monkeypatch.setattr(P.os, "preadv", at_most_7_bytes)
+    monkeypatch.setattr(particle_images.os, "preadv", at_most_7_bytes)
     np.testing.assert_array_equal(reader.gather(np.arange(40)), images)
     assert len(calls) == 40 * 6  # 7, 7, 7, 7, 7, 1 bytes of each 36-byte image
 
@@ -209,7 +211,7 @@ def test_short_read_reports_the_bytes_read(tmp_path):
     buffers = [np.zeros(4, dtype=np.float32), np.zeros(4, dtype=np.float32)]
     fd = os.open(path, os.O_RDONLY)
     try:
-        assert P._preadv(fd, buffers, 0) == 24
+        assert particle_images._preadv(fd, buffers, 0) == 24
     finally:
         os.close(fd)
     np.testing.assert_array_equal(buffers[0], [0, 1, 2, 3])

@@ -13,9 +13,9 @@ import starfile
 from cryoavae import particles
 from cryoavae.density import DensityConfig, atoms_to_density
 from cryoavae.errors import InputError
+from cryoavae.particles import merge_particle_tables
 from cryoavae.simulate import (
     SimulationConfig,
-    merge_particle_tables,
     plan_shard,
     simulate_batch,
     simulate_shard,

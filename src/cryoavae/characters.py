@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
@@ -36,7 +35,6 @@ from scipy import ndimage
 
 from . import particles as P
 from .errors import InputError
-from .extract import assign_splits
 
 log = logging.getLogger(__name__)
 
@@ -234,21 +232,15 @@ def generate_characters(
         noise = rng.standard_normal(images.shape, dtype=np.float32)
         images = _zscore(images + np.float32(config.noise_std) * noise)
     snr = 1.0 / config.noise_std**2 if config.noise_std > 0 else math.inf
-    splits = assign_splits(class_index + 1, is_unseen, config.val_fraction, rng)
-    stack_ref = Path(os.path.relpath(stack_path, star_path.parent)).as_posix()
-    table = pd.DataFrame(
-        {
-            P.IMAGE: [P.image_reference(i, stack_ref) for i in range(len(class_index))],
-            P.CLASS_NUMBER: class_index + 1,
-            P.ANGLES[0]: 0.0,
-            P.ANGLES[1]: 0.0,
-            P.ANGLES[2]: angles,
-            P.DEFOCUS: 0.0,
-            P.CLASS_NAME: np.asarray(names, dtype=object)[class_index],
-            P.SPLIT: splits,
-            P.SNR: snr,
-            P.SHARD: 0,
-        }
+    splits = P.assign_splits(class_index + 1, is_unseen, config.val_fraction, rng)
+    angles_deg = np.stack([np.zeros_like(angles), np.zeros_like(angles), angles], axis=1)
+    table = P.particle_table(
+        P.stack_reference(stack_path, star_path),
+        class_index + 1,
+        np.asarray(names, dtype=object)[class_index],
+        splits,
+        angles_deg=angles_deg,
+        snr=snr,
     )
     P.write_stack(stack_path, images, CHARACTER_VOXEL_ANGSTROM)
     P.write_particle_table(star_path, table)

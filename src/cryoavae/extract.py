@@ -3,26 +3,9 @@
 The output is the same as simulation's (an ``.mrcs`` stack + a STAR table, see
 :mod:`cryoavae.particles`), so the rest of the pipeline does not care where particles came from.
 
-Conventions (shared by every particle-list reader here):
-
-- Coordinates ``x, y, z`` are in voxels of the tomogram, **0-based**, and name the voxel at the
-  particle's centre: ``x`` indexes the fastest-varying axis of the MRC file. ``mrcfile`` returns
-  the data as a ``(z, y, x)`` array, so the particle sits at ``volume[z, y, x]``. This is how
-  SHREC'21's ``particle_locations.txt`` is written (integer voxel indices into the grand model).
-  Fractional coordinates are rounded to the nearest voxel, except when rescaling, where the box is
-  interpolated around the exact position. Tools that count voxels from 1 need ``x - 1``.
-- A box of ``b`` voxels puts the particle at index ``b // 2`` along each axis (the FFT centre, as
-  in the simulated maps): it covers ``[c - b // 2, c - b // 2 + b)``.
-- Angles in the output are RELION's ``rlnAngleRot/Tilt/Psi`` (degrees) for the rotation
-  ``R = Rz(rot) @ Ry(tilt) @ Rz(psi)`` acting on ``(x, y, z)`` column vectors (scipy
-  ``Rotation.from_euler("ZYZ", [rot, tilt, psi], degrees=True)``), taken as the rotation that
-  carries the reference onto the particle. SHREC'21 lists store three angles ``(a0, a1, a2)`` that
-  its generator (PyTom, ``rotation_order="szxz"``) applied as static-axis z, x, z rotations, i.e.
-  ``R = Rz(a2) @ Rx(a1) @ Rz(a0)`` (scipy ``from_euler("zxz", ...)``, lower case = extrinsic); we
-  convert that matrix to the ZYZ angles above. Unknown angles (SHREC's vesicles and fiducials,
-  lists without angles) are NaN.
-- SHREC'21 coordinates refer to the 512 x 512 x 200 grand model; its ``reconstruction.mrc`` is 512
-  voxels deep, so crop it to the grand model's slab (or add the offset to ``z``) before extracting.
+Coordinates, angles and the particle-list formats are those of :mod:`cryoavae.particle_lists`.
+A box of ``b`` voxels puts the particle at index ``b // 2`` along each axis (the FFT centre, as in
+the simulated maps): it covers ``[c - b // 2, c - b // 2 + b)``.
 """
 
 from __future__ import annotations
@@ -36,17 +19,15 @@ from pathlib import Path
 
 import mrcfile
 import numpy as np
-import pandas as pd
 from scipy import ndimage
-from scipy.spatial.transform import Rotation
 
 from . import particles as P
 from .errors import InputError
+from .particle_lists import LIST_FORMATS, read_particle_list
 
 log = logging.getLogger(__name__)
 
 EDGE_MODES = ("skip", "pad")
-LIST_FORMATS = ("auto", "shrec", "star", "csv")
 _CHUNK_VOXELS = 1 << 23  # ~32 MB of float32 per chunk of boxes
 
 
@@ -79,216 +60,6 @@ class ExtractionConfig:
             )
         if not 0.0 <= self.val_fraction < 1.0:
             raise InputError(f"val_fraction: got {self.val_fraction!r}; expected 0 <= value < 1")
-
-
-@dataclass(frozen=True)
-class ParticleList:
-    """Particles as read from a list: ``names`` (n,), ``coords_xyz`` (n, 3) voxels,
-    ``angles_deg`` (n, 3) RELION ZYZ (rot, tilt, psi), NaN where unknown."""
-
-    names: np.ndarray
-    coords_xyz: np.ndarray
-    angles_deg: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-
-# --------------------------------------------------------------------------- particle lists
-
-
-def shrec_angles_to_relion(angles_zxz_deg: np.ndarray) -> np.ndarray:
-    """SHREC'21/PyTom static-axis ZXZ angles ``(n, 3)`` -> RELION ZYZ angles ``(n, 3)``, degrees.
-
-    Both describe the same matrix (see the module docstring); rows with a NaN stay NaN.
-    """
-    angles = np.asarray(angles_zxz_deg, dtype=np.float64).reshape(-1, 3)
-    out = np.full_like(angles, np.nan)
-    ok = np.isfinite(angles).all(axis=1)
-    if ok.any():
-        rot = Rotation.from_euler("zxz", angles[ok], degrees=True)
-        with warnings.catch_warnings():
-            # tilt 0 or 180: scipy sets psi to 0 and puts the whole turn in rot, which is the
-            # same matrix; the warning would only be noise for lists with untilted particles
-            warnings.filterwarnings("ignore", message="Gimbal lock", category=UserWarning)
-            out[ok] = rot.as_euler("ZYZ", degrees=True)
-    return out
-
-
-def read_shrec_locations(path: str | os.PathLike) -> ParticleList:
-    """SHREC'21 ``particle_locations.txt``: ``class x y z a0 a1 a2`` per line, whitespace-separated.
-
-    Angles may be missing (4 columns) or NaN. Blank lines and ``#`` comments are ignored.
-    """
-    path = Path(path)
-    names, coords, angles = [], [], []
-    for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
-        fields = line.split("#", 1)[0].split()
-        if not fields:
-            continue
-        if len(fields) not in (4, 7):
-            raise InputError(
-                f"{path}: line {lineno} has {len(fields)} fields ({line.strip()!r}); "
-                "expected 'class x y z' or 'class x y z a0 a1 a2'"
-            )
-        try:
-            values = [float(v) for v in fields[1:]]
-        except ValueError:
-            raise InputError(
-                f"{path}: line {lineno} ({line.strip()!r}) has a non-numeric coordinate or "
-                "angle; expected 'class x y z [a0 a1 a2]'"
-            ) from None
-        names.append(fields[0])
-        coords.append(values[:3])
-        angles.append(values[3:] if len(values) == 6 else [np.nan] * 3)
-    if not names:
-        raise InputError(f"{path}: particle list holds no particles")
-    return _particle_list(path, names, coords, shrec_angles_to_relion(np.array(angles)))
-
-
-def read_star_locations(
-    path: str | os.PathLike, class_names: list[str], tomogram_name: str | None = None
-) -> ParticleList:
-    """RELION STAR: ``rlnCoordinateX/Y/Z`` (voxels), optional ``rlnAngleRot/Tilt/Psi``.
-
-    The class comes from ``cryoavaeClassName`` if present, else from ``rlnClassNumber`` (1-based
-    into ``class_names``). If ``rlnTomoName`` names several tomograms, only rows whose name equals
-    ``tomogram_name`` (the tomogram file's stem) are kept.
-    """
-    path = Path(path)
-    blocks = P.read_star_blocks(path, what="particle list")
-    tables = [t for t in blocks.values() if isinstance(t, pd.DataFrame) and "rlnCoordinateX" in t]
-    if len(tables) != 1:
-        centred = any(
-            isinstance(t, pd.DataFrame) and "rlnCenteredCoordinateXAngst" in t
-            for t in blocks.values()
-        )
-        hint = (
-            "RELION 5 centred Å coordinates are not supported; convert them to voxel "
-            "rlnCoordinateX/Y/Z"
-            if centred
-            else "expected one table with rlnCoordinateX, rlnCoordinateY, rlnCoordinateZ"
-        )
-        raise InputError(f"{path}: found {len(tables)} particle tables with coordinates; {hint}")
-    table = tables[0]
-    missing = [c for c in ("rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ") if c not in table]
-    if missing:
-        raise InputError(f"{path}: particle list lacks columns {missing}")
-    if "rlnTomoName" in table and table["rlnTomoName"].nunique() > 1:
-        keep = table["rlnTomoName"].astype(str) == str(tomogram_name)
-        if not keep.any():
-            raise InputError(
-                f"{path}: rlnTomoName has {sorted(table['rlnTomoName'].astype(str).unique())}, "
-                f"none equal to the tomogram's name {tomogram_name!r}"
-            )
-        table = table[keep]
-    if P.CLASS_NAME in table:
-        names = table[P.CLASS_NAME].astype(str).tolist()
-    elif P.CLASS_NUMBER in table:
-        numbers = pd.to_numeric(table[P.CLASS_NUMBER], errors="coerce")
-        if numbers.isna().any():
-            raise InputError(f"{path}: {P.CLASS_NUMBER} has non-integer values")
-        known = range(1, len(class_names) + 1)
-        names = [class_names[k - 1] if k in known else str(k) for k in numbers.astype(int)]
-    else:
-        raise InputError(f"{path}: particle list has neither {P.CLASS_NAME} nor {P.CLASS_NUMBER}")
-    coords = _numeric(path, table, ["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"])
-    if all(a in table for a in P.ANGLES):
-        angles = _numeric(path, table, list(P.ANGLES), allow_nan=True)
-    else:
-        angles = np.full((len(table), 3), np.nan)
-    return _particle_list(path, names, coords, angles)
-
-
-def read_csv_locations(path: str | os.PathLike) -> ParticleList:
-    """CSV with a header: ``class, x, y, z`` and optionally ``rot, tilt, psi`` (RELION ZYZ, °)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: particle list not found")
-    try:
-        table = pd.read_csv(path, skipinitialspace=True)
-    except Exception as exc:  # pandas raises several types for a malformed file
-        raise InputError(f"{path}: not a readable CSV file ({exc})") from exc
-    table.columns = [str(c).strip().lower() for c in table.columns]
-    missing = [c for c in ("class", "x", "y", "z") if c not in table]
-    if missing:
-        raise InputError(
-            f"{path}: CSV particle list lacks columns {missing}; has {list(table.columns)}; "
-            "expected class, x, y, z[, rot, tilt, psi]"
-        )
-    coords = _numeric(path, table, ["x", "y", "z"])
-    present = [a in table for a in ("rot", "tilt", "psi")]
-    if any(present) and not all(present):
-        raise InputError(f"{path}: give all of rot, tilt, psi or none of them")
-    if all(present):
-        angles = _numeric(path, table, ["rot", "tilt", "psi"], allow_nan=True)
-    else:
-        angles = np.full((len(table), 3), np.nan)
-    return _particle_list(path, table["class"].astype(str).tolist(), coords, angles)
-
-
-def read_particle_list(
-    path: str | os.PathLike,
-    class_names: list[str],
-    list_format: str = "auto",
-    tomogram_name: str | None = None,
-) -> ParticleList:
-    """Read a particle list in any supported format (``auto`` picks by suffix)."""
-    path = Path(path)
-    fmt = list_format
-    if fmt == "auto":
-        suffixes = {".star": "star", ".csv": "csv", ".txt": "shrec"}
-        fmt = suffixes.get(path.suffix.lower(), "")
-        if not fmt:
-            raise InputError(
-                f"{path}: cannot tell the particle list's format from suffix {path.suffix!r}; "
-                "use .txt (SHREC), .star or .csv, or set list_format"
-            )
-    if fmt == "shrec":
-        return read_shrec_locations(path)
-    if fmt == "star":
-        return read_star_locations(path, class_names, tomogram_name)
-    if fmt == "csv":
-        return read_csv_locations(path)
-    raise InputError(f"list_format: got {list_format!r}; expected one of {LIST_FORMATS}")
-
-
-def _read_text(path: Path) -> str:
-    if not path.exists():
-        raise InputError(f"{path}: particle list not found")
-    try:
-        return path.read_text()
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: particle list is not a text file") from None
-
-
-def _numeric(path: Path, table: pd.DataFrame, columns: list[str], allow_nan=False) -> np.ndarray:
-    """The columns as floats; text, infinities (and NaN unless ``allow_nan``) are refused."""
-    raw = table[columns]
-    coerced = raw.apply(pd.to_numeric, errors="coerce")
-    values = coerced.to_numpy(dtype=np.float64)
-    bad = (coerced.isna() & raw.notna()).to_numpy() | np.isinf(values)
-    if not allow_nan:
-        bad |= np.isnan(values)
-    if bad.any():
-        row, col = np.argwhere(bad)[0]
-        raise InputError(
-            f"{path}: row {row + 1} has {columns[col]} = {raw.iloc[row, col]!r}; expected a number"
-        )
-    return values
-
-
-def _particle_list(path, names, coords, angles) -> ParticleList:
-    coords = np.asarray(coords, dtype=np.float64).reshape(-1, 3)
-    if len(names) == 0:
-        raise InputError(f"{path}: particle list holds no particles")
-    if not np.isfinite(coords).all():
-        raise InputError(f"{path}: particle list has non-finite coordinates")
-    return ParticleList(
-        names=np.asarray(names, dtype=object),
-        coords_xyz=coords,
-        angles_deg=np.asarray(angles, dtype=np.float64).reshape(-1, 3),
-    )
 
 
 # --------------------------------------------------------------------------- box extraction
@@ -478,7 +249,7 @@ def extract_subtomograms(
         How many particles were skipped at the tomogram's edge (``edge: skip``).
     """
     tomogram_path, star_path, stack_path = Path(tomogram_path), Path(star_path), Path(stack_path)
-    lookup = _class_lookup(class_names, unseen)
+    lookup = P.class_lookup(class_names, unseen)
     if not tomogram_path.exists():
         raise InputError(f"{tomogram_path}: tomogram not found")
     mrc = open_tomogram(tomogram_path)
@@ -512,27 +283,19 @@ def extract_subtomograms(
         normalize_boxes(boxes)
 
     names = plist.names[keep]
-    numbers, canonical, is_unseen = _resolve_classes(names, lookup)
-    rng = np.random.default_rng(seed)
-    splits = assign_splits(numbers, is_unseen, config.val_fraction, rng)
-    stack_ref = Path(os.path.relpath(stack_path, star_path.parent)).as_posix()
-    angles = plist.angles_deg[keep]
-    table = pd.DataFrame(
-        {
-            P.IMAGE: [P.image_reference(i, stack_ref) for i in range(len(keep))],
-            P.CLASS_NUMBER: numbers,
-            P.ANGLES[0]: angles[:, 0],
-            P.ANGLES[1]: angles[:, 1],
-            P.ANGLES[2]: angles[:, 2],
-            P.DEFOCUS: 0.0,
-            P.CLASS_NAME: canonical,
-            P.SPLIT: splits,
-            P.SNR: np.nan,
-            P.SHARD: int(shard),
-            "rlnCoordinateX": plist.coords_xyz[keep, 0],
-            "rlnCoordinateY": plist.coords_xyz[keep, 1],
-            "rlnCoordinateZ": plist.coords_xyz[keep, 2],
-        }
+    numbers, canonical, is_unseen = P.resolve_classes(names, lookup)
+    splits = P.assign_splits(numbers, is_unseen, config.val_fraction, np.random.default_rng(seed))
+    coords = plist.coords_xyz[keep]
+    table = P.particle_table(
+        P.stack_reference(stack_path, star_path),
+        numbers,
+        canonical,
+        splits,
+        angles_deg=plist.angles_deg[keep],
+        shard=shard,
+        rlnCoordinateX=coords[:, 0],
+        rlnCoordinateY=coords[:, 1],
+        rlnCoordinateZ=coords[:, 2],
     )
     P.write_stack(stack_path, boxes, out_angstrom)
     P.write_particle_table(star_path, table)
@@ -590,56 +353,3 @@ def _isotropic_voxel_size(mrc, path: Path) -> float:
             "expected equal sizes (resample the tomogram first)"
         )
     return float(sizes[0])
-
-
-def _class_lookup(class_names, unseen) -> dict[str, tuple[int, str, bool]]:
-    """Lower-cased name -> (1-based class number, spelling in class_names, is unseen)."""
-    lookup: dict[str, tuple[int, str, bool]] = {}
-    for i, name in enumerate(class_names):
-        key = str(name).lower()
-        if key in lookup:
-            raise InputError(
-                f"class names: {name!r} appears twice (names match case-insensitively)"
-            )
-        lookup[key] = (i + 1, str(name), False)
-    for name in unseen:
-        key = str(name).lower()
-        if key not in lookup:
-            raise InputError(
-                f"unseen: {name!r} is not in the class list {list(class_names)}; "
-                "list every class, seen and unseen, in the class list"
-            )
-        number, spelled, _ = lookup[key]
-        lookup[key] = (number, spelled, True)
-    return lookup
-
-
-def _resolve_classes(names, lookup):
-    """Class numbers, spellings and unseen flags ``(n,)`` for the particles' class names."""
-    lowered = np.array([str(n).lower() for n in names])
-    keys, which = np.unique(lowered, return_inverse=True)
-    numbers = np.zeros(len(keys), dtype=np.int64)
-    spelled = np.array([str(names[np.argmax(which == k)]) for k in range(len(keys))], dtype=object)
-    unseen = np.ones(len(keys), dtype=bool)
-    for k, key in enumerate(keys):  # loop over classes, not particles
-        if key in lookup:
-            numbers[k], spelled[k], unseen[k] = lookup[key]
-    unknown = [str(s) for s, n in zip(spelled, numbers, strict=True) if n == 0]
-    if unknown:
-        log.warning("classes %s are not in the class list: class number 0, split unseen", unknown)
-    return numbers[which], spelled[which].astype(str), unseen[which]
-
-
-def assign_splits(
-    class_numbers: np.ndarray, is_unseen: np.ndarray, val_fraction: float, rng: np.random.Generator
-) -> np.ndarray:
-    """Split labels ``(n,)``: per seen class, ``round(val_fraction * n_class)`` particles chosen
-    with ``rng`` go to ``val`` and the rest to ``train``; unseen particles get ``unseen``."""
-    class_numbers = np.asarray(class_numbers)
-    is_unseen = np.asarray(is_unseen, dtype=bool)
-    splits = np.where(is_unseen, "unseen", "train").astype(object)
-    for number in np.unique(class_numbers[~is_unseen]):  # loop over classes
-        members = np.nonzero((class_numbers == number) & ~is_unseen)[0]
-        n_val = int(round(val_fraction * len(members)))
-        splits[rng.permutation(members)[:n_val]] = "val"
-    return splits.astype(str)

@@ -26,11 +26,9 @@ from pathlib import Path
 
 import mrcfile
 import numpy as np
-import pandas as pd
 
 from . import particles as P
 from .errors import InputError
-from .extract import assign_splits
 
 log = logging.getLogger(__name__)
 
@@ -90,25 +88,14 @@ def convert_legacy_folder(
     class_numbers = np.array([number[c] for c in file_classes], dtype=np.int64)
     is_unseen = np.array([c not in seen for c in file_classes])
     rng = np.random.default_rng(seed)
-    splits = assign_splits(class_numbers, is_unseen | held_out, val_fraction, rng)
+    splits = P.assign_splits(class_numbers, is_unseen | held_out, val_fraction, rng)
     splits[held_out & ~is_unseen] = "val"
-
-    stack_path, star_path = Path(stack_path), Path(star_path)
-    stack_ref = Path(os.path.relpath(stack_path, star_path.parent)).as_posix()
-    table = pd.DataFrame(
-        {
-            P.IMAGE: [P.image_reference(i, stack_ref) for i in range(len(files))],
-            P.CLASS_NUMBER: class_numbers,
-            P.ANGLES[0]: np.nan,
-            P.ANGLES[1]: np.nan,
-            P.ANGLES[2]: np.nan,
-            P.DEFOCUS: 0.0,
-            P.CLASS_NAME: file_classes,
-            P.SPLIT: splits,
-            P.SNR: np.nan,
-            P.SHARD: 0,
-            SOURCE_FILE: [f.relative_to(folder).as_posix() for f in files],
-        }
+    table = P.particle_table(
+        P.stack_reference(stack_path, star_path),
+        class_numbers,
+        file_classes,
+        splits,
+        **{SOURCE_FILE: [f.relative_to(folder).as_posix() for f in files]},
     )
     P.write_stack(stack_path, images, voxel)
     P.write_particle_table(star_path, table)

@@ -30,8 +30,8 @@ import logging
 import math
 import os
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numba
@@ -42,6 +42,7 @@ import scipy.fft
 from .. import particles
 from ..errors import InputError
 from ._kernels import PAD_FACTOR, simulate_spectra_kernel
+from .config import SimulationConfig
 from .ctf import ctf_radial_table, frequency_squared_index
 from .noise import draw_noise, hermitian_noise_slots, parseval_weights
 from .rotation import (
@@ -55,11 +56,7 @@ from .wedge import missing_wedge_mask
 
 __all__ = [
     "ORIGINS",
-    "CtfConfig",
     "ParticlePlan",
-    "SimulationConfig",
-    "WedgeConfig",
-    "merge_particle_tables",
     "plan_shard",
     "simulate_batch",
     "simulate_shard",
@@ -69,92 +66,6 @@ log = logging.getLogger(__name__)
 
 #: RELION's origin offsets (Å): the particle's centre sits at the box centre minus the origin.
 ORIGINS = ("rlnOriginXAngst", "rlnOriginYAngst", "rlnOriginZAngst")
-
-
-@dataclass(frozen=True)
-class CtfConfig:
-    """Microscope CTF; a particle's defocus is uniform in ``[defocus_min_um, defocus_max_um]``."""
-
-    enabled: bool = True
-    defocus_min_um: float = 2.0
-    defocus_max_um: float = 4.0
-    voltage_kv: float = 300.0
-    cs_mm: float = 2.7
-    amplitude_contrast: float = 0.07
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.defocus_min_um <= self.defocus_max_um:
-            raise InputError(
-                f"ctf.defocus_min_um/defocus_max_um are {self.defocus_min_um}/"
-                f"{self.defocus_max_um}; expected 0 <= min <= max"
-            )
-        if not self.voltage_kv > 0 or not self.cs_mm >= 0:
-            raise InputError(
-                f"ctf.voltage_kv/cs_mm are {self.voltage_kv}/{self.cs_mm}; expected > 0 and >= 0"
-            )
-        if not 0 <= self.amplitude_contrast < 1:
-            raise InputError(
-                f"ctf.amplitude_contrast is {self.amplitude_contrast}; expected a value in [0, 1)"
-            )
-
-
-@dataclass(frozen=True)
-class WedgeConfig:
-    """Missing wedge of a tilt series about y through ``[-tilt_max_deg, tilt_max_deg]``."""
-
-    enabled: bool = True
-    tilt_max_deg: float = 60.0
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.tilt_max_deg <= 90:
-            raise InputError(
-                f"missing_wedge.tilt_max_deg is {self.tilt_max_deg}; expected a value in [0, 90]"
-            )
-
-
-@dataclass(frozen=True)
-class SimulationConfig:
-    """How many particles, how they are split and sharded, and the imaging physics.
-
-    ``ctf`` and ``missing_wedge`` may be given as mappings (the YAML sections); they are converted.
-    ``snr`` is ``var(signal) / var(noise)``; ``math.inf`` switches the noise off. Each particle is
-    shifted by up to ``shift_max_px`` voxels (uniform, independently per axis) after rotation;
-    shifts are circular (a Fourier phase ramp), so keep them within the structure's margin.
-    Orientations are uniform over all of SO(3) unless ``rotation_range_deg`` < 180 limits them to
-    rotations by at most that angle (see :func:`.rotation.random_rotations`).
-    """
-
-    particles_per_class: int = 450
-    unseen_particles_per_class: int = 100
-    val_fraction: float = 0.2
-    n_shards: int = 2
-    snr: float = 1.0
-    shift_max_px: float = 0.0
-    rotation_range_deg: float = 180.0
-    ctf: CtfConfig = field(default_factory=CtfConfig)
-    missing_wedge: WedgeConfig = field(default_factory=WedgeConfig)
-    batch_size: int = 256
-
-    def __post_init__(self) -> None:
-        if isinstance(self.ctf, Mapping):
-            object.__setattr__(self, "ctf", CtfConfig(**self.ctf))
-        if isinstance(self.missing_wedge, Mapping):
-            object.__setattr__(self, "missing_wedge", WedgeConfig(**self.missing_wedge))
-        for key in ("particles_per_class", "unseen_particles_per_class", "n_shards", "batch_size"):
-            value = getattr(self, key)
-            low = 0 if key == "unseen_particles_per_class" else 1
-            if int(value) != value or value < low:
-                raise InputError(f"{key} is {value}; expected an integer >= {low}")
-        if not 0 <= self.val_fraction < 1:
-            raise InputError(f"val_fraction is {self.val_fraction}; expected a value in [0, 1)")
-        if not self.snr > 0:
-            raise InputError(f"snr is {self.snr}; expected a positive number (inf: no noise)")
-        if not 0 <= self.shift_max_px < 1e3:
-            raise InputError(f"shift_max_px is {self.shift_max_px}; expected a value >= 0")
-        if not 0 <= self.rotation_range_deg <= 180:
-            raise InputError(
-                f"rotation_range_deg is {self.rotation_range_deg}; expected a value in [0, 180]"
-            )
 
 
 @dataclass(frozen=True)
@@ -209,16 +120,8 @@ def plan_shard(
     counts = _class_counts(class_names, unseen, config)
     per_shard = (shard + 1) * counts // config.n_shards - shard * counts // config.n_shards
     class_index = np.repeat(np.arange(len(class_names)), per_shard)
-    split = np.empty(len(class_index), dtype=object)
-    start = 0
-    for name, m in zip(class_names, per_shard, strict=True):
-        block = split[start : start + m]
-        if name in unseen:
-            block[:] = "unseen"
-        else:
-            block[:] = "train"
-            block[rng.permutation(m)[: math.floor(config.val_fraction * m + 0.5)]] = "val"
-        start += m
+    is_unseen = np.array([name in unseen for name in class_names], dtype=bool)[class_index]
+    split = particles.assign_splits(class_index + 1, is_unseen, config.val_fraction, rng)
     order = rng.permutation(len(class_index))
     class_index, split = class_index[order], split[order]
     n = len(class_index)
@@ -226,9 +129,7 @@ def plan_shard(
     defocus_um = rng.uniform(config.ctf.defocus_min_um, config.ctf.defocus_max_um, n)
     shifts_px = rng.uniform(-config.shift_max_px, config.shift_max_px, (n, 3))
     noise_seeds = rng.integers(0, 2**63, n, dtype=np.uint64)
-    return ParticlePlan(
-        class_index, split.astype(str), rotations, shifts_px, defocus_um, noise_seeds
-    )
+    return ParticlePlan(class_index, split, rotations, shifts_px, defocus_um, noise_seeds)
 
 
 @contextlib.contextmanager
@@ -436,50 +337,14 @@ def _particle_table(
     angles = matrices_to_relion_angles(plan.rotations)  # (n, 3)
     origins = -plan.shifts_px * voxel_size_angstrom  # centre = box centre - origin
     defocus = plan.defocus_um * 1e4 if config.ctf.enabled else np.zeros(len(plan))
-    columns = {
-        particles.IMAGE: [particles.image_reference(i, stack_name) for i in range(len(plan))],
-        particles.CLASS_NUMBER: plan.class_index + 1,
-        **{name: angles[:, a] for a, name in enumerate(particles.ANGLES)},
+    return particles.particle_table(
+        stack_name,
+        plan.class_index + 1,
+        np.asarray(class_names, dtype=object)[plan.class_index],
+        plan.split,
+        angles_deg=angles,
+        defocus_angstrom=defocus,
+        snr=float(config.snr),
+        shard=shard,
         **{name: origins[:, a] + 0.0 for a, name in enumerate(ORIGINS)},  # + 0.0: no "-0"
-        particles.DEFOCUS: defocus,
-        particles.CLASS_NAME: np.asarray(class_names)[plan.class_index],
-        particles.SPLIT: plan.split,
-        particles.SNR: np.full(len(plan), float(config.snr)),
-        particles.SHARD: np.full(len(plan), int(shard)),
-    }
-    return pd.DataFrame(columns)
-
-
-def merge_particle_tables(
-    star_paths: Sequence[str | os.PathLike], out_path: str | os.PathLike
-) -> None:
-    """Concatenate shard tables into one STAR whose image paths are relative to its own folder.
-
-    Raises:
-        InputError: a table is missing or malformed, or two rows point at the same image.
-    """
-    out_path = Path(out_path)
-    tables = []
-    for star_path in map(Path, star_paths):
-        table = particles.read_particle_table(star_path)
-        parts = table[particles.IMAGE].astype(str).str.partition("@")
-        if (parts[1] != "@").any() or not parts[0].str.isdigit().all():
-            raise InputError(
-                f"{star_path}: {particles.IMAGE} values must look like <index>@<stack>"
-            )
-        stacks = {
-            stack: Path(os.path.relpath(star_path.parent / stack, out_path.parent)).as_posix()
-            for stack in parts[2].unique()
-        }
-        table[particles.IMAGE] = parts[0] + "@" + parts[2].map(stacks)
-        tables.append(table)
-    if not tables:
-        raise InputError("merge_particle_tables: no shard tables given")
-    merged = pd.concat(tables, ignore_index=True)
-    duplicated = merged[particles.IMAGE].duplicated()
-    if duplicated.any():
-        raise InputError(
-            f"{out_path}: image {merged[particles.IMAGE][duplicated].iloc[0]} appears twice; "
-            "was a shard table listed twice?"
-        )
-    particles.write_particle_table(out_path, merged)
+    )

@@ -1,0 +1,81 @@
+"""Particles: the contract between the pipeline's stages.
+
+Every source of particles (simulation, extraction from tomograms, the 2-D character set, the
+original Affinity-VAE folder layout, a user's STAR file) writes the same thing: ``.mrcs`` stacks
+with the voxel size in their headers and a STAR table whose rows point into them. Everything
+downstream reads only this, so it does not care where the particles came from.
+
+- :mod:`.table`: the table's columns, image references, splits, class names, merging, STAR I/O;
+- :mod:`.stacks`: writing and opening stacks;
+- :mod:`.images`: reading a table's images a batch at a time.
+"""
+
+from .images import ParticleImages
+from .stacks import (
+    StackLayout,
+    StackWriter,
+    open_stack,
+    stack_layout,
+    stack_voxel_size,
+    stack_writer,
+    write_stack,
+)
+from .table import (
+    ANGLES,
+    CLASS_NAME,
+    CLASS_NUMBER,
+    DEFOCUS,
+    IMAGE,
+    REQUIRED_COLUMNS,
+    SHARD,
+    SNR,
+    SPLIT,
+    SPLITS,
+    assign_splits,
+    class_lookup,
+    image_reference,
+    merge_particle_tables,
+    particle_table,
+    read_particle_table,
+    read_star_blocks,
+    resolve_classes,
+    split_image_reference,
+    split_image_references,
+    stack_reference,
+    val_count,
+    write_particle_table,
+)
+
+__all__ = [
+    "ANGLES",
+    "CLASS_NAME",
+    "CLASS_NUMBER",
+    "DEFOCUS",
+    "IMAGE",
+    "REQUIRED_COLUMNS",
+    "SHARD",
+    "SNR",
+    "SPLIT",
+    "SPLITS",
+    "ParticleImages",
+    "StackLayout",
+    "StackWriter",
+    "assign_splits",
+    "class_lookup",
+    "image_reference",
+    "merge_particle_tables",
+    "open_stack",
+    "particle_table",
+    "read_particle_table",
+    "read_star_blocks",
+    "resolve_classes",
+    "split_image_reference",
+    "split_image_references",
+    "stack_layout",
+    "stack_reference",
+    "stack_voxel_size",
+    "stack_writer",
+    "val_count",
+    "write_particle_table",
+    "write_stack",
+]
