@@ -83,12 +83,12 @@ print(time.perf_counter() - start)
 
 # umap-learn's own neighbour search instead of the precomputed exact graph, for comparison.
 OWN_KNN = """
-import cryoavae.evaluate as ev
-def own_knn(mu, config, seed):
+import cryoavae.evaluate.evaluation as ev
+def own_knn(mu, n_neighbors, min_dist, seed):
     import umap
-    return umap.UMAP(n_neighbors=config.umap_n_neighbors, min_dist=config.umap_min_dist,
+    return umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist,
                      metric="cosine", random_state=seed, n_jobs=1).fit_transform(mu)
-ev._umap = own_knn
+ev.umap_projection = own_knn
 """
 
 

@@ -23,7 +23,7 @@ import torch
 from cryoavae import particles
 from cryoavae.losses import avae_loss
 from cryoavae.model import ModelConfig, build_model
-from cryoavae.train import Adam, TrainingConfig, train_model
+from cryoavae.train import TrainingConfig, train_model
 
 N_CLASSES = 5
 THREADS = int(os.environ.get("CRYOAVAE_BENCH_THREADS", "2"))  # the workflow's default is 2
@@ -93,7 +93,7 @@ def _bare_samples_per_s(
     torch.set_num_threads(THREADS)
     layout = torch.channels_last_3d if model_config.ndim == 3 else torch.channels_last
     model = build_model(model_config, 0).to(memory_format=layout)  # as train_model does
-    optimizer = Adam(model.parameters(), lr=1e-3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, foreach=True)
     gen = torch.Generator().manual_seed(0)
     box = (model_config.box_size_px,) * model_config.ndim
     x = torch.randn(batch_size, 1, *box, generator=gen)
@@ -192,7 +192,7 @@ import json, sys
 from pathlib import Path
 from cryoavae import particles
 from cryoavae.model import ModelConfig
-from cryoavae.train import Adam, TrainingConfig, train_model
+from cryoavae.train import TrainingConfig, train_model
 import numpy as np
 star, out = Path(sys.argv[1]), Path(sys.argv[2])
 table = particles.read_particle_table(star)

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import torch
 
-from cryoavae.apply import apply_model, read_latents, write_assignments
+from cryoavae.apply import apply_model, write_assignments
+from cryoavae.latents import read_latents
 from cryoavae.runlog import start_logging
 
 wildcards = snakemake.wildcards

@@ -4,13 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cryoavae.affinity import (
-    AffinityConfig,
-    SoapConfig,
-    compute_affinity,
-    soap_selection,
-    write_affinity_csv,
-)
+from cryoavae.affinity import AffinityConfig, compute_affinity, soap_selection, write_affinity_csv
 from cryoavae.atomic import write_text_atomic
 from cryoavae.density import read_map
 from cryoavae.report.affinity_figures import plot_affinity_heatmap
@@ -19,8 +13,7 @@ from cryoavae.structures import AtomSelection, load_atoms
 
 params = snakemake.params
 start_logging(snakemake.log[0], rule="compute_affinity", seed=params.seed)
-settings = dict(params.affinity)
-config = AffinityConfig(**{**settings, "soap": SoapConfig(**settings["soap"])})
+config = AffinityConfig.from_dict(params.affinity)
 selection = soap_selection(config.soap, AtomSelection(**params.selection))
 atoms = [load_atoms(Path(p), selection) for p in snakemake.input.structures]
 maps = np.stack([read_map(p)[0] for p in snakemake.input.maps])

@@ -7,20 +7,13 @@ import torch
 
 from cryoavae.density import read_map
 from cryoavae.runlog import start_logging
-from cryoavae.simulate import CtfConfig, SimulationConfig, WedgeConfig, simulate_shard
+from cryoavae.simulate import SimulationConfig, simulate_shard
 
 params = snakemake.params
 shard = int(snakemake.wildcards.shard)
 start_logging(snakemake.log[0], rule="simulate_subtomograms", shard=shard, seed=params.seed)
 torch.set_num_threads(snakemake.threads)
-settings = dict(params.simulation)
-config = SimulationConfig(
-    **{
-        **settings,
-        "ctf": CtfConfig(**settings["ctf"]),
-        "missing_wedge": WedgeConfig(**settings["missing_wedge"]),
-    }
-)
+config = SimulationConfig(**params.simulation)
 maps = np.stack([read_map(p)[0] for p in snakemake.input.maps])
 simulate_shard(
     maps,

@@ -1,4 +1,4 @@
-"""Shared test fixtures: paths into the repository."""
+"""Shared test fixtures: paths into the repository, and one torch thread for model tests."""
 
 from pathlib import Path
 
@@ -14,4 +14,16 @@ def repo() -> Path:
 
 @pytest.fixture
 def schema_path() -> Path:
-    return REPO / "workflow" / "schemas" / "config.schema.yaml"
+    """The study schema (in the package; workflow/schemas/ links to it)."""
+    return REPO / "src" / "cryoavae" / "config.schema.yaml"
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: the machine is shared, and results then do not depend on its cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -79,8 +79,8 @@ def test_permuting_structures_permutes_the_prior(clouds):
 def test_subsampled_centres_keep_the_descriptor(monkeypatch):
     big = _cloud("ball", 7, n=400)
     full = af.soap_descriptors([big], SMALL_SOAP)[0]
-    monkeypatch.setattr(af, "MAX_SOAP_CENTERS", 100)
-    assert len(af._soap_centres(400)) == 100
+    monkeypatch.setattr(af.soap, "MAX_SOAP_CENTERS", 100)
+    assert len(af.soap._soap_centres(400)) == 100
     sub = af.soap_descriptors([big], SMALL_SOAP)[0]
     assert full @ sub / np.linalg.norm(full) / np.linalg.norm(sub) > 0.999
 
@@ -89,7 +89,7 @@ def test_calpha_soap_refuses_all_atom_input():
     mixed = AtomArrays(np.zeros((2, 3)), np.array([6, 7]), np.array(["C", "N"]))
     with pytest.raises(InputError, match=r"affinity\.soap\.atoms is 'calpha' but structure 0"):
         af.soap_similarity([mixed], SMALL_SOAP)
-    with pytest.raises(InputError, match=r"affinity\.soap\.r_cut_angstrom: 0\.5"):
+    with pytest.raises(InputError, match=r"affinity\.soap\.r_cut_angstrom = 0\.5 is invalid"):
         af.soap_similarity([mixed], af.SoapConfig(atoms="heavy", r_cut_angstrom=0.5))
 
 
@@ -251,7 +251,7 @@ def test_compute_affinity_for_each_source(clouds, tmp_path):
     )
     np.testing.assert_allclose(from_csv, a, atol=1e-12)
 
-    with pytest.raises(InputError, match=r"affinity\.source: 'fsc'"):
+    with pytest.raises(InputError, match=r"affinity\.source = 'fsc' is invalid"):
         af.compute_affinity(names, clouds, maps, af.AffinityConfig(source="fsc"), seed=0)
     with pytest.raises(InputError, match="3 structures for 5 classes"):
         af.compute_affinity(names, clouds[:3], None, config, seed=0)

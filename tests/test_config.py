@@ -6,12 +6,12 @@ import pytest
 
 from cryoavae.config import (
     class_names,
-    load_yaml,
     unseen_classes,
     validate_config,
     variant_sections,
 )
 from cryoavae.errors import InputError
+from cryoavae.yaml_io import load_yaml
 
 BASE = {"study": "t", "structures": {"ids": ["1BXN", "1s3x", "3h84"], "unseen": ["3h84"]}}
 
@@ -19,7 +19,7 @@ BASE = {"study": "t", "structures": {"ids": ["1BXN", "1s3x", "3h84"], "unseen": 
 def validated(schema_path, **overrides):
     config = copy.deepcopy(BASE)
     config.update(overrides)
-    return validate_config(config, schema_path)
+    return validate_config(config)
 
 
 def test_defaults_filled_from_schema(schema_path):
@@ -32,7 +32,7 @@ def test_defaults_filled_from_schema(schema_path):
 
 
 def test_default_study_config_is_valid(repo, schema_path):
-    config = validate_config(load_yaml(repo / "config" / "config.yaml"), schema_path)
+    config = validate_config(load_yaml(repo / "config" / "config.yaml"))
     assert len(class_names(config)) == 10
     assert sorted(unseen_classes(config)) == ["3d2f", "3h84"]
 
@@ -56,7 +56,7 @@ def test_default_study_config_is_valid(repo, schema_path):
         ),
         (
             {"variants": {"bad": {"training": {"epochs": 0}}}},
-            "variants.bad.training: epochs = 0 is invalid; expected >= 1",
+            "variants.bad.training.epochs = 0 is invalid; expected >= 1",
         ),
         ({"affinity": {"source": "csv"}}, "affinity.source = 'csv' needs affinity.csv_path"),
         (

@@ -10,8 +10,8 @@ import torch
 from cryoavae import particles
 from cryoavae.embed import embed_particles
 from cryoavae.errors import InputError
-from cryoavae.model import ModelConfig
-from cryoavae.train import TrainingConfig, load_model, train_model
+from cryoavae.model import ModelConfig, load_model
+from cryoavae.train import TrainingConfig, train_model
 
 BOX = 12
 MODEL = ModelConfig(
@@ -19,12 +19,7 @@ MODEL = ModelConfig(
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_particles(root: Path, names: list[str], splits: list[str], box: int = BOX) -> Path:

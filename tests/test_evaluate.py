@@ -14,13 +14,11 @@ from scipy.spatial.transform import Rotation
 from cryoavae.errors import InputError
 from cryoavae.evaluate import (
     EvaluationConfig,
-    assign_nearest_class,
-    class_cosine_matrix,
     evaluate_latents,
-    latent_columns,
     write_confusion_csv,
     write_metrics_json,
 )
+from cryoavae.latents import assign_nearest_class, class_cosine_matrix, latent_columns
 
 CONFIG = EvaluationConfig()
 

@@ -12,22 +12,16 @@ from PIL import Image
 
 from cryoavae.errors import InputError
 from cryoavae.interpolate import interpolate_latents, write_interpolation_volumes
-from cryoavae.model import ModelConfig, build_model
+from cryoavae.model import ModelConfig, build_model, load_model
 from cryoavae.particles import open_stack
 from cryoavae.report.interpolation_figures import plot_interpolations
-from cryoavae.train import load_model
 
 BOX = 16
 # Class centroids: a and b nearly parallel (the most similar pair), a and c opposite (the least).
 CENTRES = {"a": [2.0, 0.2, 0.0], "b": [2.0, 0.5, 0.1], "c": [-2.0, 0.0, 0.3]}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def save_checkpoint(path: Path, config: ModelConfig) -> Path:
@@ -96,7 +90,9 @@ def model_3d(tmp_path_factory) -> Path:
 
 def test_class_pairs_run_from_one_class_mean_to_the_other(model_2d):
     latents = make_latents(pose_dims=1)
-    result = interpolate_latents(model_2d, latents, n_steps=5, n_pose_classes=2, seed=0)
+    result = interpolate_latents(
+        model_2d, latents, interpolation_steps=5, interpolation_pose_classes=2, seed=0
+    )
     pairs = [(p.class_a, p.class_b, p.why) for p in result.class_pairs]
     assert pairs == [("a", "b", "most similar"), ("a", "c", "least similar")]
     train = latents[latents.split == "train"]
@@ -116,7 +112,9 @@ def test_class_pairs_run_from_one_class_mean_to_the_other(model_2d):
 
 def test_pose_sweep_follows_the_principal_pose_and_changes_the_output(model_2d):
     latents = make_latents(pose_dims=1)
-    result = interpolate_latents(model_2d, latents, n_steps=6, n_pose_classes=2, seed=0)
+    result = interpolate_latents(
+        model_2d, latents, interpolation_steps=6, interpolation_pose_classes=2, seed=0
+    )
     assert len(result.pose_sweeps) == 2
     for sweep in result.pose_sweeps:
         poses = latents.loc[
@@ -127,7 +125,9 @@ def test_pose_sweep_follows_the_principal_pose_and_changes_the_output(model_2d):
         np.testing.assert_allclose(sweep.poses[:, 0], poses.mean() + sweep.positions)
         assert sweep.images.shape == (6, BOX, BOX)
         assert np.abs(sweep.images[0] - sweep.images[-1]).max() > 1e-4
-    again = interpolate_latents(model_2d, latents, n_steps=6, n_pose_classes=2, seed=0)
+    again = interpolate_latents(
+        model_2d, latents, interpolation_steps=6, interpolation_pose_classes=2, seed=0
+    )
     assert [s.class_name for s in again.pose_sweeps] == [s.class_name for s in result.pose_sweeps]
     assert all(
         s.images.tobytes() == t.images.tobytes()
@@ -137,7 +137,9 @@ def test_pose_sweep_follows_the_principal_pose_and_changes_the_output(model_2d):
 
 def test_3d_volumes_figure_and_stack(model_3d, tmp_path):
     latents = make_latents(pose_dims=4, per_class=20)
-    result = interpolate_latents(model_3d, latents, n_steps=4, n_pose_classes=1, seed=1)
+    result = interpolate_latents(
+        model_3d, latents, interpolation_steps=4, interpolation_pose_classes=1, seed=1
+    )
     assert result.ndim == 3 and len(result.class_pairs) == 2 and len(result.pose_sweeps) == 1
     assert result.class_pairs[0].images.shape == (4, BOX, BOX, BOX)
     sweep = result.pose_sweeps[0]
@@ -162,7 +164,9 @@ def test_3d_volumes_figure_and_stack(model_3d, tmp_path):
 
 
 def test_2d_stack_and_figure(model_2d, tmp_path):
-    result = interpolate_latents(model_2d, make_latents(pose_dims=1), n_steps=3, n_pose_classes=1)
+    result = interpolate_latents(
+        model_2d, make_latents(pose_dims=1), interpolation_steps=3, interpolation_pose_classes=1
+    )
     stack = tmp_path / "interpolation.mrcs"
     write_interpolation_volumes(stack, result, voxel_size_angstrom=2.0)
     assert mrcfile.validate(str(stack))
@@ -186,7 +190,10 @@ def test_circular_pose_goes_round_the_full_turn(tmp_path):
     )
     checkpoint = save_checkpoint(tmp_path / "model.pt", config)
     result = interpolate_latents(
-        checkpoint, make_latents(2, circular=True), n_steps=4, n_pose_classes=1
+        checkpoint,
+        make_latents(2, circular=True),
+        interpolation_steps=4,
+        interpolation_pose_classes=1,
     )
     sweep = result.pose_sweeps[0]
     np.testing.assert_allclose(sweep.positions, [0, 90, 180, 270])
@@ -202,7 +209,7 @@ def test_without_a_pose_there_are_no_sweeps_and_it_says_so(tmp_path):
     checkpoint = save_checkpoint(tmp_path / "model.pt", config)
     latents = make_latents(pose_dims=0)
     two = latents[latents.class_name.isin(["a", "b"])]
-    result = interpolate_latents(checkpoint, two, n_steps=3)
+    result = interpolate_latents(checkpoint, two, interpolation_steps=3)
     assert result.pose_sweeps == ()
     assert [(p.class_a, p.class_b, p.why) for p in result.class_pairs] == [("a", "b", "only pair")]
     assert any("pose_dims = 0" in note for note in result.notes)
@@ -213,8 +220,8 @@ def test_without_a_pose_there_are_no_sweeps_and_it_says_so(tmp_path):
 
 def test_bad_inputs_are_refused(model_2d):
     latents = make_latents(pose_dims=1)
-    with pytest.raises(InputError, match="n_steps"):
-        interpolate_latents(model_2d, latents, n_steps=1)
+    with pytest.raises(InputError, match="interpolation_steps"):
+        interpolate_latents(model_2d, latents, interpolation_steps=1)
     with pytest.raises(InputError, match="pose_dims = 1"):
         interpolate_latents(model_2d, latents.drop(columns="pose_0"))
     with pytest.raises(InputError, match="train"):

@@ -12,13 +12,13 @@ from cryoavae.losses import (
     affinity_loss,
     avae_loss,
     kl_divergence,
-    reconstruction_loss,
+    reconstruction_error,
 )
 
 
 def test_mse_hand_computed():
     recon = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(2, 1, 2)
-    assert reconstruction_loss(recon, torch.zeros_like(recon)).item() == pytest.approx(7.5)
+    assert reconstruction_error(recon, torch.zeros_like(recon)).item() == pytest.approx(7.5)
 
 
 def test_bce_reads_reconstruction_as_logits_and_target_as_probability():
@@ -26,7 +26,7 @@ def test_bce_reads_reconstruction_as_logits_and_target_as_probability():
     target = torch.tensor([0.25, 1.0]).view(1, 1, 2)
     first = -(0.25 * math.log(0.75) + 0.75 * math.log(0.25))
     second = -math.log(0.5)
-    got = reconstruction_loss(logits, target, "bce").item()
+    got = reconstruction_error(logits, target, "bce").item()
     assert got == pytest.approx((first + second) / 2, rel=1e-6)
     # swapping the arguments would give a different number
     swapped = F.binary_cross_entropy_with_logits(target, logits.clamp(0, 1)).item()
@@ -36,7 +36,7 @@ def test_bce_reads_reconstruction_as_logits_and_target_as_probability():
 def test_reconstruction_refuses_unknown_kind_naming_the_setting():
     x = torch.zeros(1, 1, 2)
     with pytest.raises(InputError, match="training.reconstruction_loss"):
-        reconstruction_loss(x, x, "l1")
+        reconstruction_error(x, x, "l1")
 
 
 def test_kl_zero_at_standard_normal():

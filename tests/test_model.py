@@ -4,12 +4,10 @@ gradients to the pose head, and a few steps lowering the loss."""
 import math
 import subprocess
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from cryoavae.errors import InputError
 from cryoavae.losses import avae_loss
@@ -24,24 +22,7 @@ from cryoavae.model import (
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The machine is shared: one thread per test keeps timings sane."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_dataclass_defaults_match_the_schema():
-    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
-    props = schema["$defs"]["model"]["properties"]
-    config = ModelConfig()
-    for f in fields(ModelConfig):
-        if f.name in props:
-            default = props[f.name]["default"]
-            got = getattr(config, f.name)
-            assert (list(got) if isinstance(got, tuple) else got) == default, f.name
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_from_dict_makes_tuples_and_refuses_unknown_keys():

@@ -75,7 +75,7 @@ def test_bad_settings_fail_naming_the_key(kwargs, word):
 def test_from_dict_names_the_yaml_path():
     with pytest.raises(InputError, match=r"training\.beta: unknown key 'rate'"):
         ScheduleConfig.from_dict({"value": 1.0, "rate": 2}, where="training.beta")
-    with pytest.raises(InputError, match=r"training\.gamma: ratio"):
+    with pytest.raises(InputError, match=r"training\.gamma\.ratio = 0 is invalid; expected > 0"):
         ScheduleConfig.from_dict({"value": 1.0, "ratio": 0}, where="training.gamma")
     with pytest.raises(InputError, match="missing key 'value'"):
         ScheduleConfig.from_dict({"schedule": "flat"})

@@ -10,7 +10,6 @@ import pytest
 from cryoavae.simulate.ctf import (
     ctf_1d,
     ctf_radial_table,
-    ctf_volume,
     electron_wavelength_angstrom,
     frequency_squared_index,
 )
@@ -51,7 +50,8 @@ def test_ctf_zeros_fall_where_theory_puts_them():
 def test_ctf_volume_is_the_radial_ctf_on_the_rfft_grid():
     d, voxel = 32, 10.0
     defocus = np.array([2.0, 3.5])
-    volume = ctf_volume(d, voxel, defocus, VOLTAGE_KV, CS_MM, AMPLITUDE)
+    table = ctf_radial_table(d, voxel, defocus, VOLTAGE_KV, CS_MM, AMPLITUDE)
+    volume = table[:, frequency_squared_index(d)]
     assert volume.shape == (2, d, d, d // 2 + 1) and volume.dtype == np.float32
     kz = np.fft.fftfreq(d, voxel)[:, None, None]
     ky = np.fft.fftfreq(d, voxel)[None, :, None]

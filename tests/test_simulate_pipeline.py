@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from types import SimpleNamespace
 
 import mrcfile
@@ -13,6 +12,7 @@ import starfile
 from cryoavae import particles
 from cryoavae.density import DensityConfig, atoms_to_density
 from cryoavae.errors import InputError
+from cryoavae.orientations import relion_angles_to_matrices
 from cryoavae.particles import merge_particle_tables
 from cryoavae.simulate import (
     SimulationConfig,
@@ -20,12 +20,11 @@ from cryoavae.simulate import (
     simulate_batch,
     simulate_shard,
 )
-from cryoavae.simulate.ctf import ctf_volume
+from cryoavae.simulate.ctf import ctf_radial_table, frequency_squared_index
 from cryoavae.simulate.noise import noise_spectrum, spectral_variance, zscore
 from cryoavae.simulate.pipeline import ORIGINS
 from cryoavae.simulate.rotation import (
     padded_spectra,
-    relion_angles_to_matrices,
     rotate_spectra,
     rotate_volumes,
 )
@@ -65,15 +64,15 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
 def test_config_from_yaml_sections_and_bad_values():
     c = SimulationConfig(ctf={"enabled": False}, missing_wedge={"tilt_max_deg": 45.0})
     assert not c.ctf.enabled and c.ctf.voltage_kv == 300.0 and c.missing_wedge.tilt_max_deg == 45
-    with pytest.raises(InputError, match="val_fraction is 1.5"):
+    with pytest.raises(InputError, match="simulation.val_fraction = 1.5 is invalid"):
         SimulationConfig(val_fraction=1.5)
-    with pytest.raises(InputError, match="snr is 0"):
+    with pytest.raises(InputError, match="simulation.snr = 0 is invalid"):
         SimulationConfig(snr=0)
-    with pytest.raises(InputError, match="ctf.defocus_min_um/defocus_max_um"):
+    with pytest.raises(InputError, match="defocus_min_um = 5.0 is larger than"):
         SimulationConfig(ctf={"defocus_min_um": 5.0, "defocus_max_um": 4.0})
-    with pytest.raises(InputError, match="missing_wedge.tilt_max_deg"):
+    with pytest.raises(InputError, match="missing_wedge.tilt_max_deg = 100.0 is invalid"):
         SimulationConfig(missing_wedge={"tilt_max_deg": 100.0})
-    with pytest.raises(InputError, match="rotation_range_deg is 200"):
+    with pytest.raises(InputError, match="simulation.rotation_range_deg = 200 is invalid"):
         SimulationConfig(rotation_range_deg=200)
 
 
@@ -115,7 +114,9 @@ def test_fused_pass_equals_the_stages_composed():
     rotated = rotate_spectra(
         spectra, plan.rotations, d, source_index=plan.class_index, shifts_px=plan.shifts_px
     )
-    signal = rotated * ctf_volume(d, voxel, plan.defocus_um) * keep
+    signal = (
+        rotated * ctf_radial_table(d, voxel, plan.defocus_um)[:, frequency_squared_index(d)] * keep
+    )
     noise = noise_spectrum(d, plan.noise_seeds, keep=keep)
     sigma = np.sqrt(spectral_variance(signal, d) / (0.5 * spectral_variance(noise, d)))
     expected = zscore(np.fft.irfftn(signal + sigma[:, None, None, None] * noise, axes=(1, 2, 3)))
@@ -140,7 +141,7 @@ def test_measured_snr_is_within_ten_percent(snr):
     spectra = padded_spectra(class_maps(d))
     plan = plan_shard(NAMES, set(), config(), 0, seed=11)
     noisy = simulate_batch(spectra, plan, config(snr=snr), 10.0)
-    clean = simulate_batch(spectra, plan, config(snr=math.inf), 10.0)  # same poses, CTF, wedge
+    clean = simulate_batch(spectra, plan, config(snr=None), 10.0)  # same poses, CTF, wedge
     measured = []
     for y, s in zip(noisy, clean, strict=True):
         alpha = np.dot(y.ravel(), s.ravel()) / np.dot(s.ravel(), s.ravel())  # signal's share of y
@@ -157,7 +158,7 @@ def test_a_point_at_the_box_centre_stays_at_the_centre():
     d, c = 16, 8
     point = np.zeros((1, d, d, d), dtype=np.float32)
     point[0, c, c, c] = 1.0
-    cfg = config(snr=math.inf, ctf={"enabled": False}, missing_wedge={"enabled": False})
+    cfg = config(snr=None, ctf={"enabled": False}, missing_wedge={"enabled": False})
     plan = plan_shard(["point"], set(), cfg, 0, seed=5)
     out = simulate_batch(padded_spectra(point), plan, cfg, 10.0)
     for particle in out:
@@ -191,7 +192,7 @@ def test_recorded_origin_points_back_to_the_particle_centre(tmp_path):
     blob = np.exp(-((np.indices((d, d, d)) - c) ** 2).sum(axis=0) / 8.0).astype(np.float32)
     maps = np.stack([blob] * 3)
     cfg = config(
-        snr=math.inf, shift_max_px=2.0, ctf={"enabled": False}, missing_wedge={"enabled": False}
+        snr=None, shift_max_px=2.0, ctf={"enabled": False}, missing_wedge={"enabled": False}
     )
     stack, star = shard_files(tmp_path, maps, cfg)
     table = particles.read_particle_table(star)

@@ -7,11 +7,10 @@ import pytest
 from scipy import ndimage, stats
 from scipy.spatial.transform import Rotation
 
+from cryoavae.orientations import relion_angles_to_matrices
 from cryoavae.simulate.rotation import (
-    matrices_to_relion_angles,
     padded_spectra,
     random_rotations,
-    relion_angles_to_matrices,
     rotate_spectra,
     rotate_volumes,
 )
@@ -31,36 +30,6 @@ ASYMMETRIC = [(0, 0, 0), (4, 0, 0), (0, 2.5, 0), (1, 1, -3)]
 
 def peak(volume: np.ndarray) -> tuple[int, ...]:
     return tuple(int(i) for i in np.unravel_index(np.argmax(volume), volume.shape))
-
-
-def test_angles_to_matrix_is_relion_euler_angles2matrix():
-    # RELION: A = Rz(-psi) Ry(-tilt) Rz(-rot), the transpose of scipy's intrinsic ZYZ rotation.
-    angles = np.array([[30.0, 40.0, 50.0], [-170.0, 120.0, 10.0]])
-    expected = Rotation.from_euler("ZYZ", angles, degrees=True).as_matrix().transpose(0, 2, 1)
-    np.testing.assert_allclose(relion_angles_to_matrices(angles), expected, atol=1e-12)
-    # one entry written out from RELION's euler.cpp: A(0, 2) = -cos(psi) sin(tilt)
-    a = relion_angles_to_matrices(angles[0])
-    assert a[0, 2] == pytest.approx(-np.cos(np.radians(50)) * np.sin(np.radians(40)))
-
-
-def test_angles_round_trip_both_ways():
-    rng = np.random.default_rng(3)
-    matrices = random_rotations(200, rng)
-    np.testing.assert_allclose(
-        relion_angles_to_matrices(matrices_to_relion_angles(matrices)), matrices, atol=1e-9
-    )
-    angles = np.column_stack(
-        [rng.uniform(-179, 179, 50), rng.uniform(1, 179, 50), rng.uniform(-179, 179, 50)]
-    )
-    np.testing.assert_allclose(
-        matrices_to_relion_angles(relion_angles_to_matrices(angles)), angles, atol=1e-9
-    )
-    # gimbal lock: tilt 0 or 180 keeps only one in-plane angle; RELION sets rot = 0
-    for tilt in (0.0, 180.0):
-        a = relion_angles_to_matrices([25.0, tilt, 40.0])
-        back = matrices_to_relion_angles(a)
-        assert back[0] == 0 and back[1] == tilt
-        np.testing.assert_allclose(relion_angles_to_matrices(back), a, atol=1e-12)
 
 
 def test_random_rotations_are_proper_uniform_and_seeded():

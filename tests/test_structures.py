@@ -173,7 +173,7 @@ def test_biological_assembly(tiny_pdb):
 
 
 def test_unknown_atom_choice_and_empty_selection(tiny_pdb, tmp_path):
-    with pytest.raises(InputError, match=r"structures\.atoms: 'backbone'"):
+    with pytest.raises(InputError, match=r"structures\.atoms = 'backbone' is invalid"):
         load_atoms(tiny_pdb, AtomSelection(atoms="backbone"))
     water_only = tmp_path / "water.pdb"
     water_only.write_text(_atom(1, " O  ", "HOH", "A", 1, (0, 0, 0), "O", het=True) + "\nEND\n")

@@ -22,18 +22,10 @@ import pandas as pd
 from .atomic import atomic_path
 from .embed import embed_particles
 from .errors import InputError
-from .evaluate import assign_nearest_class, class_centroids, latent_columns
+from .latents import assign_nearest_class, class_centroids, latent_columns, read_latents
 from .particles import ParticleImages, read_particle_table
 
 log = logging.getLogger(__name__)
-
-
-def read_latents(path: str | Path) -> pd.DataFrame:
-    """A latents table written by the embed rule (class names kept as strings)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: latents table not found")
-    return pd.read_csv(path, sep="\t", dtype={"class_name": str})
 
 
 def apply_model(

@@ -35,61 +35,48 @@ from scipy import ndimage
 
 from . import particles as P
 from .errors import InputError
+from .schema import check_fields, default
 
 log = logging.getLogger(__name__)
 
 _SUPERSAMPLE = 4  # glyphs are drawn 4x larger and block-averaged: anti-aliased, sub-pixel centred
 _FIT_RADIUS = 0.45  # auto font size: every glyph within 0.45 x image size of its centre of mass
 _ROTATE_CHUNK = 4096
+SECTION = "characters"
 CHARACTER_VOXEL_ANGSTROM = 1.0  # characters have no physical scale; the stack header says 1 Å
 
 
 @dataclass(frozen=True)
 class CharacterConfig:
-    """The 2-D character set. Field names are the YAML keys."""
+    """The 2-D character set: the YAML keys of ``characters``, defaults and bounds from the
+    schema. Angles are uniform in ``[-rotation_range_deg, rotation_range_deg]``; a
+    ``font_size_px`` of 0 picks the largest size at which every glyph survives any rotation."""
 
-    seen: tuple[str, ...] = ("a", "b", "d", "e", "i", "j", "z", "2", "u")
-    unseen: tuple[str, ...] = ("v",)
-    image_size_px: int = 32
-    particles_per_class: int = 500
-    unseen_particles_per_class: int = 200
-    rotation_range_deg: float = 180.0  # angles uniform in [-range, range]
-    noise_std: float = 0.0
-    val_fraction: float = 0.2
-    font_size_px: int = 0  # 0: the largest size at which every glyph survives any rotation
+    seen: tuple[str, ...] = default(SECTION, "seen")
+    unseen: tuple[str, ...] = default(SECTION, "unseen")
+    image_size_px: int = default(SECTION, "image_size_px")
+    particles_per_class: int = default(SECTION, "particles_per_class")
+    unseen_particles_per_class: int = default(SECTION, "unseen_particles_per_class")
+    rotation_range_deg: float = default(SECTION, "rotation_range_deg")
+    noise_std: float = default(SECTION, "noise_std")
+    val_fraction: float = default(SECTION, "val_fraction")
+    font_size_px: int = default(SECTION, "font_size_px")
 
     def __post_init__(self):
-        object.__setattr__(self, "seen", tuple(str(c) for c in self.seen))
-        object.__setattr__(self, "unseen", tuple(str(c) for c in self.unseen))
+        object.__setattr__(self, "seen", tuple(self.seen))
+        object.__setattr__(self, "unseen", tuple(self.unseen))
+        check_fields(self, SECTION)
         names = self.seen + self.unseen
-        if not self.seen:
-            raise InputError("seen: got an empty list; expected at least one character")
         if len(set(names)) != len(names) or any(not c.strip() for c in names):
             raise InputError(
-                f"seen + unseen: got {list(names)}; expected distinct, non-blank characters"
+                f"characters.seen + unseen: got {list(names)}; expected distinct, non-blank "
+                "characters"
             )
-        _check_int(self.image_size_px, "image_size_px", 8)
-        _check_int(self.particles_per_class, "particles_per_class", 1)
-        _check_int(self.unseen_particles_per_class, "unseen_particles_per_class", 0)
-        _check_int(self.font_size_px, "font_size_px", 0)
-        if not 0.0 <= self.rotation_range_deg <= 180.0:
-            raise InputError(
-                f"rotation_range_deg: got {self.rotation_range_deg!r}; expected 0 <= value <= 180"
-            )
-        if not self.noise_std >= 0.0:
-            raise InputError(f"noise_std: got {self.noise_std!r}; expected a value >= 0")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise InputError(f"val_fraction: got {self.val_fraction!r}; expected 0 <= value < 1")
 
     @property
     def class_names(self) -> list[str]:
         """Seen classes, then unseen: ``rlnClassNumber`` is 1-based into this list."""
         return [*self.seen, *self.unseen]
-
-
-def _check_int(value, key: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InputError(f"{key}: got {value!r}; expected an integer >= {minimum}")
 
 
 # --------------------------------------------------------------------------- rendering

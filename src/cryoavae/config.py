@@ -1,131 +1,43 @@
-"""Study configuration: JSON-schema validation with defaults, one-line errors, model variants.
+"""Study configuration: the whole config file validated before any job, and what it implies.
 
-The schema (``workflow/schemas/config.schema.yaml``) is the single place where defaults and bounds
-live. :func:`validate_config` fills the defaults in place and turns the first violation into one
-line naming the YAML path, the value received and what is accepted, so a bad config stops before
-any job runs.
+:func:`validate_config` fills the schema's defaults in place (:mod:`cryoavae.schema`, the one
+home of names, defaults and bounds), validates every model variant as strictly as the base
+sections, and checks what a schema cannot say (relations between sections), so a bad config
+stops before any job runs with one line naming the YAML path, the value and what is accepted.
 """
 
 from __future__ import annotations
 
 import copy
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import jsonschema
-import yaml
 
 from .errors import InputError
+from .schema import validate_against
+from .yaml_io import load_yaml
 
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-def load_yaml(path: str | os.PathLike) -> Any:
-    """Read YAML safely (never ``yaml.load``), with a one-line error naming the file."""
-    path = Path(path)
-    try:
-        with open(path) as handle:
-            return yaml.safe_load(handle)
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+__all__ = [
+    "canonical_order",
+    "class_names",
+    "deep_merge",
+    "load_study_file",
+    "unseen_classes",
+    "validate_config",
+    "variant_sections",
+]
 
 
-def _with_defaults(validator_class: type) -> type:
-    """Extend a jsonschema validator so that ``default`` values are filled into the instance."""
-    validate_properties = validator_class.VALIDATORS["properties"]
-
-    def set_defaults(validator, properties, instance, schema):
-        if isinstance(instance, dict):
-            for name, subschema in properties.items():
-                if "default" in subschema and name not in instance:
-                    instance[name] = copy.deepcopy(subschema["default"])
-        yield from validate_properties(validator, properties, instance, schema)
-
-    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
-
-
-_Validator = _with_defaults(jsonschema.Draft202012Validator)
-
-
-def _hoist_ref_defaults(node, root: Mapping):
-    """Copy a local ``$ref`` target's default beside the ``$ref`` so defaults fill through refs."""
-    if isinstance(node, dict):
-        ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#/") and "default" not in node:
-            target = root
-            for part in ref[2:].split("/"):
-                target = target[part]
-            if "default" in target:
-                node["default"] = copy.deepcopy(target["default"])
-        for value in node.values():
-            _hoist_ref_defaults(value, root)
-    elif isinstance(node, list):
-        for value in node:
-            _hoist_ref_defaults(value, root)
-    return node
-
-
-def _yaml_path(error: jsonschema.ValidationError) -> str:
-    parts = []
-    for part in error.absolute_path:
-        parts.append(f"[{part}]" if isinstance(part, int) else f".{part}")
-    return "".join(parts).lstrip(".") or "<top level>"
-
-
-def _accepted(error: jsonschema.ValidationError) -> str:
-    """What the schema accepts, in words, for the failing keyword."""
-    kind, value = error.validator, error.validator_value
-    words = {
-        "enum": lambda: f"one of {value}",
-        "type": lambda: f"type {value}",
-        "minimum": lambda: f">= {value}",
-        "maximum": lambda: f"<= {value}",
-        "exclusiveMinimum": lambda: f"> {value}",
-        "exclusiveMaximum": lambda: f"< {value}",
-        "pattern": lambda: f"a string matching {value}",
-        "minItems": lambda: f"at least {value} items",
-        "maxItems": lambda: f"at most {value} items",
-        "uniqueItems": lambda: "no repeated items",
-        "minProperties": lambda: f"at least {value} entries",
-        "minLength": lambda: f"at least {value} characters",
-    }
-    return words[kind]() if kind in words else f"{kind} {value}"
-
-
-def _one_line(error: jsonschema.ValidationError, source: str) -> str:
-    if error.validator == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        extra = (
-            sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+def load_study_file(path: str | os.PathLike) -> dict:
+    """A study config file read strictly (:func:`cryoavae.yaml_io.load_yaml`); its top level must
+    be a mapping of sections."""
+    data = load_yaml(path)
+    if not isinstance(data, dict):
+        raise InputError(
+            f"{Path(path)}: a study config is a mapping of sections (study: ..., structures: "
+            f"...); this file holds a {type(data).__name__}"
         )
-        where = _yaml_path(error)
-        prefix = "" if where == "<top level>" else f"{where}."
-        hint = f"; known keys: {allowed}" if allowed else ""
-        return f"{source}: unknown key {prefix}{extra[0] if extra else '?'}{hint}"
-    if error.validator == "required":
-        return f"{source}: {error.message}"
-    if error.validator == "propertyNames":
-        name = error.instance
-        return f"{source}: {_yaml_path(error)}: name {name!r} is not allowed (letters, digits, _.-)"
-    return (
-        f"{source}: {_yaml_path(error)} = {error.instance!r} is invalid; "
-        f"expected {_accepted(error)}"
-    )
-
-
-def validate_against(instance: dict, schema: Mapping, source: str) -> dict:
-    """Fill defaults into ``instance`` and raise :class:`InputError` on the first violation."""
-    validator = _Validator(_hoist_ref_defaults(copy.deepcopy(dict(schema)), schema))
-    errors = sorted(validator.iter_errors(instance), key=lambda e: (len(e.absolute_path), e.path))
-    if errors:
-        best = jsonschema.exceptions.best_match(errors)
-        raise InputError(_one_line(best, source))
-    return instance
+    return data
 
 
 def canonical_order(value):
@@ -148,21 +60,26 @@ def deep_merge(base: Mapping, override: Mapping) -> dict:
     return merged
 
 
-def validate_config(config: dict, schema_path: str | os.PathLike, source: str = "config") -> dict:
+def validate_config(config: dict, source: str = "config") -> dict:
     """Validate a study config in place (defaults filled) and check what a schema cannot.
 
     Each variant's ``model``/``training`` overrides are merged onto the base sections and the
     result validated against the same sub-schemas, so a typo inside a variant fails as loudly as
     one in the base section.
     """
-    schema = load_yaml(schema_path)
-    validate_against(config, schema, source)
-    defs = dict(schema["$defs"])
+    if not isinstance(config, dict):
+        raise InputError(f"{source}: expected a mapping of sections, got {type(config).__name__}")
+    validate_against(config, source)
     for name, override in config["variants"].items():
-        for section in ("model", "training"):
-            merged = deep_merge(config[section], override.get(section, {}))
-            sub = {"$defs": defs, **defs[section]}
-            validate_against(merged, sub, f"{source}: variants.{name}.{section}")
+        merged = {
+            "study": config["study"],
+            **{s: deep_merge(config[s], override.get(s, {})) for s in ("model", "training")},
+        }
+        try:
+            validate_against(merged, f"{source}: variants.{name}")
+        except InputError as error:  # name the variant, then the key inside its section
+            message = str(error).replace(f"variants.{name}: ", f"variants.{name}.", 1)
+            raise InputError(message) from None
     _check_study(config, source)
     return config
 

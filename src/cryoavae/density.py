@@ -29,6 +29,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .errors import InputError
+from .schema import check_fields, default
 
 __all__ = [
     "DensityConfig",
@@ -54,23 +55,15 @@ class Atoms(Protocol):
 
 @dataclass(frozen=True)
 class DensityConfig:
-    """How structures become maps: grid spacing, box edge and target resolution."""
+    """How structures become maps (the ``density`` section): grid spacing, box edge and target
+    resolution; defaults and bounds from the schema."""
 
-    voxel_size_angstrom: float = 10.0
-    box_size_px: int = 32
-    resolution_angstrom: float = 20.0
+    voxel_size_angstrom: float = default("density", "voxel_size_angstrom")
+    box_size_px: int = default("density", "box_size_px")
+    resolution_angstrom: float = default("density", "resolution_angstrom")
 
     def __post_init__(self) -> None:
-        if not self.voxel_size_angstrom > 0:
-            raise InputError(
-                f"voxel_size_angstrom is {self.voxel_size_angstrom}; expected a positive number"
-            )
-        if not self.resolution_angstrom > 0:
-            raise InputError(
-                f"resolution_angstrom is {self.resolution_angstrom}; expected a positive number"
-            )
-        if int(self.box_size_px) != self.box_size_px or self.box_size_px < 4:
-            raise InputError(f"box_size_px is {self.box_size_px}; expected an integer >= 4")
+        check_fields(self, "density")
 
 
 def gaussian_sigma_angstrom(resolution_angstrom: float) -> float:

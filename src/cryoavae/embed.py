@@ -14,8 +14,8 @@ import torch
 
 from .data import batch_indices
 from .errors import InputError
+from .model import load_model
 from .particles import ANGLES, CLASS_NAME, CLASS_NUMBER, IMAGE, SPLIT, ParticleImages
-from .train import load_model
 
 
 def embed_particles(

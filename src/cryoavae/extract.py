@@ -23,43 +23,34 @@ from scipy import ndimage
 
 from . import particles as P
 from .errors import InputError
-from .particle_lists import LIST_FORMATS, read_particle_list
+from .particle_lists import read_particle_list
+from .schema import check_fields, default
 
 log = logging.getLogger(__name__)
 
-EDGE_MODES = ("skip", "pad")
 _CHUNK_VOXELS = 1 << 23  # ~32 MB of float32 per chunk of boxes
 
 
 @dataclass(frozen=True)
 class ExtractionConfig:
-    """How particles are cut out of tomograms. Field names are the YAML keys."""
+    """How particles are cut out of tomograms: the YAML keys of ``extraction`` but its list of
+    ``tomograms``; defaults and bounds from the schema.
 
-    box_size_px: int = 32
-    edge: str = "skip"  # "skip": drop boxes crossing the edge; "pad": fill with the tomogram mean
-    list_format: str = "auto"  # "auto" (from the suffix) | "shrec" | "star" | "csv"
-    rescale_to_angstrom: float | None = None  # output voxel size; None keeps the tomogram's
-    val_fraction: float = 0.2
-    normalize: bool = True  # z-score each particle
+    ``edge``: ``"skip"`` drops boxes crossing the edge, ``"pad"`` fills them with the tomogram's
+    mean; ``list_format``: ``"auto"`` (from the suffix), ``"shrec"``, ``"star"`` or ``"csv"``;
+    ``rescale_to_angstrom``: output voxel size (None keeps the tomogram's); ``normalize``:
+    z-score each particle.
+    """
+
+    box_size_px: int = default("extraction", "box_size_px")
+    edge: str = default("extraction", "edge")
+    list_format: str = default("extraction", "list_format")
+    rescale_to_angstrom: float | None = default("extraction", "rescale_to_angstrom")
+    val_fraction: float = default("extraction", "val_fraction")
+    normalize: bool = default("extraction", "normalize")
 
     def __post_init__(self):
-        if isinstance(self.box_size_px, bool) or not isinstance(self.box_size_px, int):
-            raise InputError(f"box_size_px: got {self.box_size_px!r}; expected an integer >= 4")
-        if self.box_size_px < 4:
-            raise InputError(f"box_size_px: got {self.box_size_px}; expected an integer >= 4")
-        if self.edge not in EDGE_MODES:
-            raise InputError(f"edge: got {self.edge!r}; expected one of {EDGE_MODES}")
-        if self.list_format not in LIST_FORMATS:
-            raise InputError(
-                f"list_format: got {self.list_format!r}; expected one of {LIST_FORMATS}"
-            )
-        if self.rescale_to_angstrom is not None and not self.rescale_to_angstrom > 0:
-            raise InputError(
-                f"rescale_to_angstrom: got {self.rescale_to_angstrom!r}; expected a voxel size "
-                "> 0 (Å) or null to keep the tomogram's"
-            )
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise InputError(f"val_fraction: got {self.val_fraction!r}; expected 0 <= value < 1")
+        check_fields(self, "extraction")
 
 
 # --------------------------------------------------------------------------- box extraction

@@ -27,9 +27,10 @@ import pandas as pd
 import torch
 
 from .errors import InputError
-from .evaluate import class_centroids, latent_columns
+from .latents import class_centroids, latent_columns
+from .model import load_model
 from .particles import write_stack
-from .train import load_model
+from .schema import default
 
 __all__ = [
     "ClassPair",
@@ -50,7 +51,7 @@ class ClassPair:
 
     ``fractions`` ``(n_steps,)`` from 0 (class A) to 1 (class B); ``images`` ``(n_steps, h, w)``
     or ``(n_steps, d, h, w)``; ``centroid_cosine`` the cosine between the two classes' latent
-    centroids (as in :func:`cryoavae.evaluate.class_centroids`); ``why`` says how the pair was
+    centroids (as in :func:`cryoavae.latents.class_centroids`); ``why`` says how the pair was
     picked (``"most similar"``, ``"least similar"`` or ``"only pair"``).
     """
 
@@ -87,7 +88,7 @@ class Interpolations:
     ndim: int
     pose_dims: int
     pose_encoding: str
-    n_steps: int
+    interpolation_steps: int
     class_pairs: tuple[ClassPair, ...]
     pose_sweeps: tuple[PoseSweep, ...]
     notes: tuple[str, ...] = ()
@@ -96,8 +97,8 @@ class Interpolations:
 def interpolate_latents(
     checkpoint_path: Path,
     latents: pd.DataFrame,
-    n_steps: int = 8,
-    n_pose_classes: int = 3,
+    interpolation_steps: int = default("evaluation", "interpolation_steps"),
+    interpolation_pose_classes: int = default("evaluation", "interpolation_pose_classes"),
     seed: int = 0,
 ) -> Interpolations:
     """Decode class-pair interpolations and pose sweeps of the model in ``checkpoint_path``.
@@ -106,19 +107,24 @@ def interpolate_latents(
     and, if present, ``class_number``, which orders the classes). Seen classes are those with
     ``train`` rows. Class pairs: the most and the least similar pair of seen classes by the cosine
     between their latent centroids (one pair with two seen classes; ties go to the earlier
-    class). Pose sweeps: ``n_pose_classes`` seen classes drawn with a generator seeded by
-    ``seed`` (all of them if there are fewer), shown in class order; none when the model has no
-    pose.
+    class). Pose sweeps: ``interpolation_pose_classes`` seen classes drawn with a generator
+    seeded by ``seed`` (all of them if there are fewer), shown in class order; none when the
+    model has no pose. Each walk has ``interpolation_steps`` steps.
 
     Raises:
-        InputError: ``n_steps < 2``, ``n_pose_classes < 0``, a table whose ``mu_*``/``pose_*``
-            columns do not match the model, no ``train`` rows, or nothing to interpolate (fewer
-            than two seen classes and no pose).
+        InputError: ``interpolation_steps < 2``, ``interpolation_pose_classes < 0``, a table
+            whose ``mu_*``/``pose_*`` columns do not match the model, no ``train`` rows, or
+            nothing to interpolate (fewer than two seen classes and no pose).
     """
-    if n_steps < 2:
-        raise InputError(f"interpolation n_steps = {n_steps!r}; expected an integer >= 2")
-    if n_pose_classes < 0:
-        raise InputError(f"interpolation n_pose_classes = {n_pose_classes!r}; expected >= 0")
+    if interpolation_steps < 2:
+        raise InputError(
+            f"evaluation.interpolation_steps = {interpolation_steps!r}; expected an integer >= 2"
+        )
+    if interpolation_pose_classes < 0:
+        raise InputError(
+            f"evaluation.interpolation_pose_classes = {interpolation_pose_classes!r}; "
+            "expected an integer >= 0"
+        )
     model, config, _ = load_model(checkpoint_path, "cpu")
     model.eval()
     mu, pose, names, seen = _train_latents(latents, config.latent_dims, config.pose_dims)
@@ -142,12 +148,12 @@ def interpolate_latents(
 
     class_mu = np.stack([mu[names == c].mean(axis=0) for c in seen])  # (c, k)
     pose_mean = _mean_pose(pose, config.pose_encoding)  # (p,)
-    fractions = np.linspace(0.0, 1.0, n_steps)  # (n_steps,)
+    fractions = np.linspace(0.0, 1.0, interpolation_steps)  # (interpolation_steps,)
 
     pairs = []
     for a, b, cosine, why in _pick_pairs(mu, names, seen):
         z = (1 - fractions)[:, None] * class_mu[a] + fractions[:, None] * class_mu[b]
-        images = decode(z, np.broadcast_to(pose_mean, (n_steps, config.pose_dims)))
+        images = decode(z, np.broadcast_to(pose_mean, (interpolation_steps, config.pose_dims)))
         pairs.append(ClassPair(seen[a], seen[b], cosine, why, fractions, images))
     if len(seen) < 2:
         notes.append(f"no class pairs: only one seen class ({seen[0]})")
@@ -155,18 +161,22 @@ def interpolate_latents(
     sweeps = []
     if config.pose_dims == 0:
         notes.append("no pose sweeps: the model has no pose (pose_dims = 0)")
-    elif n_pose_classes == 0:
-        notes.append("no pose sweeps: n_pose_classes = 0")
+    elif interpolation_pose_classes == 0:
+        notes.append("no pose sweeps: interpolation_pose_classes = 0")
     else:
         rng = np.random.default_rng(seed)
-        picked = sorted(rng.choice(len(seen), size=min(n_pose_classes, len(seen)), replace=False))
+        picked = sorted(
+            rng.choice(len(seen), size=min(interpolation_pose_classes, len(seen)), replace=False)
+        )
         for i in picked:
             poses, positions, unit = _pose_path(
-                pose[names == seen[i]], n_steps, config.pose_encoding
+                pose[names == seen[i]], interpolation_steps, config.pose_encoding
             )
             if np.ptp(positions) == 0:
                 log.warning("pose sweep of %s: its train poses do not vary", seen[i])
-            images = decode(np.broadcast_to(class_mu[i], (n_steps, config.latent_dims)), poses)
+            images = decode(
+                np.broadcast_to(class_mu[i], (interpolation_steps, config.latent_dims)), poses
+            )
             sweeps.append(PoseSweep(seen[i], poses, positions, unit, images))
     for note in notes:
         log.info("interpolations: %s", note)
@@ -176,13 +186,13 @@ def interpolate_latents(
         [f"{p.class_a} -> {p.class_b}" for p in pairs],
         len(sweeps),
         [s.class_name for s in sweeps],
-        n_steps,
+        interpolation_steps,
     )
     return Interpolations(
         ndim=config.ndim,
         pose_dims=config.pose_dims,
         pose_encoding=config.pose_encoding,
-        n_steps=n_steps,
+        interpolation_steps=interpolation_steps,
         class_pairs=tuple(pairs),
         pose_sweeps=tuple(sweeps),
         notes=tuple(notes),

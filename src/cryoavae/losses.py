@@ -13,9 +13,11 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InputError
+from .schema import section_schema
 
-RECONSTRUCTION_LOSSES = ("mse", "bce")
-KL_REDUCTIONS = ("mean", "sum")
+_TRAINING = section_schema("training")["properties"]
+RECONSTRUCTION_LOSSES = tuple(_TRAINING["reconstruction_loss"]["enum"])  # ("mse", "bce")
+KL_REDUCTIONS = tuple(_TRAINING["kl_reduction"]["enum"])  # ("mean", "sum")
 
 
 class LossTerms(NamedTuple):
@@ -25,7 +27,7 @@ class LossTerms(NamedTuple):
     affinity: torch.Tensor  # scalar
 
 
-def reconstruction_loss(
+def reconstruction_error(
     reconstruction: torch.Tensor, target: torch.Tensor, kind: str = "mse"
 ) -> torch.Tensor:
     """Mean over every pixel/voxel of the batch.
@@ -39,7 +41,7 @@ def reconstruction_loss(
         )
     if reconstruction.shape != target.shape:
         raise ValueError(
-            f"reconstruction_loss: reconstruction {tuple(reconstruction.shape)} and target "
+            f"reconstruction_error: reconstruction {tuple(reconstruction.shape)} and target "
             f"{tuple(target.shape)} differ in shape"
         )
     reconstruction, target = reconstruction.float(), target.float()
@@ -83,7 +85,7 @@ def avae_loss(
     affinity: torch.Tensor | None,
     beta: float,
     gamma: float,
-    reconstruction_kind: str = "mse",
+    reconstruction_loss: str = "mse",
     kl_reduction: str = "mean",
 ) -> LossTerms:
     """The Affinity-VAE objective with its components.
@@ -104,7 +106,7 @@ def avae_loss(
     if affinity is not None:
         if affinity.dim() != 2 or affinity.shape[0] != affinity.shape[1]:
             raise InputError(f"affinity matrix has shape {tuple(affinity.shape)}; expected square")
-    recon = reconstruction_loss(reconstruction, target, reconstruction_kind)
+    recon = reconstruction_error(reconstruction, target, reconstruction_loss)
     kl = kl_divergence(mu, log_var, kl_reduction)
     if affinity is not None and labels is not None:
         aff = affinity_loss(mu, labels, affinity)

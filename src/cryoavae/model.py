@@ -1,7 +1,8 @@
 """The Affinity-VAE: a convolutional encoder, latent and pose heads, and two decoders.
 
 Read top to bottom: :class:`ModelConfig`, the rotation helpers, :func:`render_gaussians`, the
-:class:`Encoder`, the two decoders, and :class:`AffinityVAE` which composes them.
+:class:`Encoder`, the two decoders, :class:`AffinityVAE` which composes them, and
+:func:`load_model`, which rebuilds a trained model from its checkpoint alone.
 
 Conventions used throughout (2-D images are ``(n, 1, h, w)``, 3-D volumes ``(n, 1, d, h, w)``):
 
@@ -18,7 +19,9 @@ Conventions used throughout (2-D images are ``(n, 1, h, w)``, 3-D volumes ``(n, 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
@@ -26,56 +29,46 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import InputError
+from .schema import check_fields, default, from_mapping, section_schema
 
-DECODERS = ("cnn", "gaussian_splat")
-POSE_ENCODINGS = ("vector", "circular")
+SECTION = "model"
+DECODERS = tuple(section_schema(SECTION)["properties"]["decoder"]["enum"])
+POSE_ENCODINGS = tuple(section_schema(SECTION)["properties"]["pose_encoding"]["enum"])
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything needed to build an :class:`AffinityVAE`. Field names are the YAML keys.
+    """Everything needed to build an :class:`AffinityVAE`. Field names are the YAML keys of the
+    ``model:`` section, whose defaults and bounds come from the schema.
 
-    ``ndim`` and ``box_size_px`` come from the data (the workflow fills them in); the rest is the
-    YAML ``model:`` section. ``pose_dims = 0`` gives a plain beta-VAE without a pose. With
-    ``pose_encoding = "circular"`` (2-D only) the pose is a unit vector ``(cos a, sin a)`` of an
-    in-plane angle ``a``, so it can follow a full turn; it then needs ``pose_dims = 2``.
+    ``ndim`` and ``box_size_px`` come from the data (the workflow fills them in).
+    ``pose_dims = 0`` gives a plain beta-VAE without a pose. With ``pose_encoding = "circular"``
+    (2-D only) the pose is a unit vector ``(cos a, sin a)`` of an in-plane angle ``a``, so it can
+    follow a full turn; it then needs ``pose_dims = 2``.
     """
 
     ndim: int = 3
     box_size_px: int = 32
-    channels: tuple[int, ...] = (8, 16, 32)
-    batch_norm: bool = False
-    latent_dims: int = 8
-    pose_dims: int = 4
-    decoder: str = "cnn"
-    n_gaussians: int = 64
-    pose_encoding: str = "vector"
+    channels: tuple[int, ...] = default(SECTION, "channels")
+    batch_norm: bool = default(SECTION, "batch_norm")
+    latent_dims: int = default(SECTION, "latent_dims")
+    pose_dims: int = default(SECTION, "pose_dims")
+    decoder: str = default(SECTION, "decoder")
+    n_gaussians: int = default(SECTION, "n_gaussians")
+    pose_encoding: str = default(SECTION, "pose_encoding")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(self.channels))
-        if self.ndim not in (2, 3):
+        check_fields(self, SECTION)
+        if type(self.ndim) is not int or self.ndim not in (2, 3):
             raise InputError(f"model.ndim = {self.ndim!r}; expected 2 or 3")
-        if self.box_size_px < 4:
-            raise InputError(f"model.box_size_px = {self.box_size_px!r}; expected >= 4")
-        if not self.channels or any(int(c) < 1 for c in self.channels):
-            raise InputError(f"model.channels = {list(self.channels)}; expected integers >= 1")
+        if type(self.box_size_px) is not int or self.box_size_px < 4:
+            raise InputError(f"model.box_size_px = {self.box_size_px!r}; expected an integer >= 4")
         if 2 ** len(self.channels) > self.box_size_px:
             raise InputError(
                 f"model.channels = {list(self.channels)} halves the box "
                 f"{len(self.channels)} times, too often for box_size_px = {self.box_size_px}; "
                 "use fewer levels"
-            )
-        if self.latent_dims < 1:
-            raise InputError(f"model.latent_dims = {self.latent_dims!r}; expected >= 1")
-        if self.pose_dims < 0:
-            raise InputError(f"model.pose_dims = {self.pose_dims!r}; expected >= 0")
-        if self.decoder not in DECODERS:
-            raise InputError(f"model.decoder = {self.decoder!r}; expected one of {DECODERS}")
-        if self.n_gaussians < 1:
-            raise InputError(f"model.n_gaussians = {self.n_gaussians!r}; expected >= 1")
-        if self.pose_encoding not in POSE_ENCODINGS:
-            raise InputError(
-                f"model.pose_encoding = {self.pose_encoding!r}; expected one of {POSE_ENCODINGS}"
             )
         if self.pose_encoding == "circular" and (self.ndim != 2 or self.pose_dims != 2):
             raise InputError(
@@ -101,14 +94,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         """Build from a plain mapping (YAML lists become tuples); unknown keys raise InputError."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise InputError(f"model: unknown key {unknown[0]!r}; known keys: {sorted(known)}")
-        d = dict(d)
-        if "channels" in d:
-            d["channels"] = tuple(int(c) for c in d["channels"])
-        return cls(**d)
+        return from_mapping(cls, d, SECTION, channels=tuple)
 
     @property
     def feature_size_px(self) -> int:
@@ -461,3 +447,59 @@ def build_model(config: ModelConfig, seed: int) -> AffinityVAE:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return AffinityVAE(config)
+
+
+def load_model(
+    checkpoint_path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[AffinityVAE, ModelConfig, dict[str, Any]]:
+    """Rebuild a trained model from its checkpoint alone -> ``(model in eval mode, ModelConfig,
+    checkpoint dict)``.
+
+    A checkpoint is ``{"model_config": ..., "state_dict": ..., ...}`` (see
+    :func:`cryoavae.train.train_model`), read with ``torch.load(weights_only=True)``: a file that
+    holds pickled Python code is refused, never run.
+
+    Raises:
+        InputError: one line naming the file: missing, unreadable, unsafe, not a cryoavae
+            checkpoint, or weights that do not fit its own model config.
+    """
+    path = Path(checkpoint_path)
+    if not path.is_file():
+        raise InputError(f"{path}: model checkpoint not found")
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:
+        raise InputError(
+            f"{path}: refused: it holds pickled Python objects, not only weights and settings "
+            "(a cryoavae checkpoint never does)"
+        ) from None
+    except Exception as exc:  # torch raises several types for a corrupt or foreign file
+        reason = " ".join(str(exc).split())[:200]
+        raise InputError(f"{path}: not a loadable checkpoint ({reason})") from None
+    if not isinstance(checkpoint, dict):
+        raise InputError(f"{path}: not a cryoavae model checkpoint (holds a {type(checkpoint)})")
+    missing = [k for k in ("model_config", "state_dict") if k not in checkpoint]
+    if missing or not isinstance(checkpoint["model_config"], dict):
+        raise InputError(f"{path}: not a cryoavae model checkpoint (no {missing or 'config'})")
+    try:
+        model_config = ModelConfig.from_dict(checkpoint["model_config"])
+    except InputError as exc:
+        raise InputError(f"{path}: its model_config is invalid: {exc}") from None
+    model = AffinityVAE(model_config)
+    weights = checkpoint["state_dict"]
+    if not isinstance(weights, dict):
+        raise InputError(f"{path}: state_dict is a {type(weights).__name__}, not weights")
+    expected = model.state_dict()
+    wrong = sorted(set(expected) ^ set(weights)) or [
+        k
+        for k, v in expected.items()
+        if not isinstance(weights[k], torch.Tensor) or weights[k].shape != v.shape
+    ]
+    if wrong:
+        raise InputError(
+            f"{path}: its weights do not fit its own model_config (first mismatch: {wrong[0]}); "
+            "the file is damaged or was edited"
+        )
+    model.load_state_dict(weights)
+    model.to(device).eval()
+    return model, model_config, checkpoint

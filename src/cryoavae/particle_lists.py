@@ -35,8 +35,9 @@ from scipy.spatial.transform import Rotation
 
 from . import particles as P
 from .errors import InputError
+from .schema import section_schema
 
-LIST_FORMATS = ("auto", "shrec", "star", "csv")
+LIST_FORMATS = tuple(section_schema("extraction")["properties"]["list_format"]["enum"])
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ import numpy as np
 from cryoavae import __version__
 from cryoavae.atomic import atomic_path
 from cryoavae.errors import InputError
+from cryoavae.schema import check_fields, default
 
 __all__ = [
     "AtomArrays",
@@ -41,6 +42,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _PDB_ID = re.compile(r"[0-9][A-Za-z0-9]{3}")
+SECTION = "structures"
 _ATOM_CHOICES = ("heavy", "all", "calpha")
 # HTTP statuses worth another attempt: the server is busy or briefly broken.
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -65,11 +67,14 @@ class FetchConfig:
     """Where structures come from. ``archive_url`` follows the RCSB download layout
     (``{archive_url}/{ID}.cif.gz``); a local mirror with the same layout works too."""
 
-    archive_url: str = "https://files.rcsb.org/download"
-    cache_dir: str | None = None
-    offline: bool = False
-    timeout_s: float = 20.0
-    retries: int = 2
+    archive_url: str = default(SECTION, "archive_url")
+    cache_dir: str | None = default(SECTION, "cache_dir")
+    offline: bool = default(SECTION, "offline")
+    timeout_s: float = default(SECTION, "timeout_s")
+    retries: int = default(SECTION, "retries")
+
+    def __post_init__(self) -> None:
+        check_fields(self, SECTION)
 
 
 def fetch_structure(
@@ -157,16 +162,17 @@ class AtomSelection:
     assembly is built (copies of a kept chain are kept).
     """
 
-    atoms: str = "heavy"
-    keep_waters: bool = False
-    keep_ions: bool = False
-    assembly: str | None = None
-    chains: tuple[str, ...] | None = None
+    atoms: str = default(SECTION, "atoms")
+    keep_waters: bool = default(SECTION, "keep_waters")
+    keep_ions: bool = default(SECTION, "keep_ions")
+    assembly: str | None = default(SECTION, "assembly")
+    chains: tuple[str, ...] | None = default(SECTION, "chains")
 
     def __post_init__(self):
         # YAML gives lists; an empty list means "no selection", like None.
         if self.chains is not None:
             object.__setattr__(self, "chains", tuple(self.chains) or None)
+        check_fields(self, SECTION)
 
 
 @dataclass(frozen=True, eq=False)

@@ -6,16 +6,19 @@ from snakemake.exceptions import WorkflowError
 from cryoavae.config import (
     canonical_order,
     class_names,
+    load_study_file,
     unseen_classes,
     validate_config,
     variant_sections,
 )
 from cryoavae.errors import InputError
 
-SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
-
 try:
-    validate_config(config, SCHEMA)
+    # Snakemake has already read the files; read them again strictly, so that a repeated key or
+    # an alias bomb is refused before anything walks the config.
+    for configfile_path in workflow.configfiles:
+        load_study_file(configfile_path)
+    validate_config(config)
 except InputError as error:
     raise WorkflowError(str(error)) from None
 

@@ -5,16 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from scipy.cluster.hierarchy import leaves_list, linkage
+from scipy.spatial.distance import squareform
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from scipy.cluster.hierarchy import leaves_list, linkage  # noqa: E402
-from scipy.spatial.distance import squareform  # noqa: E402
-
-from cryoavae.atomic import atomic_path  # noqa: E402
+from .figure import save_figure
 
 __all__ = ["cluster_order", "plot_affinity_heatmap"]
 
@@ -74,7 +70,6 @@ def plot_affinity_heatmap(
                 )
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="affinity (cosine)")
         fig.tight_layout()
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=120, format="png")
+        save_figure(fig, path, dpi=120)
     finally:
         plt.close(fig)

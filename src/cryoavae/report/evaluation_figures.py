@@ -10,17 +10,13 @@ import math
 import os
 from collections.abc import Sequence
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib import patheffects
+from matplotlib.lines import Line2D
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib import patheffects  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-
-from ..atomic import atomic_path  # noqa: E402
-from ..evaluate import EvaluationResult, confusion_fractions  # noqa: E402
+from ..evaluate import EvaluationResult, confusion_fractions
+from .figure import save_figure
 
 __all__ = [
     "plot_confusion_matrix",
@@ -29,16 +25,9 @@ __all__ = [
     "plot_umap",
 ]
 
-DPI = 130
 # Fill colours of unseen-class stars (black-edged), distinct from the seen classes' palette.
 UNSEEN_FILLS = ("white", "gold", "violet", "lightgrey", "cyan", "orange")
 OUTLINE = [patheffects.withStroke(linewidth=3, foreground="white")]
-
-
-def _save(fig, path: str | os.PathLike) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=DPI, format="png")
-    plt.close(fig)
 
 
 def _class_colours(classes: Sequence[str]) -> dict[str, tuple]:
@@ -124,7 +113,7 @@ def plot_umap(path: str | os.PathLike, result: EvaluationResult) -> None:
         title="class",
         frameon=False,
     )
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _heatmap(ax, values, labels_y, labels_x, vmin, vmax, cmap, number_format, title):
@@ -177,7 +166,7 @@ def plot_confusion_matrix(path: str | os.PathLike, result: EvaluationResult) -> 
         f"accuracy {_fmt(m.get('accuracy'), '.3f')}, macro-F1 {_fmt(m.get('macro_f1'), '.3f')}",
         fontsize=11,
     )
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _message_figure(path, title: str, message: str) -> None:
@@ -185,7 +174,7 @@ def _message_figure(path, title: str, message: str) -> None:
     ax.axis("off")
     ax.set_title(title, fontsize=11)
     ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True, fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _panel_grid(n: int, panel_inches: float = 3.0, max_columns: int = 4):
@@ -260,7 +249,7 @@ def plot_pose_correlation(path: str | os.PathLike, result: EvaluationResult) -> 
             "for orientations over all of SO(3)). Symmetric molecules raise the error."
         )
     fig.suptitle(headline, fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_prior_vs_latent(path: str | os.PathLike, result: EvaluationResult) -> None:
@@ -344,4 +333,4 @@ def plot_prior_vs_latent(path: str | os.PathLike, result: EvaluationResult) -> N
         "on the prior's structure",
         fontsize=11,
     )
-    _save(fig, path)
+    save_figure(fig, path)

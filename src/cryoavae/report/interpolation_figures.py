@@ -10,19 +10,14 @@ from __future__ import annotations
 
 import os
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ..atomic import atomic_path  # noqa: E402
-from ..interpolate import Interpolations  # noqa: E402
+from ..interpolate import Interpolations
+from .figure import save_figure
 
 __all__ = ["plot_interpolations"]
 
-DPI = 130
 PANEL_INCHES = 1.15
 
 
@@ -111,6 +106,4 @@ def plot_interpolations(
             ax.set_title(columns[c], fontsize=7, pad=2)
         axes[r, 0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
     fig.suptitle(_title(interpolations), fontsize=9)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=DPI, format="png")
-    plt.close(fig)
+    save_figure(fig, path)

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import os
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from ..atomic import atomic_path  # noqa: E402
+from .figure import save_figure
 
 METRICS = (
     ("accuracy", "accuracy (val)"),
@@ -48,6 +45,4 @@ def plot_variant_comparison(path: str | os.PathLike, table: pd.DataFrame) -> Non
     ax.set_title("Model variants of the study, side by side")
     ax.legend(title="variant", bbox_to_anchor=(1.01, 1), loc="upper left")
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)

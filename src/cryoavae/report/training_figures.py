@@ -8,19 +8,14 @@ from __future__ import annotations
 
 import os
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from ..atomic import atomic_path  # noqa: E402
+from .figure import save_figure
 
 __all__ = ["plot_training_history"]
 
-DPI = 130
 # (history column, panel title); the validation column is "val_" + column
 LOSS_PANELS = (
     ("loss", "total loss"),
@@ -77,6 +72,4 @@ def plot_training_history(path: str | os.PathLike, history: pd.DataFrame, title:
     )
     fig.suptitle(headline, fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.93))
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=DPI, format="png")
-    plt.close(fig)
+    save_figure(fig, path)

@@ -22,7 +22,6 @@ import numpy as np
 __all__ = [
     "ctf_1d",
     "ctf_radial_table",
-    "ctf_volume",
     "electron_wavelength_angstrom",
     "frequency_squared_index",
 ]
@@ -75,25 +74,11 @@ def ctf_radial_table(
 ) -> np.ndarray:
     """CTF per particle at every integer ``|k|^2`` of the grid: ``(n, 3 (d//2)^2 + 1)`` float32.
 
-    ``table[p, frequency_squared_index(d)]`` is particle ``p``'s 3-D CTF in rfftn layout.
+    ``table[:, frequency_squared_index(d)]`` is each particle's 3-D CTF in rfftn layout,
+    ``(n, d, d, d // 2 + 1)``; the simulator looks entries up instead of building that volume.
     """
     d = int(box_size_px)
     k2_index = np.arange(3 * (d // 2) ** 2 + 1)
     frequency = np.sqrt(k2_index) / (d * voxel_size_angstrom)  # 1/Å
     defocus = np.atleast_1d(np.asarray(defocus_um, dtype=np.float64))[:, None]
     return ctf_1d(frequency, defocus, voltage_kv, cs_mm, amplitude_contrast).astype(np.float32)
-
-
-def ctf_volume(
-    box_size_px: int,
-    voxel_size_angstrom: float,
-    defocus_um: np.ndarray,
-    voltage_kv: float = 300.0,
-    cs_mm: float = 2.7,
-    amplitude_contrast: float = 0.07,
-) -> np.ndarray:
-    """3-D CTF ``(n, d, d, d // 2 + 1)`` float32 in rfftn layout, one per defocus value (µm)."""
-    table = ctf_radial_table(
-        box_size_px, voxel_size_angstrom, defocus_um, voltage_kv, cs_mm, amplitude_contrast
-    )
-    return table[:, frequency_squared_index(box_size_px)]

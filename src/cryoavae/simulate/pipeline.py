@@ -41,6 +41,7 @@ import scipy.fft
 
 from .. import particles
 from ..errors import InputError
+from ..orientations import matrices_to_relion_angles
 from ._kernels import PAD_FACTOR, simulate_spectra_kernel
 from .config import SimulationConfig
 from .ctf import ctf_radial_table, frequency_squared_index
@@ -48,7 +49,6 @@ from .noise import draw_noise, hermitian_noise_slots, parseval_weights
 from .rotation import (
     band_limited_coefficients,
     centre_phases,
-    matrices_to_relion_angles,
     padded_spectra,
     random_rotations,
 )
@@ -191,7 +191,7 @@ def simulate_batch(
         )
     else:
         ctf_table = np.ones((n, 3 * (d // 2) ** 2 + 1), dtype=np.float32)
-    with_noise = math.isfinite(config.snr)
+    with_noise = config.snr is not None
     noise = draw_noise(layout.n_slots if with_noise else 0, plan.noise_seeds, threads)
     spectrum = np.empty((n, d * d * (d // 2 + 1)), dtype=np.complex64)
     with _numba_threads(threads):
@@ -344,7 +344,7 @@ def _particle_table(
         plan.split,
         angles_deg=angles,
         defocus_angstrom=defocus,
-        snr=float(config.snr),
+        snr=math.inf if config.snr is None else float(config.snr),
         shard=shard,
         **{name: origins[:, a] + 0.0 for a, name in enumerate(ORIGINS)},  # + 0.0: no "-0"
     )

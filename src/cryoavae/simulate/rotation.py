@@ -6,11 +6,8 @@ Conventions (shared with :mod:`cryoavae.density`):
   centre is voxel ``d // 2`` on every axis.
 - ``rotate_volumes(v, R)`` is the *active* rotation: ``out(r) = v(R^T (r - c - t) + c)``, so what
   sat at offset ``u`` from the centre ends up at ``R u + t``.
-- RELION angles ``(rot, tilt, psi)`` in degrees give RELION's matrix
-  ``A = Rz(-psi) Ry(-tilt) Rz(-rot)`` (``Euler_angles2matrix`` in RELION's ``euler.cpp``), which is
-  ``scipy...Rotation.from_euler("ZYZ", [rot, tilt, psi], degrees=True).as_matrix().T``. RELION's
-  projector reads the reference at ``A^T r`` for image coordinate ``r``, i.e. a particle with these
-  angles is the reference rotated actively by ``A``. So a simulated particle is
+- A particle with RELION angles ``(rot, tilt, psi)`` is the reference rotated actively by
+  RELION's matrix ``A`` (:mod:`cryoavae.orientations`). So a simulated particle is
   ``rotate_volumes(map, A)`` and recording ``matrices_to_relion_angles(A)`` gives the angles that
   RELION (and this module) use to bring it back: ``rotate_volumes(particle, A.T)`` is the map.
   (``torch``'s ``grid_sample(affine_grid(R))`` would apply ``R^T`` instead; nothing here uses
@@ -41,10 +38,8 @@ __all__ = [
     "PAD_FACTOR",
     "band_limited_coefficients",
     "centre_phases",
-    "matrices_to_relion_angles",
     "padded_spectra",
     "random_rotations",
-    "relion_angles_to_matrices",
     "rotate_spectra",
     "rotate_volumes",
     "spectrum_band_limit",
@@ -74,43 +69,6 @@ def random_rotations(n: int, rng: np.random.Generator, max_angle_deg: float = 18
     axes = rng.standard_normal((n, 3))
     axes /= np.linalg.norm(axes, axis=1, keepdims=True)
     return Rotation.from_rotvec(axes * angles[:, None]).as_matrix()
-
-
-def relion_angles_to_matrices(angles_deg: np.ndarray) -> np.ndarray:
-    """RELION ``(rot, tilt, psi)`` in degrees ``(..., 3)`` -> RELION matrices ``A (..., 3, 3)``."""
-    angles = np.deg2rad(np.asarray(angles_deg, dtype=np.float64))
-    ca, cb, cg = np.cos(angles[..., 0]), np.cos(angles[..., 1]), np.cos(angles[..., 2])
-    sa, sb, sg = np.sin(angles[..., 0]), np.sin(angles[..., 1]), np.sin(angles[..., 2])
-    rows = [
-        [cg * cb * ca - sg * sa, cg * cb * sa + sg * ca, -cg * sb],
-        [-sg * cb * ca - cg * sa, -sg * cb * sa + cg * ca, sg * sb],
-        [sb * ca, sb * sa, cb],
-    ]
-    return np.stack([np.stack(row, axis=-1) for row in rows], axis=-2)
-
-
-def matrices_to_relion_angles(matrices: np.ndarray) -> np.ndarray:
-    """RELION matrices ``(..., 3, 3)`` -> ``(rot, tilt, psi)`` in degrees, ``tilt`` in [0, 180].
-
-    At ``tilt`` 0 or 180 only ``rot + psi`` (or ``psi - rot``) is defined; like RELION we then set
-    ``rot = 0``.
-    """
-    a = np.asarray(matrices, dtype=np.float64)
-    sin_tilt = np.hypot(a[..., 0, 2], a[..., 1, 2])
-    tilt = np.arctan2(sin_tilt, a[..., 2, 2])
-    rot = np.arctan2(a[..., 2, 1], a[..., 2, 0])
-    psi = np.arctan2(a[..., 1, 2], -a[..., 0, 2])
-    gimbal = sin_tilt < 1e-9
-    upright = a[..., 2, 2] > 0
-    psi_gimbal = np.where(
-        upright,
-        np.arctan2(-a[..., 1, 0], a[..., 0, 0]),
-        np.arctan2(a[..., 1, 0], -a[..., 0, 0]),
-    )
-    rot = np.where(gimbal, 0.0, rot)
-    psi = np.where(gimbal, psi_gimbal, psi)
-    tilt = np.where(gimbal, np.where(upright, 0.0, math.pi), tilt)
-    return np.rad2deg(np.stack([rot, tilt, psi], axis=-1))
 
 
 def rotate_volumes(

@@ -4,7 +4,8 @@
 val splits from the stacks as it goes (on CUDA the splits are copied to the GPU once instead; see
 :mod:`cryoavae.data`), writes the per-epoch history table after every epoch, checkpoints to
 ``work_dir/last.pt`` every ``checkpoint_every_epochs`` (a rerun after a crash resumes there) and
-finally writes a self-describing checkpoint that :func:`load_model` rebuilds from alone.
+finally writes a self-describing checkpoint that :func:`cryoavae.model.load_model` rebuilds
+from alone.
 
 Example::
 
@@ -22,7 +23,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -30,24 +31,22 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import __version__
-from .atomic import atomic_path, write_text_atomic
-from .data import (
+from .. import __version__
+from ..atomic import atomic_path, write_text_atomic
+from ..data import (
     ResidentBatches,
     Split,
-    StreamedBatches,
-    batch_indices,
     batch_source,
     class_names_from_table,
     keep_on_device,
     select_split,
     value_range,
 )
-from .errors import InputError
-from .losses import KL_REDUCTIONS, RECONSTRUCTION_LOSSES, LossTerms, avae_loss
-from .model import AffinityVAE, ModelConfig, build_model
-from .particles import ParticleImages
-from .schedules import ScheduleConfig
+from ..errors import InputError
+from ..model import ModelConfig, build_model
+from ..particles import ParticleImages
+from .config import TrainingConfig, resolve_device
+from .loop import TrainingLoop, cpu_state, make_optimizer
 
 try:  # optional: a progress bar on terminals
     from tqdm import tqdm
@@ -56,7 +55,6 @@ except ImportError:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-DEVICES = ("auto", "cpu", "cuda")
 HISTORY_COLUMNS = (
     "epoch",
     "loss",
@@ -75,135 +73,6 @@ HISTORY_COLUMNS = (
     "samples_per_s",
 )
 RESUME_FILE = "last.pt"
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """How to train. Field names are the YAML keys of the ``training:`` section."""
-
-    epochs: int = 40
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    beta: ScheduleConfig = ScheduleConfig(1.0)
-    gamma: ScheduleConfig = ScheduleConfig(10.0)
-    reconstruction_loss: str = "mse"
-    kl_reduction: str = "mean"
-    checkpoint_every_epochs: int = 5
-    device: str = "auto"
-    amp: bool = True
-    compile: bool = False
-
-    def __post_init__(self) -> None:
-        for name, low in (("epochs", 1), ("batch_size", 2), ("checkpoint_every_epochs", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise InputError(f"training.{name} = {value!r}; expected an integer >= {low}")
-        if not (math.isfinite(self.learning_rate) and 0 < self.learning_rate <= 1):
-            raise InputError(
-                f"training.learning_rate = {self.learning_rate!r}; expected 0 < learning_rate <= 1"
-            )
-        for name, accepted in (
-            ("reconstruction_loss", RECONSTRUCTION_LOSSES),
-            ("kl_reduction", KL_REDUCTIONS),
-            ("device", DEVICES),
-        ):
-            if getattr(self, name) not in accepted:
-                raise InputError(
-                    f"training.{name} = {getattr(self, name)!r}; expected one of {accepted}"
-                )
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainingConfig:
-        """Build from a plain mapping (``beta``/``gamma`` as mappings); unknown keys raise."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise InputError(f"training: unknown key {unknown[0]!r}; known keys: {sorted(known)}")
-        d = dict(d)
-        for name in ("beta", "gamma"):
-            if name in d and not isinstance(d[name], ScheduleConfig):
-                if not isinstance(d[name], dict):
-                    raise InputError(
-                        f"training.{name} = {d[name]!r}; expected a mapping such as {{value: 1.0}}"
-                    )
-                d[name] = ScheduleConfig.from_dict(d[name], where=f"training.{name}")
-        return cls(**d)
-
-
-class Adam:
-    """Adam (Kingma & Ba) with torch.optim.Adam's defaults and update rule, no weight decay.
-
-    Why not ``torch.optim.Adam``: its first use imports ``torch._dynamo``, which costs ~2 s and
-    ~70 MB per training process (measured here with torch 2.13), more than the whole rest of
-    startup. ``tests/test_train.py`` checks that both give the same parameters.
-    """
-
-    def __init__(self, params, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
-        self.params = [p for p in params if p.requires_grad]
-        self.lr, self.betas, self.eps = lr, betas, eps
-        self.step_count = 0
-        self.exp_avg = [torch.zeros_like(p) for p in self.params]
-        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self) -> None:
-        live = [i for i, p in enumerate(self.params) if p.grad is not None]
-        if not live:
-            return
-        params = [self.params[i] for i in live]
-        grads = [self.params[i].grad for i in live]
-        exp_avg = [self.exp_avg[i] for i in live]
-        exp_avg_sq = [self.exp_avg_sq[i] for i in live]
-        beta1, beta2 = self.betas
-        self.step_count += 1
-        bias1 = 1 - beta1**self.step_count
-        bias2_sqrt = math.sqrt(1 - beta2**self.step_count)
-        torch._foreach_lerp_(exp_avg, grads, 1 - beta1)
-        torch._foreach_mul_(exp_avg_sq, beta2)
-        torch._foreach_addcmul_(exp_avg_sq, grads, grads, 1 - beta2)
-        denom = torch._foreach_sqrt(exp_avg_sq)
-        torch._foreach_div_(denom, bias2_sqrt)
-        torch._foreach_add_(denom, self.eps)
-        torch._foreach_addcdiv_(params, exp_avg, denom, -self.lr / bias1)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "lr": self.lr,
-            "betas": list(self.betas),
-            "eps": self.eps,
-            "step": self.step_count,
-            "exp_avg": [t.detach().cpu() for t in self.exp_avg],
-            "exp_avg_sq": [t.detach().cpu() for t in self.exp_avg_sq],
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if len(state["exp_avg"]) != len(self.params):
-            raise ValueError("optimizer state does not match the model's parameters")
-        self.lr, self.betas, self.eps = state["lr"], tuple(state["betas"]), state["eps"]
-        self.step_count = int(state["step"])
-        for mine, saved in zip(
-            self.exp_avg + self.exp_avg_sq, state["exp_avg"] + state["exp_avg_sq"], strict=True
-        ):
-            mine.copy_(saved)
-
-
-def resolve_device(requested: str) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU (and say so)."""
-    if requested not in DEVICES:
-        raise InputError(f"training.device = {requested!r}; expected one of {DEVICES}")
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise InputError(
-            "training.device = 'cuda' but CUDA is not available here; use 'auto' or 'cpu'"
-        )
-    if requested == "auto" and not torch.cuda.is_available():
-        log.info("CUDA not available: training on CPU")
-    if requested == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda")
 
 
 def _seconds_since_process_start() -> float | None:
@@ -242,99 +111,6 @@ def _check_inputs(
         raise ValueError(f"images index {len(images)} particles, table has {len(table)}")
 
 
-class _Sums:
-    """Sample-weighted running sums of the loss terms, kept on the device (no sync per step)."""
-
-    def __init__(self, device: torch.device):
-        self.total = torch.zeros(4, device=device)
-        self.n = 0
-
-    def add(self, terms: LossTerms, n: int) -> None:
-        self.total += torch.stack([t.detach().float() for t in terms]) * n
-        self.n += n
-
-    def means(self) -> list[float]:
-        """total, reconstruction, kl, affinity; NaN for an empty split."""
-        if self.n == 0:
-            return [math.nan] * 4
-        return (self.total / self.n).tolist()
-
-
-@dataclass
-class _Loop:
-    """Everything an epoch needs, built once; its state is what a resume file holds."""
-
-    model: AffinityVAE
-    step_model: torch.nn.Module  # the model, or torch.compile(model)
-    optimizer: Adam
-    train: StreamedBatches | ResidentBatches
-    val: StreamedBatches | ResidentBatches
-    affinity: torch.Tensor  # (n_classes, n_classes) on the device
-    config: TrainingConfig
-    use_amp: bool
-    shuffle_rng: torch.Generator  # CPU: the order of the training particles
-    noise_rng: torch.Generator  # on the device: the reparameterisation noise
-
-    def loss(self, x: torch.Tensor, y: torch.Tensor, eps, beta: float, gamma: float) -> LossTerms:
-        device_type = x.device.type
-        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.use_amp):
-            out = self.step_model(x, eps)
-        return avae_loss(
-            out.reconstruction,
-            x,
-            out.mu,
-            out.log_var,
-            y,
-            self.affinity,
-            beta,
-            gamma,
-            self.config.reconstruction_loss,
-            self.config.kl_reduction,
-        )
-
-    def train_epoch(self, beta: float, gamma: float, bar=None) -> list[float]:
-        """One shuffled pass over the train split; mean loss terms."""
-        self.model.train()
-        device = self.affinity.device
-        sums = _Sums(device)
-        order = batch_indices(len(self.train), self.config.batch_size, self.shuffle_rng)
-        for x, y in self.train.iterate(order):  # (b, 1, *box), (b,)
-            shape = (len(y), self.model.config.latent_dims)
-            eps = torch.randn(shape, generator=self.noise_rng, device=device)
-            terms = self.loss(x, y, eps, beta, gamma)
-            self.optimizer.zero_grad()
-            terms.total.backward()
-            self.optimizer.step()
-            sums.add(terms, len(y))
-            if bar is not None:
-                bar.update(len(y))
-        return sums.means()
-
-    def evaluate(self, beta: float, gamma: float) -> list[float]:
-        """Mean loss terms over the val split with ``z = mu``, in eval mode, without gradients."""
-        self.model.eval()
-        sums = _Sums(self.affinity.device)
-        with torch.inference_mode():
-            for x, y in self.val.iterate(batch_indices(len(self.val), self.config.batch_size)):
-                sums.add(self.loss(x, y, None, beta, gamma), len(y))
-        self.model.train()
-        return sums.means()
-
-    def state(self) -> dict[str, Any]:
-        return {
-            "state_dict": _cpu_state(self.model),
-            "optimizer": self.optimizer.state_dict(),
-            "shuffle_rng": self.shuffle_rng.get_state(),
-            "noise_rng": self.noise_rng.get_state(),
-        }
-
-    def restore(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["state_dict"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.shuffle_rng.set_state(state["shuffle_rng"])
-        self.noise_rng.set_state(state["noise_rng"])
-
-
 def _history_tsv(rows: list[dict[str, float]]) -> str:
     return pd.DataFrame(rows, columns=list(HISTORY_COLUMNS)).to_csv(
         sep="\t", index=False, float_format="%.7g"
@@ -344,10 +120,6 @@ def _history_tsv(rows: list[dict[str, float]]) -> str:
 def _save(obj: dict[str, Any], path: Path) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-
-
-def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu() for k, v in module.state_dict().items()}
 
 
 def _plain(obj: Any) -> Any:
@@ -454,10 +226,10 @@ def train_model(
     # channels-last convolution weights: 10-30 % faster training steps on CPU (measured here)
     layout = torch.channels_last_3d if model_config.ndim == 3 else torch.channels_last
     model = build_model(model_config, seed).to(device, memory_format=layout)
-    loop = _Loop(
+    loop = TrainingLoop(
         model=model,
         step_model=torch.compile(model) if config.compile else model,
-        optimizer=Adam(model.parameters(), lr=config.learning_rate),
+        optimizer=make_optimizer(model, config, device),
         train=train,
         val=val,
         affinity=torch.from_numpy(affinity).to(device),
@@ -474,6 +246,7 @@ def train_model(
         "seed": seed,
         "n_train": len(train),
         "n_val": len(val),
+        "optimizer": "torch.optim.Adam",  # resume files of the old hand-written Adam are ignored
     }
     history: list[dict[str, float]] = []
     first_epoch = 0
@@ -488,7 +261,6 @@ def train_model(
 
     show_bar = tqdm is not None and sys.stderr.isatty()
     startup_seconds = _seconds_since_process_start()
-    train_seconds = 0.0
     for epoch in range(first_epoch, config.epochs):
         epoch_start = time.perf_counter()
         beta = config.beta.value_at(epoch, config.epochs)
@@ -501,13 +273,12 @@ def train_model(
         val_terms = loop.evaluate(beta, gamma)
         epoch_end = time.perf_counter()
         seconds = epoch_end - epoch_start
-        train_seconds += seconds
         row = {
             "epoch": epoch + 1,
             **dict(zip(HISTORY_COLUMNS[1:5], train_terms, strict=True)),
             "beta": beta,
             "gamma": gamma,
-            "learning_rate": loop.optimizer.lr,
+            "learning_rate": loop.optimizer.param_groups[0]["lr"],
             **dict(zip(HISTORY_COLUMNS[8:12], val_terms, strict=True)),
             "seconds": seconds,  # the whole epoch: training pass, validation, logging
             "val_seconds": epoch_end - val_start,
@@ -531,7 +302,7 @@ def train_model(
         {
             "model_config": model_dict,
             "training_config": training_dict,
-            "state_dict": _cpu_state(model),
+            "state_dict": cpu_state(model),
             "optimizer": loop.optimizer.state_dict(),
             "epoch": config.epochs,
             "seed": seed,
@@ -542,7 +313,9 @@ def train_model(
     )
     if resume_path.exists():
         resume_path.unlink()  # a forced rerun should train afresh, not resume a finished run
-    n_trained = len(train) * (config.epochs - first_epoch)
+    # every epoch's time from the history, so a resumed run reports the whole training
+    train_seconds = float(sum(row["seconds"] for row in history))
+    n_trained = len(train) * config.epochs
     final = history[-1]
     summary = {
         "device": str(device),
@@ -563,22 +336,3 @@ def train_model(
         *(config.epochs, train_seconds, summary["train_samples_per_second"]),
     )
     return summary
-
-
-def load_model(checkpoint_path: Path, device: str | torch.device = "cpu"):
-    """Rebuild the model from a final checkpoint alone -> ``(model in eval mode, ModelConfig,
-    checkpoint dict)``."""
-    checkpoint_path = Path(checkpoint_path)
-    if not checkpoint_path.exists():
-        raise InputError(f"{checkpoint_path}: model checkpoint not found")
-    try:
-        checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=True)
-    except Exception as exc:  # torch raises several types for a corrupt or foreign file
-        raise InputError(f"{checkpoint_path}: not a loadable checkpoint ({exc})") from exc
-    if not isinstance(checkpoint, dict) or "model_config" not in checkpoint:
-        raise InputError(f"{checkpoint_path}: not a cryoavae model checkpoint (no model_config)")
-    model_config = ModelConfig.from_dict(checkpoint["model_config"])
-    model = AffinityVAE(model_config)
-    model.load_state_dict(checkpoint["state_dict"])
-    model.to(device).eval()
-    return model, model_config, checkpoint

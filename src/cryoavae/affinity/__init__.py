@@ -1,0 +1,163 @@
+"""The affinity prior: a class x class matrix of how alike two structures are.
+
+The affinity loss asks cos(mu_i, mu_j) to equal A[y_i, y_j], so the matrix handed to training must
+be a cosine-similarity matrix: symmetric, unit diagonal, entries in [-1, 1], positive
+semi-definite (PSD). Any raw similarity (SOAP, map cross-correlation, a user's CSV) goes through
+:func:`build_affinity`, which spreads it (:func:`spread_similarity`) and projects it onto that set
+(:func:`nearest_correlation_matrix`), recording how far it had to move.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+from ..schema import check_fields, default, from_mapping
+from ..structures import AtomArrays
+from .io import read_affinity_csv, write_affinity_csv
+from .map_cc import map_cc_similarity
+from .matrix import (
+    best_achievable_l1,
+    build_affinity,
+    nearest_correlation_matrix,
+    spearman_agreement,
+    spread_similarity,
+)
+from .soap import SoapConfig, soap_descriptors, soap_selection, soap_similarity
+
+__all__ = [
+    "AffinityConfig",
+    "SoapConfig",
+    "best_achievable_l1",
+    "build_affinity",
+    "compute_affinity",
+    "map_cc_similarity",
+    "nearest_correlation_matrix",
+    "read_affinity_csv",
+    "soap_descriptors",
+    "soap_selection",
+    "soap_similarity",
+    "spearman_agreement",
+    "spread_similarity",
+    "write_affinity_csv",
+]
+
+log = logging.getLogger(__name__)
+
+SECTION = "affinity"
+SOURCES = ("soap", "map_cc", "csv")  # the schema also lists "glyph", for the character set
+
+
+@dataclass(frozen=True)
+class AffinityConfig:
+    """Which prior to build (the ``affinity`` section). ``source``: "soap", "map_cc"
+    (normalised cross-correlation of the density maps maximised over ``map_cc_rotations`` random
+    rotations) or "csv" (``csv_path``); "glyph" belongs to the character set
+    (:func:`cryoavae.characters.glyph_affinity`)."""
+
+    source: str = default(SECTION, "source")
+    soap: SoapConfig = SoapConfig()
+    map_cc_rotations: int = default(SECTION, "map_cc_rotations")
+    csv_path: str | None = default(SECTION, "csv_path")
+
+    def __post_init__(self) -> None:
+        check_fields(self, SECTION)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> AffinityConfig:
+        return from_mapping(
+            cls, d, SECTION, soap=lambda v: v if isinstance(v, SoapConfig) else SoapConfig(**v)
+        )
+
+
+def compute_affinity(
+    class_names: Sequence[str],
+    atoms: Sequence[AtomArrays],
+    maps: np.ndarray | None,
+    config: AffinityConfig,
+    seed: int,
+) -> tuple[np.ndarray, dict]:
+    """Build the prior the config asks for, and measure it against the map cross-correlation.
+
+    class_names: n names; atoms: n structures loaded with :func:`soap_selection` (used by
+    "soap"); maps: (n, d, d, d) density maps of the same classes on one grid (used by "map_cc"
+    and for the agreement; None skips the agreement). ``seed`` draws the map-CC rotations.
+
+    Returns the final (n, n) matrix and an info dict of plain JSON types: ``class_names``;
+    ``source``; ``raw`` (n x n nested lists) the source's similarities before spreading; the
+    :func:`build_affinity` keys; ``seconds`` for the chosen source; ``map_cc_raw``,
+    ``map_cc_seconds``, ``spearman_vs_map_cc`` (final prior vs the map-CC prior built the same
+    way) and ``spearman_raw_vs_map_cc``, each None without maps or when undefined (fewer than 3
+    classes).
+    """
+    names = [str(c) for c in class_names]
+    n = len(names)
+    if config.source not in SOURCES:
+        raise InputError(f"affinity.source: {config.source!r} is not one of {', '.join(SOURCES)}")
+    if n == 0:
+        raise InputError("affinity: no classes given")
+    if config.source == "soap" and len(atoms) != n:
+        raise InputError(f"affinity: {len(atoms)} structures for {n} classes")
+    if maps is not None and len(maps) != n:
+        raise InputError(f"affinity: {len(maps)} maps for {n} classes")
+    if config.source == "map_cc" and maps is None:
+        raise InputError("affinity.source is 'map_cc' but no density maps were given")
+    if config.source == "csv" and not config.csv_path:
+        raise InputError("affinity.source is 'csv' but affinity.csv_path is not set")
+
+    map_raw, map_seconds = None, None
+    if maps is not None:
+        start = time.perf_counter()
+        map_raw = map_cc_similarity(maps, config.map_cc_rotations, seed)
+        map_seconds = time.perf_counter() - start
+
+    start = time.perf_counter()
+    if config.source == "soap":
+        raw = soap_similarity(atoms, config.soap)
+        final, info = build_affinity(raw)
+    elif config.source == "map_cc":
+        raw = map_raw
+        final, info = build_affinity(raw)
+    else:
+        raw = read_affinity_csv(config.csv_path, names)
+        final, info = build_affinity(raw, spread=False)
+    seconds = time.perf_counter() - start
+    if config.source == "map_cc":
+        seconds = map_seconds
+
+    agreement = agreement_raw = None
+    if map_raw is not None:
+        reference = final if config.source == "map_cc" else build_affinity(map_raw)[0]
+        rho = spearman_agreement(final, reference)
+        rho_raw = spearman_agreement(raw, map_raw)
+        agreement = None if np.isnan(rho) else rho
+        agreement_raw = None if np.isnan(rho_raw) else rho_raw
+    info = {
+        "class_names": names,
+        "source": config.source,
+        "raw": raw.tolist(),
+        **info,
+        "seconds": seconds,
+        "map_cc_raw": None if map_raw is None else map_raw.tolist(),
+        "map_cc_seconds": map_seconds,
+        "spearman_vs_map_cc": agreement,
+        "spearman_raw_vs_map_cc": agreement_raw,
+    }
+    log.info(
+        "affinity from %s for %d classes in %.2f s: min eigenvalue %.3g -> %.3g, best L1 %.3g -> "
+        "%.3g, Spearman vs map-CC prior %s",
+        config.source,
+        n,
+        seconds,
+        info["min_eigenvalue_before"],
+        info["min_eigenvalue_after"],
+        info["best_l1_before"],
+        info["best_l1_after"],
+        "n/a" if agreement is None else f"{agreement:.3f}",
+    )
+    return final, info

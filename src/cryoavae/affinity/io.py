@@ -1,0 +1,123 @@
+"""The prior on disk: a header row of class names and the square matrix (the original
+Affinity-VAE layout)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import write_text_atomic
+from ..errors import InputError
+from .matrix import check_square
+
+CSV_SYMMETRY_TOLERANCE = 1e-3
+
+
+def _parse_float(cell: str, path: Path, row: int) -> float:
+    try:
+        return float(cell)
+    except ValueError:
+        raise InputError(
+            f"affinity.csv_path: {path} row {row}: {cell!r} is not a number (expected a header "
+            "row of class names and a square matrix of numbers below)"
+        ) from None
+
+
+def read_affinity_csv(path: str | Path, class_names: Sequence[str]) -> np.ndarray:
+    """Read a user's affinity matrix and return it (n, n) in the order of ``class_names``.
+
+    Layout (the original Affinity-VAE one): a header row of class names, then the square matrix.
+    A leading label column (as pandas writes it) is accepted if it repeats the header's names.
+    Checks: square; numbers; symmetric within 1e-3; values in [-1, 1]; unit diagonal (a zero
+    diagonal usually means a distance matrix); names equal to the study's classes as a set.
+
+    Raises:
+        InputError: one line naming the file and the first problem found.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"affinity.csv_path: {path} does not exist or is not a file")
+    with open(path, newline="") as f:
+        rows = [r for r in csv.reader(f) if any(cell.strip() for cell in r)]
+    if not rows:
+        raise InputError(f"affinity.csv_path: {path} is empty")
+    header = [c.strip() for c in rows[0]]
+    body = [[c.strip() for c in r] for r in rows[1:]]
+    labels = None
+    if header and header[0] == "" and all(len(r) == len(header) for r in body):
+        header = header[1:]
+        labels = [r[0] for r in body]
+        body = [r[1:] for r in body]
+    n = len(header)
+    if len(body) != n or any(len(r) != n for r in body):
+        widths = sorted({len(r) for r in body})
+        raise InputError(
+            f"affinity.csv_path: {path} is not square: header names {n} classes but there are "
+            f"{len(body)} rows of {', '.join(map(str, widths)) or 0} values"
+        )
+    if labels is not None and labels != header:
+        raise InputError(
+            f"affinity.csv_path: {path}: row labels {labels} differ from the header {header}"
+        )
+    duplicates = sorted({h for h in header if header.count(h) > 1})
+    if duplicates:
+        raise InputError(f"affinity.csv_path: {path}: class names repeated in header: {duplicates}")
+    wanted = [str(c) for c in class_names]
+    unknown = sorted(set(header) - set(wanted))
+    missing = sorted(set(wanted) - set(header))
+    if unknown or missing:
+        raise InputError(
+            f"affinity.csv_path: {path}: class names do not match the study: unknown {unknown}, "
+            f"missing {missing} (study classes: {', '.join(wanted)})"
+        )
+    a = np.array([[_parse_float(c, path, i + 2) for c in r] for i, r in enumerate(body)])
+    if not np.all(np.isfinite(a)):
+        raise InputError(f"affinity.csv_path: {path} holds NaN or infinite values")
+    bad = np.argwhere(np.abs(a - a.T) > CSV_SYMMETRY_TOLERANCE)
+    if bad.size:
+        i, j = bad[0]
+        raise InputError(
+            f"affinity.csv_path: {path} is not symmetric: {header[i]},{header[j]} = {a[i, j]} but "
+            f"{header[j]},{header[i]} = {a[j, i]} (tolerance {CSV_SYMMETRY_TOLERANCE})"
+        )
+    outside = np.argwhere(np.abs(a) > 1.0 + 1e-9)
+    if outside.size:
+        i, j = outside[0]
+        raise InputError(
+            f"affinity.csv_path: {path}: value {a[i, j]} at {header[i]},{header[j]} is outside "
+            "[-1, 1]"
+        )
+    diag = np.abs(np.diag(a) - 1.0) > CSV_SYMMETRY_TOLERANCE
+    if diag.any():
+        k = int(np.argmax(diag))
+        raise InputError(
+            f"affinity.csv_path: {path}: diagonal must be 1 (a similarity, not a distance); "
+            f"{header[k]},{header[k]} = {a[k, k]}"
+        )
+    order = [header.index(c) for c in wanted]
+    a = a[np.ix_(order, order)]
+    a = (a + a.T) / 2
+    np.fill_diagonal(a, 1.0)
+    return a
+
+
+def write_affinity_csv(path: str | Path, class_names: Sequence[str], a: np.ndarray) -> None:
+    """Write ``a`` (n, n) with a header row of class names (the original Affinity-VAE layout).
+
+    Values use Python's shortest round-trip float repr, so reading gives the same matrix.
+    """
+    a = check_square(a, "affinity")
+    names = [str(c) for c in class_names]
+    if len(names) != a.shape[0]:
+        raise InputError(
+            f"affinity: {len(names)} class names for a {a.shape[0]}x{a.shape[0]} matrix"
+        )
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(names)
+    writer.writerows([[repr(float(v)) for v in row] for row in a])
+    write_text_atomic(path, buffer.getvalue())

@@ -1,0 +1,104 @@
+"""Map cross-correlation: how alike two density maps are, maximised over rotations."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.spatial.transform import Rotation
+
+from ..errors import InputError
+
+
+def _centre_of_mass_normalised(maps: torch.Tensor) -> torch.Tensor:
+    """Centre of mass of each map (positive part) in affine_grid coordinates, (n, 3) as (x, y, z).
+
+    maps: (n, d, d, d) indexed [z, y, x]. affine_grid's normalised coordinate of voxel k along an
+    axis of length d is (2k + 1)/d - 1 (align_corners=False).
+    """
+    n, d = maps.shape[0], maps.shape[-1]
+    weights = maps.clamp(min=0)
+    total = weights.sum(dim=(1, 2, 3))
+    coords = (2 * torch.arange(d, dtype=maps.dtype) + 1) / d - 1  # (d,)
+    com_z = (weights.sum(dim=(2, 3)) * coords).sum(1)
+    com_y = (weights.sum(dim=(1, 3)) * coords).sum(1)
+    com_x = (weights.sum(dim=(1, 2)) * coords).sum(1)
+    com = torch.stack([com_x, com_y, com_z], dim=1) / total.clamp(min=1e-30)[:, None]
+    return torch.where(total[:, None] > 0, com, torch.zeros(n, 3, dtype=maps.dtype))
+
+
+def _unit_rows(flat: torch.Tensor) -> torch.Tensor:
+    """Rows (..., v) made zero-mean and unit-norm, so a dot product is a Pearson correlation."""
+    flat = flat - flat.mean(dim=-1, keepdim=True)
+    return flat / flat.norm(dim=-1, keepdim=True).clamp(min=1e-30)
+
+
+def _grid(rotations: torch.Tensor, d: int) -> torch.Tensor:
+    """Sampling grid (r, d, d, d, 3) that rotates a cube of edge d about its centre.
+
+    rotations: (r, 3, 3) acting on (x, y, z) in grid_sample's normalised coordinates (the same
+    scale on every axis for a cube, so these are true rotations). Built directly rather than with
+    affine_grid, which is ~2x slower on CPU for this.
+    """
+    c = (2 * torch.arange(d, dtype=rotations.dtype) + 1) / d - 1
+    z, y, x = torch.meshgrid(c, c, c, indexing="ij")
+    base = torch.stack([x, y, z], dim=-1).reshape(-1, 3)  # (d^3, 3)
+    return (base @ rotations.transpose(1, 2)).reshape(-1, d, d, d, 3)
+
+
+def map_cc_similarity(maps: np.ndarray, n_rotations: int, seed: int) -> np.ndarray:
+    """Normalised cross-correlation of density maps, maximised over rotations: (n, n).
+
+    maps: (n, d, d, d) on one voxel grid. Each map is first resampled so its centre of mass
+    (positive density) sits at the box centre, so translations do not count. For each ordered
+    pair (i, j) the Pearson correlation of rotated map i with map j is maximised over the
+    identity and ``n_rotations - 1`` uniform random rotations (from ``seed``); the result takes
+    the larger of (i, j) and (j, i), so it is symmetric with a unit diagonal. Trilinear
+    resampling, zero outside the box. All maps share each rotated grid (maps as channels of one
+    grid_sample call), and memory stays below ~64 MB of samples per step.
+    """
+    maps_np = np.asarray(maps)
+    if maps_np.ndim != 4 or len(set(maps_np.shape[1:])) != 1:
+        raise InputError(f"affinity: maps must be (n, d, d, d); got shape {maps_np.shape}")
+    if not np.all(np.isfinite(maps_np)):
+        raise InputError("affinity: maps hold NaN or infinite values")
+    if n_rotations < 1:
+        raise InputError(f"affinity.map_cc_rotations: {n_rotations!r} is not an integer >= 1")
+    vols = torch.as_tensor(maps_np, dtype=torch.float32)
+    n, d = vols.shape[0], vols.shape[-1]
+    rng = np.random.default_rng(seed)
+    mats = np.eye(3)[None]
+    if n_rotations > 1:
+        mats = np.concatenate(
+            [mats, Rotation.random(n_rotations - 1, random_state=rng).as_matrix()]
+        )
+    rotations = torch.as_tensor(mats, dtype=torch.float32)  # (r, 3, 3)
+
+    with torch.no_grad():
+        # Centre: sample each map at (identity grid + its centre of mass). (n, 1, d, d, d)
+        shift = _centre_of_mass_normalised(vols)[:, None, None, None, :]
+        identity = _grid(torch.eye(3)[None], d)
+        centred = F.grid_sample(
+            vols[:, None],
+            identity + shift,
+            mode="bilinear",
+            padding_mode="zeros",
+            align_corners=False,
+        )
+        reference = _unit_rows(centred.reshape(n, -1))  # (n, d^3)
+        channels = centred[:, 0][None]  # (1, n, d, d, d): every map sampled on each grid at once
+        best = torch.full((n, n), -1.0)
+        chunk = max(1, 2**24 // (n * d**3))
+        for start in range(0, len(rotations), chunk):
+            r = rotations[start : start + chunk]
+            grid = _grid(r, d).reshape(1, len(r) * d, d, d, 3)
+            moved = F.grid_sample(
+                channels, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+            )  # (1, n, r*d, d, d)
+            moved = _unit_rows(moved.reshape(n, len(r), d**3))
+            cc = torch.einsum("irv,jv->irj", moved, reference)  # (n, r, n)
+            best = torch.maximum(best, cc.max(dim=1).values)
+    cc = best.double().numpy()
+    cc = np.maximum(cc, cc.T)
+    np.fill_diagonal(cc, 1.0)
+    return np.clip(cc, -1.0, 1.0)

@@ -1,0 +1,287 @@
+"""What a trained model's latent space says: classes, cluster separation, pose, prior, open set.
+
+Input is the latents table that ``embed_particles`` writes, one row per particle:
+``image``, ``class_name``, ``class_number``, ``split`` (``train``/``val``/``unseen``),
+``angle_rot``, ``angle_tilt``, ``angle_psi`` (RELION ZYZ, degrees; 2-D data uses ``angle_psi``
+only), ``mu_0..mu_{k-1}`` and ``pose_0..pose_{p-1}`` (``p`` may be 0).
+
+One rule throughout: whatever is fitted (classifier, class centroids, pose maps) is fitted on the
+``train`` particles and scored on the held-out ``val`` particles of the seen classes and on the
+``unseen`` particles, so no number is flattered by the particles the encoder was trained on.
+Seen classes are those with ``train`` particles; unseen classes are those with ``unseen`` ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from ..errors import InputError
+from ..latents import (
+    LATENT_COLUMNS,
+    assign_nearest_class,
+    class_centroids,
+    class_cosine_matrix,
+    latent_columns,
+)
+from ..particles import SPLITS
+from ..schema import check_fields, default, from_mapping, section_schema
+from .classify import classification, cosine_silhouette
+from .pose import pose_metrics
+from .prior import prior_agreement, unseen_neighbours
+from .projection import umap_projection
+
+log = logging.getLogger(__name__)
+
+SECTION = "evaluation"
+CLASSIFIERS = tuple(section_schema(SECTION)["properties"]["classifier"]["enum"])
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """The ``evaluation`` section of the study config; defaults and bounds from the schema.
+
+    ``classifier``: read-out trained on the training particles' mu, each after a StandardScaler:
+    ``"logistic_regression"`` (default; linear, so it measures linear separability),
+    ``"knn"`` (``knn_neighbors`` neighbours; flatters a plain beta-VAE) or ``"mlp"``.
+    ``umap_n_neighbors``, ``umap_min_dist``: umap-learn's parameters for the 2-D map of mu.
+    ``interpolation_steps``, ``interpolation_pose_classes``: see
+    :func:`cryoavae.interpolate.interpolate_latents`.
+    """
+
+    classifier: str = default(SECTION, "classifier")
+    umap_n_neighbors: int = default(SECTION, "umap_n_neighbors")
+    umap_min_dist: float = default(SECTION, "umap_min_dist")
+    knn_neighbors: int = default(SECTION, "knn_neighbors")
+    interpolation_steps: int = default(SECTION, "interpolation_steps")
+    interpolation_pose_classes: int = default(SECTION, "interpolation_pose_classes")
+
+    def __post_init__(self):
+        check_fields(self, SECTION)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> EvaluationConfig:
+        return from_mapping(cls, d, SECTION)
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Metrics (JSON-ready) and the arrays the figures draw.
+
+    - ``metrics``: see :func:`evaluate_latents`.
+    - ``seen_classes``, ``unseen_classes``: in the order of the study's class list.
+    - ``confusion_counts``: ``(n_seen, n_seen)`` int, rows = true class, columns = predicted
+      class, over the val particles, indexed like ``seen_classes``.
+    - ``umap_xy``: ``(n, 2)`` UMAP coordinates of every particle's mu (None if not asked for);
+      ``umap_class``,
+      ``umap_split``: ``(n,)`` the particles' class names and splits.
+    - ``class_cosine``, ``class_affinity``: ``(c, c)`` DataFrames over seen then unseen classes:
+      mean pairwise cosine of mu between the classes' particles, and the prior affinity.
+    - ``pose_table``: one row per scored val particle (2-D: ``class_name``, ``true_angle_deg``,
+      ``pose_feature``, ``predicted_angle_deg``, ``error_deg``; 3-D: ``class_name``,
+      ``error_deg``, ``true_r00..true_r22``, ``predicted_r00..predicted_r22``); None without pose.
+    - ``novelty``: val and unseen particles with ``nearest_seen``, ``nearest_cosine`` and
+      ``novelty`` (cosine distance to the nearest seen-class centroid).
+    """
+
+    metrics: dict
+    ndim: int
+    seen_classes: tuple[str, ...]
+    unseen_classes: tuple[str, ...]
+    confusion_counts: np.ndarray
+    umap_xy: np.ndarray | None
+    umap_class: np.ndarray
+    umap_split: np.ndarray
+    class_cosine: pd.DataFrame
+    class_affinity: pd.DataFrame
+    pose_table: pd.DataFrame | None
+    novelty: pd.DataFrame
+
+
+def evaluate_latents(
+    latents: pd.DataFrame,
+    class_names: Sequence[str],
+    affinity: np.ndarray,
+    config: EvaluationConfig,
+    seed: int,
+    ndim: int,
+    embed_umap: bool = True,
+) -> EvaluationResult:
+    """Every metric of ``metrics.json`` and the arrays behind the figures.
+
+    ``affinity`` is ``(n_classes, n_classes)`` indexed like ``class_names`` (the study's full class
+    list, unseen classes included). ``ndim`` is 2 for images, 3 for subtomograms.
+    ``embed_umap=False`` skips the UMAP (``umap_xy`` is None) when only the numbers are wanted.
+
+    Keys of ``metrics``:
+
+    - ``classifier``, ``accuracy``, ``macro_f1``, ``per_class`` (``{class: {precision, recall,
+      f1, support}}``): classifier on train mu, scored on val.
+    - ``silhouette``: cosine silhouette of the val particles' mu by class (seen classes only).
+    - ``pose_correlation``, ``pose_correlation_per_class``, ``pose_predictor_per_class``,
+      ``pose_angle_median_error_deg``, ``pose_metric_description``: see the description string.
+    - ``prior_correlation`` (Pearson r), ``prior_correlation_spearman``, ``prior_mean_abs_error``:
+      over pairs of distinct seen classes, the val particles' mean pairwise cosine of mu against
+      the affinity (the quantity the affinity loss pulls towards the prior).
+    - ``unseen``: ``{class: {nearest_seen, nearest_seen_cosine, highest_affinity_seen,
+      highest_affinity, affinity_rank_of_nearest, match}}``, nearest by cosine between the unseen
+      class's centroid and the seen classes' training centroids (centroid = mean unit mu); a tie
+      for the highest affinity counts as a match; ``unseen_match_fraction``.
+    - ``novelty_auroc``: AUROC of the novelty score (cosine distance to the nearest seen training
+      centroid) for unseen versus seen val particles; 0.5 = indistinguishable; None without unseen.
+    - ``n_train``, ``n_val``, ``n_unseen``, ``latent_dim``, ``pose_dim``.
+
+    Raises:
+        InputError: a missing column, a class not in ``class_names``, a split other than
+            train/val/unseen, an affinity of the wrong shape, fewer than two seen classes or no
+            val particles.
+    """
+    class_names = [str(c) for c in class_names]
+    affinity = np.asarray(affinity, dtype=np.float64)
+    mu_cols, pose_cols = _check_latents(latents, class_names, affinity, ndim)
+    names = latents["class_name"].astype(str).to_numpy()
+    split = latents["split"].astype(str).to_numpy()
+    mu = latents[mu_cols].to_numpy(np.float64)  # (n, k)
+    pose = latents[pose_cols].to_numpy(np.float64)  # (n, p)
+    train, val, unseen = (split == s for s in SPLITS)
+    present_seen = set(names[train])
+    present_unseen = set(names[unseen])
+    seen = [c for c in class_names if c in present_seen]
+    unseen_classes = [c for c in class_names if c in present_unseen]
+    index = {c: i for i, c in enumerate(class_names)}
+
+    metrics: dict = {"classifier": config.classifier}
+    cls_metrics, counts = classification(
+        mu[train], names[train], mu[val], names[val], seen, config, seed
+    )
+    metrics.update(cls_metrics)
+    metrics["silhouette"] = cosine_silhouette(mu[val], names[val], seed)
+
+    pose_scores, pose_table = pose_metrics(latents, pose, names, train, val, seen, ndim)
+    metrics.update(pose_scores)
+
+    # Class structure of the latent space: val particles for seen classes, unseen particles for
+    # unseen ones; both against the prior.
+    shown = seen + unseen_classes
+    scored = val | unseen
+    cosine = class_cosine_matrix(mu[scored], names[scored], shown)
+    ids = [index[c] for c in shown]
+    prior = affinity[np.ix_(ids, ids)]
+    metrics.update(
+        prior_agreement(cosine[: len(seen), : len(seen)], prior[: len(seen), : len(seen)])
+    )
+
+    centroids = class_centroids(mu[train], names[train], seen)
+    unseen_report, match_fraction = unseen_neighbours(
+        mu[unseen], names[unseen], unseen_classes, centroids, seen, affinity, index
+    )
+    metrics["unseen"] = unseen_report
+    metrics["unseen_match_fraction"] = match_fraction
+    novelty = assign_nearest_class(mu[scored], centroids, seen)
+    novelty.insert(0, "split", split[scored])
+    novelty.insert(0, "class_name", names[scored])
+    if "image" in latents.columns:
+        novelty.insert(0, "image", latents["image"].to_numpy()[scored])
+    is_unseen = (novelty["split"] == "unseen").to_numpy()
+    metrics["novelty_auroc"] = (
+        float(roc_auc_score(is_unseen, novelty["novelty"]))
+        if 0 < is_unseen.sum() < len(is_unseen)
+        else None
+    )
+    metrics.update(
+        n_train=int(train.sum()),
+        n_val=int(val.sum()),
+        n_unseen=int(unseen.sum()),
+        latent_dim=len(mu_cols),
+        pose_dim=len(pose_cols),
+    )
+
+    log.info(
+        "%s on %d train / %d val particles: accuracy %.3f, macro-F1 %.3f; silhouette %s; "
+        "pose correlation %s; prior correlation %s; novelty AUROC %s",
+        config.classifier,
+        metrics["n_train"],
+        metrics["n_val"],
+        metrics["accuracy"],
+        metrics["macro_f1"],
+        metrics["silhouette"],
+        metrics["pose_correlation"],
+        metrics["prior_correlation"],
+        metrics["novelty_auroc"],
+    )
+    for name, report in unseen_report.items():
+        log.info(
+            "unseen %s: nearest seen %s, highest-affinity seen %s",
+            name,
+            report["nearest_seen"],
+            report["highest_affinity_seen"],
+        )
+    umap_xy = None
+    if embed_umap:
+        start = time.perf_counter()
+        umap_xy = umap_projection(mu, config.umap_n_neighbors, config.umap_min_dist, seed)
+        log.info("UMAP of %d particles: %.1f s", len(mu), time.perf_counter() - start)
+    return EvaluationResult(
+        metrics=metrics,
+        ndim=ndim,
+        seen_classes=tuple(seen),
+        unseen_classes=tuple(unseen_classes),
+        confusion_counts=counts,
+        umap_xy=umap_xy,
+        umap_class=names,
+        umap_split=split,
+        class_cosine=pd.DataFrame(cosine, index=shown, columns=shown),
+        class_affinity=pd.DataFrame(prior, index=shown, columns=shown),
+        pose_table=pose_table,
+        novelty=novelty.reset_index(drop=True),
+    )
+
+
+def _check_latents(latents, class_names, affinity, ndim) -> tuple[list[str], list[str]]:
+    missing = [c for c in LATENT_COLUMNS if c not in latents.columns]
+    if missing:
+        raise InputError(f"latents table: missing columns {missing}")
+    if ndim not in (2, 3):
+        raise InputError(f"evaluate_latents: ndim must be 2 or 3, got {ndim!r}")
+    mu_cols = latent_columns(latents, "mu")
+    if not mu_cols:
+        raise InputError("latents table: no mu_0..mu_{k-1} columns")
+    pose_cols = latent_columns(latents, "pose")
+    n = len(class_names)
+    if affinity.shape != (n, n):
+        raise InputError(
+            f"affinity: shape {affinity.shape} does not match the {n} classes {class_names}"
+        )
+    unknown = sorted(set(latents["class_name"].astype(str)) - set(class_names))
+    if unknown:
+        raise InputError(
+            f"latents table: class_name {unknown} not in the study's classes {class_names}"
+        )
+    splits = latents["split"].astype(str)
+    bad = sorted(set(splits) - set(SPLITS))
+    if bad:
+        raise InputError(f"latents table: split {bad}; expected one of {list(SPLITS)}")
+    names = latents["class_name"].astype(str)
+    seen = set(names[splits == "train"])
+    if len(seen) < 2:
+        raise InputError(
+            f"latents table: {len(seen)} class(es) with train particles; need two or more"
+        )
+    if not (splits == "val").any():
+        raise InputError("latents table: no val particles to score on")
+    orphan = sorted(set(names[splits == "val"]) - seen)
+    if orphan:
+        raise InputError(f"latents table: val classes {orphan} have no train particles")
+    both = sorted(set(names[splits == "unseen"]) & seen)
+    if both:
+        raise InputError(f"latents table: classes {both} are in both the train and unseen splits")
+    values = latents[mu_cols + pose_cols].to_numpy(np.float64)
+    if not np.isfinite(values).all():
+        raise InputError("latents table: mu/pose columns hold NaN or infinite values")
+    return mu_cols, pose_cols
