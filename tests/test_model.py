@@ -11,13 +11,9 @@ import torch
 
 from cryoavae.errors import InputError
 from cryoavae.losses import avae_loss
-from cryoavae.model import (
-    ModelConfig,
-    SubpixelUpsample,
-    build_model,
-    pose_to_rotation,
-    render_gaussians,
-)
+from cryoavae.model import ModelConfig, SubpixelUpsample, build_model
+from cryoavae.rotations import pose_to_rotation
+from cryoavae.splats import render_gaussians
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -254,7 +250,7 @@ def test_rotation_helpers_agree_and_are_rotations():
 
 SPLAT_MEMORY_SCRIPT = """
 import torch
-from cryoavae.model import render_gaussians
+from cryoavae.splats import render_gaussians
 torch.set_num_threads(1)
 def status_mb(key):  # VmRSS: now; VmHWM: peak of this process image (ru_maxrss is not:
     for line in open("/proc/self/status"):  # it keeps the parent's peak across fork + exec)

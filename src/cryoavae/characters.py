@@ -24,7 +24,6 @@ import functools
 import logging
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +34,7 @@ from scipy import ndimage
 
 from . import particles as P
 from .errors import InputError
-from .schema import check_fields, default
+from .schema import section_dataclass
 
 log = logging.getLogger(__name__)
 
@@ -46,26 +45,13 @@ SECTION = "characters"
 CHARACTER_VOXEL_ANGSTROM = 1.0  # characters have no physical scale; the stack header says 1 Å
 
 
-@dataclass(frozen=True)
-class CharacterConfig:
-    """The 2-D character set: the YAML keys of ``characters``, defaults and bounds from the
-    schema. Angles are uniform in ``[-rotation_range_deg, rotation_range_deg]``; a
+class CharacterConfig(section_dataclass(SECTION)):
+    """The 2-D character set: the YAML keys of ``characters``, with the schema's defaults and
+    bounds. Angles are uniform in ``[-rotation_range_deg, rotation_range_deg]``; a
     ``font_size_px`` of 0 picks the largest size at which every glyph survives any rotation."""
 
-    seen: tuple[str, ...] = default(SECTION, "seen")
-    unseen: tuple[str, ...] = default(SECTION, "unseen")
-    image_size_px: int = default(SECTION, "image_size_px")
-    particles_per_class: int = default(SECTION, "particles_per_class")
-    unseen_particles_per_class: int = default(SECTION, "unseen_particles_per_class")
-    rotation_range_deg: float = default(SECTION, "rotation_range_deg")
-    noise_std: float = default(SECTION, "noise_std")
-    val_fraction: float = default(SECTION, "val_fraction")
-    font_size_px: int = default(SECTION, "font_size_px")
-
     def __post_init__(self):
-        object.__setattr__(self, "seen", tuple(self.seen))
-        object.__setattr__(self, "unseen", tuple(self.unseen))
-        check_fields(self, SECTION)
+        super().__post_init__()
         names = self.seen + self.unseen
         if len(set(names)) != len(names) or any(not c.strip() for c in names):
             raise InputError(

@@ -128,12 +128,6 @@ def _check_study(config: dict, source: str) -> None:
         _check_relative_path(path, f"{source}: structures.files.{name}")
     for name, path in config["apply"]["particle_sets"].items():
         _check_relative_path(path, f"{source}: apply.particle_sets.{name}")
-    ctf = config["simulation"]["ctf"]
-    if ctf["defocus_min_um"] > ctf["defocus_max_um"]:
-        raise InputError(
-            f"{source}: simulation.ctf.defocus_min_um = {ctf['defocus_min_um']} is larger than "
-            f"defocus_max_um = {ctf['defocus_max_um']}"
-        )
     if config["affinity"]["source"] == "csv" and not config["affinity"]["csv_path"]:
         raise InputError(f"{source}: affinity.source = 'csv' needs affinity.csv_path")
 

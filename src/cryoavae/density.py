@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -29,7 +28,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .errors import InputError
-from .schema import check_fields, default
+from .schema import section_dataclass
 
 __all__ = [
     "DensityConfig",
@@ -53,17 +52,9 @@ class Atoms(Protocol):
     atomic_numbers: np.ndarray
 
 
-@dataclass(frozen=True)
-class DensityConfig:
+class DensityConfig(section_dataclass("density")):
     """How structures become maps (the ``density`` section): grid spacing, box edge and target
-    resolution; defaults and bounds from the schema."""
-
-    voxel_size_angstrom: float = default("density", "voxel_size_angstrom")
-    box_size_px: int = default("density", "box_size_px")
-    resolution_angstrom: float = default("density", "resolution_angstrom")
-
-    def __post_init__(self) -> None:
-        check_fields(self, "density")
+    resolution, with the schema's defaults and bounds."""
 
 
 def gaussian_sigma_angstrom(resolution_angstrom: float) -> float:

@@ -14,7 +14,6 @@ import logging
 import math
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import mrcfile
@@ -24,33 +23,30 @@ from scipy import ndimage
 from . import particles as P
 from .errors import InputError
 from .particle_lists import read_particle_list
-from .schema import check_fields, default
+from .schema import section_dataclass
 
 log = logging.getLogger(__name__)
 
+EXTRACTION_KEYS = (
+    "box_size_px",
+    "edge",
+    "list_format",
+    "rescale_to_angstrom",
+    "val_fraction",
+    "normalize",
+)
 _CHUNK_VOXELS = 1 << 23  # ~32 MB of float32 per chunk of boxes
 
 
-@dataclass(frozen=True)
-class ExtractionConfig:
+class ExtractionConfig(section_dataclass("extraction", keys=EXTRACTION_KEYS)):
     """How particles are cut out of tomograms: the YAML keys of ``extraction`` but its list of
-    ``tomograms``; defaults and bounds from the schema.
+    ``tomograms`` (one rule job each), with the schema's defaults and bounds.
 
     ``edge``: ``"skip"`` drops boxes crossing the edge, ``"pad"`` fills them with the tomogram's
     mean; ``list_format``: ``"auto"`` (from the suffix), ``"shrec"``, ``"star"`` or ``"csv"``;
     ``rescale_to_angstrom``: output voxel size (None keeps the tomogram's); ``normalize``:
     z-score each particle.
     """
-
-    box_size_px: int = default("extraction", "box_size_px")
-    edge: str = default("extraction", "edge")
-    list_format: str = default("extraction", "list_format")
-    rescale_to_angstrom: float | None = default("extraction", "rescale_to_angstrom")
-    val_fraction: float = default("extraction", "val_fraction")
-    normalize: bool = default("extraction", "normalize")
-
-    def __post_init__(self):
-        check_fields(self, "extraction")
 
 
 # --------------------------------------------------------------------------- box extraction

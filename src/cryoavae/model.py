@@ -1,7 +1,8 @@
 """The Affinity-VAE: a convolutional encoder, latent and pose heads, and two decoders.
 
-Read top to bottom: :class:`ModelConfig`, the rotation helpers, :func:`render_gaussians`, the
-:class:`Encoder`, the two decoders, :class:`AffinityVAE` which composes them, and
+Read top to bottom: :class:`ModelConfig`, the :class:`Encoder`, the two decoders (the
+Gaussian-splat one renders with :mod:`cryoavae.splats` and turns by
+:func:`cryoavae.rotations.pose_to_rotation`), :class:`AffinityVAE` which composes them, and
 :func:`load_model`, which rebuilds a trained model from its checkpoint alone.
 
 Conventions used throughout (2-D images are ``(n, 1, h, w)``, 3-D volumes ``(n, 1, d, h, w)``):
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import math
 import pickle
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -29,37 +29,27 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import InputError
-from .schema import check_fields, default, from_mapping, section_schema
+from .rotations import pose_to_rotation
+from .schema import section_dataclass, section_schema
+from .splats import render_gaussians
 
 SECTION = "model"
 DECODERS = tuple(section_schema(SECTION)["properties"]["decoder"]["enum"])
 POSE_ENCODINGS = tuple(section_schema(SECTION)["properties"]["pose_encoding"]["enum"])
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """Everything needed to build an :class:`AffinityVAE`. Field names are the YAML keys of the
-    ``model:`` section, whose defaults and bounds come from the schema.
+class ModelConfig(section_dataclass(SECTION, extra=[("ndim", int, 3), ("box_size_px", int, 32)])):
+    """Everything needed to build an :class:`AffinityVAE`: the YAML keys of ``model:`` (their
+    defaults and bounds are the schema's) and ``ndim``, ``box_size_px``, which come from the
+    data (the workflow fills them in).
 
-    ``ndim`` and ``box_size_px`` come from the data (the workflow fills them in).
     ``pose_dims = 0`` gives a plain beta-VAE without a pose. With ``pose_encoding = "circular"``
     (2-D only) the pose is a unit vector ``(cos a, sin a)`` of an in-plane angle ``a``, so it can
     follow a full turn; it then needs ``pose_dims = 2``.
     """
 
-    ndim: int = 3
-    box_size_px: int = 32
-    channels: tuple[int, ...] = default(SECTION, "channels")
-    batch_norm: bool = default(SECTION, "batch_norm")
-    latent_dims: int = default(SECTION, "latent_dims")
-    pose_dims: int = default(SECTION, "pose_dims")
-    decoder: str = default(SECTION, "decoder")
-    n_gaussians: int = default(SECTION, "n_gaussians")
-    pose_encoding: str = default(SECTION, "pose_encoding")
-
     def __post_init__(self) -> None:
-        object.__setattr__(self, "channels", tuple(self.channels))
-        check_fields(self, SECTION)
+        super().__post_init__()
         if type(self.ndim) is not int or self.ndim not in (2, 3):
             raise InputError(f"model.ndim = {self.ndim!r}; expected 2 or 3")
         if type(self.box_size_px) is not int or self.box_size_px < 4:
@@ -91,11 +81,6 @@ class ModelConfig:
                     f"in {self.ndim}-D; expected {what}"
                 )
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        """Build from a plain mapping (YAML lists become tuples); unknown keys raise InputError."""
-        return from_mapping(cls, d, SECTION, channels=tuple)
-
     @property
     def feature_size_px(self) -> int:
         """Edge of the encoder's last feature map: the box halved (rounding up) per level."""
@@ -117,134 +102,6 @@ class VAEOutput(NamedTuple):
     log_var: torch.Tensor  # (n, latent_dims)
     pose: torch.Tensor  # (n, pose_dims)
     z: torch.Tensor  # (n, latent_dims), the sample that was decoded
-
-
-# ----------------------------------------------------------------------------------------------
-# Rotations
-
-
-def rotation_2d(cos_sin: torch.Tensor) -> torch.Tensor:
-    """``(n, 2)`` of ``(cos a, sin a)`` -> ``(n, 2, 2)`` matrices turning ``+x`` towards ``+y``."""
-    c, s = cos_sin.unbind(-1)
-    return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
-
-
-def quaternion_to_matrix(q: torch.Tensor) -> torch.Tensor:
-    """Quaternions ``(n, 4)`` as ``(w, x, y, z)``, normalised here -> ``(n, 3, 3)`` acting on
-    ``(x, y, z)``."""
-    w, x, y, z = F.normalize(q, dim=-1).unbind(-1)
-    rows = [
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ]
-    return torch.stack([torch.stack(r, -1) for r in rows], -2)
-
-
-def axis_angle_to_matrix(v: torch.Tensor) -> torch.Tensor:
-    """Rotation vectors ``(n, 3)`` (axis times angle in radians, right-hand rule) -> ``(n, 3, 3)``.
-
-    Rodrigues' formula with ``sin(t)/t`` and ``(1 - cos t)/t**2`` written through ``sinc`` so the
-    gradient is finite at ``t = 0``.
-    """
-    t = v.norm(dim=-1)[:, None, None]  # (n, 1, 1)
-    x, y, z = v.unbind(-1)
-    zero = torch.zeros_like(x)
-    k = torch.stack(
-        [
-            torch.stack([zero, -z, y], -1),
-            torch.stack([z, zero, -x], -1),
-            torch.stack([-y, x, zero], -1),
-        ],
-        -2,
-    )  # (n, 3, 3), k @ c = v x c
-    a = torch.sinc(t / math.pi)  # sin(t) / t
-    b = 0.5 * torch.sinc(t / (2 * math.pi)) ** 2  # (1 - cos t) / t**2
-    eye = torch.eye(3, dtype=v.dtype, device=v.device)
-    return eye + a * k + b * (k @ k)
-
-
-def pose_to_rotation(pose: torch.Tensor, ndim: int) -> torch.Tensor:
-    """Decoder rotation ``(n, ndim, ndim)`` from a pose ``(n, p)``; a zero pose is the identity.
-
-    2-D: ``p = 1`` is an angle in radians; ``p = 2`` is ``(cos a, sin a)`` (normalised here).
-    3-D: ``p = 3`` is a rotation vector; ``p = 4`` is a quaternion ``(w, x, y, z)`` offset by the
-    identity ``(1, 0, 0, 0)`` and normalised. ``p = 0`` gives identities.
-    """
-    n, p = pose.shape
-    if p == 0:
-        return torch.eye(ndim, dtype=pose.dtype, device=pose.device).expand(n, ndim, ndim)
-    if ndim == 2 and p == 1:
-        return rotation_2d(torch.cat([pose.cos(), pose.sin()], -1))
-    if ndim == 2 and p == 2:
-        return rotation_2d(F.normalize(pose, dim=-1))
-    if ndim == 3 and p == 3:
-        return axis_angle_to_matrix(pose)
-    if ndim == 3 and p == 4:
-        identity = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=pose.dtype, device=pose.device)
-        return quaternion_to_matrix(pose + identity)
-    raise ValueError(f"pose_to_rotation: no rotation for pose_dims {p} in {ndim}-D")
-
-
-# ----------------------------------------------------------------------------------------------
-# Gaussian splatting
-
-SPLAT_CHUNK_ELEMENTS = 2**22  # elements of the largest temporary: 16 MiB in float32
-
-
-def render_gaussians(
-    centres_px: torch.Tensor,
-    sigmas_px: torch.Tensor,
-    weights: torch.Tensor,
-    box_size_px: int,
-    max_chunk_elements: int = SPLAT_CHUNK_ELEMENTS,
-) -> torch.Tensor:
-    """Sum of isotropic Gaussians on a grid: ``sum_g w_g exp(-|p - c_g|^2 / (2 s_g^2))``.
-
-    ``centres_px`` ``(n, g, ndim)`` as ``(x, y[, z])`` in voxels from voxel ``box_size_px // 2``;
-    ``sigmas_px`` and ``weights`` ``(n, g)``. Returns ``(n, box, box)`` or ``(n, box, box, box)``
-    with array axes ``(y, x)`` / ``(z, y, x)``.
-
-    An isotropic Gaussian factorises over axes, so each one is three 1-D profiles and the volume
-    is a batched matrix product over Gaussians. In 3-D the ``(z, y)`` outer products are built for
-    a chunk of Gaussians at a time, at most ``max_chunk_elements`` numbers, so the forward pass
-    needs the output plus one chunk whatever the number of Gaussians. (With autograd on, each
-    chunk's ``(n, box^2, g_chunk)`` product is kept for the backward pass.) Measured for a 64^3
-    box, 256 Gaussians and batch 32 (output 32 MiB): ~110 MB above the baseline for the forward
-    pass, ~280 MB for forward and backward; ``tests/test_model.py`` holds it under 160 / 400 MB.
-    """
-    # float32 whatever autocast says: sums of hundreds of Gaussians need the precision, and the
-    # in-place accumulation below must not mix bf16 and float32
-    with torch.autocast(centres_px.device.type, enabled=False):
-        return _render(
-            centres_px.float(), sigmas_px.float(), weights.float(), box_size_px, max_chunk_elements
-        )
-
-
-def _render(centres_px, sigmas_px, weights, box_size_px: int, max_chunk_elements: int):
-    n, g, ndim = centres_px.shape
-    axis = torch.arange(box_size_px, dtype=centres_px.dtype, device=centres_px.device)
-    axis = axis - box_size_px // 2  # (box,)
-    offset = (axis - centres_px[..., None]) / sigmas_px[..., None, None]  # (n, g, ndim, box)
-    profiles = torch.exp(-0.5 * offset.square())  # (n, g, ndim, box)
-    gx, gy = profiles[:, :, 0], profiles[:, :, 1]  # (n, g, box)
-    if ndim == 2:
-        # (n, y, g) @ (n, g, x) -> (n, y, x)
-        return torch.bmm((weights[..., None] * gy).transpose(1, 2), gx)
-    gz = profiles[:, :, 2]
-    box = box_size_px
-    chunk = max(1, max_chunk_elements // (n * box * box))
-    out = None
-    for start in range(0, g, chunk):
-        sl = slice(start, start + chunk)
-        wz = (weights[:, sl, None] * gz[:, sl]).transpose(1, 2)  # (n, z, gc)
-        zy = wz[:, :, None, :] * gy[:, sl].transpose(1, 2)[:, None, :, :]  # (n, z, y, gc)
-        zy = zy.view(n, box * box, -1)  # (n, z*y, gc), contiguous for the product
-        if out is None:
-            out = torch.bmm(zy, gx[:, sl])  # (n, z*y, x)
-        else:
-            out = out.baddbmm_(zy, gx[:, sl])
-    return out.view(n, box, box, box)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -12,11 +12,10 @@ checked when the config is built, so a bad schedule fails before training starts
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 from .errors import InputError
-from .schema import check_fields, default, from_mapping
+from .schema import section_dataclass
 
 SECTION = "training.beta"  # training.gamma has the same schema ($defs.schedule)
 
@@ -24,39 +23,21 @@ SECTION = "training.beta"  # training.gamma has the same schema ($defs.schedule)
 _SIGMOID_HALF_WIDTH = 6.0
 
 
-@dataclass(frozen=True)
-class ScheduleConfig:
-    """A weight that changes with the epoch. Field names are the YAML keys of ``training.beta``
-    and ``training.gamma``; defaults and bounds come from the schema.
+class ScheduleConfig(section_dataclass(SECTION, label="schedule")):
+    """A weight that changes with the epoch: the YAML keys of ``training.beta`` and
+    ``training.gamma``, with the schema's defaults and bounds.
 
     ``value``: the weight reached (and kept by ``flat``); ``min_value``: where each rise starts;
     ``n_cycles``: number of rises for the ``cycle_*`` schedules; ``ratio``: fraction of a cycle
     (or, for ``ramp``, of the run) spent rising, in (0, 1].
     """
 
-    value: float
-    schedule: str = default(SECTION, "schedule")
-    min_value: float = default(SECTION, "min_value")
-    n_cycles: int = default(SECTION, "n_cycles")
-    ratio: float = default(SECTION, "ratio")
-
-    def __post_init__(self) -> None:
-        check_fields(self, SECTION, label="schedule")
-        if self.min_value > self.value:
-            raise InputError(
-                f"schedule.min_value = {self.min_value!r} is invalid; expected <= value "
-                f"({self.value})"
-            )
-
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "schedule") -> ScheduleConfig:
         """Build from a YAML mapping; unknown keys and a missing ``value`` raise InputError."""
         if isinstance(d, dict) and "value" not in d:
             raise InputError(f"{where}: missing key 'value' (the weight, a number >= 0)")
-        try:
-            return from_mapping(cls, d, where)
-        except InputError as exc:
-            raise InputError(str(exc).replace("schedule.", f"{where}.", 1)) from None
+        return super().from_dict(d, where)
 
     def value_at(self, epoch: int, n_epochs: int) -> float:
         """The weight for 0-based ``epoch`` of a run of ``n_epochs`` epochs."""

@@ -4,10 +4,11 @@
 config. Two readers use it:
 
 - the workflow validates a whole config file with :func:`validate_against` (defaults filled in);
-- each ``*Config`` dataclass takes its field defaults from :func:`default` and checks its values
-  with :func:`check_fields`, so a library call with bad settings is refused with the same
-  one-line message as the YAML would be. Dataclasses check by hand only what a schema cannot say
-  (relations between fields).
+- each ``*Config`` dataclass of the library is made from its section by
+  :func:`section_dataclass`: one field per key, with the key's name and default, checked against
+  the key's bounds when it is built. A library call with bad settings is refused with the same
+  one-line message as the YAML would be, and a key added to the schema is a field at once. The
+  dataclasses check by hand only what a schema cannot say (relations between fields).
 
 Types are strict: an ``integer`` is a Python/numpy integer (never ``2.0``, never a bool), and a
 ``number`` is a finite int or float (never NaN or infinity, never a bool).
@@ -20,7 +21,7 @@ import dataclasses
 import functools
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,22 @@ _TYPES = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
 )
 
 
+def _not_above(validator, pairs, instance, subschema):
+    """Our keyword ``notAbove: [[low, high], ...]``: key ``low`` may not exceed key ``high``."""
+    if not isinstance(instance, dict):
+        return
+    for low, high in pairs:
+        a, b = instance.get(low), instance.get(high)
+        if _is_number(None, a) and _is_number(None, b) and a > b:
+            yield jsonschema.ValidationError(f"{low} = {a!r} is larger than {high} = {b!r}")
+
+
+def _extend(validator_class: type, validators: dict | None = None) -> type:
+    return jsonschema.validators.extend(
+        validator_class, {"notAbove": _not_above, **(validators or {})}, type_checker=_TYPES
+    )
+
+
 def _with_defaults(validator_class: type) -> type:
     """Extend a validator so that ``default`` values are filled into the instance."""
     validate_properties = validator_class.VALIDATORS["properties"]
@@ -67,15 +84,11 @@ def _with_defaults(validator_class: type) -> type:
                     instance[name] = copy.deepcopy(sub["default"])
         yield from validate_properties(validator, properties, instance, subschema)
 
-    return jsonschema.validators.extend(
-        validator_class, {"properties": set_defaults}, type_checker=_TYPES
-    )
+    return _extend(validator_class, {"properties": set_defaults})
 
 
 _FillingValidator = _with_defaults(jsonschema.Draft202012Validator)
-_CheckingValidator = jsonschema.validators.extend(
-    jsonschema.Draft202012Validator, type_checker=_TYPES
-)
+_CheckingValidator = _extend(jsonschema.Draft202012Validator)
 
 
 def _hoist_ref_defaults(node, root: Mapping):
@@ -151,6 +164,8 @@ def one_line(error: jsonschema.ValidationError, source: str, prefix: str = "") -
         return f"{lead}unknown key {key}{hint}"
     if error.validator == "required":
         return f"{lead}{where}: {error.message}"
+    if error.validator == "notAbove":
+        return f"{lead}{'' if where == '<top level>' else where + '.'}{error.message}"
     if error.validator == "propertyNames":
         return f"{lead}{where}: name {error.instance!r} is not allowed (letters, digits, _.-)"
     value = repr(error.instance)
@@ -253,3 +268,81 @@ def from_mapping(cls: type, values: Mapping[str, Any], where: str, **converters)
         if name in values:
             values[name] = convert(values[name])
     return cls(**values)
+
+
+# --------------------------------------------------------------------------- config dataclasses
+
+_PYTHON_TYPES = {
+    "integer": int,
+    "number": float,
+    "string": str,
+    "boolean": bool,
+    "array": tuple,
+    "object": dict,
+    "null": type(None),
+}
+
+
+def _python_type(node: dict) -> Any:
+    kinds = node.get("type", "object")
+    types = [_PYTHON_TYPES[k] for k in (kinds if isinstance(kinds, list) else [kinds])]
+    return functools.reduce(lambda a, b: a | b, types)
+
+
+def section_dataclass(
+    section: str,
+    *,
+    keys: Sequence[str] | None = None,
+    nested: Mapping[str, type] | None = None,
+    extra: Sequence[tuple[str, type, Any]] = (),
+    label: str | None = None,
+) -> type:
+    """A frozen dataclass with one field per key of ``section`` (or of ``keys``, in that order):
+    the key's name, its schema default (lists as tuples) and its bounds, checked on creation.
+
+    ``nested`` gives the config class of sub-sections (a mapping given for one is converted, and
+    its unknown keys refused); ``extra`` adds ``(name, type, default)`` fields the workflow fills
+    in (checked by the subclass). Subclass the result to add a docstring, properties and
+    relational checks in ``__post_init__`` (call ``super().__post_init__()`` first). Errors name
+    ``label`` (default: the section) and the key.
+    """
+    properties = section_schema(section)["properties"]
+    nested = dict(nested or {})
+    label = label or section
+    required, optional = [], []
+    for name in keys if keys is not None else properties:
+        node = properties[name]
+        if name in nested:
+            factory = functools.partial(
+                nested[name].from_dict, node.get("default", {}), where=f"{label}.{name}"
+            )
+            optional.append((name, nested[name], dataclasses.field(default_factory=factory)))
+        elif "default" in node:
+            optional.append((name, _python_type(node), default(section, name)))
+        else:
+            required.append((name, _python_type(node)))
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in nested and isinstance(value, Mapping):
+                value = nested[f.name].from_dict(value, where=f"{label}.{f.name}")
+            elif isinstance(value, list):
+                value = tuple(value)
+            object.__setattr__(self, f.name, value)
+        check_fields(self, section, label)
+
+    def from_dict(cls, values: Mapping[str, Any], where: str | None = None):
+        """Build from a YAML mapping; an unknown key raises InputError naming ``where``."""
+        where = where or label
+        try:
+            return from_mapping(cls, values, where)
+        except InputError as error:  # checks inside name the section; say where it was
+            raise InputError(str(error).replace(f"{label}.", f"{where}.", 1)) from None
+
+    return dataclasses.make_dataclass(
+        f"{label.replace('.', '_')}_fields",
+        [*required, *extra, *optional],
+        frozen=True,
+        namespace={"__post_init__": __post_init__, "from_dict": classmethod(from_dict)},
+    )

@@ -27,7 +27,7 @@ import numpy as np
 from cryoavae import __version__
 from cryoavae.atomic import atomic_path
 from cryoavae.errors import InputError
-from cryoavae.schema import check_fields, default
+from cryoavae.schema import section_dataclass
 
 __all__ = [
     "AtomArrays",
@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 _PDB_ID = re.compile(r"[0-9][A-Za-z0-9]{3}")
 SECTION = "structures"
+FETCH_KEYS = ("archive_url", "cache_dir", "offline", "timeout_s", "retries")
+SELECTION_KEYS = ("atoms", "keep_waters", "keep_ions", "assembly", "chains")
 _ATOM_CHOICES = ("heavy", "all", "calpha")
 # HTTP statuses worth another attempt: the server is busy or briefly broken.
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -62,19 +64,10 @@ def normalize_pdb_id(value: str) -> str:
     return value.lower()
 
 
-@dataclass(frozen=True)
-class FetchConfig:
-    """Where structures come from. ``archive_url`` follows the RCSB download layout
-    (``{archive_url}/{ID}.cif.gz``); a local mirror with the same layout works too."""
-
-    archive_url: str = default(SECTION, "archive_url")
-    cache_dir: str | None = default(SECTION, "cache_dir")
-    offline: bool = default(SECTION, "offline")
-    timeout_s: float = default(SECTION, "timeout_s")
-    retries: int = default(SECTION, "retries")
-
-    def __post_init__(self) -> None:
-        check_fields(self, SECTION)
+class FetchConfig(section_dataclass(SECTION, keys=FETCH_KEYS)):
+    """Where structures come from (keys of ``structures``). ``archive_url`` follows the RCSB
+    download layout (``{archive_url}/{ID}.cif.gz``); a local mirror with the same layout works
+    too."""
 
 
 def fetch_structure(
@@ -151,8 +144,7 @@ def import_structure_file(path: Path, dest: Path) -> None:
     _write_bytes(Path(dest), _normalise(path.read_bytes(), str(path)))
 
 
-@dataclass(frozen=True)
-class AtomSelection:
+class AtomSelection(section_dataclass(SECTION, keys=SELECTION_KEYS)):
     """Which atoms of a structure to use.
 
     ``atoms``: ``"heavy"`` (no hydrogens), ``"all"``, or ``"calpha"`` (one pseudo-atom per amino
@@ -162,17 +154,11 @@ class AtomSelection:
     assembly is built (copies of a kept chain are kept).
     """
 
-    atoms: str = default(SECTION, "atoms")
-    keep_waters: bool = default(SECTION, "keep_waters")
-    keep_ions: bool = default(SECTION, "keep_ions")
-    assembly: str | None = default(SECTION, "assembly")
-    chains: tuple[str, ...] | None = default(SECTION, "chains")
-
     def __post_init__(self):
         # YAML gives lists; an empty list means "no selection", like None.
         if self.chains is not None:
             object.__setattr__(self, "chains", tuple(self.chains) or None)
-        check_fields(self, SECTION)
+        super().__post_init__()
 
 
 @dataclass(frozen=True, eq=False)

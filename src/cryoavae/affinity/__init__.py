@@ -12,12 +12,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import InputError
-from ..schema import check_fields, default, from_mapping
+from ..schema import section_dataclass
 from ..structures import AtomArrays
 from .io import read_affinity_csv, write_affinity_csv
 from .map_cc import map_cc_similarity
@@ -53,26 +52,11 @@ SECTION = "affinity"
 SOURCES = ("soap", "map_cc", "csv")  # the schema also lists "glyph", for the character set
 
 
-@dataclass(frozen=True)
-class AffinityConfig:
+class AffinityConfig(section_dataclass(SECTION, nested={"soap": SoapConfig})):
     """Which prior to build (the ``affinity`` section). ``source``: "soap", "map_cc"
     (normalised cross-correlation of the density maps maximised over ``map_cc_rotations`` random
     rotations) or "csv" (``csv_path``); "glyph" belongs to the character set
     (:func:`cryoavae.characters.glyph_affinity`)."""
-
-    source: str = default(SECTION, "source")
-    soap: SoapConfig = SoapConfig()
-    map_cc_rotations: int = default(SECTION, "map_cc_rotations")
-    csv_path: str | None = default(SECTION, "csv_path")
-
-    def __post_init__(self) -> None:
-        check_fields(self, SECTION)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> AffinityConfig:
-        return from_mapping(
-            cls, d, SECTION, soap=lambda v: v if isinstance(v, SoapConfig) else SoapConfig(**v)
-        )
 
 
 def compute_affinity(

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import InputError
-from ..schema import check_fields, default
+from ..schema import section_dataclass
 from ..structures import AtomArrays, AtomSelection
 
 SECTION = "affinity.soap"
@@ -22,8 +21,7 @@ SECTION = "affinity.soap"
 MAX_SOAP_CENTERS = 300
 
 
-@dataclass(frozen=True)
-class SoapConfig:
+class SoapConfig(section_dataclass(SECTION)):
     """Averaged-SOAP settings (dscribe), at the scale where SOAP sees shape rather than chemistry.
     Field names are the YAML keys of ``affinity.soap``; defaults and bounds from the schema.
 
@@ -52,16 +50,6 @@ class SoapConfig:
     prior then depends on the whole set of classes (still permutation-equivariant); with two
     classes it is always -1. Below ~50 Å it hurts (the table), so switch it off there.
     """
-
-    atoms: str = default(SECTION, "atoms")
-    r_cut_angstrom: float = default(SECTION, "r_cut_angstrom")
-    n_max: int = default(SECTION, "n_max")
-    l_max: int = default(SECTION, "l_max")
-    sigma_angstrom: float = default(SECTION, "sigma_angstrom")
-    standardize: bool = default(SECTION, "standardize")
-
-    def __post_init__(self) -> None:
-        check_fields(self, SECTION)
 
 
 def soap_selection(config: SoapConfig, base: AtomSelection | None = None) -> AtomSelection:

@@ -31,7 +31,7 @@ from ..latents import (
     latent_columns,
 )
 from ..particles import SPLITS
-from ..schema import check_fields, default, from_mapping, section_schema
+from ..schema import section_dataclass, section_schema
 from .classify import classification, cosine_silhouette
 from .pose import pose_metrics
 from .prior import prior_agreement, unseen_neighbours
@@ -43,9 +43,8 @@ SECTION = "evaluation"
 CLASSIFIERS = tuple(section_schema(SECTION)["properties"]["classifier"]["enum"])
 
 
-@dataclass(frozen=True)
-class EvaluationConfig:
-    """The ``evaluation`` section of the study config; defaults and bounds from the schema.
+class EvaluationConfig(section_dataclass(SECTION)):
+    """The ``evaluation`` section of the study config, with the schema's defaults and bounds.
 
     ``classifier``: read-out trained on the training particles' mu, each after a StandardScaler:
     ``"logistic_regression"`` (default; linear, so it measures linear separability),
@@ -54,20 +53,6 @@ class EvaluationConfig:
     ``interpolation_steps``, ``interpolation_pose_classes``: see
     :func:`cryoavae.interpolate.interpolate_latents`.
     """
-
-    classifier: str = default(SECTION, "classifier")
-    umap_n_neighbors: int = default(SECTION, "umap_n_neighbors")
-    umap_min_dist: float = default(SECTION, "umap_min_dist")
-    knn_neighbors: int = default(SECTION, "knn_neighbors")
-    interpolation_steps: int = default(SECTION, "interpolation_steps")
-    interpolation_pose_classes: int = default(SECTION, "interpolation_pose_classes")
-
-    def __post_init__(self):
-        check_fields(self, SECTION)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> EvaluationConfig:
-        return from_mapping(cls, d, SECTION)
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from ..errors import InputError
 from ..schedules import ScheduleConfig
-from ..schema import check_fields, default, from_mapping, section_schema
+from ..schema import section_dataclass, section_schema
 
 log = logging.getLogger(__name__)
 
@@ -18,39 +16,11 @@ SECTION = "training"
 DEVICES = tuple(section_schema(SECTION)["properties"]["device"]["enum"])
 
 
-@dataclass(frozen=True)
-class TrainingConfig:
-    """How to train. Field names are the YAML keys of the ``training:`` section; defaults and
-    bounds come from the schema."""
-
-    epochs: int = default(SECTION, "epochs")
-    batch_size: int = default(SECTION, "batch_size")
-    learning_rate: float = default(SECTION, "learning_rate")
-    beta: ScheduleConfig = ScheduleConfig(**default(SECTION, "beta"))
-    gamma: ScheduleConfig = ScheduleConfig(**default(SECTION, "gamma"))
-    reconstruction_loss: str = default(SECTION, "reconstruction_loss")
-    kl_reduction: str = default(SECTION, "kl_reduction")
-    checkpoint_every_epochs: int = default(SECTION, "checkpoint_every_epochs")
-    device: str = default(SECTION, "device")
-    amp: bool = default(SECTION, "amp")
-    compile: bool = default(SECTION, "compile")
-
-    def __post_init__(self) -> None:
-        check_fields(self, SECTION)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainingConfig:
-        """Build from a plain mapping (``beta``/``gamma`` as mappings); unknown keys raise."""
-
-        def schedule(name):
-            def convert(value):
-                if isinstance(value, ScheduleConfig):
-                    return value
-                return ScheduleConfig.from_dict(value, where=f"{SECTION}.{name}")
-
-            return convert
-
-        return from_mapping(cls, d, SECTION, beta=schedule("beta"), gamma=schedule("gamma"))
+class TrainingConfig(
+    section_dataclass(SECTION, nested={"beta": ScheduleConfig, "gamma": ScheduleConfig})
+):
+    """How to train: the YAML keys of ``training:``, with the schema's defaults and bounds
+    (``beta`` and ``gamma`` are :class:`~cryoavae.schedules.ScheduleConfig`)."""
 
 
 def resolve_device(requested: str) -> torch.device:
