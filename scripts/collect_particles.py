@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from cryoavae.particles import merge_particle_tables
-from cryoavae.runlog import start_logging
+from cryoavae.runlog import rule_logging
 
-start_logging(snakemake.log[0], rule="collect_particles")
-merge_particle_tables([Path(p) for p in snakemake.input.stars], Path(snakemake.output[0]))
+with rule_logging(snakemake.log[0], rule="collect_particles"):
+    merge_particle_tables([Path(p) for p in snakemake.input.stars], Path(snakemake.output[0]))

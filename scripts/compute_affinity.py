@@ -8,20 +8,20 @@ from cryoavae.affinity import AffinityConfig, compute_affinity, soap_selection, 
 from cryoavae.atomic import write_text_atomic
 from cryoavae.density import read_map
 from cryoavae.report.affinity_figures import plot_affinity_heatmap
-from cryoavae.runlog import dump_json, start_logging
+from cryoavae.runlog import dump_json, rule_logging
 from cryoavae.structures import AtomSelection, load_atoms
 
 params = snakemake.params
-start_logging(snakemake.log[0], rule="compute_affinity", seed=params.seed)
-config = AffinityConfig.from_dict(params.affinity)
-selection = soap_selection(config.soap, AtomSelection(**params.selection))
-atoms = [load_atoms(Path(p), selection) for p in snakemake.input.structures]
-maps = np.stack([read_map(p)[0] for p in snakemake.input.maps])
-matrix, info = compute_affinity(params.class_names, atoms, maps, config, seed=params.seed)
-write_affinity_csv(snakemake.output.csv, params.class_names, matrix)
-agreement = info.get("spearman_vs_map_cc")
-title = f"Affinity prior ({config.source})"
-if agreement is not None and config.source != "map_cc":
-    title += f"; agreement with the map cross-correlation prior: Spearman {agreement:.2f}"
-plot_affinity_heatmap(snakemake.output.heatmap, params.class_names, matrix, title=title)
-write_text_atomic(snakemake.output.info, dump_json(info))
+with rule_logging(snakemake.log[0], rule="compute_affinity", seed=params.seed):
+    config = AffinityConfig.from_dict(params.affinity)
+    selection = soap_selection(config.soap, AtomSelection(**params.selection))
+    atoms = [load_atoms(Path(p), selection) for p in snakemake.input.structures]
+    maps = np.stack([read_map(p)[0] for p in snakemake.input.maps])
+    matrix, info = compute_affinity(params.class_names, atoms, maps, config, seed=params.seed)
+    write_affinity_csv(snakemake.output.csv, params.class_names, matrix)
+    agreement = info.get("spearman_vs_map_cc")
+    title = f"Affinity prior ({config.source})"
+    if agreement is not None and config.source != "map_cc":
+        title += f"; agreement with the map cross-correlation prior: Spearman {agreement:.2f}"
+    plot_affinity_heatmap(snakemake.output.heatmap, params.class_names, matrix, title=title)
+    write_text_atomic(snakemake.output.info, dump_json(info))

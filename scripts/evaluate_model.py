@@ -14,30 +14,35 @@ from cryoavae.particles import stack_voxel_size
 from cryoavae.report import evaluation_figures as figures
 from cryoavae.report.interpolation_figures import plot_interpolations
 from cryoavae.report.training_figures import plot_training_history
-from cryoavae.runlog import start_logging
+from cryoavae.runlog import rule_logging
 
 params, inputs, out = snakemake.params, snakemake.input, snakemake.output
 variant = snakemake.wildcards.variant
-start_logging(snakemake.log[0], rule="evaluate_model", variant=variant)
-config = EvaluationConfig.from_dict(params.evaluation)
-result = evaluate_variant(
-    inputs.latents, inputs.affinity, inputs.train_summary, params.class_names, config, params.seed
-)
-write_metrics_json(out.metrics, result.metrics)
-write_confusion_csv(out.confusion_csv, result)
-figures.plot_umap(out.umap, result)
-figures.plot_confusion_matrix(out.confusion, result)
-figures.plot_pose_correlation(out.pose, result)
-figures.plot_prior_vs_latent(out.prior, result)
-interpolations = interpolate_latents(
-    inputs.model,
-    read_latents(inputs.latents),
-    interpolation_steps=config.interpolation_steps,
-    interpolation_pose_classes=config.interpolation_pose_classes,
-    seed=params.seed,
-)
-plot_interpolations(out.interpolations, interpolations, result.ndim)
-voxel_size = stack_voxel_size(inputs.first_stack)
-write_interpolation_volumes(out.interpolation_stack, interpolations, voxel_size)
-history = pd.read_csv(inputs.history, sep="\t")
-plot_training_history(out.training_curves, history, title=f"variant {variant}")
+with rule_logging(snakemake.log[0], rule="evaluate_model", variant=variant):
+    config = EvaluationConfig.from_dict(params.evaluation)
+    result = evaluate_variant(
+        inputs.latents,
+        inputs.affinity,
+        inputs.train_summary,
+        params.class_names,
+        config,
+        params.seed,
+    )
+    write_metrics_json(out.metrics, result.metrics)
+    write_confusion_csv(out.confusion_csv, result)
+    figures.plot_umap(out.umap, result)
+    figures.plot_confusion_matrix(out.confusion, result)
+    figures.plot_pose_correlation(out.pose, result)
+    figures.plot_prior_vs_latent(out.prior, result)
+    interpolations = interpolate_latents(
+        inputs.model,
+        read_latents(inputs.latents),
+        interpolation_steps=config.interpolation_steps,
+        interpolation_pose_classes=config.interpolation_pose_classes,
+        seed=params.seed,
+    )
+    plot_interpolations(out.interpolations, interpolations, result.ndim)
+    voxel_size = stack_voxel_size(inputs.first_stack)
+    write_interpolation_volumes(out.interpolation_stack, interpolations, voxel_size)
+    history = pd.read_csv(inputs.history, sep="\t")
+    plot_training_history(out.training_curves, history, title=f"variant {variant}")

@@ -3,19 +3,19 @@
 from pathlib import Path
 
 from cryoavae.extract import ExtractionConfig, extract_subtomograms
-from cryoavae.runlog import start_logging
+from cryoavae.runlog import rule_logging
 
 params = snakemake.params
 shard = int(snakemake.wildcards.shard)
-start_logging(snakemake.log[0], rule="extract_subtomograms", shard=shard, seed=params.seed)
-extract_subtomograms(
-    Path(snakemake.input.tomogram),
-    Path(snakemake.input.particles),
-    params.class_names,
-    set(params.unseen),
-    ExtractionConfig(**params.extraction),
-    seed=params.seed,
-    stack_path=Path(snakemake.output.stack),
-    star_path=Path(snakemake.output.star),
-    shard=shard,
-)
+with rule_logging(snakemake.log[0], rule="extract_subtomograms", shard=shard, seed=params.seed):
+    extract_subtomograms(
+        Path(snakemake.input.tomogram),
+        Path(snakemake.input.particles),
+        params.class_names,
+        set(params.unseen),
+        ExtractionConfig(**params.extraction),
+        seed=params.seed,
+        stack_path=Path(snakemake.output.stack),
+        star_path=Path(snakemake.output.star),
+        shard=shard,
+    )

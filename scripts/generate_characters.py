@@ -3,13 +3,13 @@
 from pathlib import Path
 
 from cryoavae.characters import CharacterConfig, generate_characters
-from cryoavae.runlog import start_logging
+from cryoavae.runlog import rule_logging
 
 params = snakemake.params
-start_logging(snakemake.log[0], rule="generate_characters", seed=params.seed)
-generate_characters(
-    CharacterConfig(**params.characters),
-    seed=params.seed,
-    stack_path=Path(snakemake.output.stack),
-    star_path=Path(snakemake.output.star),
-)
+with rule_logging(snakemake.log[0], rule="generate_characters", seed=params.seed):
+    generate_characters(
+        CharacterConfig(**params.characters),
+        seed=params.seed,
+        stack_path=Path(snakemake.output.stack),
+        star_path=Path(snakemake.output.star),
+    )

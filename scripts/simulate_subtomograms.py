@@ -6,24 +6,24 @@ import numpy as np
 import torch
 
 from cryoavae.density import read_map
-from cryoavae.runlog import start_logging
+from cryoavae.runlog import rule_logging
 from cryoavae.simulate import SimulationConfig, simulate_shard
 
 params = snakemake.params
 shard = int(snakemake.wildcards.shard)
-start_logging(snakemake.log[0], rule="simulate_subtomograms", shard=shard, seed=params.seed)
-torch.set_num_threads(snakemake.threads)
-config = SimulationConfig(**params.simulation)
-maps = np.stack([read_map(p)[0] for p in snakemake.input.maps])
-simulate_shard(
-    maps,
-    params.class_names,
-    set(params.unseen),
-    config,
-    shard=shard,
-    seed=params.seed,
-    voxel_size_angstrom=params.voxel_size_angstrom,
-    stack_path=Path(snakemake.output.stack),
-    star_path=Path(snakemake.output.star),
-    threads=snakemake.threads,
-)
+with rule_logging(snakemake.log[0], rule="simulate_subtomograms", shard=shard, seed=params.seed):
+    torch.set_num_threads(snakemake.threads)
+    config = SimulationConfig(**params.simulation)
+    maps = np.stack([read_map(p)[0] for p in snakemake.input.maps])
+    simulate_shard(
+        maps,
+        params.class_names,
+        set(params.unseen),
+        config,
+        shard=shard,
+        seed=params.seed,
+        voxel_size_angstrom=params.voxel_size_angstrom,
+        stack_path=Path(snakemake.output.stack),
+        star_path=Path(snakemake.output.star),
+        threads=snakemake.threads,
+    )

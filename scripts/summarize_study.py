@@ -5,23 +5,25 @@ from pathlib import Path
 
 from cryoavae.atomic import write_text_atomic
 from cryoavae.report.summary_figures import plot_variant_comparison
-from cryoavae.runlog import dump_json, provenance, start_logging
+from cryoavae.runlog import dump_json, provenance, rule_logging
 from cryoavae.summary import summary_markdown, summary_table
 
-start_logging(snakemake.log[0], rule="summarize_study")
-params, inputs = snakemake.params, snakemake.input
-metrics = [json.loads(Path(p).read_text()) for p in inputs.metrics]
-summaries = [json.loads(Path(p).read_text()) for p in inputs.summaries]
-affinity_info = json.loads(Path(inputs.affinity_info).read_text())
-table = summary_table(params.variants, metrics, summaries)
-write_text_atomic(snakemake.output.summary, table.to_csv(sep="\t", index=False))
-plot_variant_comparison(snakemake.output.comparison, table)
-first = f"docs/images/{params.study}"
-figures = {name: f"{first}/{name}.png" for name in ("umap", "confusion_matrix", "pose_correlation")}
-write_text_atomic(
-    snakemake.output.markdown, summary_markdown(params.study, table, metrics, figures)
-)
-devices = {v: s["device"] for v, s in zip(params.variants, summaries, strict=True)}
-record = provenance(params.config, devices, code_dir=Path(snakemake.scriptdir).parent)
-record["affinity"] = {k: v for k, v in affinity_info.items() if not isinstance(v, list)}
-write_text_atomic(snakemake.output.provenance, dump_json(record))
+with rule_logging(snakemake.log[0], rule="summarize_study"):
+    params, inputs = snakemake.params, snakemake.input
+    metrics = [json.loads(Path(p).read_text()) for p in inputs.metrics]
+    summaries = [json.loads(Path(p).read_text()) for p in inputs.summaries]
+    affinity_info = json.loads(Path(inputs.affinity_info).read_text())
+    table = summary_table(params.variants, metrics, summaries)
+    write_text_atomic(snakemake.output.summary, table.to_csv(sep="\t", index=False))
+    plot_variant_comparison(snakemake.output.comparison, table)
+    first = f"docs/images/{params.study}"
+    figures = {
+        name: f"{first}/{name}.png" for name in ("umap", "confusion_matrix", "pose_correlation")
+    }
+    write_text_atomic(
+        snakemake.output.markdown, summary_markdown(params.study, table, metrics, figures)
+    )
+    devices = {v: s["device"] for v, s in zip(params.variants, summaries, strict=True)}
+    record = provenance(params.config, devices, code_dir=Path(snakemake.scriptdir).parent)
+    record["affinity"] = {k: v for k, v in affinity_info.items() if not isinstance(v, list)}
+    write_text_atomic(snakemake.output.provenance, dump_json(record))

@@ -24,6 +24,7 @@ from .embed import embed_particles
 from .errors import InputError
 from .latents import assign_nearest_class, class_centroids, latent_columns, read_latents
 from .particles import ParticleImages, read_particle_table
+from .runlog import command_line_errors
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="output TSV")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
+    with command_line_errors(parser.prog):
         result = apply_model(args.model, args.particles, read_latents(args.reference))
-    except InputError as error:
-        parser.exit(2, f"error: {error}\n")
-    write_assignments(args.out, result)
+        write_assignments(args.out, result)
     return 0
 
 

@@ -8,6 +8,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import InputError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
@@ -17,7 +19,15 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     temporary keeps ``path``'s suffix (or ``suffix``): some writers choose the format from it.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InputError(
+            f"{path}: cannot be written: a file stands where its folder should be "
+            f"({_blocking_file(path.parent)})"
+        ) from None
+    if path.is_dir():
+        raise InputError(f"{path}: cannot be written: it is a folder")
     suffix = suffix if suffix is not None else "".join(path.suffixes)
     fd, tmp_name = tempfile.mkstemp(
         prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent
@@ -40,3 +50,11 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def _blocking_file(folder: Path) -> Path:
+    """The first part of ``folder`` that exists and is not a folder."""
+    for part in [*reversed(folder.parents), folder]:
+        if part.exists() and not part.is_dir():
+            return part
+    return folder

@@ -20,12 +20,24 @@ from .yaml_io import load_yaml
 __all__ = [
     "canonical_order",
     "class_names",
+    "config_source",
     "deep_merge",
     "load_study_file",
     "unseen_classes",
     "validate_config",
     "variant_sections",
 ]
+
+
+def config_source(paths) -> str:
+    """How error messages name the config: its file(s), relative to here when inside."""
+    names = []
+    for path in map(Path, paths):
+        try:
+            names.append(str(path.resolve().relative_to(Path.cwd().resolve())))
+        except ValueError:
+            names.append(str(path))
+    return " + ".join(names) or "config"
 
 
 def load_study_file(path: str | os.PathLike) -> dict:
@@ -134,7 +146,7 @@ def _check_study(config: dict, source: str) -> None:
 
 def _check_relative_path(path: str, where: str) -> None:
     """Refuse paths that smuggle shell syntax or control characters into rule commands."""
-    if any(ch in path for ch in "\n\r\0;|&`$<>"):
+    if any(ch in path for ch in ";|&`$<>") or any(ord(ch) < 32 or ord(ch) == 127 for ch in path):
         raise InputError(f"{where} = {path!r} contains characters not allowed in a path")
 
 

@@ -170,6 +170,10 @@ def read_map(path: str | os.PathLike) -> tuple[np.ndarray, float]:
         raise InputError(f"{path}: not a valid MRC map ({exc})") from exc
     if data.ndim != 3:
         raise InputError(f"{path}: expected a 3-D map, found data of shape {data.shape}")
+    bad = ~np.isfinite(data)
+    if bad.any():
+        z, y, x = np.argwhere(bad)[0]
+        raise InputError(f"{path}: voxel (x, y, z) = ({x}, {y}, {z}) is not a finite number")
     if not sizes[0] > 0 or not np.allclose(sizes, sizes[0], rtol=1e-4):
         raise InputError(
             f"{path}: header voxel size is {sizes} Å; expected one positive size for all axes"

@@ -154,7 +154,7 @@ def cut_particles(
     ``mrc`` is an open (memory-mapped) tomogram; ``coords_xyz`` (n, 3) voxel positions; ``ratio``
     output / tomogram voxel size (1 = cut without resampling). A box is inside when every voxel
     it reads lies in the tomogram (with the interpolation margin when resampling); ``edge="pad"``
-    keeps the others, filled with the tomogram's mean.
+    keeps the others whose centre lies in the tomogram, filled with the tomogram's mean.
     """
     volume = mrc.data
     b = box_size_px
@@ -170,9 +170,9 @@ def cut_particles(
     fill = None
     if edge == "skip":
         keep = np.nonzero(inside)[0]
-    else:
-        keep = np.arange(len(centres_zyx))
-        if not inside.all():
+    else:  # pad the boxes that cross the edge; a centre outside the tomogram is no pick of it
+        keep = np.nonzero(((rounded >= 0) & (rounded < shape)).all(axis=1))[0]
+        if not inside[keep].all():
             fill = tomogram_mean(mrc)
     if len(keep) == 0:
         return np.empty((0, b, b, b), dtype=np.float32), keep
@@ -253,18 +253,27 @@ def extract_subtomograms(
         boxes, keep = cut_particles(mrc, plist.coords_xyz, config.box_size_px, ratio, config.edge)
         if len(keep) < len(plist):
             log.warning(
-                "%s: skipped %d of %d particles whose box crosses the tomogram's edge "
-                "(edge: pad keeps them)",
+                "%s: skipped %d of %d particles whose %s",
                 particle_list_path,
                 len(plist) - len(keep),
                 len(plist),
+                "box crosses the tomogram's edge (edge: pad keeps them)"
+                if config.edge == "skip"
+                else "centre lies outside the tomogram",
             )
         if len(keep) == 0:
             raise InputError(
                 f"{particle_list_path}: none of its {len(plist)} particles has a "
                 f"{config.box_size_px}-voxel box inside {tomogram_path} (shape z,y,x "
-                f"{tuple(mrc.data.shape)}); check the coordinates' units and axis order, "
-                "or set edge: pad"
+                f"{tuple(mrc.data.shape)}); check the coordinates' units and axis order"
+                + (", or set edge: pad" if config.edge == "skip" else "")
+            )
+        bad = ~np.isfinite(boxes.reshape(len(boxes), -1)).all(axis=1)
+        if bad.any():
+            row = int(keep[int(np.argmax(bad))])
+            raise InputError(
+                f"{tomogram_path}: the box of particle {row + 1} of {particle_list_path} holds "
+                f"NaN or infinite voxels ({int(bad.sum())} boxes do)"
             )
     if config.normalize:
         normalize_boxes(boxes)

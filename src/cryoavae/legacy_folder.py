@@ -29,6 +29,7 @@ import numpy as np
 
 from . import particles as P
 from .errors import InputError
+from .runlog import command_line_errors
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +187,12 @@ def _load_images(files: list[Path], folder: Path) -> np.ndarray:
                 f"every particle in {folder} must have the same box size"
             )
         out[i] = image
+    bad = ~np.isfinite(out.reshape(len(out), -1)).all(axis=1)
+    if bad.any():
+        raise InputError(
+            f"{files[int(np.argmax(bad))]}: holds NaN or infinite values ({int(bad.sum())} of the "
+            f"{len(files)} files in {folder} do)"
+        )
     return out
 
 
@@ -278,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     has_affinity = (args.folder / "affinity.csv").exists()
-    try:
+    with command_line_errors(parser.prog):
         names, unseen = convert_legacy_folder(
             args.folder,
             args.out_dir / "particles.mrcs",
@@ -288,8 +295,6 @@ def main(argv: list[str] | None = None) -> int:
             voxel_size_angstrom=args.voxel_size_angstrom,
             affinity_path=args.out_dir / "affinity.csv" if has_affinity else None,
         )
-    except InputError as error:
-        parser.exit(2, f"error: {error}\n")
     print("classes:", ", ".join(f"{n} (unseen)" if n in unseen else n for n in names))
     return 0
 

@@ -22,7 +22,6 @@ import torch.nn.functional as F
 __all__ = ["axis_angle_to_matrix", "pose_to_rotation", "quaternion_to_matrix", "rotation_2d"]
 
 
-
 def rotation_2d(cos_sin: torch.Tensor) -> torch.Tensor:
     """``(n, 2)`` of ``(cos a, sin a)`` -> ``(n, 2, 2)`` matrices turning ``+x`` towards ``+y``."""
     c, s = cos_sin.unbind(-1)

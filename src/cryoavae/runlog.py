@@ -1,7 +1,14 @@
-"""Logging and provenance for rule scripts: the run log starts with what is needed to rerun."""
+"""Logging and provenance for rule scripts: the run log starts with what is needed to rerun,
+and ends with the error, if there is one.
+
+Every rule script runs its body inside :func:`rule_logging`, the one entry point that decides
+how a failure looks: a user's mistake (:class:`~cryoavae.errors.InputError`) becomes one logged
+line and exit status 1; anything else is a bug, logged with its traceback and raised.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -9,10 +16,12 @@ import platform
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
 from . import __version__
+from .errors import InputError
 
 PACKAGES = (
     "cryoavae",
@@ -44,10 +53,58 @@ def start_logging(log_path: str | os.PathLike | None, **context) -> logging.Logg
         handlers=handlers,
         force=True,
     )
+    logging.captureWarnings(True)  # warnings of the libraries we call go to the log too
     logger = logging.getLogger("cryoavae")
     details = " ".join(f"{k}={v}" for k, v in context.items())
-    logger.info("cryoavae %s python %s %s", __version__, platform.python_version(), details)
+    logger.info(
+        "cryoavae %s python %s on %s (%d CPUs) %s",
+        *(__version__, platform.python_version(), cpu_model(), os.cpu_count() or 1, details),
+    )
     return logger
+
+
+@contextlib.contextmanager
+def rule_logging(log_path: str | os.PathLike | None, **context) -> Iterator[logging.Logger]:
+    """Run a rule script's body: logging to the rule's log and stderr (see :func:`start_logging`).
+
+    An :class:`InputError` (bad input: the user's to fix) is logged as one line, ``ERROR`` and
+    the message, and the script exits with status 1, so Snakemake fails the job and removes its
+    outputs without a traceback. Any other exception is logged with its traceback and raised:
+    real bugs stay visible, in the log as well as on the console.
+    """
+    logger = start_logging(log_path, **context)
+    try:
+        yield logger
+    except InputError as error:
+        logger.error("%s", " ".join(str(error).split()))
+        logging.shutdown()
+        raise SystemExit(1) from None
+    except Exception:
+        logger.exception("unexpected error (a bug in cryoavae, not in your input)")
+        logging.shutdown()
+        raise
+
+
+@contextlib.contextmanager
+def command_line_errors(prog: str) -> Iterator[None]:
+    """The same rule for a command-line tool: an :class:`InputError` ends it with one line on
+    stderr (``prog: error: ...``) and exit status 1; anything else keeps its traceback."""
+    try:
+        yield
+    except InputError as error:
+        print(f"{prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``; else what ``platform`` knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def package_versions() -> dict[str, str | None]:
@@ -78,7 +135,9 @@ def git_revision(directory: str | os.PathLike = ".") -> dict[str, str | bool | N
 
 
 def provenance(config: dict, devices: dict[str, str], code_dir: str | os.PathLike) -> dict:
-    """Everything needed to rerun a study: config, versions, revision, seed, host, devices."""
+    """Everything needed to rerun a study: config, versions, revision, seed, host, CPU model and
+    threads, devices. Results are bit-identical for the same seed, versions, CPU type and thread
+    count; another CPU or thread count can change the last bits, and training amplifies them."""
     return {
         "config": config,
         "seed": config.get("seed"),
@@ -87,6 +146,9 @@ def provenance(config: dict, devices: dict[str, str], code_dir: str | os.PathLik
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "python": platform.python_version(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "threads": config.get("resources", {}).get("threads"),
         "devices": devices,
     }
 

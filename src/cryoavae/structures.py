@@ -240,8 +240,15 @@ def load_atoms(path: Path, selection: AtomSelection) -> AtomArrays:
             f"{path}: no atoms left after selection (atoms={selection.atoms!r}, "
             f"chains={selection.chains}, assembly={selection.assembly})"
         )
+    coordinates = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
+    bad = ~np.isfinite(coordinates).all(axis=1)
+    if bad.any():
+        raise InputError(
+            f"{path}: atom {int(np.argmax(bad)) + 1} of the selection has a coordinate that is not "
+            f"a finite number ({int(bad.sum())} such atoms); fix or remove them"
+        )
     return AtomArrays(
-        positions=np.asarray(positions, dtype=np.float64).reshape(-1, 3),
+        positions=coordinates,
         atomic_numbers=np.asarray(numbers, dtype=np.int64),
         elements=np.asarray(symbols, dtype=str),
     )

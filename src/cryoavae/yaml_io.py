@@ -37,8 +37,8 @@ class _StrictLoader(yaml.SafeLoader):
                 try:
                     if key in first_line:
                         raise yaml.constructor.ConstructorError(
-                            problem=f"key {key!r} appears twice (lines {first_line[key]} and "
-                            f"{line}); the second would silently replace the first",
+                            problem=f"key {key!r} is repeated (lines {first_line[key]} and "
+                            f"{line}): the second would silently replace the first",
                             problem_mark=key_node.start_mark,
                         )
                     first_line[key] = line
@@ -97,6 +97,11 @@ def load_yaml(path: str | os.PathLike) -> Any:
                 f"{MAX_EXPANDED_NODES:,}); a study config needs a few hundred, so it is refused"
             )
         return loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        what = " ".join(str(exc.problem or exc.context or exc).split())
+        raise InputError(f"{path}: not valid YAML ({where}{what})") from None
     except yaml.YAMLError as exc:
         raise InputError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
     except RecursionError:

@@ -1,11 +1,11 @@
 # The one place that reads and validates the config and builds targets and rule params.
+import sys
 from pathlib import Path
-
-from snakemake.exceptions import WorkflowError
 
 from cryoavae.config import (
     canonical_order,
     class_names,
+    config_source,
     load_study_file,
     unseen_classes,
     validate_config,
@@ -18,9 +18,11 @@ try:
     # an alias bomb is refused before anything walks the config.
     for configfile_path in workflow.configfiles:
         load_study_file(configfile_path)
-    validate_config(config)
+    validate_config(config, source=config_source(workflow.configfiles))
 except InputError as error:
-    raise WorkflowError(str(error)) from None
+    # one line and exit status 1: the user's to fix, not a traceback
+    print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+    sys.exit(1)
 
 # Keys in a fixed order, so that rule params (and with them Snakemake's rerun decisions) depend
 # on the settings alone, not on the order they were written in.

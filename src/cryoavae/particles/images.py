@@ -97,7 +97,24 @@ class ParticleImages:
         for k in np.unique(stacks):
             dest = np.flatnonzero(stacks == k)  # positions in ``out``
             self._read(int(k), self.index[rows[dest]], out, dest)
+        if not np.isfinite(out.sum()):  # one fast pass; NaN and infinities survive a sum
+            self._refuse_non_finite(rows, out)
         return out
+
+    def _refuse_non_finite(self, rows: np.ndarray, out: np.ndarray) -> None:
+        """Name the first image of a batch that holds a NaN or an infinity (or values so large
+        that their sum overflows, which no normalised particle has)."""
+        flat = out.reshape(len(out), -1)
+        bad = ~np.isfinite(flat).all(axis=1)
+        if not bad.any():  # finite, but the float32 sum overflowed
+            bad = np.abs(flat).max(axis=1) > 1e30
+        first = int(np.argmax(bad))
+        k, row = self.stack_of_row[rows[first]], int(rows[first])
+        raise InputError(
+            f"{self.root / self.stack_names[k]}: image {self.index[row] + 1} (table row "
+            f"{row + 1}) holds NaN, infinite or absurdly large values; {int(bad.sum())} of this "
+            "batch do"
+        )
 
     def _read(self, k: int, index: np.ndarray, out: np.ndarray, dest: np.ndarray) -> None:
         """Stack ``k``'s images ``index`` into ``out[dest]``, a run of consecutive images per

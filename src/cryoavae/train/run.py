@@ -45,6 +45,7 @@ from ..data import (
 from ..errors import InputError
 from ..model import ModelConfig, build_model
 from ..particles import ParticleImages
+from ..runlog import cpu_model
 from .config import TrainingConfig, resolve_device
 from .loop import TrainingLoop, cpu_state, make_optimizer
 
@@ -329,6 +330,8 @@ def train_model(
         "startup_seconds": startup_seconds,
         "n_train": len(train),
         "n_val": len(val),
+        "threads": threads,
+        "cpu_model": cpu_model(),
         **{k: final[k] for k in HISTORY_COLUMNS[1:5] + HISTORY_COLUMNS[8:12]},
     }
     log.info(
