@@ -1,7 +1,6 @@
 """Training: config, outputs, checkpoint round trip, unseen particles kept out, seeding, and
 resuming after a SIGKILL."""
 
-import math
 import os
 import signal
 import subprocess
@@ -311,4 +310,6 @@ def test_killed_run_resumes_and_finishes_like_an_uninterrupted_one(star, tmp_pat
     uninterrupted = torch.load(fresh / "model.pt", weights_only=True)["state_dict"]
     for name in resumed:
         torch.testing.assert_close(resumed[name], uninterrupted[name], rtol=1e-5, atol=1e-6)
-    assert math.isfinite(summary["train_seconds"])
+    # the whole training's time, the epochs before the kill included (the history holds them)
+    assert summary["train_seconds"] == pytest.approx(history["seconds"].sum(), rel=1e-6)
+    assert summary["train_seconds"] > history["seconds"][summary["resumed_from_epoch"] :].sum()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import re
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -325,10 +326,13 @@ def load_model(
         raise InputError(f"{path}: model checkpoint not found")
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        if found is None:  # not a pickle at all, or a damaged one
+            raise InputError(f"{path}: not a loadable checkpoint (damaged or not one)") from None
         raise InputError(
-            f"{path}: refused: it holds pickled Python objects, not only weights and settings "
-            "(a cryoavae checkpoint never does)"
+            f"{path}: refused: it holds pickled Python objects ({found.group(1)}), not only "
+            "weights and settings; a cryoavae checkpoint never does"
         ) from None
     except Exception as exc:  # torch raises several types for a corrupt or foreign file
         reason = " ".join(str(exc).split())[:200]

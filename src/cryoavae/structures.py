@@ -286,6 +286,8 @@ def _normalise(raw: bytes, label: str) -> bytes:
     Raises InputError naming ``label`` when the gzip is corrupt or truncated, the text is not a
     structure gemmi can read, or it holds no atoms.
     """
+    if not raw.strip():
+        raise InputError(f"{label}: the file is empty; expected a PDB or mmCIF structure")
     text = raw
     if raw[:2] == b"\x1f\x8b":
         try:

@@ -46,6 +46,13 @@ def read_affinity_csv(path: str | Path, class_names: Sequence[str]) -> np.ndarra
     if not rows:
         raise InputError(f"affinity.csv_path: {path} is empty")
     header = [c.strip() for c in rows[0]]
+    if len(header) == 1:
+        for separator in (";", "\t", " "):
+            if separator in header[0].strip():
+                raise InputError(
+                    f"affinity.csv_path: {path} looks separated by {separator!r}; expected "
+                    "commas (a header row of class names, then the square matrix)"
+                )
     body = [[c.strip() for c in r] for r in rows[1:]]
     labels = None
     if header and header[0] == "" and all(len(r) == len(header) for r in body):
