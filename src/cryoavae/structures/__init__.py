@@ -29,6 +29,8 @@ from cryoavae.atomic import atomic_path
 from cryoavae.errors import InputError
 from cryoavae.schema import section_dataclass
 
+from .elements import repair_pdb_structure
+
 __all__ = [
     "AtomArrays",
     "AtomSelection",
@@ -180,7 +182,9 @@ class AtomArrays:
 def load_atoms(path: Path, selection: AtomSelection) -> AtomArrays:
     """Read the selected atoms of the first model of ``path`` (PDB or mmCIF, gzip allowed).
 
-    Alternative conformations: the first is kept. Atoms of unknown element are dropped.
+    Alternative conformations: the first is kept. Atoms of unknown element are dropped. A PDB
+    file without an element column gets its elements from the atom names (see
+    :mod:`cryoavae.structures.elements`).
 
     Raises:
         InputError: unreadable file; unknown ``atoms`` choice, chain or assembly; nothing selected.
@@ -191,9 +195,10 @@ def load_atoms(path: Path, selection: AtomSelection) -> AtomArrays:
             f"structures.atoms: {selection.atoms!r} is not one of {', '.join(_ATOM_CHOICES)}"
         )
     try:
-        st = gemmi.read_structure(str(path))
-    except (RuntimeError, ValueError, OSError) as err:
+        raw = path.read_bytes()
+    except OSError as err:
         raise InputError(f"{path}: not a readable PDB/mmCIF file ({err})") from err
+    st = _parse(raw, str(path))
     if len(st) == 0:
         raise InputError(f"{path}: contains no models")
     st.setup_entities()
@@ -280,14 +285,13 @@ def _local_names(pid: str) -> list[str]:
     return names
 
 
-def _normalise(raw: bytes, label: str) -> bytes:
-    """Validate a structure file's bytes and return them as gzipped mmCIF.
+def _parse(raw: bytes, label: str) -> gemmi.Structure:
+    """Parse a structure file's bytes (gzip allowed); PDB text also gets the elements and chains
+    that MD-style files leave out (:func:`elements.repair_pdb_structure`).
 
-    Raises InputError naming ``label`` when the gzip is corrupt or truncated, the text is not a
-    structure gemmi can read, or it holds no atoms.
+    Raises InputError naming ``label`` for a corrupt gzip, unreadable text, or elements that stay
+    ambiguous.
     """
-    if not raw.strip():
-        raise InputError(f"{label}: the file is empty; expected a PDB or mmCIF structure")
     text = raw
     if raw[:2] == b"\x1f\x8b":
         try:
@@ -298,11 +302,25 @@ def _normalise(raw: bytes, label: str) -> bytes:
         st = gemmi.read_structure_string(text)
     except (RuntimeError, ValueError) as err:
         raise InputError(f"{label}: not a readable PDB/mmCIF file ({err})") from err
+    if st.input_format == gemmi.CoorFormat.Pdb:
+        repair_pdb_structure(st, text, label)
+    return st
+
+
+def _normalise(raw: bytes, label: str) -> bytes:
+    """Validate a structure file's bytes and return them as gzipped mmCIF.
+
+    Raises InputError naming ``label`` when the gzip is corrupt or truncated, the text is not a
+    structure gemmi can read, or it holds no atoms.
+    """
+    if not raw.strip():
+        raise InputError(f"{label}: the file is empty; expected a PDB or mmCIF structure")
+    st = _parse(raw, label)
     if len(st) == 0 or st[0].count_atom_sites() == 0:
         raise InputError(f"{label}: no atoms found (not a PDB/mmCIF structure, or empty)")
     if st.input_format == gemmi.CoorFormat.Mmcif:
         # Keep the archive's file as it is: gemmi would drop categories it does not model.
-        return raw if text is not raw else gzip.compress(text, mtime=0)
+        return raw if raw[:2] == b"\x1f\x8b" else gzip.compress(raw, mtime=0)
     st.setup_entities()
     return gzip.compress(st.make_mmcif_document().as_string().encode(), mtime=0)
 
