@@ -1,19 +1,18 @@
-"""Rule apply_model: latents, nearest seen class and novelty of a new particle set."""
+"""Rule apply_model: latents, nearest seen class and novelty of a new particle set (a TSV, and
+the set's own STAR file with those columns added)."""
 
 from pathlib import Path
 
 import torch
 
-from cryoavae.apply import apply_model, write_assignments
+from cryoavae.apply import apply_model, write_assignments, write_results
 from cryoavae.latents import read_latents
 from cryoavae.runlog import rule_logging
 
-wildcards = snakemake.wildcards
+inputs, wildcards = snakemake.input, snakemake.wildcards
 with rule_logging(snakemake.log[0], rule="apply_model", variant=wildcards.variant):
     torch.set_num_threads(snakemake.threads)
-    result = apply_model(
-        Path(snakemake.input.model),
-        Path(snakemake.input.particles),
-        read_latents(snakemake.input.reference),
-    )
-    write_assignments(snakemake.output[0], result)
+    reference = read_latents(inputs.reference)
+    result = apply_model(Path(inputs.model), Path(inputs.particles), reference)
+    write_assignments(snakemake.output.table, result)
+    write_results(snakemake.output.star, Path(inputs.particles), result, reference)

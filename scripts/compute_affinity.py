@@ -16,7 +16,8 @@ with rule_logging(snakemake.log[0], rule="compute_affinity", seed=params.seed):
     config = AffinityConfig.from_dict(params.affinity)
     selection = soap_selection(config.soap, AtomSelection(**params.selection))
     atoms = [load_atoms(Path(p), selection) for p in snakemake.input.structures]
-    maps = np.stack([read_map(p)[0] for p in snakemake.input.maps])
+    maps = [read_map(p)[0] for p in snakemake.input.maps]  # none: classes without structures
+    maps = np.stack(maps) if maps else None
     matrix, info = compute_affinity(params.class_names, atoms, maps, config, seed=params.seed)
     write_affinity_csv(snakemake.output.csv, params.class_names, matrix)
     agreement = info.get("spearman_vs_map_cc")

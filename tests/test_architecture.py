@@ -18,15 +18,28 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "cryoavae"
 LAYERS = {
     "foundation": ["errors", "atomic", "yaml_io", "schema", "config", "runlog", "orientations"],
     "inputs": ["structures", "density", "affinity", "particles"],
-    "sources": ["simulate", "extract", "particle_lists", "characters", "legacy_folder"],
+    "sources": [
+        "simulate",
+        "extract",
+        "particle_lists",
+        "characters",
+        "legacy_folder",
+        "star_import",
+    ],
     "learning": ["losses", "schedules", "rotations", "splats", "model", "data", "train"],
-    "inference": ["latents", "embed", "apply", "interpolate"],
+    "inference": ["latents", "embed", "apply", "interpolate", "annotate"],
     "evaluation": ["evaluate", "summary"],
     "report": ["report"],
 }
-PARTICLE_SOURCES = {"simulate", "extract", "particle_lists", "characters", "legacy_folder"}
-SOURCE_GROUPS = [{"simulate"}, {"extract", "particle_lists"}, {"characters"}, {"legacy_folder"}]
-INFERENCE = {"latents", "embed", "apply", "interpolate", "evaluate"}
+PARTICLE_SOURCES = set(LAYERS["sources"])
+SOURCE_GROUPS = [
+    {"simulate"},
+    {"extract", "particle_lists"},
+    {"characters"},
+    {"legacy_folder"},
+    {"star_import"},
+]
+INFERENCE = {"latents", "embed", "apply", "interpolate", "annotate", "evaluate"}
 MAX_LINES = 400
 
 

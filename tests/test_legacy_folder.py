@@ -125,11 +125,24 @@ def test_no_files_refused(tmp_path):
     _expect(tmp_path, tmp_path / "empty", "no particle files")
 
 
-def test_class_names_not_matching_refused(tmp_path):
+def test_classes_without_files_are_left_out_with_a_warning(tmp_path, caplog):
+    """The reference code trains on a classes.csv naming a class with no files; so do we."""
     folder = tmp_path / "data"
     _npy_folder(folder)
     (folder / "classes.csv").write_text("a,B\n")
-    _expect(tmp_path, folder, r"classes \['B'\] have no")
+    names, unseen, _, star = _convert(tmp_path, folder)
+    assert names == ["a", "b", "c", "d"] and unseen == ["b", "c", "d"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("classes ['B'] have no <class>_* files" in w for w in warnings), warnings
+    table = P.read_particle_table(star)
+    assert set(table.loc[table[P.CLASS_NAME] == "b", P.SPLIT]) == {"unseen"}
+    (folder / "classes.csv").write_text("B\n")
+    _expect(tmp_path, folder, "none of its classes has files")
+
+
+def test_class_names_not_matching_refused(tmp_path):
+    folder = tmp_path / "data"
+    _npy_folder(folder)
     (folder / "classes.csv").write_text("a,b\n")
     _write_affinity(folder / "affinity.csv", ["a", "x", "y", "c"], AFFINITY)
     _expect(tmp_path, folder, r"lacks training classes \['b'\]")
@@ -140,8 +153,8 @@ def test_bad_files_and_matrices_refused(tmp_path):
     _npy_folder(folder)
     bad = AFFINITY.copy()
     bad[0, 1] = 0.9
-    _write_affinity(folder / "affinity.csv", ["a", "x", "b", "c"], bad)
-    _expect(tmp_path, folder, "not symmetric")
+    _write_affinity(folder / "affinity.csv", ["a", "x", "b", "c"], bad * 2)
+    _expect(tmp_path, folder, "outside")
     _write_affinity(folder / "affinity.csv", ["a", "x", "b"], AFFINITY[:3])
     _expect(tmp_path, folder, "is not square")
     _write_affinity(folder / "affinity.csv", ["a", "x", "b", "c"], AFFINITY)
@@ -163,3 +176,34 @@ def test_command_line_converts_a_folder(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(tmp_path / "missing"), str(tmp_path / "out2")])
     assert not (tmp_path / "out2").exists()
+
+
+def test_an_asymmetric_matrix_is_symmetrised_with_a_warning(tmp_path, caplog):
+    folder = tmp_path / "data"
+    _npy_folder(folder)
+    bad = AFFINITY.copy()
+    bad[0, 2] = 0.3  # a-b: 0.3 one way, -0.2 the other
+    _write_affinity(folder / "affinity.csv", ["a", "x", "b", "c"], bad)
+    out = tmp_path / "out" / "affinity.csv"
+    names, _, _, _ = _convert(tmp_path, folder, affinity_path=out)
+    warning = [r.getMessage() for r in caplog.records if "not symmetric" in r.getMessage()]
+    assert warning and "largest asymmetry 0.5, between a and b" in warning[0]
+    prior = read_affinity_csv(out, [n for n in names if n != "d"])
+    assert prior[names.index("a"), names.index("b")] == pytest.approx(0.05)
+    np.testing.assert_allclose(prior, prior.T)
+
+
+def test_mrcs_float16_volumes_with_voxel_size_zero(tmp_path):
+    """The reference code's test data: .mrcs 64^3 volumes, header voxel size 0, PDB-ID classes."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for cls in ("1b23", "5mrc"):
+        for i in range(3):
+            with mrcfile.new(folder / f"{cls}_{i}.mrcs") as mrc:
+                mrc.set_data(rng.standard_normal((64, 64, 64)).astype(np.float16))
+                mrc.voxel_size = 0.0
+    names, unseen, stack, star = _convert(tmp_path, folder)
+    assert names == ["1b23", "5mrc"] and unseen == []
+    volumes = P.open_stack(stack)
+    assert volumes.shape == (6, 64, 64, 64) and volumes.dtype == np.float32

@@ -256,7 +256,7 @@ def test_apply_refuses_a_missing_particle_table(tiny_study, tmp_path):
     out = tiny_study / "results" / "tiny"
     result = apply_cli(out, tmp_path / "nope.star", tmp_path / "x.tsv")
     assert result.returncode == 1  # 2 is left to argparse's usage errors
-    assert "nope.star: particle table not found" in result.stderr
+    assert "nope.star: particle STAR file not found" in result.stderr
     assert not (tmp_path / "x.tsv").exists()
 
 

@@ -4,11 +4,16 @@ This is the open-set use the paper argues for: particles extracted from a new to
 encoded, each is assigned the seen class whose latent centroid (from the training particles) is
 nearest in cosine, and its novelty (1 - that cosine) says how unlike every training class it is.
 
+The particles may be any STAR file of subtomograms: this pipeline's own tables, or a RELION /
+Warp one (``rlnImageName`` as ``index@stack`` or one file per particle). With ``--out`` ending in
+``.star`` the result is that same STAR file with the columns of :mod:`cryoavae.annotate` added
+(nearest seen class, cosine, novelty); otherwise a TSV of the latents and the assignments.
+
 Command line::
 
     python -m cryoavae.apply --model results/<study>/models/<variant>/model.pt \\
         --reference results/<study>/models/<variant>/latents.tsv \\
-        --particles new_particles.star --out new_assignments.tsv
+        --particles new_particles.star --out new_particles_annotated.star
 """
 
 from __future__ import annotations
@@ -19,11 +24,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from .annotate import annotate_particles
 from .atomic import atomic_path
 from .embed import embed_particles
 from .errors import InputError
 from .latents import assign_nearest_class, class_centroids, latent_columns, read_latents
-from .particles import ParticleImages, read_particle_table
+from .particles import ParticleImages, read_star_particles
 from .runlog import command_line_errors
 
 log = logging.getLogger(__name__)
@@ -40,8 +46,10 @@ def apply_model(
     seen = sorted(train["class_name"].unique())
     mu_columns = latent_columns(train, "mu")
     centroids = class_centroids(train[mu_columns].to_numpy(), train["class_name"].to_numpy(), seen)
-    table = read_particle_table(particles_star)
-    latents = embed_particles(checkpoint_path, table, ParticleImages(table, particles_star))
+    table, _ = read_star_particles(particles_star)
+    images = ParticleImages(table, particles_star)
+    images.validate()
+    latents = embed_particles(checkpoint_path, table, images)
     if latent_columns(latents, "mu") != mu_columns:
         raise InputError(f"{checkpoint_path}: latent size differs from the reference latents")
     assigned = assign_nearest_class(latents[mu_columns].to_numpy(), centroids, seen)
@@ -56,6 +64,22 @@ def apply_model(
     return result
 
 
+def reference_classes(reference: pd.DataFrame) -> list[str]:
+    """The study's class names in class-number order, as far as the reference latents show."""
+    pairs = reference[["class_number", "class_name"]].drop_duplicates()
+    return pairs.sort_values("class_number")["class_name"].astype(str).tolist()
+
+
+def write_results(
+    path: str | Path, particles_star: Path, result: pd.DataFrame, reference: pd.DataFrame
+) -> None:
+    """``.star``: the particle STAR file annotated (:mod:`cryoavae.annotate`); else a TSV."""
+    if Path(path).suffix.lower() == ".star":
+        annotate_particles(particles_star, result, reference, reference_classes(reference), path)
+    else:
+        write_assignments(path, result)
+
+
 def write_assignments(path: str | Path, table: pd.DataFrame) -> None:
     with atomic_path(path) as tmp:
         table.to_csv(tmp, sep="\t", index=False)
@@ -68,12 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, type=Path, help="trained model.pt")
     parser.add_argument("--reference", required=True, type=Path, help="latents.tsv of its study")
     parser.add_argument("--particles", required=True, type=Path, help="STAR table of new particles")
-    parser.add_argument("--out", required=True, type=Path, help="output TSV")
+    parser.add_argument(
+        "--out", required=True, type=Path, help="output: annotated .star, or .tsv of latents"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     with command_line_errors(parser.prog):
-        result = apply_model(args.model, args.particles, read_latents(args.reference))
-        write_assignments(args.out, result)
+        reference = read_latents(args.reference)
+        result = apply_model(args.model, args.particles, reference)
+        write_results(args.out, args.particles, result, reference)
     return 0
 
 

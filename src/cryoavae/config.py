@@ -20,6 +20,7 @@ from .yaml_io import load_yaml
 __all__ = [
     "canonical_order",
     "class_names",
+    "classes_from_structures",
     "config_source",
     "deep_merge",
     "load_study_file",
@@ -121,16 +122,20 @@ def _check_study(config: dict, source: str) -> None:
         for k, entry in enumerate(config["extraction"]["tomograms"]):
             for key in ("tomogram", "particles"):
                 _check_relative_path(entry[key], f"{source}: extraction.tomograms[{k}].{key}")
+    if particle_source == "star":
+        _check_star(config, source)
+    where = "structures.ids/files" if classes_from_structures(config) else "star.classes"
     if len(names) < 2:
-        raise InputError(
-            f"{source}: structures.ids/files name {len(names)} classes; a study needs at least 2"
-        )
-    if len(set(names)) != len(names):
-        raise InputError(f"{source}: structures.ids and structures.files repeat a class name")
-    for name in structures["unseen"]:
-        if name.lower() not in names and name not in names:
+        raise InputError(f"{source}: {where} name {len(names)} classes; a study needs at least 2")
+    if len({n.lower() for n in names}) != len(names):
+        raise InputError(f"{source}: {where} repeat a class name (names match in any case)")
+    lowered = {n.lower() for n in names}
+    held_out = [("structures.unseen", n) for n in structures["unseen"]]
+    held_out += [("star.unseen", n) for n in config["star"]["unseen"]]
+    for key, name in held_out:
+        if name.lower() not in lowered:
             raise InputError(
-                f"{source}: structures.unseen names {name!r}, which is not a class of this study "
+                f"{source}: {key} names {name!r}, which is not a class of this study "
                 f"(classes: {names})"
             )
     seen = [n for n in names if n not in unseen_classes(config)]
@@ -144,6 +149,19 @@ def _check_study(config: dict, source: str) -> None:
         raise InputError(f"{source}: affinity.source = 'csv' needs affinity.csv_path")
 
 
+def _check_star(config: dict, source: str) -> None:
+    star, affinity = config["star"], config["affinity"]["source"]
+    if not star["particles"]:
+        raise InputError(f"{source}: particle_source 'star' needs star.particles (a STAR file)")
+    _check_relative_path(star["particles"], f"{source}: star.particles")
+    if not classes_from_structures(config) and affinity in ("soap", "map_cc"):
+        raise InputError(
+            f"{source}: affinity.source = {affinity!r} needs a structure per class; list them "
+            "in structures.ids/files (and leave star.classes empty), or use affinity.source: "
+            "csv with your own prior"
+        )
+
+
 def _check_relative_path(path: str, where: str) -> None:
     """Refuse paths that smuggle shell syntax or control characters into rule commands."""
     if any(ch in path for ch in ";|&`$<>") or any(ord(ch) < 32 or ord(ch) == 127 for ch in path):
@@ -151,20 +169,32 @@ def _check_relative_path(path: str, where: str) -> None:
 
 
 def class_names(config: Mapping) -> list[str]:
-    """The study's classes in order: PDB IDs (lower case) then the user's own files; or the
-    characters, seen then unseen."""
+    """The study's classes in order: PDB IDs (lower case) then the user's own files; for a STAR
+    study its ``star.classes`` when given; or the characters, seen then unseen."""
     if config.get("particle_source") == "characters":
         return list(config["characters"]["seen"]) + list(config["characters"]["unseen"])
+    if config.get("particle_source") == "star" and config["star"]["classes"]:
+        return list(config["star"]["classes"])
     structures = config["structures"]
     return [i.lower() for i in structures["ids"]] + list(structures["files"])
 
 
+def classes_from_structures(config: Mapping) -> bool:
+    """Whether each class has a structure (and so a density map) behind it."""
+    source = config.get("particle_source")
+    return source != "characters" and not (source == "star" and config["star"]["classes"])
+
+
 def unseen_classes(config: Mapping) -> list[str]:
+    """Classes held out of training, spelled as in :func:`class_names`."""
     if config.get("particle_source") == "characters":
         return list(config["characters"]["unseen"])
     names = class_names(config)
     lowered = {n.lower(): n for n in names}
-    return [lowered.get(u.lower(), u) for u in config["structures"]["unseen"]]
+    held_out = list(config["structures"]["unseen"])
+    if config.get("particle_source") == "star":
+        held_out += [u for u in config["star"]["unseen"] if u not in held_out]
+    return [lowered.get(u.lower(), u) for u in held_out]
 
 
 def variant_sections(config: Mapping, variant: str) -> tuple[dict, dict]:

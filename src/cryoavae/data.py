@@ -43,8 +43,10 @@ class Split:
 def class_names_from_table(table: pd.DataFrame) -> list[str]:
     """Class names by index (``rlnClassNumber - 1``), checking that each number has one name.
 
-    Numbers with no particles in the table get the placeholder name ``class_<number>``.
+    Numbers with no particles in the table get the placeholder name ``class_<number>``; class
+    number 0 (a class outside the study's list, always ``unseen``) is left out.
     """
+    table = table[table[CLASS_NUMBER] != 0]  # classes outside the study's list (always unseen)
     numbers = table[CLASS_NUMBER].to_numpy()
     if len(numbers) == 0:
         return []

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data import batch_indices
+from .data import Split, StreamedBatches, batch_indices
 from .errors import InputError
 from .model import load_model
 from .particles import ANGLES, CLASS_NAME, CLASS_NUMBER, IMAGE, SPLIT, ParticleImages
@@ -22,15 +22,17 @@ def embed_particles(
     checkpoint_path: Path,
     table: pd.DataFrame,
     images: ParticleImages,
-    batch_size: int = 256,
+    batch_size: int = 512,
     device: str = "cpu",
 ) -> pd.DataFrame:
     """Encode every row of ``table``: mean latent ``mu_*`` and pose ``pose_*`` beside its labels.
 
     Columns: ``image``, ``class_name``, ``class_number``, ``split``, ``angle_rot``,
-    ``angle_tilt``, ``angle_psi`` (degrees, from the table), ``mu_0..mu_{k-1}``,
-    ``pose_0..pose_{p-1}``. With ``pose_encoding: circular`` the pose columns are
-    ``(cos a, sin a)`` of the in-plane angle ``a``. Images are read a batch at a time.
+    ``angle_tilt``, ``angle_psi`` (degrees, from the table; ``unknown``/0/``unseen``/NaN where a
+    user's table has no such column), ``mu_0..mu_{k-1}``, ``pose_0..pose_{p-1}``. With
+    ``pose_encoding: circular`` the pose columns are ``(cos a, sin a)`` of the in-plane angle.
+    Images are read in large batches by the training's prefetching reader (the next batch is
+    read while this one is encoded), under ``torch.inference_mode``.
     """
     model, model_config, _ = load_model(checkpoint_path, device)
     box_shape = tuple(images.shape[1:]) if len(images) else None
@@ -39,25 +41,26 @@ def embed_particles(
         raise InputError(
             f"particle images are {box_shape} but the model in {checkpoint_path} expects {expected}"
         )
-    mus, poses = [], []
-    with torch.no_grad():
-        for idx in batch_indices(len(table), batch_size):
-            x = torch.from_numpy(images.gather(idx.numpy())).to(device)  # (b, *box)
-            encoding = model.encode(x)
-            mus.append(encoding.mu.float().cpu().numpy())
-            poses.append(encoding.pose.float().cpu().numpy())
+    n = len(table)
+    every = Split(np.arange(n), np.zeros(n, dtype=np.int64))
+    source = StreamedBatches(images, every, torch.device(device))
     k, p = model_config.latent_dims, model_config.pose_dims
-    mu = np.concatenate(mus) if mus else np.empty((0, k), np.float32)
-    pose = np.concatenate(poses) if poses else np.empty((0, p), np.float32)
+    mu = np.empty((n, k), np.float32)
+    pose = np.empty((n, p), np.float32)
+    with torch.inference_mode():
+        for idx, (x, _) in zip(
+            batch_indices(n, batch_size), source.iterate(batch_indices(n, batch_size)), strict=True
+        ):
+            encoding = model.encode(x)  # x: (b, 1, *box)
+            mu[idx.numpy()] = encoding.mu.float().cpu().numpy()
+            pose[idx.numpy()] = encoding.pose.float().cpu().numpy()
     out = pd.DataFrame(
         {
             "image": table[IMAGE].astype(str).to_numpy(),
-            "class_name": table[CLASS_NAME].astype(str).to_numpy(),
-            "class_number": table[CLASS_NUMBER].astype(int).to_numpy(),
-            "split": table[SPLIT].astype(str).to_numpy(),
-            "angle_rot": table[ANGLES[0]].astype(float).to_numpy(),
-            "angle_tilt": table[ANGLES[1]].astype(float).to_numpy(),
-            "angle_psi": table[ANGLES[2]].astype(float).to_numpy(),
+            "class_name": _column(table, CLASS_NAME, "unknown").astype(str),
+            "class_number": _column(table, CLASS_NUMBER, 0).astype(int),
+            "split": _column(table, SPLIT, "unseen").astype(str),
+            **{f"angle_{a}": _column(table, c, np.nan).astype(float) for a, c in _ANGLES},
         }
     )
     latent = pd.DataFrame(
@@ -65,3 +68,12 @@ def embed_particles(
         columns=[f"mu_{i}" for i in range(k)] + [f"pose_{i}" for i in range(p)],
     )
     return pd.concat([out, latent], axis=1)
+
+
+_ANGLES = tuple(zip(("rot", "tilt", "psi"), ANGLES, strict=True))
+
+
+def _column(table: pd.DataFrame, name: str, missing) -> np.ndarray:
+    if name in table.columns:
+        return table[name].to_numpy()
+    return np.full(len(table), missing, dtype=object if isinstance(missing, str) else None)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import mrcfile
 import numpy as np
+import pandas as pd
 
 from . import particles as P
 from .errors import InputError
@@ -33,8 +34,9 @@ from .runlog import command_line_errors
 
 log = logging.getLogger(__name__)
 
-SUFFIXES = (".mrc", ".npy")
+SUFFIXES = (".mrc", ".mrcs", ".npy")
 SOURCE_FILE = "cryoavaeSourceFile"  # extra column: the file each particle came from
+BATCH_FILES = 256
 
 
 def convert_legacy_folder(
@@ -82,12 +84,10 @@ def convert_legacy_folder(
     elif affinity_path is not None:
         raise InputError(f"{folder}: no affinity.csv to convert (an affinity output was asked for)")
 
-    images = _load_images(files, folder)
     voxel = _voxel_size(files, voxel_size_angstrom, folder)
-
     number = {name: i + 1 for i, name in enumerate(class_names)}
-    class_numbers = np.array([number[c] for c in file_classes], dtype=np.int64)
-    is_unseen = np.array([c not in seen for c in file_classes])
+    class_numbers = pd.Series(file_classes).map(number).to_numpy(np.int64)
+    is_unseen = ~pd.Series(file_classes).isin(seen).to_numpy()
     rng = np.random.default_rng(seed)
     splits = P.assign_splits(class_numbers, is_unseen | held_out, val_fraction, rng)
     splits[held_out & ~is_unseen] = "val"
@@ -98,7 +98,7 @@ def convert_legacy_folder(
         splits,
         **{SOURCE_FILE: [f.relative_to(folder).as_posix() for f in files]},
     )
-    P.write_stack(stack_path, images, voxel)
+    shape = _write_images(files, folder, stack_path, voxel)
     P.write_particle_table(star_path, table)
     if affinity_path is not None and affinity is not None:
         names, matrix = affinity
@@ -114,7 +114,7 @@ def convert_legacy_folder(
         len(class_names),
         len(seen),
         unseen,
-        images.shape[1:],
+        shape,
         voxel,
     )
     return class_names, unseen
@@ -167,33 +167,37 @@ def _read_classes(path: Path, present: list[str]) -> list[str]:
         raise InputError(f"{path}: classes {duplicated} are listed more than once")
     without_files = [n for n in names if n not in present]
     if without_files:
-        raise InputError(
-            f"{path}: classes {without_files} have no <class>_*.mrc/.npy files; files give "
-            f"classes {present} (names are case-sensitive)"
+        log.warning(
+            "%s: classes %s have no <class>_* files; training on the others %s",
+            *(path, without_files, [n for n in names if n in present]),
         )
+        names = [n for n in names if n in present]
+    if not names:
+        raise InputError(f"{path}: none of its classes has files; files give classes {present}")
     return names
 
 
-def _load_images(files: list[Path], folder: Path) -> np.ndarray:
-    """All particles as one float32 array ``(n, h, w)`` or ``(n, d, h, w)``; shapes must agree."""
+def _write_images(files: list[Path], folder: Path, stack_path: Path, voxel: float) -> tuple:
+    """Every particle file into one stack, a batch of files at a time (memory stays one batch
+    whatever the folder's size); shapes must agree and values be finite. Returns the box."""
     first = _load_one(files[0])
-    out = np.empty((len(files), *first.shape), dtype=np.float32)
-    out[0] = first
-    for i, path in enumerate(files[1:], start=1):  # one file per particle: loop over files
-        image = _load_one(path)
-        if image.shape != first.shape:
-            raise InputError(
-                f"{path}: shape {image.shape} differs from {first.shape} of {files[0].name}; "
-                f"every particle in {folder} must have the same box size"
-            )
-        out[i] = image
-    bad = ~np.isfinite(out.reshape(len(out), -1)).all(axis=1)
-    if bad.any():
-        raise InputError(
-            f"{files[int(np.argmax(bad))]}: holds NaN or infinite values ({int(bad.sum())} of the "
-            f"{len(files)} files in {folder} do)"
-        )
-    return out
+    with P.stack_writer(stack_path, len(files), first.shape, voxel) as out:
+        for start in range(0, len(files), BATCH_FILES):
+            batch = files[start : start + BATCH_FILES]
+            images = np.empty((len(batch), *first.shape), dtype=np.float32)
+            for i, path in enumerate(batch):  # one file per particle: a loop over files
+                image = _load_one(path)
+                if image.shape != first.shape:
+                    raise InputError(
+                        f"{path}: shape {image.shape} differs from {first.shape} of "
+                        f"{files[0].name}; every particle in {folder} must have the same box size"
+                    )
+                images[i] = image
+            bad = ~np.isfinite(images.reshape(len(images), -1)).all(axis=1)
+            if bad.any():
+                raise InputError(f"{batch[int(np.argmax(bad))]}: holds NaN or infinite values")
+            out.write(start, images)
+    return first.shape
 
 
 def _load_one(path: Path) -> np.ndarray:
@@ -225,7 +229,7 @@ def _voxel_size(files: list[Path], given: float | None, folder: Path) -> float:
         return float(given)
     sizes = {}
     for path in files:
-        if path.suffix.lower() == ".mrc":
+        if path.suffix.lower() in (".mrc", ".mrcs"):
             with mrcfile.open(path, mode="r", header_only=True, permissive=True) as mrc:
                 sizes[path] = float(mrc.voxel_size.x)
     values = np.array([v for v in sizes.values() if v > 0])
@@ -262,7 +266,7 @@ def _read_affinity(path: Path) -> tuple[list[str], np.ndarray]:
     from .affinity import read_affinity_csv  # lazily: it pulls in torch and dscribe
 
     names = _affinity_header(path)
-    matrix = np.asarray(read_affinity_csv(path, names), dtype=np.float64)
+    matrix = np.asarray(read_affinity_csv(path, names, symmetrize=True), dtype=np.float64)
     return names, (matrix + matrix.T) / 2
 
 
@@ -296,7 +300,30 @@ def main(argv: list[str] | None = None) -> int:
             affinity_path=args.out_dir / "affinity.csv" if has_affinity else None,
         )
     print("classes:", ", ".join(f"{n} (unseen)" if n in unseen else n for n in names))
+    print(study_config_lines(args.out_dir, names, unseen, has_affinity))
     return 0
+
+
+def study_config_lines(out_dir: Path, names: list[str], unseen: list[str], prior: bool) -> str:
+    """The lines of a study config that train on a converted folder (``particle_source: star``),
+    paths as given on the command line (relative to where snakemake will run)."""
+    lines = [
+        "# a particle_source: star study on the converted folder; paste into your study config",
+        "particle_source: star",
+        "star:",
+        f"  particles: {(out_dir / 'particles.star').as_posix()}",
+        f"  classes: [{', '.join(names)}]",
+        f"  unseen: [{', '.join(unseen)}]",
+        "  class_column: cryoavaeClassName",
+        "  split_column: cryoavaeSplit  # keeps the folder's test/ particles in val",
+    ]
+    if prior:
+        lines.append(
+            f"affinity: {{source: csv, csv_path: {(out_dir / 'affinity.csv').as_posix()}}}"
+        )
+    else:
+        lines.append("# no affinity.csv in the folder: give a prior (affinity.source: csv)")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from pathlib import Path
 from cryoavae.config import (
     canonical_order,
     class_names,
+    classes_from_structures,
     config_source,
     load_study_file,
     unseen_classes,
@@ -40,13 +41,15 @@ N_SHARDS = {
     "simulate": config["simulation"]["n_shards"],
     "extract": len(config["extraction"]["tomograms"]),
     "characters": 1,
+    "star": 0,  # the user's own files, read in place
 }[SOURCE]
 SHARDS = [f"{k:03d}" for k in range(N_SHARDS)]
+STRUCTURES = CLASSES if classes_from_structures(config) else []
 THREADS = config["resources"]["threads"]
 
 
 wildcard_constraints:
-    structure="|".join(CLASSES) if SOURCE != "characters" else "^$",
+    structure="|".join(STRUCTURES) if STRUCTURES else "^$",
     variant="|".join(VARIANTS),
     shard=r"\d{3}",
     particle_set=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
@@ -89,17 +92,23 @@ def training_params(wildcards):
 
 
 def structure_files():
-    return expand(f"{R}/structures/{{structure}}.cif.gz", structure=CLASSES)
+    return expand(f"{R}/structures/{{structure}}.cif.gz", structure=STRUCTURES)
 
 
 def map_files():
-    return expand(f"{R}/maps/{{structure}}.mrc", structure=CLASSES)
+    return expand(f"{R}/maps/{{structure}}.mrc", structure=STRUCTURES)
 
 
-def particle_files():
-    return expand(
-        f"{R}/particles/shard_{{shard}}.{{ext}}", shard=SHARDS, ext=["mrcs", "star"]
-    )
+def particle_stacks():
+    """The stacks the study made (a STAR study reads the user's own files in place)."""
+    return expand(f"{R}/particles/shard_{{shard}}.mrcs", shard=SHARDS)
+
+
+def source_particles():
+    """The particle table results are written back onto: the user's STAR, or ours."""
+    if SOURCE == "star":
+        return config["star"]["particles"]
+    return f"{R}/particles/particles.star"
 
 
 def model_outputs(name):
@@ -112,6 +121,7 @@ def all_targets():
         f"{R}/affinity/affinity_heatmap.png",
         *model_outputs("metrics.json"),
         *model_outputs("umap.png"),
+        *model_outputs("particles_annotated.star"),
         f"{R}/summary.tsv",
         f"{R}/provenance.json",
         *expand(

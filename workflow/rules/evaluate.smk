@@ -3,7 +3,7 @@ rule embed_particles:
     input:
         model=f"{R}/models/{{variant}}/model.pt",
         particles=f"{R}/particles/particles.star",
-        stacks=expand(f"{R}/particles/shard_{{shard}}.mrcs", shard=SHARDS),
+        stacks=particle_stacks(),
     output:
         f"{R}/models/{{variant}}/latents.tsv",
     log:
@@ -26,10 +26,17 @@ rule evaluate_model:
         train_summary=f"{R}/models/{{variant}}/train_summary.json",
         history=f"{R}/models/{{variant}}/history.tsv",
         model=f"{R}/models/{{variant}}/model.pt",
-        first_stack=f"{R}/particles/shard_000.mrcs",
+        particles=f"{R}/particles/particles.star",
     output:
         metrics=f"{R}/models/{{variant}}/metrics.json",
         confusion_csv=f"{R}/models/{{variant}}/confusion_matrix.csv",
+        umap_table=f"{R}/models/{{variant}}/umap.tsv",
+        explorer=report(
+            f"{R}/models/{{variant}}/latent_space.html",
+            caption="../report/latent_space.rst",
+            category="2. Latent space",
+            subcategory="{variant}",
+        ),
         umap=report(
             f"{R}/models/{{variant}}/umap.png",
             caption="../report/umap.rst",
@@ -83,6 +90,29 @@ rule evaluate_model:
         "../../scripts/evaluate_model.py"
 
 
+rule annotate_particles:
+    """The input particles (your STAR file for a STAR study) with each one's results added."""
+    input:
+        latents=f"{R}/models/{{variant}}/latents.tsv",
+        umap_table=f"{R}/models/{{variant}}/umap.tsv",
+        particles=f"{R}/particles/particles.star",
+        source=source_particles(),
+    output:
+        f"{R}/models/{{variant}}/particles_annotated.star",
+    log:
+        f"{R}/logs/annotate_particles/{{variant}}.log",
+    conda:
+        "../../envs/cryoavae.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        class_names=CLASSES,
+    script:
+        "../../scripts/annotate_particles.py"
+
+
 rule apply_model:
     """Place a new particle set (e.g. from a tomogram) in a trained model's latent space."""
     input:
@@ -92,7 +122,8 @@ rule apply_model:
             wildcards.particle_set
         ],
     output:
-        f"{R}/applied/{{variant}}/{{particle_set}}.tsv",
+        table=f"{R}/applied/{{variant}}/{{particle_set}}.tsv",
+        star=f"{R}/applied/{{variant}}/{{particle_set}}.star",
     log:
         f"{R}/logs/apply_model/{{variant}}/{{particle_set}}.log",
     conda:

@@ -1,4 +1,5 @@
-# Three sources of particles, one contract: particles/shard_<k>.mrcs + .star (see particles.py).
+# Four sources of particles, one contract: particles/particles.star and the stacks it points to
+# (see src/cryoavae/particles/). Generated particles go to shard_<k>.mrcs + .star first.
 if SOURCE == "simulate":
 
     rule simulate_subtomograms:
@@ -53,6 +54,34 @@ elif SOURCE == "extract":
         script:
             "../../scripts/extract_subtomograms.py"
 
+elif SOURCE == "star":
+
+    rule import_star_particles:
+        """Your own subtomograms: the study's particle table over your STAR file's stacks."""
+        input:
+            star=config["star"]["particles"],
+        output:
+            f"{R}/particles/particles.star",
+        log:
+            f"{R}/logs/import_star_particles.log",
+        conda:
+            "../../envs/cryoavae.yaml"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=30,
+        params:
+            class_names=CLASSES,
+            unseen=UNSEEN,
+            star={
+                k: v
+                for k, v in config["star"].items()
+                if k not in ("particles", "classes", "unseen")
+            },
+            seed=config["seed"],
+        script:
+            "../../scripts/import_star_particles.py"
+
 else:
 
     rule generate_characters:
@@ -75,20 +104,22 @@ else:
             "../../scripts/generate_characters.py"
 
 
-rule collect_particles:
-    """All shards in one STAR table (rows point into the shard stacks)."""
-    input:
-        stars=expand(f"{R}/particles/shard_{{shard}}.star", shard=SHARDS),
-        stacks=expand(f"{R}/particles/shard_{{shard}}.mrcs", shard=SHARDS),
-    output:
-        f"{R}/particles/particles.star",
-    log:
-        f"{R}/logs/collect_particles.log",
-    conda:
-        "../../envs/cryoavae.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    script:
-        "../../scripts/collect_particles.py"
+if SOURCE != "star":
+
+    rule collect_particles:
+        """All shards in one STAR table (rows point into the shard stacks)."""
+        input:
+            stars=expand(f"{R}/particles/shard_{{shard}}.star", shard=SHARDS),
+            stacks=expand(f"{R}/particles/shard_{{shard}}.mrcs", shard=SHARDS),
+        output:
+            f"{R}/particles/particles.star",
+        log:
+            f"{R}/logs/collect_particles.log",
+        conda:
+            "../../envs/cryoavae.yaml"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        script:
+            "../../scripts/collect_particles.py"

@@ -2,7 +2,7 @@ rule train_model:
     """Train one model variant; the only rule that asks for a GPU."""
     input:
         particles=f"{R}/particles/particles.star",
-        stacks=expand(f"{R}/particles/shard_{{shard}}.mrcs", shard=SHARDS),
+        stacks=particle_stacks(),
         affinity=f"{R}/affinity/affinity.csv",
     output:
         model=f"{R}/models/{{variant}}/model.pt",

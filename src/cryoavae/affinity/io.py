@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import numpy as np
 from ..atomic import write_text_atomic
 from ..errors import InputError
 from .matrix import check_square
+
+log = logging.getLogger(__name__)
 
 CSV_SYMMETRY_TOLERANCE = 1e-3
 
@@ -27,13 +30,17 @@ def _parse_float(cell: str, path: Path, row: int) -> float:
         ) from None
 
 
-def read_affinity_csv(path: str | Path, class_names: Sequence[str]) -> np.ndarray:
+def read_affinity_csv(
+    path: str | Path, class_names: Sequence[str], symmetrize: bool = False
+) -> np.ndarray:
     """Read a user's affinity matrix and return it (n, n) in the order of ``class_names``.
 
     Layout (the original Affinity-VAE one): a header row of class names, then the square matrix.
     A leading label column (as pandas writes it) is accepted if it repeats the header's names.
-    Checks: square; numbers; symmetric within 1e-3; values in [-1, 1]; unit diagonal (a zero
-    diagonal usually means a distance matrix); names equal to the study's classes as a set.
+    Checks: square; numbers; symmetric within 1e-3 (``symmetrize``: the mean of the matrix and its
+    transpose instead, with a warning naming the largest asymmetry, for the original code's
+    matrices); values in [-1, 1]; unit diagonal (a zero diagonal usually means a distance
+    matrix); names equal to the study's classes as a set.
 
     Raises:
         InputError: one line naming the file and the first problem found.
@@ -85,7 +92,13 @@ def read_affinity_csv(path: str | Path, class_names: Sequence[str]) -> np.ndarra
     if not np.all(np.isfinite(a)):
         raise InputError(f"affinity.csv_path: {path} holds NaN or infinite values")
     bad = np.argwhere(np.abs(a - a.T) > CSV_SYMMETRY_TOLERANCE)
-    if bad.size:
+    if bad.size and symmetrize:
+        i, j = np.unravel_index(int(np.argmax(np.abs(a - a.T))), a.shape)
+        log.warning(
+            "%s is not symmetric (largest asymmetry %.4g, between %s and %s): using (A + A^T) / 2",
+            *(path, abs(a[i, j] - a[j, i]), header[i], header[j]),
+        )
+    elif bad.size:
         i, j = bad[0]
         raise InputError(
             f"affinity.csv_path: {path} is not symmetric: {header[i]},{header[j]} = {a[i, j]} but "

@@ -11,7 +11,12 @@ One rule throughout: whatever is fitted (classifier, class centroids, pose maps)
 
 from .evaluation import CLASSIFIERS, EvaluationConfig, EvaluationResult, evaluate_latents
 from .variant import evaluate_variant
-from .writers import confusion_fractions, write_confusion_csv, write_metrics_json
+from .writers import (
+    confusion_fractions,
+    write_confusion_csv,
+    write_metrics_json,
+    write_umap_table,
+)
 
 __all__ = [
     "CLASSIFIERS",
@@ -22,4 +27,5 @@ __all__ = [
     "evaluate_variant",
     "write_confusion_csv",
     "write_metrics_json",
+    "write_umap_table",
 ]

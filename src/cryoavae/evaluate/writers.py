@@ -63,3 +63,19 @@ def confusion_fractions(result: EvaluationResult) -> np.ndarray:
     counts = np.asarray(result.confusion_counts, dtype=np.float64)
     totals = counts.sum(axis=1, keepdims=True)
     return counts / np.where(totals > 0, totals, 1)
+
+
+def write_umap_table(path: str | os.PathLike, latents: pd.DataFrame, result: EvaluationResult):
+    """Every particle's UMAP position (``image``, ``umap_x``, ``umap_y``, in latents order) as
+    TSV, atomically, for the annotated STAR and the interactive page."""
+    if result.umap_xy is None:
+        raise ValueError("write_umap_table: the evaluation was run without UMAP")
+    table = pd.DataFrame(
+        {
+            "image": latents["image"].astype(str).to_numpy(),
+            "umap_x": result.umap_xy[:, 0],
+            "umap_y": result.umap_xy[:, 1],
+        }
+    )
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")

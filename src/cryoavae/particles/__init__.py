@@ -10,7 +10,7 @@ downstream reads only this, so it does not care where the particles came from.
 - :mod:`.images`: reading a table's images a batch at a time.
 """
 
-from .images import ParticleImages
+from .images import ParticleImages, table_voxel_size
 from .stacks import (
     StackLayout,
     StackWriter,
@@ -31,19 +31,23 @@ from .table import (
     SNR,
     SPLIT,
     SPLITS,
+    VOXEL_SIZE,
     assign_splits,
     class_lookup,
     image_reference,
     merge_particle_tables,
+    parse_image_references,
     particle_table,
     read_particle_table,
     read_star_blocks,
+    read_star_particles,
     resolve_classes,
     split_image_reference,
     split_image_references,
     stack_reference,
     val_count,
     write_particle_table,
+    write_star_blocks,
 )
 
 __all__ = [
@@ -57,6 +61,7 @@ __all__ = [
     "SNR",
     "SPLIT",
     "SPLITS",
+    "VOXEL_SIZE",
     "ParticleImages",
     "StackLayout",
     "StackWriter",
@@ -65,9 +70,11 @@ __all__ = [
     "image_reference",
     "merge_particle_tables",
     "open_stack",
+    "parse_image_references",
     "particle_table",
     "read_particle_table",
     "read_star_blocks",
+    "read_star_particles",
     "resolve_classes",
     "split_image_reference",
     "split_image_references",
@@ -75,7 +82,9 @@ __all__ = [
     "stack_reference",
     "stack_voxel_size",
     "stack_writer",
+    "table_voxel_size",
     "val_count",
     "write_particle_table",
     "write_stack",
+    "write_star_blocks",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections.abc import Sequence
@@ -11,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from .stacks import StackLayout, stack_layout
-from .table import IMAGE, split_image_references
+from .stacks import StackLayout, stack_layout, stack_voxel_size
+from .table import IMAGE, VOXEL_SIZE, parse_image_references
 
 
 class ParticleImages:
@@ -31,10 +32,19 @@ class ParticleImages:
     ):
         self.root = Path(star_path).parent
         self.box_ndim = box_ndim
-        self.index, stack_names = split_image_references(table[IMAGE])
+        self.index, stack_names, whole = parse_image_references(table[IMAGE])
         self.stack_names, self.stack_of_row = np.unique(
             stack_names.astype(str), return_inverse=True
         )
+        self.whole = np.zeros(len(self.stack_names), dtype=bool)  # (stacks,) one particle each
+        self.whole[self.stack_of_row[whole]] = True
+        mixed = np.zeros(len(self.stack_names), dtype=bool)
+        mixed[self.stack_of_row[~whole]] = True
+        if (mixed & self.whole).any():
+            name = self.stack_names[int(np.argmax(mixed & self.whole))]
+            raise InputError(f"{IMAGE}: {name} is named both as a whole file and as index@file")
+        self.top_index = np.zeros(len(self.stack_names), dtype=np.int64)  # (stacks,)
+        np.maximum.at(self.top_index, self.stack_of_row, self.index)
         self._layouts: dict[int, StackLayout] = {}
         self._fds: dict[int, int] = {}
         self._lock = threading.Lock()  # a reader thread and the caller may open stacks at once
@@ -55,11 +65,14 @@ class ParticleImages:
     def _layout(self, k: int) -> StackLayout:
         if k not in self._layouts:
             first = self._layout(0) if k != 0 else None  # every stack must match the first
-            layout = stack_layout(self.root / self.stack_names[k], self.box_ndim)
-            top = self.index[self.stack_of_row == k].max()
-            if top >= layout.n_items:
+            path = self.root / self.stack_names[k]
+            layout = self._same_file_layout(first, path) if self.whole[k] else None
+            if layout is None:
+                layout = stack_layout(path, self.box_ndim, whole=bool(self.whole[k]))
+            if self.top_index[k] >= layout.n_items:
                 raise InputError(
-                    f"{layout.path}: table asks for image {top + 1}, stack holds {layout.n_items}"
+                    f"{layout.path}: table asks for image {self.top_index[k] + 1}, stack holds "
+                    f"{layout.n_items}"
                 )
             if first is not None and layout.item_shape != first.item_shape:
                 raise InputError(
@@ -69,10 +82,34 @@ class ParticleImages:
             self._layouts[k] = layout
         return self._layouts[k]
 
+    @staticmethod
+    def _same_file_layout(first: StackLayout | None, path: Path) -> StackLayout | None:
+        """One particle per file (10^5 files, say): a file of exactly the first one's size has
+        its layout, so only its size is read, not its header; None if that cannot be told."""
+        if first is None or first.n_items != 1:
+            return None
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise InputError(f"{path}: particle file not found") from None
+        if size != first.data_offset + first.item_bytes:
+            return None  # another header size or box: read its header to say which
+        return dataclasses.replace(first, path=path)
+
+    def validate(self) -> None:
+        """Check every file the table names now (exists, holds the images asked for, same box),
+        instead of when a batch first needs it."""
+        for k in range(len(self.stack_names)):
+            self._layout(k)
+
     def _fd(self, k: int) -> int:
         with self._lock:
             if k not in self._fds:
                 path = self._layout(k).path
+                if self.whole[k] and len(self._fds) >= MAX_OPEN_FILES:
+                    for fd in self._fds.values():  # one particle per file: do not hoard them
+                        os.close(fd)
+                    self._fds = {}
                 self._fds[k] = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
             return self._fds[k]
 
@@ -143,6 +180,7 @@ class ParticleImages:
         return self.gather([row])[0]
 
 
+MAX_OPEN_FILES = 256  # files held open at once when every particle is a file of its own
 IOV_MAX = 1024  # buffers per preadv call (the POSIX minimum is 16; Linux and macOS allow 1024)
 
 
@@ -165,3 +203,14 @@ def _preadv(fd: int, buffers: list[np.ndarray], offset: int) -> int:
         if got:
             views[first] = views[first][got:]
     return total
+
+
+def table_voxel_size(table: pd.DataFrame, star_path: str | os.PathLike) -> float:
+    """The particles' voxel size (Å): the table's ``rlnImagePixelSize`` when it has one, else the
+    header of the first stack it names."""
+    if VOXEL_SIZE in table.columns and len(table):
+        value = float(pd.to_numeric(table[VOXEL_SIZE], errors="coerce").iloc[0])
+        if value > 0:
+            return value
+    _, stacks, _ = parse_image_references(table[IMAGE].iloc[:1])
+    return stack_voxel_size(Path(star_path).parent / stacks[0])

@@ -118,8 +118,12 @@ def stack_writer(
             mrc.header.dmean, mrc.header.rms = dmean, rms
 
 
-def _open_mrc_stack(path: Path, box_ndim: int | None):
-    """(open mrcfile mmap object, data viewed as ``(n, *box)``); see :func:`open_stack`."""
+def _open_mrc_stack(path: Path, box_ndim: int | None, whole: bool = False):
+    """(open mrcfile mmap object, data viewed as ``(n, *box)``); see :func:`open_stack`.
+
+    ``whole``: the file is one particle (RELION's ``rlnImageName`` without ``index@``), a 2-D
+    image or a 3-D volume whatever its space group says.
+    """
     if not path.exists():
         raise InputError(f"{path}: particle stack not found")
     try:
@@ -130,6 +134,21 @@ def _open_mrc_stack(path: Path, box_ndim: int | None):
     if data is None:
         mrc.close()
         raise InputError(f"{path}: MRC file holds no data")
+    if whole:
+        single_volume = data.ndim == 3 and not (
+            int(mrc.header.ispg) == 401 and 0 < int(mrc.header.mz) < data.shape[0]
+        )
+        if data.ndim == 2 or single_volume or (data.ndim == 4 and data.shape[0] == 1):
+            data = data.reshape(1, *data.shape[-(data.ndim if data.ndim < 4 else 3) :])
+        else:
+            mrc.close()
+            raise InputError(
+                f"{path}: holds {data.shape} (several particles); name one as <index>@{path.name}"
+            )
+        if box_ndim is not None and data.ndim - 1 != box_ndim:
+            mrc.close()
+            raise InputError(f"{path}: holds a {data.ndim - 1}-D particle, expected {box_ndim}-D")
+        return mrc, data
     if box_ndim is None:
         box_ndim = 3 if int(mrc.header.ispg) == 401 else 2
     if box_ndim == 3:
@@ -167,10 +186,13 @@ class StackLayout:
     item_bytes: int  # bytes of one image as stored
 
 
-def stack_layout(path: str | os.PathLike, box_ndim: int | None = None) -> StackLayout:
-    """Validate a stack's header (as :func:`open_stack` does) and return its layout."""
+def stack_layout(
+    path: str | os.PathLike, box_ndim: int | None = None, whole: bool = False
+) -> StackLayout:
+    """Validate a stack's header (as :func:`open_stack` does) and return its layout; ``whole``:
+    the file is one particle (see :func:`_open_mrc_stack`)."""
     path = Path(path)
-    mrc, data = _open_mrc_stack(path, box_ndim)
+    mrc, data = _open_mrc_stack(path, box_ndim, whole)
     with mrc:
         layout = StackLayout(
             path=path,

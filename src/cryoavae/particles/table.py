@@ -11,6 +11,8 @@ Columns (RELION names where RELION has one):
 - ``rlnDefocusU``: defocus in Å (0 when no CTF was applied).
 - ``cryoavaeClassName``, ``cryoavaeSplit`` (``train``/``val``/``unseen``), ``cryoavaeSNR``,
   ``cryoavaeShard``: our own columns.
+- optional ``rlnImagePixelSize``: the voxel size (Å), for particles whose stacks' headers do
+  not give it (a user's own files); otherwise the headers are the record.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ CLASS_NAME = "cryoavaeClassName"
 SPLIT = "cryoavaeSplit"
 SNR = "cryoavaeSNR"
 SHARD = "cryoavaeShard"
+VOXEL_SIZE = "rlnImagePixelSize"  # optional: Å per voxel, when the stacks' headers do not say
 REQUIRED_COLUMNS = (IMAGE, CLASS_NUMBER, *ANGLES, CLASS_NAME, SPLIT)
 SPLITS = ("train", "val", "unseen")
 
@@ -62,18 +65,41 @@ def split_image_references(refs: Sequence[str] | pd.Series) -> tuple[np.ndarray,
     Raises:
         InputError: naming the first value that is not ``<index >= 1>@<stack>``.
     """
+    index, stack, whole = parse_image_references(refs)
+    if whole.any():
+        _refuse_reference(refs, whole)
+    return index, stack
+
+
+def parse_image_references(
+    refs: Sequence[str] | pd.Series,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Image references as RELION writes them: ``index@stack``, or a file holding one particle.
+
+    Returns 0-based indices ``(n,)`` (0 for a whole file), the files ``(n,)`` and ``whole``
+    ``(n,)`` bool, True where the reference names a whole file.
+
+    Raises:
+        InputError: naming the first malformed value (an index that is not >= 1, no file).
+    """
     parts = pd.Series(refs, dtype=object).astype(str).str.partition("@")
-    index, at, stack = parts[0], parts[1], parts[2]
-    digits = index.str.fullmatch(r"[0-9]+")
-    numbers = pd.to_numeric(index.where(digits, "0")).to_numpy(np.int64)
-    bad = (at != "@").to_numpy() | (stack == "").to_numpy() | (numbers < 1)
+    head, at, tail = parts[0], parts[1], parts[2]
+    whole = (at != "@").to_numpy()
+    digits = head.str.fullmatch(r"[0-9]+").to_numpy()
+    numbers = pd.to_numeric(head.where(digits, "0")).to_numpy(np.int64)
+    stack = np.where(whole, head.to_numpy(dtype=object), tail.to_numpy(dtype=object))
+    bad = (~whole & (numbers < 1)) | (pd.Series(stack).str.strip() == "").to_numpy()
     if bad.any():
-        row = int(np.argmax(bad))
-        ref = "".join(parts.iloc[row])
-        raise InputError(
-            f"{IMAGE} value {ref!r} is not of the form <index>@<stack> (index >= 1; row {row + 1})"
-        )
-    return numbers - 1, stack.to_numpy(dtype=object)
+        _refuse_reference(refs, bad)
+    return np.where(whole, 0, numbers - 1), stack, whole
+
+
+def _refuse_reference(refs, bad: np.ndarray) -> None:
+    row = int(np.argmax(bad))
+    ref = str(pd.Series(refs, dtype=object).iloc[row])
+    raise InputError(
+        f"{IMAGE} value {ref!r} is not of the form <index>@<stack> (index >= 1; row {row + 1})"
+    )
 
 
 def stack_reference(stack_path: str | os.PathLike, star_path: str | os.PathLike) -> str:
@@ -85,7 +111,7 @@ def stack_reference(stack_path: str | os.PathLike, star_path: str | os.PathLike)
 
 
 def particle_table(
-    stack_ref: str,
+    images: str | Sequence[str],
     class_numbers: np.ndarray,
     class_names: Sequence[str] | np.ndarray,
     splits: np.ndarray,
@@ -95,7 +121,8 @@ def particle_table(
     shard: int = 0,
     **extra_columns,
 ) -> pd.DataFrame:
-    """The table for ``n`` particles stored as images ``0 .. n-1`` of one stack.
+    """The table for ``n`` particles: images ``0 .. n-1`` of the stack named ``images``, or the
+    ``n`` image references ``images`` themselves (particles read in place).
 
     ``class_numbers``, ``class_names`` (each particle's), ``splits``: ``(n,)``; ``angles_deg``
     ``(n, 3)`` RELION ZYZ (NaN when None); ``extra_columns`` are added after ours, in order.
@@ -104,7 +131,9 @@ def particle_table(
     n = len(class_numbers)
     angles = np.full((n, 3), np.nan) if angles_deg is None else np.asarray(angles_deg, float)
     columns = {
-        IMAGE: [image_reference(i, stack_ref) for i in range(n)],
+        IMAGE: [image_reference(i, images) for i in range(n)]
+        if isinstance(images, str)
+        else np.asarray(images, dtype=object),
         CLASS_NUMBER: np.asarray(class_numbers, dtype=np.int64),
         **{name: angles[:, a] for a, name in enumerate(ANGLES)},
         DEFOCUS: np.broadcast_to(np.asarray(defocus_angstrom, dtype=np.float64), (n,)),
@@ -195,13 +224,18 @@ def resolve_classes(names: np.ndarray, lookup: dict) -> tuple[np.ndarray, np.nda
 def write_particle_table(path: str | os.PathLike, table: pd.DataFrame) -> None:
     """Validate and write a particle table as STAR, atomically."""
     _check_columns(table, path)
+    write_star_blocks(path, {"": table.reset_index(drop=True)}, "cryoavae particle table")
+
+
+def write_star_blocks(path: str | os.PathLike, blocks: dict, header: str) -> None:
+    """Write data blocks (name -> table) as one STAR file, atomically. starfile stamps the
+    wall-clock time into its first line; ``header`` replaces it, so that a seeded run is
+    byte-for-byte reproducible."""
     with atomic_path(path) as tmp:
-        starfile.write(table.reset_index(drop=True), tmp)
-        # starfile stamps the wall-clock time into its first line; a fixed header keeps a seeded
-        # run byte-for-byte reproducible.
+        starfile.write(blocks if len(blocks) > 1 or "" not in blocks else blocks[""], tmp)
         lines = tmp.read_text().splitlines(keepends=True)
         if lines and lines[0].startswith("# Created by the starfile"):
-            lines[0] = "# cryoavae particle table\n"
+            lines[0] = f"# {header}\n"
         tmp.write_text("".join(lines))
 
 
@@ -215,6 +249,25 @@ def read_star_blocks(path: str | os.PathLike, what: str = "particle table") -> d
         return starfile.read(path, always_dict=True)
     except Exception as exc:  # starfile raises several types for a corrupt file
         raise InputError(f"{path}: not a readable STAR file ({exc})") from exc
+
+
+def read_star_particles(path: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The particle table of a user's STAR file and its optics table (None without one).
+
+    The particles are the table with ``rlnImageName``: RELION 3.1+ calls its block
+    ``particles``; older RELION and Warp files hold a single unnamed block.
+    """
+    path = Path(path)
+    blocks = read_star_blocks(path, what="particle STAR file")
+    tables = {name: t for name, t in blocks.items() if isinstance(t, pd.DataFrame)}
+    with_images = [name for name, t in tables.items() if IMAGE in t.columns]
+    if len(with_images) != 1:
+        raise InputError(
+            f"{path}: expected one table with a {IMAGE} column, found {len(with_images)} "
+            f"(blocks: {list(blocks) or 'none'})"
+        )
+    optics = next((t for n, t in tables.items() if n == "optics"), None)
+    return tables[with_images[0]].reset_index(drop=True), optics
 
 
 def read_particle_table(path: str | os.PathLike) -> pd.DataFrame:
