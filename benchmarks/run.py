@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-STAGES = ("affinity", "simulate", "extract", "characters", "train", "evaluate")
+STAGES = ("affinity", "simulate", "extract", "characters", "train", "evaluate", "star")
 
 
 def main() -> int:

@@ -19,6 +19,7 @@ NAMED_FIGURES = {
     "train_loop_efficiency",
     "train_startup_seconds_10k",
     "train_peak_rss_mb_10k",
+    "star_source_peak_rss_growth_mb",
 }
 
 
