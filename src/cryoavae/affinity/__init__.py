@@ -3,7 +3,8 @@
 The affinity loss asks cos(mu_i, mu_j) to equal A[y_i, y_j], so the matrix handed to training must
 be a cosine-similarity matrix: symmetric, unit diagonal, entries in [-1, 1], positive
 semi-definite (PSD). Any raw similarity (SOAP, map cross-correlation, a user's CSV) goes through
-:func:`build_affinity`, which spreads it (:func:`spread_similarity`) and projects it onto that set
+:func:`build_affinity`, which spreads it (:func:`spread_similarity`; SOAP similarities are
+calibrated instead, :func:`calibrate_similarity`) and projects it onto that set
 (:func:`nearest_correlation_matrix`), recording how far it had to move.
 """
 
@@ -18,6 +19,7 @@ import numpy as np
 from ..errors import InputError
 from ..schema import section_dataclass
 from ..structures import AtomArrays
+from .calibrate import calibrate_similarity
 from .io import read_affinity_csv, write_affinity_csv
 from .map_cc import map_cc_similarity
 from .matrix import (
@@ -27,18 +29,26 @@ from .matrix import (
     spearman_agreement,
     spread_similarity,
 )
-from .soap import SoapConfig, soap_descriptors, soap_selection, soap_similarity
+from .soap import (
+    SoapConfig,
+    soap_descriptors,
+    soap_environments,
+    soap_selection,
+    soap_similarity,
+)
 
 __all__ = [
     "AffinityConfig",
     "SoapConfig",
     "best_achievable_l1",
     "build_affinity",
+    "calibrate_similarity",
     "compute_affinity",
     "map_cc_similarity",
     "nearest_correlation_matrix",
     "read_affinity_csv",
     "soap_descriptors",
+    "soap_environments",
     "soap_selection",
     "soap_similarity",
     "spearman_agreement",
@@ -73,8 +83,10 @@ def compute_affinity(
     and for the agreement; None skips the agreement). ``seed`` draws the map-CC rotations.
 
     Returns the final (n, n) matrix and an info dict of plain JSON types: ``class_names``;
-    ``source``; ``raw`` (n x n nested lists) the source's similarities before spreading; the
-    :func:`build_affinity` keys; ``seconds`` for the chosen source; ``map_cc_raw``,
+    ``source``; ``raw`` (n x n nested lists) the source's similarities before spreading or
+    calibration; ``calibration`` (soap: the :func:`calibrate_similarity` dict, else None); the
+    :func:`build_affinity` keys ("before" is the spread or calibrated matrix); ``seconds`` for
+    the chosen source; ``map_cc_raw``,
     ``map_cc_seconds``, ``spearman_vs_map_cc`` (final prior vs the map-CC prior built the same
     way) and ``spearman_raw_vs_map_cc``, each None without maps or when undefined (fewer than 3
     classes).
@@ -101,9 +113,11 @@ def compute_affinity(
         map_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
+    calibration = None
     if config.source == "soap":
         raw = soap_similarity(atoms, config.soap)
-        final, info = build_affinity(raw)
+        calibrated, calibration = calibrate_similarity(raw, config.soap.calibration)
+        final, info = build_affinity(calibrated, spread=False)
     elif config.source == "map_cc":
         raw = map_raw
         final, info = build_affinity(raw)
@@ -125,6 +139,7 @@ def compute_affinity(
         "class_names": names,
         "source": config.source,
         "raw": raw.tolist(),
+        "calibration": calibration,
         **info,
         "seconds": seconds,
         "map_cc_raw": None if map_raw is None else map_raw.tolist(),

@@ -1,4 +1,4 @@
-"""SOAP descriptors of the structures (dscribe on ase atoms) and their cosine similarity."""
+"""SOAP descriptors of the structures (dscribe on ase atoms) and how alike they are."""
 
 from __future__ import annotations
 
@@ -10,45 +10,40 @@ import numpy as np
 from ..errors import InputError
 from ..schema import section_dataclass
 from ..structures import AtomArrays, AtomSelection
+from .beads import bead_model
+from .kernels import amplitude_features, average_similarity, rematch_similarity
 
 SECTION = "affinity.soap"
 
-# SOAP cost grows with the number of centres (x neighbours within r_cut). Above this many centres
-# per structure they are subsampled evenly along the file's atom order (deterministic, spread over
-# every chain); all atoms still form the environment. Measured on the ten SHREC proteins at the
-# default scale: 100, 300 or all centres give the same agreement with the map-CC prior
-# (Spearman 0.858-0.862), while the cost stays bounded for a ribosome (~1e4 C-alpha: ~1 s).
+# With ``centres: atoms`` SOAP cost grows with the number of centres (x neighbours within r_cut).
+# Above this many centres per structure they are subsampled evenly along the file's atom order
+# (deterministic, spread over every chain); all atoms still form the environment. Measured on
+# the ten SHREC proteins with the averaged C-alpha SOAP of r_cut 60 Å: 100, 300 or all centres
+# give the same agreement with the map-CC prior (Spearman 0.858-0.862).
 MAX_SOAP_CENTERS = 300
 
 
 class SoapConfig(section_dataclass(SECTION)):
-    """Averaged-SOAP settings (dscribe), at the scale where SOAP sees shape rather than chemistry.
-    Field names are the YAML keys of ``affinity.soap``; defaults and bounds from the schema.
+    """SOAP settings (dscribe): where the environments are centred, at which scale, how they are
+    compared and how the similarities are calibrated. Field names are the YAML keys of
+    ``affinity.soap``; defaults and bounds from the schema. Measurements: docs/science.md
+    (issue 15) and ``python benchmarks/bench_affinity.py --variants``.
 
-    All-atom SOAP at chemical cutoffs (5 Å) rates every pair of proteins 0.999+ alike (Spearman
-    0.03 against a map cross-correlation reference). On C-alpha pseudo-atoms with a cutoff of the
-    order of a protein's radius it tracks shape. Measured on the ten SHREC proteins: Spearman of
-    the final SOAP prior against the map cross-correlation prior (10 Å maps; the same to 0.01
-    with the project's own density maps and with published reference maps):
+    The default sees a protein whole: one SOAP centre at its centroid, every C-alpha in its
+    environment (``r_cut_angstrom: null``), C-alphas smeared into a 25 Å envelope, compared by
+    the amplitude of each radial function and degree (:func:`kernels.amplitude_features`), the
+    cosines mapped onto [-1, 1] by the ``power`` calibration. On the ten SHREC'21 proteins its
+    prior has Spearman 0.96 with the map cross-correlation prior, 9 of 10 nearest neighbours in
+    common, in 0.1-0.2 s. The previous default, the cosine of the SOAP power spectrum averaged
+    over up to 300 C-alpha centres at r_cut 60 Å (``centres: atoms``, ``features: power``,
+    ``standardize: true``, ``calibration: linear``, r_cut 60, n_max 6, l_max 6, sigma 10), gave
+    0.86, with the large complexes nearly collinear; local environments (``beads`` or ``atoms``
+    at 20-80 Å, ``average`` or ``rematch``) gave 0.60-0.82: at a protein's scale, local packing
+    says little about the envelope that a density map shows.
 
-    ====================  ==========  ============
-    r_cut / sigma (Å)     raw cosine  standardised
-    ====================  ==========  ============
-    30 / 6                0.68        0.40
-    40 / 8                0.72        0.53
-    50 / 10               0.77        0.82
-    60 / 10 (default)     0.77        0.86
-    70-80 / 10-12         0.79        0.80-0.84
-    ====================  ==========  ============
-
-    (n_max 6, l_max 6; n_max 8 or l_max 4 move these by a few hundredths.) With the centres
-    subsampled (MAX_SOAP_CENTERS) the cost hardly depends on r_cut: ~2 s for the ten proteins
-    on a 2-core machine (benchmarks/bench_affinity.py), against a 10 s goal.
-
-    ``standardize``: z-score each descriptor feature across the structures before the cosine, so
-    the features that differ between structures count rather than what all proteins share. The
-    prior then depends on the whole set of classes (still permutation-equivariant); with two
-    classes it is always -1. Below ~50 Å it hurts (the table), so switch it off there.
+    ``standardize``: z-score each feature of the mean descriptors across the structures before
+    the cosine (``kernel: average`` only), so the features that differ between structures count;
+    the prior then depends on the whole set of classes (still permutation-equivariant).
     """
 
 
@@ -71,15 +66,7 @@ def _soap_centres(n_atoms: int) -> np.ndarray:
     return np.unique(np.linspace(0, n_atoms - 1, MAX_SOAP_CENTERS).round().astype(np.int64))
 
 
-def soap_descriptors(structures: Sequence[AtomArrays], config: SoapConfig) -> np.ndarray:
-    """Averaged SOAP power spectrum per structure: (n_structures, n_features) float64.
-
-    With ``atoms="calpha"`` every pseudo-atom is one species; otherwise the species are the union
-    of elements over all structures, so the feature vectors are comparable.
-    """
-    from ase import Atoms
-    from dscribe.descriptors import SOAP
-
+def _check(structures: Sequence[AtomArrays], config: SoapConfig) -> None:
     if not structures:
         raise InputError("affinity: no structures given")
     for i, s in enumerate(structures):
@@ -91,10 +78,69 @@ def soap_descriptors(structures: Sequence[AtomArrays], config: SoapConfig) -> np
                 f"affinity.soap.atoms is 'calpha' but structure {i} holds {', '.join(others)} "
                 "atoms: load it with soap_selection(config) (atoms='calpha')"
             )
-    if config.atoms == "calpha":
+    if config.standardize and config.kernel != "average":
+        raise InputError(
+            f"affinity.soap.standardize needs kernel: average (kernel is {config.kernel!r})"
+        )
+
+
+def _systems(structures: Sequence[AtomArrays], config: SoapConfig) -> list[tuple]:
+    """Per structure: (atomic numbers, positions) of the environment and the centre positions.
+
+    centroid: the atoms, one centre at their mean; beads: the bead model is both environment and
+    centres (:func:`beads.bead_model`); atoms: the atoms, up to MAX_SOAP_CENTERS of them centres.
+    """
+    systems = []
+    for s in structures:
+        numbers = np.full(len(s), 6) if config.atoms == "calpha" else s.atomic_numbers
+        if config.centres == "centroid":
+            systems.append((numbers, s.positions, s.positions.mean(axis=0, keepdims=True)))
+        elif config.centres == "beads":
+            beads = bead_model(s.positions, config.atoms_per_bead)
+            systems.append((np.full(len(beads), 6), beads, beads))
+        else:
+            systems.append((numbers, s.positions, s.positions[_soap_centres(len(s))]))
+    return systems
+
+
+def whole_structure_cutoff(systems: Sequence[tuple], sigma_angstrom: float) -> float:
+    """The cutoff (Å) at which every centre sees all of its structure, the same for all: the
+    largest centre-to-atom distance bound (radius about the centroid plus the centre's distance
+    from it) plus 2 sigma, so the Gaussians of the outermost atoms are inside too."""
+    reach = 0.0
+    for _, positions, centres in systems:
+        centroid = positions.mean(axis=0)
+        radius = np.sqrt(((positions - centroid) ** 2).sum(axis=1).max())
+        offset = np.sqrt(((centres - centroid) ** 2).sum(axis=1).max())
+        reach = max(reach, float(radius + offset))
+    return reach + 2.0 * sigma_angstrom
+
+
+def soap_environments(structures: Sequence[AtomArrays], config: SoapConfig) -> list[np.ndarray]:
+    """SOAP vectors per centre, one (n_centres_i, n_features) float64 array per structure.
+
+    With ``atoms="calpha"`` every pseudo-atom is one species; otherwise the species are the union
+    of elements over all structures, so the vectors are comparable. ``features: amplitude`` needs
+    one species (C-alphas or beads).
+    """
+    from ase import Atoms
+    from dscribe.descriptors import SOAP
+
+    _check(structures, config)
+    systems = _systems(structures, config)
+    one_species = config.atoms == "calpha" or config.centres == "beads"
+    if config.features == "amplitude" and not one_species:
+        raise InputError(
+            "affinity.soap.features: amplitude needs one species (atoms: calpha, or centres: "
+            "beads); use features: power with atoms: heavy"
+        )
+    if one_species:
         species = ["C"]
     else:
         species = sorted({e for s in structures for e in s.elements.tolist()})
+    r_cut = config.r_cut_angstrom
+    if r_cut is None:
+        r_cut = whole_structure_cutoff(systems, config.sigma_angstrom)
 
     # dscribe orthonormalises its GTO radial basis when the descriptor is built; with one species
     # and a cutoff many times sigma that overlap matrix is ill-conditioned and scipy warns. The
@@ -104,47 +150,38 @@ def soap_descriptors(structures: Sequence[AtomArrays], config: SoapConfig) -> np
         warnings.filterwarnings("ignore", message=".*ill-conditioned.*")
         soap = SOAP(
             species=species,
-            r_cut=config.r_cut_angstrom,
+            r_cut=float(r_cut),
             n_max=config.n_max,
             l_max=config.l_max,
             sigma=config.sigma_angstrom,
             periodic=False,
             average="off",
         )
-        rows = []
-        for s in structures:
-            numbers = np.full(len(s), 6) if config.atoms == "calpha" else s.atomic_numbers
-            system = Atoms(numbers=numbers, positions=s.positions)
-            centres = _soap_centres(len(s))
+        out = []
+        for numbers, positions, centres in systems:
+            system = Atoms(numbers=numbers, positions=positions)
             per_centre = soap.create(system, centers=centres.tolist())  # (n_centres, n_features)
-            rows.append(
-                np.asarray(per_centre, dtype=np.float64).reshape(-1, per_centre.shape[-1]).mean(0)
-            )
-    return np.stack(rows)
+            per_centre = np.asarray(per_centre, dtype=np.float64).reshape(len(centres), -1)
+            if config.features == "amplitude":
+                per_centre = amplitude_features(per_centre, config.n_max, config.l_max)
+            out.append(per_centre)
+    return out
 
 
-def _cosine_matrix(x: np.ndarray) -> np.ndarray:
-    """Cosine similarity of the rows of x (n, f); a zero row is alike only to itself."""
-    norms = np.linalg.norm(x, axis=1)
-    safe = np.where(norms > 0, norms, 1.0)
-    unit = x / safe[:, None]
-    cos = np.clip(unit @ unit.T, -1.0, 1.0)
-    cos = (cos + cos.T) / 2
-    np.fill_diagonal(cos, 1.0)
-    return cos
+def soap_descriptors(structures: Sequence[AtomArrays], config: SoapConfig) -> np.ndarray:
+    """Each structure's SOAP vector averaged over its centres: (n_structures, n_features)."""
+    return np.stack([e.mean(axis=0) for e in soap_environments(structures, config)])
 
 
 def soap_similarity(structures: Sequence[AtomArrays], config: SoapConfig) -> np.ndarray:
-    """Raw cosine similarity (n, n) of the structures' averaged SOAP descriptors.
+    """Raw similarity (n, n) of the structures' SOAP environments, 1 on the diagonal.
 
-    With ``config.standardize`` the features are z-scored across the structures first (features
-    constant across all structures are dropped). The result depends on the whole set then, but
-    stays permutation-equivariant.
+    ``kernel: average``: cosine of the mean vectors (z-scored first with ``standardize``);
+    ``rematch``: the REMatch kernel (:mod:`cryoavae.affinity.kernels`). With one centre
+    (``centres: centroid``) both are the cosine of the two vectors. Permutation-equivariant;
+    before calibration (:func:`calibrate.calibrate_similarity`).
     """
-    x = soap_descriptors(structures, config)
-    if config.standardize:
-        x = x - x.mean(axis=0)
-        std = x.std(axis=0)
-        keep = std > 1e-12 * max(float(np.abs(x).max()), 1e-300)
-        x = x[:, keep] / std[keep]
-    return _cosine_matrix(x)
+    environments = soap_environments(structures, config)
+    if config.kernel == "rematch" and any(len(e) > 1 for e in environments):
+        return rematch_similarity(environments, config.rematch_alpha)
+    return average_similarity(environments, config.standardize)
