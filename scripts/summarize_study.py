@@ -4,9 +4,9 @@ import json
 from pathlib import Path
 
 from cryoavae.atomic import write_text_atomic
-from cryoavae.report.summary_figures import plot_variant_comparison
+from cryoavae.report.summary_figures import plot_resources, plot_variant_comparison
 from cryoavae.runlog import dump_json, provenance, rule_logging
-from cryoavae.summary import summary_markdown, summary_table
+from cryoavae.summary import resource_table, summary_markdown, summary_table
 
 with rule_logging(snakemake.log[0], rule="summarize_study"):
     params, inputs = snakemake.params, snakemake.input
@@ -27,3 +27,6 @@ with rule_logging(snakemake.log[0], rule="summarize_study"):
     record = provenance(params.config, devices, code_dir=Path(snakemake.scriptdir).parent)
     record["affinity"] = {k: v for k, v in affinity_info.items() if not isinstance(v, list)}
     write_text_atomic(snakemake.output.provenance, dump_json(record))
+    resources = resource_table(inputs.benchmarks)
+    write_text_atomic(snakemake.output.resources, resources.to_csv(sep="\t", index=False))
+    plot_resources(snakemake.output.resources_figure, resources)

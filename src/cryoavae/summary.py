@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import pandas as pd
 
@@ -78,3 +80,29 @@ def _fmt(value, digits: int = 3) -> str:
     except (TypeError, ValueError):
         return "–"
     return "–" if number != number else f"{number:.{digits}f}"
+
+
+RESOURCE_COLUMNS = {
+    "s": "seconds",
+    "max_rss": "max_rss_mb",
+    "io_in": "io_in_mb",
+    "io_out": "io_out_mb",
+}
+
+
+def resource_table(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """One row per job from Snakemake's benchmark files (``.../benchmarks/<rule>[/<job>].tsv``):
+    rule, job, seconds, max_rss_mb, io_in_mb, io_out_mb, sorted by peak memory."""
+    rows = []
+    for path in map(Path, paths):
+        parts = path.with_suffix("").parts
+        parts = parts[len(parts) - parts[::-1].index("benchmarks") :]
+        measured = pd.read_csv(path, sep="\t").iloc[-1]  # the last run of the job
+        row = {"rule": parts[0], "job": "/".join(parts[1:]) or "-"}
+        for source, name in RESOURCE_COLUMNS.items():
+            value = pd.to_numeric(measured.get(source), errors="coerce")
+            row[name] = float(value) if pd.notna(value) else float("nan")
+        rows.append(row)
+    columns = ["rule", "job", *RESOURCE_COLUMNS.values()]
+    table = pd.DataFrame(rows, columns=columns)
+    return table.sort_values("max_rss_mb", ascending=False, ignore_index=True)

@@ -12,6 +12,8 @@ if SOURCE == "characters":
             info=f"{R}/affinity/affinity_info.json",
         log:
             f"{R}/logs/compute_glyph_affinity.log",
+        benchmark:
+            f"{R}/benchmarks/compute_glyph_affinity.tsv"
         conda:
             "../../envs/cryoavae.yaml"
         threads: 1
@@ -41,6 +43,8 @@ else:
             info=f"{R}/affinity/affinity_info.json",
         log:
             f"{R}/logs/compute_affinity.log",
+        benchmark:
+            f"{R}/benchmarks/compute_affinity.tsv"
         conda:
             "../../envs/cryoavae.yaml"
         threads: THREADS

@@ -111,6 +111,38 @@ def source_particles():
     return f"{R}/particles/particles.star"
 
 
+def benchmark_files():
+    """The benchmark file (time, peak memory, I/O) of every job the study runs before its
+    summary, for the resource table."""
+    b = f"{R}/benchmarks"
+    files = expand(f"{b}/fetch_structure/{{s}}.tsv", s=STRUCTURES)
+    files += expand(f"{b}/make_density_map/{{s}}.tsv", s=STRUCTURES)
+    affinity = (
+        "compute_glyph_affinity" if SOURCE == "characters" else "compute_affinity"
+    )
+    files.append(f"{b}/{affinity}.tsv")
+    if SOURCE == "simulate":
+        files += expand(f"{b}/simulate_subtomograms/{{k}}.tsv", k=SHARDS)
+    elif SOURCE == "extract":
+        files += expand(f"{b}/extract_subtomograms/{{k}}.tsv", k=SHARDS)
+    elif SOURCE == "characters":
+        files.append(f"{b}/generate_characters.tsv")
+    else:
+        files.append(f"{b}/import_star_particles.tsv")
+    if SOURCE != "star":
+        files.append(f"{b}/collect_particles.tsv")
+    for rule_name in (
+        "train_model",
+        "embed_particles",
+        "evaluate_model",
+        "annotate_particles",
+    ):
+        files += expand(f"{b}/{rule_name}/{{v}}.tsv", v=VARIANTS)
+    sets = list(config["apply"]["particle_sets"])
+    files += expand(f"{b}/apply_model/{{v}}/{{p}}.tsv", v=VARIANTS, p=sets)
+    return files
+
+
 def model_outputs(name):
     return expand(f"{R}/models/{{variant}}/{name}", variant=VARIANTS)
 

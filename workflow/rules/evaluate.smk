@@ -8,6 +8,8 @@ rule embed_particles:
         f"{R}/models/{{variant}}/latents.tsv",
     log:
         f"{R}/logs/embed_particles/{{variant}}.log",
+    benchmark:
+        f"{R}/benchmarks/embed_particles/{{variant}}.tsv"
     conda:
         "../../envs/cryoavae.yaml"
     threads: THREADS
@@ -76,6 +78,8 @@ rule evaluate_model:
         ),
     log:
         f"{R}/logs/evaluate_model/{{variant}}.log",
+    benchmark:
+        f"{R}/benchmarks/evaluate_model/{{variant}}.tsv"
     conda:
         "../../envs/cryoavae.yaml"
     threads: 1
@@ -101,6 +105,8 @@ rule annotate_particles:
         f"{R}/models/{{variant}}/particles_annotated.star",
     log:
         f"{R}/logs/annotate_particles/{{variant}}.log",
+    benchmark:
+        f"{R}/benchmarks/annotate_particles/{{variant}}.tsv"
     conda:
         "../../envs/cryoavae.yaml"
     threads: 1
@@ -126,6 +132,8 @@ rule apply_model:
         star=f"{R}/applied/{{variant}}/{{particle_set}}.star",
     log:
         f"{R}/logs/apply_model/{{variant}}/{{particle_set}}.log",
+    benchmark:
+        f"{R}/benchmarks/apply_model/{{variant}}/{{particle_set}}.tsv"
     conda:
         "../../envs/cryoavae.yaml"
     threads: THREADS

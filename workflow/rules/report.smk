@@ -4,6 +4,7 @@ rule summarize_study:
         metrics=model_outputs("metrics.json"),
         summaries=model_outputs("train_summary.json"),
         affinity_info=f"{R}/affinity/affinity_info.json",
+        benchmarks=benchmark_files(),
     output:
         summary=report(
             f"{R}/summary.tsv",
@@ -15,10 +16,22 @@ rule summarize_study:
             caption="../report/variant_comparison.rst",
             category="0. Summary",
         ),
+        resources=report(
+            f"{R}/resources.tsv",
+            caption="../report/resources.rst",
+            category="0. Summary",
+        ),
+        resources_figure=report(
+            f"{R}/resources.png",
+            caption="../report/resources.rst",
+            category="0. Summary",
+        ),
         provenance=f"{R}/provenance.json",
         markdown=f"{R}/summary.md",
     log:
         f"{R}/logs/summarize_study.log",
+    benchmark:
+        f"{R}/benchmarks/summarize_study.tsv"
     conda:
         "../../envs/cryoavae.yaml"
     threads: 1

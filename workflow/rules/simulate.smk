@@ -11,6 +11,8 @@ if SOURCE == "simulate":
             star=f"{R}/particles/shard_{{shard}}.star",
         log:
             f"{R}/logs/simulate_subtomograms/{{shard}}.log",
+        benchmark:
+            f"{R}/benchmarks/simulate_subtomograms/{{shard}}.tsv"
         conda:
             "../../envs/cryoavae.yaml"
         threads: THREADS
@@ -38,6 +40,8 @@ elif SOURCE == "extract":
             star=f"{R}/particles/shard_{{shard}}.star",
         log:
             f"{R}/logs/extract_subtomograms/{{shard}}.log",
+        benchmark:
+            f"{R}/benchmarks/extract_subtomograms/{{shard}}.tsv"
         conda:
             "../../envs/cryoavae.yaml"
         threads: 1
@@ -64,6 +68,8 @@ elif SOURCE == "star":
             f"{R}/particles/particles.star",
         log:
             f"{R}/logs/import_star_particles.log",
+        benchmark:
+            f"{R}/benchmarks/import_star_particles.tsv"
         conda:
             "../../envs/cryoavae.yaml"
         threads: 1
@@ -91,6 +97,8 @@ else:
             star=f"{R}/particles/shard_000.star",
         log:
             f"{R}/logs/generate_characters.log",
+        benchmark:
+            f"{R}/benchmarks/generate_characters.tsv"
         conda:
             "../../envs/cryoavae.yaml"
         threads: 1
@@ -115,6 +123,8 @@ if SOURCE != "star":
             f"{R}/particles/particles.star",
         log:
             f"{R}/logs/collect_particles.log",
+        benchmark:
+            f"{R}/benchmarks/collect_particles.tsv"
         conda:
             "../../envs/cryoavae.yaml"
         threads: 1

@@ -4,6 +4,8 @@ rule fetch_structure:
         f"{R}/structures/{{structure}}.cif.gz",
     log:
         f"{R}/logs/fetch_structure/{{structure}}.log",
+    benchmark:
+        f"{R}/benchmarks/fetch_structure/{{structure}}.tsv"
     conda:
         "../../envs/cryoavae.yaml"
     threads: 1
@@ -24,6 +26,8 @@ rule make_density_map:
         f"{R}/maps/{{structure}}.mrc",
     log:
         f"{R}/logs/make_density_map/{{structure}}.log",
+    benchmark:
+        f"{R}/benchmarks/make_density_map/{{structure}}.tsv"
     conda:
         "../../envs/cryoavae.yaml"
     threads: 1

@@ -10,6 +10,8 @@ rule train_model:
         summary=f"{R}/models/{{variant}}/train_summary.json",
     log:
         f"{R}/logs/train_model/{{variant}}.log",
+    benchmark:
+        f"{R}/benchmarks/train_model/{{variant}}.tsv"
     conda:
         "../../envs/cryoavae.yaml"
     threads: THREADS

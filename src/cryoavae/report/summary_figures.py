@@ -46,3 +46,22 @@ def plot_variant_comparison(path: str | os.PathLike, table: pd.DataFrame) -> Non
     ax.legend(title="variant", bbox_to_anchor=(1.01, 1), loc="upper left")
     fig.tight_layout()
     save_figure(fig, path, dpi=120)
+
+
+def plot_resources(path: str | os.PathLike, table: pd.DataFrame) -> None:
+    """Peak memory and wall time of every job, one bar each, the largest first."""
+    labels = [
+        r if j == "-" else f"{r} {j}" for r, j in zip(table["rule"], table["job"], strict=True)
+    ]
+    height = max(2.5, 0.28 * len(table) + 1.2)
+    fig, (rss, time) = plt.subplots(1, 2, figsize=(11, height), sharey=True)
+    y = np.arange(len(table))
+    rss.barh(y, table["max_rss_mb"], color="tab:blue")
+    time.barh(y, table["seconds"], color="tab:orange")
+    rss.set_yticks(y, labels, fontsize=7)
+    rss.invert_yaxis()
+    rss.set_xlabel("peak memory (max RSS, MB)")
+    time.set_xlabel("wall time (s)")
+    fig.suptitle("What each job of the study cost (Snakemake benchmark files)")
+    fig.tight_layout()
+    save_figure(fig, path, dpi=120)
