@@ -26,7 +26,13 @@ with rule_logging(snakemake.log[0], rule="evaluate_model", variant=variant):
     config = EvaluationConfig.from_dict(params.evaluation)
     latents = read_latents(inputs.latents)
     result = evaluate_variant(
-        latents, inputs.affinity, inputs.train_summary, params.class_names, config, params.seed
+        latents,
+        inputs.affinity,
+        inputs.train_summary,
+        params.class_names,
+        config,
+        params.seed,
+        umap_cache_dir=params.numba_cache,
     )
     write_metrics_json(out.metrics, result.metrics)
     write_confusion_csv(out.confusion_csv, result)

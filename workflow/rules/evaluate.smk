@@ -90,6 +90,7 @@ rule evaluate_model:
         class_names=CLASSES,
         evaluation=config["evaluation"],
         seed=config["seed"],
+        numba_cache="results/cache/numba",  # shared by studies, like the structure cache
     script:
         "../../scripts/evaluate_model.py"
 

@@ -97,12 +97,15 @@ def evaluate_latents(
     seed: int,
     ndim: int,
     embed_umap: bool = True,
+    umap_cache_dir: str | None = None,
 ) -> EvaluationResult:
     """Every metric of ``metrics.json`` and the arrays behind the figures.
 
     ``affinity`` is ``(n_classes, n_classes)`` indexed like ``class_names`` (the study's full class
     list, unseen classes included). ``ndim`` is 2 for images, 3 for subtomograms.
-    ``embed_umap=False`` skips the UMAP (``umap_xy`` is None) when only the numbers are wanted.
+    ``embed_umap=False`` skips the UMAP (``umap_xy`` is None) when only the numbers are wanted;
+    ``umap_cache_dir`` keeps its numba compilation for the next process
+    (:func:`.projection.cache_umap_compilation`).
 
     Keys of ``metrics``:
 
@@ -210,7 +213,9 @@ def evaluate_latents(
     umap_xy = None
     if embed_umap:
         start = time.perf_counter()
-        umap_xy = umap_projection(mu, config.umap_n_neighbors, config.umap_min_dist, seed)
+        umap_xy = umap_projection(
+            mu, config.umap_n_neighbors, config.umap_min_dist, seed, cache_dir=umap_cache_dir
+        )
         log.info("UMAP of %d particles: %.1f s", len(mu), time.perf_counter() - start)
     return EvaluationResult(
         metrics=metrics,

@@ -26,6 +26,7 @@ def evaluate_variant(
     class_names: Sequence[str],
     config: EvaluationConfig,
     seed: int,
+    umap_cache_dir: str | None = None,
 ) -> EvaluationResult:
     """:func:`evaluate_latents` on a variant's latents table against the study's prior (its
     ``affinity.csv``), with the training time, device, CPU and threads of its
@@ -45,5 +46,6 @@ def evaluate_variant(
         config,
         seed=seed,
         ndim=ndim,
+        umap_cache_dir=umap_cache_dir,
     )
     return dataclasses.replace(result, metrics={**result.metrics, **extra})
