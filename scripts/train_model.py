@@ -1,35 +1,26 @@
-"""Rule train_model: one Affinity-VAE variant -> checkpoint, per-epoch history, summary."""
+"""Rule train_model: one Affinity-VAE variant -> checkpoint, per-epoch history, summary; on
+training.devices x nodes processes when the variant asks for several."""
 
-from pathlib import Path
+from cryoavae.runlog import rule_logging
+from cryoavae.train.launch import TrainingJob, launch
 
-from cryoavae.affinity import read_affinity_csv
-from cryoavae.atomic import write_text_atomic
-from cryoavae.model import ModelConfig
-from cryoavae.particles import ParticleImages, read_particle_table
-from cryoavae.runlog import dump_json, rule_logging
-from cryoavae.train import TrainingConfig, train_model
-
-params = snakemake.params
+params, output = snakemake.params, snakemake.output
 with rule_logging(
     snakemake.log[0], rule="train_model", variant=snakemake.wildcards.variant, seed=params.seed
 ):
-    table = read_particle_table(snakemake.input.particles)
-    images = ParticleImages(table, snakemake.input.particles)
-    box_size = images.shape[-1]
-    model_config = ModelConfig.from_dict(
-        {**params.model, "ndim": len(images.shape) - 1, "box_size_px": box_size}
+    launch(
+        TrainingJob(
+            particles=snakemake.input.particles,
+            affinity=snakemake.input.affinity,
+            class_names=list(params.class_names),
+            model=dict(params.model),
+            training=dict(params.training),
+            seed=params.seed,
+            checkpoint=output.model,
+            history=output.history,
+            summary=output.summary,
+            work_dir=params.work_dir,
+            threads=snakemake.threads,
+            log=snakemake.log[0],
+        )
     )
-    affinity = read_affinity_csv(snakemake.input.affinity, params.class_names)
-    summary = train_model(
-        table,
-        images,
-        affinity,
-        model_config,
-        TrainingConfig.from_dict(params.training),
-        seed=params.seed,
-        checkpoint_path=Path(snakemake.output.model),
-        history_path=Path(snakemake.output.history),
-        work_dir=Path(params.work_dir),
-        threads=snakemake.threads,
-    )
-    write_text_atomic(snakemake.output.summary, dump_json(summary))

@@ -87,12 +87,20 @@ def avae_loss(
     gamma: float,
     reconstruction_loss: str = "mse",
     kl_reduction: str = "mean",
+    term_weights: tuple[float, float] = (1.0, 1.0),
+    affinity_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> LossTerms:
     """The Affinity-VAE objective with its components.
 
     Refuses settings that cannot mean what they say: a negative weight, or ``gamma > 0`` without
     an affinity matrix or labels. With ``gamma == 0`` the affinity term is still reported when a
     matrix and labels are given (it measures the plain VAE's agreement with the prior).
+
+    For one piece of a batch shared by several processes (:mod:`cryoavae.train.distributed`):
+    ``term_weights`` scale this piece's reconstruction and KL terms in the total so that the
+    processes' averaged gradients are those of the whole batch, and ``affinity_batch`` is the
+    whole batch's ``(mu, labels)`` for the affinity term (a property of pairs). The reported
+    components are this piece's, unweighted.
     """
     if beta < 0:
         raise InputError(f"training.beta = {beta!r}; expected a weight >= 0")
@@ -109,8 +117,10 @@ def avae_loss(
     recon = reconstruction_error(reconstruction, target, reconstruction_loss)
     kl = kl_divergence(mu, log_var, kl_reduction)
     if affinity is not None and labels is not None:
-        aff = affinity_loss(mu, labels, affinity)
+        pair_mu, pair_labels = affinity_batch if affinity_batch is not None else (mu, labels)
+        aff = affinity_loss(pair_mu, pair_labels, affinity)
     else:
         aff = torch.zeros((), device=mu.device)
-    total = recon + beta * kl + gamma * aff
+    w_recon, w_kl = term_weights
+    total = w_recon * recon + beta * (w_kl * kl) + gamma * aff
     return LossTerms(total, recon, kl, aff)

@@ -1,5 +1,5 @@
 rule train_model:
-    """Train one model variant; the only rule that asks for a GPU."""
+    """Train one model variant; the only rule that asks for GPUs (training.devices per node)."""
     input:
         particles=f"{R}/particles/particles.star",
         stacks=particle_stacks(),
@@ -18,7 +18,8 @@ rule train_model:
     resources:
         mem_mb=config["resources"]["train_mem_mb"],
         runtime=config["resources"]["train_runtime_min"],
-        gpu=1,
+        gpu=lambda wildcards: training_params(wildcards)["devices"],
+        nodes=lambda wildcards: training_params(wildcards)["nodes"],
     params:
         class_names=CLASSES,
         model=model_params,

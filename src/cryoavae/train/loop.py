@@ -1,4 +1,9 @@
-"""One epoch of training and one validation pass, and the state a resume file holds."""
+"""One epoch of training and one validation pass, and the state a resume file holds.
+
+On several processes (:mod:`.distributed`) each takes its piece of every global batch; the loss
+sums are added over the processes at the end of the pass, so every rank reports the whole
+split's means.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from ..data import ResidentBatches, StreamedBatches, batch_indices
 from ..losses import LossTerms, avae_loss
 from ..model import AffinityVAE
 from .config import TrainingConfig
+from .distributed import Cluster
 
 
 class LossSums:
@@ -25,11 +31,15 @@ class LossSums:
         self.total += torch.stack([t.detach().float() for t in terms]) * n
         self.n += n
 
-    def means(self) -> list[float]:
-        """total, reconstruction, kl, affinity; NaN for an empty split."""
-        if self.n == 0:
+    def means(self, cluster: Cluster | None = None) -> list[float]:
+        """total, reconstruction, kl, affinity over every rank's particles; NaN for none."""
+        totals = torch.cat([self.total, self.total.new_tensor([float(self.n)])])
+        if cluster is not None:
+            totals = cluster.sum(totals)
+        n = float(totals[-1])
+        if n == 0:
             return [math.nan] * 4
-        return (self.total / self.n).tolist()
+        return (totals[:4] / n).tolist()
 
 
 @dataclass
@@ -46,11 +56,22 @@ class TrainingLoop:
     use_amp: bool
     shuffle_rng: torch.Generator  # CPU: the order of the training particles
     noise_rng: torch.Generator  # on the device: the reparameterisation noise
+    cluster: Cluster = Cluster()  # the training processes this one is among
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor, eps, beta: float, gamma: float) -> LossTerms:
+    def loss(self, x, y, eps, beta: float, gamma: float, n_batch: int, grad: bool) -> LossTerms:
+        """This rank's loss terms for its piece ``x``, ``y`` of a global batch of ``n_batch``."""
         device_type = x.device.type
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.use_amp):
             out = self.step_model(x, eps)
+        cluster = self.cluster
+        share = len(y) * cluster.world / n_batch  # 1 on one rank, or for equal pieces
+        kl_share = share if self.config.kl_reduction == "mean" else float(cluster.world)
+        pairs = None
+        if cluster.world > 1:
+            pairs = (
+                cluster.gather_rows(out.mu, n_batch, grad=grad),
+                cluster.gather_rows(y, n_batch, grad=False),
+            )
         return avae_loss(
             out.reconstruction,
             x,
@@ -62,37 +83,51 @@ class TrainingLoop:
             gamma,
             reconstruction_loss=self.config.reconstruction_loss,
             kl_reduction=self.config.kl_reduction,
+            term_weights=(share, kl_share),
+            affinity_batch=pairs,
         )
+
+    def _pieces(self, batches: list[torch.Tensor]) -> tuple[list, list]:
+        """This rank's piece of each global batch; batches smaller than the world are left out
+        on every rank (a rank with nothing would stall the others' gradient exchange)."""
+        world = self.cluster.world
+        whole = [b for b in batches if len(b) >= world] if world > 1 else batches
+        return whole, [self.cluster.shard(b) for b in whole]
 
     def train_epoch(self, beta: float, gamma: float, bar=None) -> list[float]:
         """One shuffled pass over the train split; mean loss terms."""
         self.model.train()
         device = self.affinity.device
         sums = LossSums(device)
-        order = batch_indices(len(self.train), self.config.batch_size, self.shuffle_rng)
-        for x, y in self.train.iterate(order):  # (b, 1, *box), (b,)
-            shape = (len(y), self.model.config.latent_dims)
-            eps = torch.randn(shape, generator=self.noise_rng, device=device)
-            terms = self.loss(x, y, eps, beta, gamma)
+        order = list(batch_indices(len(self.train), self.config.batch_size, self.shuffle_rng))
+        whole, pieces = self._pieces(order)
+        latent = self.model.config.latent_dims
+        for (x, y), batch in zip(self.train.iterate(pieces), whole, strict=True):
+            # the whole batch's noise on every rank, each taking its rows: as on one rank
+            noise = torch.randn((len(batch), latent), generator=self.noise_rng, device=device)
+            lo, hi = self.cluster.bounds(len(batch))
+            terms = self.loss(x, y, noise[lo:hi], beta, gamma, len(batch), grad=True)
             self.optimizer.zero_grad()
             terms.total.backward()
             self.optimizer.step()
             sums.add(terms, len(y))
             if bar is not None:
-                bar.update(len(y))
-        return sums.means()
+                bar.update(len(batch))
+        return sums.means(self.cluster)
 
     def evaluate(self, beta: float, gamma: float) -> list[float]:
         """Mean loss terms over the val split with ``z = mu``, in eval mode, without gradients."""
         self.model.eval()
         sums = LossSums(self.affinity.device)
+        whole, pieces = self._pieces(list(batch_indices(len(self.val), self.config.batch_size)))
         with torch.inference_mode():
-            for x, y in self.val.iterate(batch_indices(len(self.val), self.config.batch_size)):
-                sums.add(self.loss(x, y, None, beta, gamma), len(y))
+            for (x, y), batch in zip(self.val.iterate(pieces), whole, strict=True):
+                sums.add(self.loss(x, y, None, beta, gamma, len(batch), grad=False), len(y))
         self.model.train()
-        return sums.means()
+        return sums.means(self.cluster)
 
     def state(self) -> dict[str, Any]:
+        """What a resume file holds: the same on every rank, so any number of ranks resumes."""
         return {
             "state_dict": cpu_state(self.model),
             "optimizer": self.optimizer.state_dict(),
