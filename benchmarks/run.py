@@ -13,7 +13,17 @@ import json
 import sys
 from pathlib import Path
 
-STAGES = ("affinity", "simulate", "extract", "characters", "train", "evaluate", "star")
+STAGES = (
+    "affinity",
+    "simulate",
+    "extract",
+    "characters",
+    "train",
+    "evaluate",
+    "star",
+    "inference",
+    "ddp",
+)
 
 
 def main() -> int:

@@ -20,6 +20,8 @@ NAMED_FIGURES = {
     "train_startup_seconds_10k",
     "train_peak_rss_mb_10k",
     "star_source_peak_rss_growth_mb",
+    "embed_particles_per_s_32",
+    "ddp_cpu_2rank_speedup",
 }
 
 

@@ -451,3 +451,19 @@ def test_confusion_csv_holds_counts_and_row_fractions(tmp_path, separated):
     )
     fractions = table.groupby("true_class")["fraction_of_true"].sum()
     assert np.allclose(fractions, 1.0)
+
+
+def test_umap_of_a_large_study_is_fitted_on_a_draw_and_places_the_rest_by_neighbours():
+    from cryoavae.evaluate.projection import umap_projection
+
+    rng = np.random.default_rng(0)
+    centres = np.eye(4)[:3] * 3
+    labels = np.arange(900) % 3
+    mu = centres[labels] + 0.3 * rng.standard_normal((900, 4))
+    xy = umap_projection(mu, 15, 0.1, seed=0, max_points=300)
+    assert xy.shape == (900, 2) and np.isfinite(xy).all()
+    means = np.stack([xy[labels == c].mean(0) for c in range(3)])
+    nearest = np.argmin(((xy[:, None] - means[None]) ** 2).sum(-1), axis=1)
+    assert (nearest == labels).mean() > 0.95  # placed particles sit with their class
+    again = umap_projection(mu, 15, 0.1, seed=0, max_points=300)
+    np.testing.assert_array_equal(again, xy)

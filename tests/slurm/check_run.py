@@ -8,6 +8,7 @@ for MinJobAge) and the per-job SLURM logs. Standard library only.
 """
 
 import argparse
+import json
 import re
 import sys
 from collections import Counter
@@ -96,6 +97,30 @@ def rules_in_slurm_logs(log_dir: Path) -> Counter:
     return counts
 
 
+def gpus_asked(job: dict[str, str]) -> int:
+    """How many GPUs a job asked for (``--gpus=N`` shows as gres/gpu:N or gres/gpu=N)."""
+    text = job.get("TresPerJob", "") + " " + job.get("TresPerNode", "")
+    found = re.findall(r"gpu[:=](?:[A-Za-z0-9_-]+:)?(\d+)", text)
+    return max(map(int, found), default=1 if "gpu" in text else 0)
+
+
+def check_ranks(jobs: list[dict[str, str]], gpu_rules: set[str], devices: int, results: Path):
+    """Every training job asked for ``devices`` GPUs and trained on ``devices`` ranks."""
+    problems = []
+    for j in jobs:
+        if rule_of(j.get("Comment", "")) in gpu_rules and gpus_asked(j) != devices:
+            problems.append(f"SLURM job {j['JobId']} asked for {gpus_asked(j)} GPUs, not {devices}")
+    summaries = sorted(results.glob("*/models/*/train_summary.json"))
+    if not summaries:
+        problems.append(f"no train_summary.json under {results}")
+    for path in summaries:
+        ranks = json.loads(path.read_text()).get("ranks")
+        print(f"  {path.relative_to(results)}: trained on {ranks} ranks")
+        if ranks != devices:
+            problems.append(f"{path} trained on {ranks} ranks, not {devices}")
+    return problems
+
+
 def check(
     plan: str,
     log: str,
@@ -103,6 +128,8 @@ def check(
     slurm_logs: Path,
     gpu_rules: set[str],
     allowed_local: set[str],
+    devices: int | None = None,
+    results: Path | None = None,
 ) -> list[str]:
     """All problems found (empty: the run passed); prints a table of the run's SLURM jobs."""
     problems = []
@@ -154,6 +181,8 @@ def check(
             problems.append(f"SLURM job {j['JobId']} ({j.get('Comment')}) asked for a GPU")
     if gpu_planned and not any(asks_for_gpu(j) for j in jobs):
         problems.append("no SLURM job of this run asked for a GPU")
+    if devices is not None and results is not None:
+        problems += check_ranks(jobs, gpu_rules, devices, results)
     return problems
 
 
@@ -165,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slurm-logs", type=Path, required=True, help="the plugin's log folder")
     parser.add_argument("--gpu-rule", action="append", default=[], help="rule that needs a GPU")
     parser.add_argument("--allow-local", action="append", default=["all"], help="local rule")
+    parser.add_argument("--devices", type=int, help="GPUs and ranks each training job must use")
+    parser.add_argument("--results", type=Path, help="the run's results folder")
     args = parser.parse_args(argv)
     problems = check(
         args.plan.read_text(),
@@ -173,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         args.slurm_logs,
         set(args.gpu_rule),
         set(args.allow_local),
+        args.devices,
+        args.results,
     )
     for problem in problems:
         print(f"  CHECK FAILED: {problem}")

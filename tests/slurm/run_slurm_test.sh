@@ -17,7 +17,9 @@
 # Environment: CRYOAVAE_VENV (default <repo>/.venv) holds snakemake and
 # snakemake-executor-plugin-slurm; SLURM_TEST_TIMEOUT_S (default 270) bounds the snakemake run;
 # SLURM_TEST_SNAKEMAKE_ARGS adds arguments to the snakemake calls (e.g. "--workflow-profile none");
-# SLURM_TEST_GPUS (default 2) fake GPUs, so that the variants of a sweep train side by side.
+# SLURM_TEST_GPUS (default 2) fake GPUs; SLURM_TEST_DEVICES (default 2) training.devices, so
+# that the training job asks for that many GPUs and trains on that many ranks (gloo on the CPU:
+# the GPUs are fake).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -25,6 +27,7 @@ HERE="$REPO/tests/slurm"
 VENV="${CRYOAVAE_VENV:-$REPO/.venv}"
 TIMEOUT_S="${SLURM_TEST_TIMEOUT_S:-270}"
 GPUS="${SLURM_TEST_GPUS:-2}"
+DEVICES="${SLURM_TEST_DEVICES:-2}"
 CONFIGFILE="$REPO/tests/data/tiny.yaml"
 SMOKE=0
 KEEP=0
@@ -239,8 +242,9 @@ if ((SMOKE)); then
     STUDY_ARGS=(--snakefile "$HERE/smoke/Snakefile")
     log "study: smoke chain ($HERE/smoke/Snakefile)"
 else
-    STUDY_ARGS=(--configfile "$CONFIGFILE")
-    log "study: $CONFIGFILE"
+    printf 'training: {devices: %d}\n' "$DEVICES" >"$TMP/devices.yaml" # merged onto the study
+    STUDY_ARGS=(--configfile "$CONFIGFILE" "$TMP/devices.yaml")
+    log "study: $CONFIGFILE, training.devices $DEVICES"
 fi
 read -r -a EXTRA_ARGS <<<"${SLURM_TEST_SNAKEMAKE_ARGS:-}"
 SM=("$SNAKEMAKE" --profile profiles/slurm --profile tests/slurm/profile "${STUDY_ARGS[@]}"
@@ -271,10 +275,12 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 # Checks. Finished jobs stay in slurmctld for MinJobAge (600 s), so scontrol still has them all.
+RANK_CHECK=()
+((SMOKE)) || RANK_CHECK=(--devices "$DEVICES" --results "$WORK/results")
 scontrol show job -o >"$TMP/jobs.txt" 2>&1 || true
 "$PYTHON" "$HERE/check_run.py" --plan "$TMP/plan.txt" --log "$TMP/snakemake.log" \
     --jobs "$TMP/jobs.txt" --slurm-logs "$WORK/.snakemake/slurm_logs" --gpu-rule train_model \
-    --gpu-rule train || die "checks of the SLURM jobs failed"
+    --gpu-rule train "${RANK_CHECK[@]}" || die "checks of the SLURM jobs failed"
 
 log "GPU request of the training jobs (scontrol show job -d):"
 while read -r id; do

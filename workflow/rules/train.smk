@@ -20,6 +20,7 @@ rule train_model:
         runtime=config["resources"]["train_runtime_min"],
         gpu=lambda wildcards: training_params(wildcards)["devices"],
         nodes=lambda wildcards: training_params(wildcards)["nodes"],
+        tasks=lambda wildcards: training_params(wildcards)["nodes"],  # one torchrun per node
     params:
         class_names=CLASSES,
         model=model_params,

@@ -214,7 +214,12 @@ def evaluate_latents(
     if embed_umap:
         start = time.perf_counter()
         umap_xy = umap_projection(
-            mu, config.umap_n_neighbors, config.umap_min_dist, seed, cache_dir=umap_cache_dir
+            mu,
+            config.umap_n_neighbors,
+            config.umap_min_dist,
+            seed,
+            cache_dir=umap_cache_dir,
+            max_points=config.umap_max_points,
         )
         log.info("UMAP of %d particles: %.1f s", len(mu), time.perf_counter() - start)
     return EvaluationResult(

@@ -11,6 +11,8 @@ from sklearn.neighbors import NearestNeighbors
 
 log = logging.getLogger(__name__)
 
+PLACEMENT_NEIGHBOURS = 5
+
 
 def cache_umap_compilation(cache_dir: str | os.PathLike) -> None:
     """Keep umap-learn's numba compilations in ``cache_dir``, so that a second evaluation on
@@ -41,7 +43,12 @@ def cache_umap_compilation(cache_dir: str | os.PathLike) -> None:
 
 
 def umap_projection(
-    mu: np.ndarray, n_neighbors: int, min_dist: float, seed: int, cache_dir=None
+    mu: np.ndarray,
+    n_neighbors: int,
+    min_dist: float,
+    seed: int,
+    cache_dir=None,
+    max_points: int | None = None,
 ) -> np.ndarray:
     """2-D UMAP of mu ``(n, k)`` with the cosine metric -> ``(n, 2)``; seeded, single-threaded.
 
@@ -50,8 +57,24 @@ def umap_projection(
     (pynndescent above 4,096 points) costs tens of seconds in every fresh process. umap-learn is
     imported here so that only this step pays its import and its remaining compile (seconds);
     with ``cache_dir`` that compile is paid once per machine (:func:`cache_umap_compilation`).
+
+    Above ``max_points`` particles UMAP is fitted on a draw of that many (seeded) and the others
+    are placed at the mean position of their :data:`PLACEMENT_NEIGHBOURS` nearest fitted
+    particles (cosine): the neighbour search grows with the square of the fitted count.
     """
     n = len(mu)
+    if max_points is not None and n > max_points:
+        fitted = np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
+        xy = np.empty((n, 2))
+        xy[fitted] = umap_projection(mu[fitted], n_neighbors, min_dist, seed, cache_dir)
+        rest = np.setdiff1d(np.arange(n), fitted)
+        near = NearestNeighbors(
+            n_neighbors=PLACEMENT_NEIGHBOURS, metric="cosine", algorithm="brute"
+        )
+        _, index = near.fit(mu[fitted]).kneighbors(mu[rest])  # (m, k) into fitted
+        xy[rest] = xy[fitted][index].mean(axis=1)
+        log.info("UMAP fitted on %d of %d particles (the rest placed by neighbours)", max_points, n)
+        return xy
     if n < 4:
         return np.zeros((n, 2))
     if cache_dir is not None:
