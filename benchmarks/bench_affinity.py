@@ -107,8 +107,10 @@ OLD_DEFAULT = {
     "n_max": 6,
     "l_max": 6,
     "sigma_angstrom": 10.0,
+    "angular_weight": 1.0,
 }
-LOCAL = {"features": "power", "n_max": 6, "l_max": 6}
+LOCAL = {"features": "power", "n_max": 6, "l_max": 6, "angular_weight": 1.0}
+W1 = {"angular_weight": 1.0}
 VARIANTS = {
     "previous default: averaged C-alpha SOAP, 60 A, standardised, linear": OLD_DEFAULT,
     "local, C-alpha centres, 20 A (sigma 4)": {
@@ -140,13 +142,20 @@ VARIANTS = {
         for r, s in ((20.0, 5.0), (40.0, 8.0), (80.0, 10.0))
         for k in ("average", "rematch")
     },
-    "beads of 8, whole structure (sigma 25), rematch": {"centres": "beads", "kernel": "rematch"},
-    "centroid, power spectrum, sigma 10": {"features": "power", "sigma_angstrom": 10.0},
-    "centroid, amplitudes, sigma 10": {"sigma_angstrom": 10.0},
-    "centroid, power spectrum, sigma 25": {"features": "power"},
-    "centroid, amplitudes, sigma 25, calibration linear": {"calibration": "linear"},
-    "centroid, amplitudes, sigma 25, calibration rank": {"calibration": "rank"},
-    "default: centroid, amplitudes, sigma 25, calibration power": {},
+    "beads of 8, whole structure (sigma 25), rematch": {
+        "centres": "beads",
+        "kernel": "rematch",
+        **W1,
+    },
+    "centroid, power spectrum, sigma 10": {"features": "power", "sigma_angstrom": 10.0, **W1},
+    "centroid, amplitudes, sigma 10": {"sigma_angstrom": 10.0, **W1},
+    "centroid, power spectrum, sigma 25": {"features": "power", **W1},
+    "centroid, amplitudes, sigma 25, calibration linear": {"calibration": "linear", **W1},
+    "centroid, amplitudes, sigma 25, calibration rank": {"calibration": "rank", **W1},
+    "centroid, amplitudes, sigma 25, calibration power (first choice)": W1,
+    "centroid, as above, angular weight 1.5": {"angular_weight": 1.5},
+    "centroid, as above, angular weight 3": {"angular_weight": 3.0},
+    "default: centroid, amplitudes, sigma 25, angular weight 2, calibration power": {},
 }
 # Two scales: the default's distances plus a weighted share of a local scale's, each divided by
 # its median over the pairs so that both count on the same footing.
@@ -192,7 +201,7 @@ def variants_table() -> str:
     start = time.perf_counter()
     local = soap_similarity(atoms, dataclasses.replace(default, **LOCAL_SCALE))
     seconds = time.perf_counter() - start
-    envelope = raws["default: centroid, amplitudes, sigma 25, calibration power"]
+    envelope = raws["default: centroid, amplitudes, sigma 25, angular weight 2, calibration power"]
     lines.append(row("local C-alpha amplitudes, 20 A (sigma 4) alone", _prior(local, default), 0))
     for weight in MULTISCALE_WEIGHTS:
         prior = _prior(_two_scales(envelope, local, weight), default)

@@ -62,7 +62,12 @@ def _assert_valid_prior(a: np.ndarray) -> None:
 # The previous default (averaged C-alpha SOAP, standardised, linear spread), the default (one
 # centroid environment, amplitudes, power calibration) and local bead environments by REMatch.
 OLD_SOAP = af.SoapConfig(
-    centres="atoms", features="power", standardize=True, calibration="linear", **SMALL
+    centres="atoms",
+    features="power",
+    standardize=True,
+    calibration="linear",
+    angular_weight=1.0,
+    **SMALL,
 )
 BEADS_SOAP = af.SoapConfig(
     centres="beads", kernel="rematch", atoms_per_bead=5, sigma_angstrom=6.0, n_max=6, l_max=4
@@ -207,6 +212,7 @@ def test_two_conformations_score_above_unrelated_proteins_of_the_same_size(prote
         l_max=6,
         r_cut_angstrom=60.0,
         sigma_angstrom=10.0,
+        angular_weight=1.0,
     )
     raw_old = af.soap_similarity([*proteins, _calpha(_two_domain(60.0))], old)
     assert raw_old[2, -1] < raw_old[0, 1]

@@ -76,3 +76,20 @@ def test_kernels_are_one_on_the_diagonal_and_average_is_the_cosine_of_means():
     # Matching the same environments in another order is a perfect match.
     same = rematch_similarity([environments[1], environments[1][::-1]], alpha=0.05)
     assert same[0, 1] == pytest.approx(1.0, abs=1e-9)
+
+
+def test_angular_weight_scales_the_degrees_above_zero():
+    from cryoavae.affinity.kernels import weight_degrees
+
+    x = np.arange(1.0, 13.0)  # l_max 2, 4 per degree
+    np.testing.assert_array_equal(weight_degrees(x, 2, 3.0, squared=False)[:4], x[:4])
+    np.testing.assert_array_equal(weight_degrees(x, 2, 3.0, squared=False)[4:], 3 * x[4:])
+    np.testing.assert_array_equal(weight_degrees(x, 2, 3.0, squared=True)[4:], 9 * x[4:])
+    # Amplitudes of weighted power spectra are the weighted amplitudes.
+    config = af.SoapConfig(features="power", n_max=4, l_max=2, sigma_angstrom=5.0)
+    cloud = AtomArrays(_points(5, n=60), np.full(60, 6), np.full(60, "C"))
+    power = af.soap_environments([cloud], config)[0]
+    np.testing.assert_allclose(
+        amplitude_features(weight_degrees(power, 2, 3.0, squared=True), 4, 2),
+        weight_degrees(amplitude_features(power, 4, 2), 2, 3.0, squared=False),
+    )

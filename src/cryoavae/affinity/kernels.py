@@ -64,6 +64,20 @@ def amplitude_features(power: np.ndarray, n_max: int, l_max: int) -> np.ndarray:
     return np.sqrt(np.clip(power[..., diagonal], 0.0, None))
 
 
+def weight_degrees(x: np.ndarray, l_max: int, weight: float, squared: bool) -> np.ndarray:
+    """x (..., (l_max + 1) * per_degree) with the blocks of degrees l >= 1 scaled by ``weight``
+    (by ``weight**2`` when ``squared``, for power spectra, quadratic in the amplitudes).
+
+    With a Gaussian of 25 Å on each C-alpha, degree 0 (the radial profile) holds 88-99.9 % of a
+    SHREC protein's power, so the cosine of the amplitudes mostly compares sizes; the degrees
+    l >= 1 hold the shape about the centre (elongation, lobes).
+    """
+    per_degree = x.shape[-1] // (l_max + 1)
+    scale = np.ones(x.shape[-1])
+    scale[per_degree:] = weight**2 if squared else weight
+    return x * scale
+
+
 def average_similarity(environments: Sequence[np.ndarray], standardize: bool) -> np.ndarray:
     """Cosine (n, n) of each structure's mean environment vector; ``standardize`` z-scores the
     mean vectors' features across the structures first (see :func:`standardized`)."""
