@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 _SUPERSAMPLE = 4  # glyphs are drawn 4x larger and block-averaged: anti-aliased, sub-pixel centred
 _FIT_RADIUS = 0.45  # auto font size: every glyph within 0.45 x image size of its centre of mass
-_ROTATE_CHUNK = 4096
+_ROTATE_CHUNK = 1024
 SECTION = "characters"
 CHARACTER_VOXEL_ANGSTROM = 1.0  # characters have no physical scale; the stack header says 1 Å
 
@@ -200,10 +200,19 @@ def generate_characters(
     rng = np.random.default_rng(seed)
     r = config.rotation_range_deg
     angles = rng.uniform(-r, r, size=len(class_index))
-    images = _zscore(rotate_images(glyphs[class_index], angles))
-    if config.noise_std > 0:
-        noise = rng.standard_normal(images.shape, dtype=np.float32)
-        images = _zscore(images + np.float32(config.noise_std) * noise)
+    size = config.image_size_px
+    # a chunk at a time: memory stays one chunk whatever the set's size (the noise is drawn in
+    # the same order as one draw would, so the images do not depend on the chunk size)
+    with P.stack_writer(
+        stack_path, len(class_index), (size, size), CHARACTER_VOXEL_ANGSTROM
+    ) as out:
+        for start in range(0, len(class_index), _ROTATE_CHUNK):
+            chunk = slice(start, start + _ROTATE_CHUNK)
+            images = _zscore(rotate_images(glyphs[class_index[chunk]], angles[chunk]))
+            if config.noise_std > 0:
+                noise = rng.standard_normal(images.shape, dtype=np.float32)
+                images = _zscore(images + np.float32(config.noise_std) * noise)
+            out.write(start, images)
     snr = 1.0 / config.noise_std**2 if config.noise_std > 0 else math.inf
     splits = P.assign_splits(class_index + 1, is_unseen, config.val_fraction, rng)
     angles_deg = np.stack([np.zeros_like(angles), np.zeros_like(angles), angles], axis=1)
@@ -215,7 +224,6 @@ def generate_characters(
         angles_deg=angles_deg,
         snr=snr,
     )
-    P.write_stack(stack_path, images, CHARACTER_VOXEL_ANGSTROM)
     P.write_particle_table(star_path, table)
     log.info(
         "characters: %d images of %s (%d seen, %d unseen classes), angles within ±%g°, "

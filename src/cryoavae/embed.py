@@ -14,7 +14,9 @@ import torch
 
 from .data import Split, StreamedBatches, batch_indices
 from .errors import InputError
+from .latents import INFERRED_ANGLES
 from .model import load_model
+from .orientations import matrices_to_relion_angles
 from .particles import ANGLES, CLASS_NAME, CLASS_NUMBER, IMAGE, SPLIT, ParticleImages
 
 
@@ -47,6 +49,8 @@ def embed_particles(
     k, p = model_config.latent_dims, model_config.pose_dims
     mu = np.empty((n, k), np.float32)
     pose = np.empty((n, p), np.float32)
+    d = model_config.ndim
+    rotation = np.full((n, d, d), np.nan, np.float64)
     with torch.inference_mode():
         for idx, (x, _) in zip(
             batch_indices(n, batch_size), source.iterate(batch_indices(n, batch_size)), strict=True
@@ -54,6 +58,9 @@ def embed_particles(
             encoding = model.encode(x)  # x: (b, 1, *box)
             mu[idx.numpy()] = encoding.mu.float().cpu().numpy()
             pose[idx.numpy()] = encoding.pose.float().cpu().numpy()
+            turned = model.pose_rotation(encoding.pose)
+            if turned is not None:
+                rotation[idx.numpy()] = turned.double().cpu().numpy()
     out = pd.DataFrame(
         {
             "image": table[IMAGE].astype(str).to_numpy(),
@@ -67,7 +74,23 @@ def embed_particles(
         np.concatenate([mu, pose], axis=1),
         columns=[f"mu_{i}" for i in range(k)] + [f"pose_{i}" for i in range(p)],
     )
-    return pd.concat([out, latent], axis=1)
+    tables = [out, latent]
+    if np.isfinite(rotation).all() and n:
+        tables.append(inferred_angles(rotation))
+    return pd.concat(tables, axis=1)
+
+
+def inferred_angles(rotation: np.ndarray) -> pd.DataFrame:
+    """The model's orientation of each particle as angles: 3-D ``inferred_rot/tilt/psi``, RELION
+    ZYZ degrees of the matrix ``A`` the decoder turns its canonical particle by (a particle is
+    that canonical particle rotated actively by ``A``, :mod:`cryoavae.orientations`); 2-D
+    ``inferred_psi``, the in-plane angle turning +x towards +y."""
+    if rotation.shape[-1] == 2:
+        return pd.DataFrame(
+            {"inferred_psi": np.degrees(np.arctan2(rotation[:, 1, 0], rotation[:, 0, 0]))}
+        )
+    angles = matrices_to_relion_angles(rotation)
+    return pd.DataFrame(angles, columns=list(INFERRED_ANGLES))
 
 
 _ANGLES = tuple(zip(("rot", "tilt", "psi"), ANGLES, strict=True))

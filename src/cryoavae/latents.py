@@ -20,6 +20,7 @@ import pandas as pd
 from .errors import InputError
 
 __all__ = [
+    "INFERRED_ANGLES",
     "LATENT_COLUMNS",
     "assign_nearest_class",
     "class_centroids",
@@ -30,6 +31,8 @@ __all__ = [
 
 #: Columns every latents table has besides ``mu_*`` and ``pose_*``.
 LATENT_COLUMNS = ("class_name", "split", "angle_rot", "angle_tilt", "angle_psi")
+#: The model's own orientation of each particle (3-D, when its decoder turns by the pose).
+INFERRED_ANGLES = ("inferred_rot", "inferred_tilt", "inferred_psi")
 
 
 def read_latents(path: str | os.PathLike) -> pd.DataFrame:

@@ -284,6 +284,14 @@ class AffinityVAE(nn.Module):
             pose = z.new_zeros(z.shape[0], self.config.pose_dims)
         return self.decoder(z, pose)
 
+    def pose_rotation(self, pose: torch.Tensor) -> torch.Tensor | None:
+        """The rotation ``(n, ndim, ndim)`` the decoder turns its canonical particle by for
+        ``pose``: the model's estimate of each particle's orientation, in its own canonical
+        frame. None when the pose is not a rotation (the CNN decoder's free pose vector)."""
+        if self.config.pose_dims == 0 or self.config.decoder != "gaussian_splat":
+            return None
+        return pose_to_rotation(pose.float(), self.config.ndim)
+
     def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None) -> VAEOutput:
         """Encode, sample ``z = mu + eps * exp(log_var / 2)`` and decode.
 

@@ -20,7 +20,14 @@ import math
 
 import numpy as np
 
-__all__ = ["matrices_to_relion_angles", "relion_angles_to_matrices"]
+__all__ = [
+    "align_rotations",
+    "geodesic_deg",
+    "matrices_to_relion_angles",
+    "nearest_rotation",
+    "relion_angles_to_matrices",
+    "symmetry_group",
+]
 
 
 def relion_angles_to_matrices(angles_deg: np.ndarray) -> np.ndarray:
@@ -58,3 +65,57 @@ def matrices_to_relion_angles(matrices: np.ndarray) -> np.ndarray:
     psi = np.where(gimbal, psi_gimbal, psi)
     tilt = np.where(gimbal, np.where(upright, 0.0, math.pi), tilt)
     return np.rad2deg(np.stack([rot, tilt, psi], axis=-1))
+
+
+def geodesic_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Angle (degrees) of the rotation taking ``b`` to ``a``, for matrices ``(..., 3, 3)``."""
+    cos = (np.einsum("...ij,...ij->...", a, b) - 1.0) / 2.0  # trace(a^T b) = 1 + 2 cos t
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def nearest_rotation(m: np.ndarray) -> np.ndarray:
+    """The rotation nearest (Frobenius) to each matrix ``(..., 3, 3)``: SVD with det = +1."""
+    u, _, vt = np.linalg.svd(m)
+    flip = np.sign(np.linalg.det(u @ vt))
+    u = u.copy()
+    u[..., :, -1] *= flip[..., None]
+    return u @ vt
+
+
+def symmetry_group(name: str | None) -> np.ndarray:
+    """The rotations ``(k, 3, 3)`` of a point group (``C1``, ``C<n>``, ``D<n>``, ``T``, ``O``,
+    ``I``; None is ``C1``), in scipy's standard orientation (the n-fold axis along z)."""
+    from scipy.spatial.transform import Rotation
+
+    name = (name or "C1").upper()
+    return Rotation.create_group(name).as_matrix()
+
+
+def align_rotations(
+    predicted: np.ndarray, true: np.ndarray, symmetry: str | None = None, iterations: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+    """The one rotation ``Q`` that best maps a model's frame onto the reference's, and each
+    particle's remaining error.
+
+    A model's canonical frame is its own: a particle it sees as ``P_i`` (reference rotated
+    actively by ``P_i``) is ``A_i = P_i Q`` in the reference frame. ``Q`` minimises the chordal
+    distance ``sum_i |P_i Q - A_i S_i|^2`` (orthogonal Procrustes: the rotation nearest to
+    ``sum_i P_i^T A_i S_i``), alternating with each particle's symmetry copy ``S_i`` of the
+    molecule's point group. Returns ``Q`` ``(3, 3)`` and the geodesic errors (degrees) ``(n,)``.
+    """
+    predicted = np.asarray(predicted, dtype=np.float64)
+    true = np.asarray(true, dtype=np.float64)
+    group = symmetry_group(symmetry)  # (k, 3, 3)
+    candidates = np.einsum("nij,kjl->nkil", true, group)  # (n, k, 3, 3): A_i S
+    choice = np.zeros(len(true), dtype=np.int64)
+    q = np.eye(3)
+    for _ in range(iterations):
+        target = candidates[np.arange(len(true)), choice]  # (n, 3, 3)
+        q = nearest_rotation(np.einsum("nji,njk->ik", predicted, target))
+        errors = geodesic_deg((predicted @ q)[:, None], candidates)  # (n, k)
+        new = np.argmin(errors, axis=1)
+        if np.array_equal(new, choice):
+            break
+        choice = new
+    errors = geodesic_deg((predicted @ q)[:, None], candidates).min(axis=1)
+    return q, errors

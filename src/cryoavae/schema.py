@@ -317,6 +317,9 @@ def section_dataclass(
                 nested[name].from_dict, node.get("default", {}), where=f"{label}.{name}"
             )
             optional.append((name, nested[name], dataclasses.field(default_factory=factory)))
+        elif isinstance(node.get("default"), dict):  # a mapping: a fresh copy per instance
+            factory = functools.partial(default, section, name)
+            optional.append((name, dict, dataclasses.field(default_factory=factory)))
         elif "default" in node:
             optional.append((name, _python_type(node), default(section, name)))
         else:

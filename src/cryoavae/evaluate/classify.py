@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import sklearn
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
     accuracy_score,
@@ -17,6 +18,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ..errors import InputError
+from .projection import WORKING_MEMORY_MB
 
 # Silhouette is O(n^2) in memory and time; above this many particles it is estimated on a seeded
 # subsample (sklearn's sample_size), which changes it by far less than its run-to-run spread.
@@ -71,6 +73,7 @@ def cosine_silhouette(mu: np.ndarray, names: np.ndarray, seed: int) -> float | N
     if not 2 <= n_labels <= len(names) - 1:
         return None
     sample = SILHOUETTE_MAX_POINTS if len(names) > SILHOUETTE_MAX_POINTS else None
-    return float(
-        silhouette_score(mu, names, metric="cosine", sample_size=sample, random_state=seed)
-    )
+    with sklearn.config_context(working_memory=WORKING_MEMORY_MB):
+        return float(
+            silhouette_score(mu, names, metric="cosine", sample_size=sample, random_state=seed)
+        )

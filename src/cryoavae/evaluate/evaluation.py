@@ -33,6 +33,7 @@ from ..latents import (
 from ..particles import SPLITS
 from ..schema import section_dataclass, section_schema
 from .classify import classification, cosine_silhouette
+from .orientation import aligned_orientation_metrics
 from .pose import pose_metrics
 from .prior import prior_agreement, unseen_neighbours
 from .projection import umap_projection
@@ -153,6 +154,11 @@ def evaluate_latents(
 
     pose_scores, pose_table = pose_metrics(latents, pose, names, train, val, seen, ndim)
     metrics.update(pose_scores)
+    if ndim == 3:
+        aligned, _ = aligned_orientation_metrics(
+            latents, names, train, val, seen, dict(config.symmetry)
+        )
+        metrics.update(aligned)
 
     # Class structure of the latent space: val particles for seen classes, unseen particles for
     # unseen ones; both against the prior.
