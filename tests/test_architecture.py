@@ -25,6 +25,7 @@ LAYERS = {
         "characters",
         "legacy_folder",
         "star_import",
+        "tomogram",
     ],
     "learning": ["losses", "schedules", "rotations", "splats", "model", "data", "train"],
     "inference": ["latents", "embed", "apply", "interpolate", "annotate"],
@@ -38,6 +39,7 @@ SOURCE_GROUPS = [
     {"characters"},
     {"legacy_folder"},
     {"star_import"},
+    {"tomogram"},
 ]
 INFERENCE = {"latents", "embed", "apply", "interpolate", "annotate", "evaluate"}
 MAX_LINES = 400

@@ -124,6 +124,8 @@ def _check_study(config: dict, source: str) -> None:
                 _check_relative_path(entry[key], f"{source}: extraction.tomograms[{k}].{key}")
     if particle_source == "star":
         _check_star(config, source)
+    if particle_source == "tomograms":
+        _check_tomograms(config, source)
     where = "structures.ids/files" if classes_from_structures(config) else "star.classes"
     if len(names) < 2:
         raise InputError(f"{source}: {where} name {len(names)} classes; a study needs at least 2")
@@ -160,6 +162,21 @@ def _check_star(config: dict, source: str) -> None:
             "in structures.ids/files (and leave star.classes empty), or use affinity.source: "
             "csv with your own prior"
         )
+
+
+def _check_tomograms(config: dict, source: str) -> None:
+    """Simulated tomograms must hold a particle and its extraction box along every axis."""
+    tomograms = config["tomograms"]
+    if tomograms["particles_per_class"] == 0 and tomograms["unseen_particles_per_class"] == 0:
+        raise InputError(f"{source}: tomograms.particles_per_class is 0: no particle to extract")
+    box = max(config["density"]["box_size_px"], config["extraction"]["box_size_px"])
+    for axis in ("x", "y", "z"):
+        size = tomograms[f"size_{axis}_px"]
+        if size < box + 3:
+            raise InputError(
+                f"{source}: tomograms.size_{axis}_px = {size} cannot hold a {box}-voxel box "
+                f"(density/extraction.box_size_px) inside it; expected >= {box + 3}"
+            )
 
 
 def _check_relative_path(path: str, where: str) -> None:

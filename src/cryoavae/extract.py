@@ -22,7 +22,7 @@ from scipy import ndimage
 
 from . import particles as P
 from .errors import InputError
-from .particle_lists import read_particle_list
+from .particle_lists import add_false_positives, jitter_positions, read_particle_list
 from .schema import section_dataclass
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,8 @@ EXTRACTION_KEYS = (
     "rescale_to_angstrom",
     "val_fraction",
     "normalize",
+    "jitter_angstrom",
+    "false_positive_fraction",
 )
 _CHUNK_VOXELS = 1 << 23  # ~32 MB of float32 per chunk of boxes
 
@@ -45,7 +47,9 @@ class ExtractionConfig(section_dataclass("extraction", keys=EXTRACTION_KEYS)):
     ``edge``: ``"skip"`` drops boxes crossing the edge, ``"pad"`` fills them with the tomogram's
     mean; ``list_format``: ``"auto"`` (from the suffix), ``"shrec"``, ``"star"`` or ``"csv"``;
     ``rescale_to_angstrom``: output voxel size (None keeps the tomogram's); ``normalize``:
-    z-score each particle.
+    z-score each particle; ``jitter_angstrom``: standard deviation of a normal error added to
+    each listed position per axis (0: cut at the listed positions); ``false_positive_fraction``:
+    that many extra boxes per listed particle at random positions, class ``background``.
     """
 
 
@@ -250,6 +254,7 @@ def extract_subtomograms(
             particle_list_path, list(class_names), config.list_format, tomogram_path.stem
         )
         ratio, out_angstrom = _rescale_ratio(source_angstrom, config, tomogram_path)
+        plist = _realistic_picks(plist, config, volume.shape, source_angstrom, ratio, seed, shard)
         boxes, keep = cut_particles(mrc, plist.coords_xyz, config.box_size_px, ratio, config.edge)
         if len(keep) < len(plist):
             log.warning(
@@ -303,6 +308,33 @@ def extract_subtomograms(
         out_angstrom,
         stack_path,
     )
+
+
+def _realistic_picks(plist, config, shape_zyx, source_angstrom, ratio, seed, shard):
+    """The listed picks with the configured jitter and false positives, drawn from
+    ``default_rng([seed, shard, 1])`` (the split's generator stays untouched)."""
+    if config.jitter_angstrom == 0 and config.false_positive_fraction == 0:
+        return plist
+    if source_angstrom <= 0:
+        raise InputError(
+            "extraction.jitter_angstrom/false_positive_fraction: the tomogram's header has no "
+            "voxel size to convert Å to voxels; set it in the header"
+        )
+    rng = np.random.default_rng([int(seed), int(shard), 1])
+    picks = jitter_positions(plist, config.jitter_angstrom / source_angstrom, rng)
+    wanted = int(round(config.false_positive_fraction * len(plist)))
+    half_box = (config.box_size_px // 2) * ratio
+    picks = add_false_positives(
+        picks, wanted, shape_zyx[::-1], math.ceil(half_box) + 2, half_box, rng
+    )
+    if len(picks) - len(plist) < wanted:
+        log.warning(
+            "placed %d of %d false positives: the tomogram has too little room away from the "
+            "listed particles",
+            len(picks) - len(plist),
+            wanted,
+        )
+    return picks
 
 
 def open_tomogram(path: Path):

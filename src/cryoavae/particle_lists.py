@@ -20,6 +20,9 @@ Conventions (shared by every reader here):
   lists without angles) are NaN.
 - SHREC'21 coordinates refer to the 512 x 512 x 200 grand model; its ``reconstruction.mrc`` is 512
   voxels deep, so crop it to the grand model's slab (or add the offset to ``z``) before extracting.
+
+Realistic picks from a true list (:func:`jitter_positions`, :func:`add_false_positives`): each
+position off by a normal error, and boxes at random positions of class ``background``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from . import particles as P
@@ -38,6 +42,9 @@ from .errors import InputError
 from .schema import section_schema
 
 LIST_FORMATS = tuple(section_schema("extraction")["properties"]["list_format"]["enum"])
+#: The class of a false positive: a box at a random position (see :func:`add_false_positives`).
+BACKGROUND_CLASS = "background"
+_FALSE_POSITIVE_ROUNDS = 20
 
 
 @dataclass(frozen=True)
@@ -207,6 +214,57 @@ def read_particle_list(
     if fmt == "csv":
         return read_csv_locations(path)
     raise InputError(f"list_format: got {list_format!r}; expected one of {LIST_FORMATS}")
+
+
+# --------------------------------------------------------------------------- realistic picks
+
+
+def jitter_positions(
+    plist: ParticleList, sigma_px: float, rng: np.random.Generator
+) -> ParticleList:
+    """Picks off their listed positions: each coordinate plus a normal draw of ``sigma_px``
+    voxels (independently per axis), as a picker's error; ``sigma_px`` 0 returns ``plist``."""
+    if sigma_px <= 0:
+        return plist
+    coords = plist.coords_xyz + rng.normal(0.0, sigma_px, plist.coords_xyz.shape)
+    return ParticleList(plist.names, coords, plist.angles_deg)
+
+
+def add_false_positives(
+    plist: ParticleList,
+    n: int,
+    shape_xyz: tuple[int, int, int],
+    margin_px: float,
+    min_distance_px: float,
+    rng: np.random.Generator,
+) -> ParticleList:
+    """``plist`` and ``n`` false picks of class :data:`BACKGROUND_CLASS` (angles NaN).
+
+    Each lies uniformly at random with its centre at least ``margin_px`` voxels inside every
+    face of a ``shape_xyz`` (x, y, z) tomogram and ``min_distance_px`` from every listed
+    particle: junk of the kind template matching or a neural picker returns, which a box around
+    it may share with a neighbour. Candidates are drawn in rounds and tested with a k-d tree.
+    Fewer than ``n`` are returned only when the tomogram has too little room (the caller logs).
+    """
+    if n <= 0:
+        return plist
+    lo = np.full(3, float(margin_px))
+    hi = np.asarray(shape_xyz, dtype=np.float64) - 1.0 - lo
+    if (hi < lo).any():
+        return plist
+    tree = cKDTree(plist.coords_xyz)
+    found = np.empty((0, 3))
+    for _ in range(_FALSE_POSITIVE_ROUNDS):
+        candidates = rng.uniform(lo, hi, (4 * n, 3))
+        distance, _ = tree.query(candidates, k=1)
+        found = np.concatenate([found, candidates[distance >= min_distance_px]])[:n]
+        if len(found) == n:
+            break
+    return ParticleList(
+        names=np.concatenate([plist.names, np.full(len(found), BACKGROUND_CLASS, dtype=object)]),
+        coords_xyz=np.concatenate([plist.coords_xyz, found]),
+        angles_deg=np.concatenate([plist.angles_deg, np.full((len(found), 3), np.nan)]),
+    )
 
 
 def _read_text(path: Path) -> str:

@@ -42,6 +42,7 @@ N_SHARDS = {
     "extract": len(config["extraction"]["tomograms"]),
     "characters": 1,
     "star": 0,  # the user's own files, read in place
+    "tomograms": config["tomograms"]["n_tomograms"],  # one simulated tomogram a shard
 }[SOURCE]
 SHARDS = [f"{k:03d}" for k in range(N_SHARDS)]
 STRUCTURES = CLASSES if classes_from_structures(config) else []
@@ -125,6 +126,10 @@ def benchmark_files():
         files += expand(f"{b}/simulate_subtomograms/{{k}}.tsv", k=SHARDS)
     elif SOURCE == "extract":
         files += expand(f"{b}/extract_subtomograms/{{k}}.tsv", k=SHARDS)
+    elif SOURCE == "tomograms":
+        files += expand(f"{b}/simulate_tomogram/{{k}}.tsv", k=SHARDS)
+        files += expand(f"{b}/extract_subtomograms/{{k}}.tsv", k=SHARDS)
+        files.append(f"{b}/plot_tomogram_particles.tsv")
     elif SOURCE == "characters":
         files.append(f"{b}/generate_characters.tsv")
     else:

@@ -88,7 +88,7 @@ elif SOURCE == "star":
         script:
             "../../scripts/import_star_particles.py"
 
-else:
+elif SOURCE == "characters":
 
     rule generate_characters:
         """The 2-D character set: rendered glyphs, random in-plane rotations, optional noise."""

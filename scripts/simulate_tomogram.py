@@ -1,0 +1,34 @@
+"""Rule simulate_tomogram: one tomogram (sample, tilt series, reconstruction), its ground truth
+and a figure of its central slice."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cryoavae.density import read_map
+from cryoavae.report.tomogram_figures import plot_tomogram_slice
+from cryoavae.runlog import rule_logging
+from cryoavae.tomogram import TomogramConfig, simulate_tomogram
+
+params = snakemake.params
+index = int(snakemake.wildcards.tomogram)
+with rule_logging(snakemake.log[0], rule="simulate_tomogram", tomogram=index, seed=params.seed):
+    torch.set_num_threads(snakemake.threads)
+    maps = np.stack([read_map(p)[0] for p in snakemake.input.maps])
+    out = snakemake.output
+    tomogram = simulate_tomogram(
+        maps,
+        params.class_names,
+        set(params.unseen),
+        TomogramConfig(**params.tomograms),
+        index=index,
+        seed=params.seed,
+        voxel_size_angstrom=params.voxel_size_angstrom,
+        box_size_px=params.box_size_px,
+        tomogram_path=Path(out.tomogram),
+        star_path=Path(out.star),
+        locations_path=Path(out.locations),
+        info_path=Path(out.info),
+    )
+    plot_tomogram_slice(out.central_slice, tomogram)
