@@ -16,6 +16,7 @@ from pathlib import Path
 STAGES = (
     "affinity",
     "simulate",
+    "tomogram",
     "extract",
     "characters",
     "train",
