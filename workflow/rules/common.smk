@@ -112,6 +112,12 @@ def source_particles():
     return f"{R}/particles/particles.star"
 
 
+def wedge_tilt_max_deg():
+    """The missing wedge of the particles, when the study made it (else None: unweighted)."""
+    wedge = config["simulation"]["missing_wedge"]
+    return wedge["tilt_max_deg"] if SOURCE == "simulate" and wedge["enabled"] else None
+
+
 def benchmark_files():
     """The benchmark file (time, peak memory, I/O) of every job the study runs before its
     summary, for the resource table."""
@@ -141,6 +147,7 @@ def benchmark_files():
         "embed_particles",
         "evaluate_model",
         "annotate_particles",
+        "average_particles",
     ):
         files += expand(f"{b}/{rule_name}/{{v}}.tsv", v=VARIANTS)
     sets = list(config["apply"]["particle_sets"])
@@ -159,6 +166,7 @@ def all_targets():
         *model_outputs("metrics.json"),
         *model_outputs("umap.png"),
         *model_outputs("particles_annotated.star"),
+        *model_outputs("class_averages.tsv"),
         f"{R}/summary.tsv",
         f"{R}/provenance.json",
         *expand(

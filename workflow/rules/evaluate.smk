@@ -95,6 +95,46 @@ rule evaluate_model:
         "../../scripts/evaluate_model.py"
 
 
+rule average_particles:
+    """Per seen class, the average of its particles turned back by the model's orientations."""
+    input:
+        latents=f"{R}/models/{{variant}}/latents.tsv",
+        particles=f"{R}/particles/particles.star",
+        maps=map_files(),
+    output:
+        stack=f"{R}/models/{{variant}}/class_averages.mrcs",
+        table=report(
+            f"{R}/models/{{variant}}/class_averages.tsv",
+            caption="../report/class_averages.rst",
+            category="4. Pose",
+            subcategory="{variant}",
+        ),
+        figure=report(
+            f"{R}/models/{{variant}}/class_averages_fsc.png",
+            caption="../report/class_averages.rst",
+            category="4. Pose",
+            subcategory="{variant}",
+        ),
+    log:
+        f"{R}/logs/average_particles/{{variant}}.log",
+    benchmark:
+        f"{R}/benchmarks/average_particles/{{variant}}.tsv"
+    conda:
+        "../../envs/cryoavae.yaml"
+    threads: THREADS
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        class_names=CLASSES,
+        structures=STRUCTURES,
+        wedge_tilt_max_deg=wedge_tilt_max_deg(),
+        symmetry=config["evaluation"]["symmetry"],
+        seed=config["seed"],
+    script:
+        "../../scripts/average_particles.py"
+
+
 rule annotate_particles:
     """The input particles (your STAR file for a STAR study) with each one's results added."""
     input:

@@ -17,12 +17,16 @@ with the average made from the true orientations (the best these particles allow
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
+from ..latents import INFERRED_ANGLES
+from ..orientations import align_rotations, relion_angles_to_matrices
 from ..particles import ParticleImages
 from ..simulate.rotation import rotate_volumes
 from ..simulate.wedge import missing_wedge_mask
 
 BATCH = 128
+MAX_PER_CLASS = 1000  # a seeded draw of a larger class: the average is then already converged
 
 
 def class_average(
@@ -82,3 +86,77 @@ def resolution_angstrom(
     f0, f1, c0, c1 = frequency[i - 1], frequency[i], curve[i - 1], curve[i]
     crossing = f0 + (c0 - threshold) / (c0 - c1) * (f1 - f0)
     return float(voxel_size_angstrom / crossing)
+
+
+def average_classes(
+    latents: pd.DataFrame,
+    images: ParticleImages,
+    class_names: list[str],
+    maps: dict[str, np.ndarray],
+    voxel_size_angstrom: float,
+    tilt_max_deg: float | None,
+    symmetry: dict[str, str],
+    seed: int,
+    max_per_class: int = MAX_PER_CLASS,
+) -> tuple[np.ndarray, pd.DataFrame, dict]:
+    """Per seen class (3-D): the average from the model's orientations (aligned to the
+    reference frame when the truth is known) and from the true ones, and their FSC against the
+    class's noise-free map (when ``maps`` has it) and against each other.
+
+    ``latents`` rows line up with ``images``. Returns the averages ``(c, d, d, d)`` (the
+    model's, else the true-pose ones, in ``class_names`` order of the seen classes), a table with
+    one row per class (resolutions in Å at FSC 0.5 and 0.143) and the FSC curves for figures.
+    """
+    names = latents["class_name"].astype(str).to_numpy()
+    split = latents["split"].astype(str).to_numpy()
+    seen = [c for c in class_names if c in set(names[split == "train"])]
+    if len(images.shape) == 3:  # 2-D images: no rotation here, the plain means
+        means = [
+            images.gather(np.flatnonzero((names == c) & (split != "unseen"))).mean(0) for c in seen
+        ]
+        table = pd.DataFrame({"class_name": seen, "average_from": "2-D images (plain mean)"})
+        return np.stack(means), table, {}
+    true_angles = latents[["angle_rot", "angle_tilt", "angle_psi"]].to_numpy(np.float64)
+    has_truth = np.isfinite(true_angles).all(axis=1)
+    inferred = None
+    if set(INFERRED_ANGLES) <= set(latents.columns):
+        inferred = relion_angles_to_matrices(latents[list(INFERRED_ANGLES)].to_numpy(np.float64))
+    rng = np.random.default_rng(seed)
+    volumes, rows, curves = [], [], {}
+    for c in seen:
+        members = np.flatnonzero((names == c) & (split != "unseen"))
+        if len(members) > max_per_class:
+            members = np.sort(rng.choice(members, size=max_per_class, replace=False))
+        truth_known = has_truth[members].all()
+        true = relion_angles_to_matrices(true_angles[members]) if truth_known else None
+        row = {"class_name": c, "n_particles": len(members)}
+        found = {}
+        if inferred is not None:
+            model = inferred[members]
+            train = (split[members] == "train") & truth_known
+            if truth_known and train.sum() >= 3:  # into the reference's frame
+                q, _ = align_rotations(model[train], true[train], symmetry.get(c))
+                model = model @ q
+            found["inferred"] = class_average(images, members, model, tilt_max_deg)
+        if truth_known:
+            found["true"] = class_average(images, members, true, tilt_max_deg)
+        for label, volume in found.items():
+            if c in maps:
+                frequency, curve = fsc(volume, maps[c])
+                curves[(c, label)] = (frequency, curve)
+                for threshold in (0.5, 0.143):
+                    key = f"{label}_fsc{str(threshold)[2:]}_vs_map_angstrom"
+                    row[key] = resolution_angstrom(frequency, curve, threshold, voxel_size_angstrom)
+        if {"inferred", "true"} <= set(found):
+            frequency, curve = fsc(found["inferred"], found["true"])
+            row["inferred_vs_true_fsc05_angstrom"] = resolution_angstrom(
+                frequency, curve, 0.5, voxel_size_angstrom
+            )
+        row["average_from"] = "inferred poses" if "inferred" in found else "true poses"
+        if not found:  # neither: the plain mean, unaligned
+            found["mean"] = images.gather(members).mean(axis=0)
+            row["average_from"] = "no poses (plain mean)"
+        volumes.append(found.get("inferred", found.get("true", found.get("mean"))))
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    return (np.stack(volumes) if volumes else np.empty((0,))), table, curves
