@@ -9,7 +9,12 @@ file, every data block, rows in their order) with columns added per particle:
 - ``cryoavaeCentroidCosine``: the cosine to that centroid; ``cryoavaeNovelty`` = 1 - that cosine
   (0 on the centroid, up to 2 opposite every centroid): the open-set score;
 - ``cryoavaeSplit``: how the study used the particle (train / val / unseen);
-- ``cryoavaeUmapX``, ``cryoavaeUmapY``: its position in the study's UMAP of mu, when there is one.
+- ``cryoavaeUmapX``, ``cryoavaeUmapY``: its position in the study's UMAP of mu, when there is one;
+- ``cryoavaeAngleRot``, ``cryoavaeAngleTilt``, ``cryoavaeAnglePsi`` (3-D) or ``cryoavaeAnglePsi``
+  (2-D): the model's orientation of the particle (RELION's ZYZ convention, degrees), when its
+  decoder turns by the pose. The frame is the model's own, one per class: the angles agree with
+  that class's ``class_averages.mrcs`` volume, not with an outside reference, so they are named
+  apart from ``rlnAngleRotPrior`` etc. rather than silently taken as priors.
 
 RELION keeps columns it does not know and warns about them; the names never clash with its own.
 """
@@ -40,6 +45,11 @@ COLUMNS = (
     "cryoavaeUmapX",
     "cryoavaeUmapY",
 )
+ANGLE_COLUMNS = {  # latents column -> STAR column
+    "inferred_rot": "cryoavaeAngleRot",
+    "inferred_tilt": "cryoavaeAngleTilt",
+    "inferred_psi": "cryoavaeAnglePsi",
+}
 
 
 def class_assignments(
@@ -99,7 +109,7 @@ def annotate_particles(
             f"{source_star}: its {len(table)} particles do not match the {len(latents)} "
             "embedded ones (was the STAR file changed after the study read it?)"
         )
-    clash = [c for c in COLUMNS if c in table.columns]
+    clash = [c for c in (*COLUMNS, *ANGLE_COLUMNS.values()) if c in table.columns]
     if clash:
         log.warning("%s: replacing its columns %s with this study's", source_star, clash)
     added = class_assignments(latents, reference, class_names)
@@ -107,6 +117,9 @@ def annotate_particles(
     if umap_xy is not None:
         added[COLUMNS[5]] = umap_xy["umap_x"].to_numpy()
         added[COLUMNS[6]] = umap_xy["umap_y"].to_numpy()
+    for source, column in ANGLE_COLUMNS.items():
+        if source in latents.columns:
+            added[column] = latents[source].to_numpy(np.float64)
     full = pd.DataFrame(index=np.arange(len(table)), columns=added.columns, dtype=object)
     full.iloc[rows] = added.to_numpy(dtype=object)
     for column in added.columns:  # numbers stay numbers in the STAR file
