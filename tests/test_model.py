@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from cryoavae.errors import InputError
+from cryoavae.layers import SubpixelUpsample
 from cryoavae.losses import avae_loss
-from cryoavae.model import ModelConfig, SubpixelUpsample, build_model
+from cryoavae.model import ModelConfig, build_model
 from cryoavae.rotations import pose_to_rotation
 from cryoavae.splats import render_gaussians
 

@@ -19,7 +19,6 @@ Conventions used throughout (2-D images are ``(n, 1, h, w)``, 3-D volumes ``(n, 
 
 from __future__ import annotations
 
-import math
 import pickle
 import re
 from pathlib import Path
@@ -29,10 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .decoders import CNNDecoder, GaussianSplatDecoder
 from .errors import InputError
+from .layers import batch_norm, conv
+from .pose_search import GROUP_ORDERS_3D, best_orientation, offset_rotations
 from .rotations import pose_to_rotation
 from .schema import section_dataclass, section_schema
-from .splats import render_gaussians
 
 SECTION = "model"
 DECODERS = tuple(section_schema(SECTION)["properties"]["decoder"]["enum"])
@@ -46,7 +47,9 @@ class ModelConfig(section_dataclass(SECTION, extra=[("ndim", int, 3), ("box_size
 
     ``pose_dims = 0`` gives a plain beta-VAE without a pose. With ``pose_encoding = "circular"``
     (2-D only) the pose is a unit vector ``(cos a, sin a)`` of an in-plane angle ``a``, so it can
-    follow a full turn; it then needs ``pose_dims = 2``.
+    follow a full turn; it then needs ``pose_dims = 2``. ``rotation6d`` (3-D only, ``pose_dims =
+    6``) is a rotation continuous over all of SO(3). ``pose_hypotheses > 1`` corrects the
+    encoder's orientation by search (:mod:`cryoavae.pose_search`).
     """
 
     def __post_init__(self) -> None:
@@ -67,20 +70,43 @@ class ModelConfig(section_dataclass(SECTION, extra=[("ndim", int, 3), ("box_size
                 f"needs 2-D data and pose_dims = 2, got ndim = {self.ndim}, "
                 f"pose_dims = {self.pose_dims}"
             )
+        if self.pose_encoding == "rotation6d" and (self.ndim != 3 or self.pose_dims != 6):
+            raise InputError(
+                "model.pose_encoding = 'rotation6d' is a 3-D rotation of 6 numbers: it needs 3-D "
+                f"data and pose_dims = 6, got ndim = {self.ndim}, pose_dims = {self.pose_dims}"
+            )
         if self.decoder == "gaussian_splat":
-            accepted = (0, 1, 2) if self.ndim == 2 else (0, 3, 4)
+            accepted = (0, 1, 2) if self.ndim == 2 else (0, 3, 4, 6)
             if self.pose_dims not in accepted or (
-                self.ndim == 2 and self.pose_dims == 2 and self.pose_encoding != "circular"
+                self.pose_dims in (2, 6) and self.pose_encoding not in ("circular", "rotation6d")
             ):
                 what = (
                     "0, 1 (an angle) or 2 with pose_encoding 'circular'"
                     if self.ndim == 2
-                    else "0, 3 (axis-angle) or 4 (quaternion)"
+                    else "0, 3 (axis-angle), 4 (quaternion) or 6 with pose_encoding 'rotation6d'"
                 )
                 raise InputError(
                     f"model.pose_dims = {self.pose_dims} cannot rotate the gaussian_splat decoder "
                     f"in {self.ndim}-D; expected {what}"
                 )
+
+        self._check_pose_hypotheses()
+
+    def _check_pose_hypotheses(self) -> None:
+        k = self.pose_hypotheses
+        if k == 1:
+            return
+        needs = "circular" if self.ndim == 2 else "rotation6d"
+        if self.decoder != "gaussian_splat" or self.pose_encoding != needs:
+            raise InputError(
+                f"model.pose_hypotheses = {k} searches orientations of the canonical particle: "
+                f"it needs decoder 'gaussian_splat' and pose_encoding '{needs}' in {self.ndim}-D"
+            )
+        if self.ndim == 3 and k not in GROUP_ORDERS_3D:
+            raise InputError(
+                f"model.pose_hypotheses = {k}: in 3-D the offsets are a point group's "
+                "rotations, so 1, 12 (T), 24 (O) or 60 (I)"
+            )
 
     @property
     def feature_size_px(self) -> int:
@@ -105,22 +131,6 @@ class VAEOutput(NamedTuple):
     z: torch.Tensor  # (n, latent_dims), the sample that was decoded
 
 
-# ----------------------------------------------------------------------------------------------
-# Modules
-
-
-def _conv(ndim: int) -> type[nn.Module]:
-    return nn.Conv2d if ndim == 2 else nn.Conv3d
-
-
-def _conv_transpose(ndim: int) -> type[nn.Module]:
-    return nn.ConvTranspose2d if ndim == 2 else nn.ConvTranspose3d
-
-
-def _batch_norm(ndim: int) -> type[nn.Module]:
-    return nn.BatchNorm2d if ndim == 2 else nn.BatchNorm3d
-
-
 class Encoder(nn.Module):
     """Stride-2 convolutions, then linear heads for mu, log-variance and the pose."""
 
@@ -131,10 +141,10 @@ class Encoder(nn.Module):
         c_in = 1
         for c_out in config.channels:
             layers.append(
-                _conv(config.ndim)(c_in, c_out, 3, stride=2, padding=1, bias=not config.batch_norm)
+                conv(config.ndim)(c_in, c_out, 3, stride=2, padding=1, bias=not config.batch_norm)
             )
             if config.batch_norm:
-                layers.append(_batch_norm(config.ndim)(c_out))
+                layers.append(batch_norm(config.ndim)(c_out))
             layers.append(nn.ReLU(inplace=True))
             c_in = c_out
         self.features = nn.Sequential(*layers)
@@ -158,108 +168,6 @@ class Encoder(nn.Module):
         return Encoding(mu, log_var, pose)
 
 
-class SubpixelUpsample(nn.Module):
-    """Double the grid: a stride-1 convolution makes ``2**ndim`` channels per output channel,
-    one for each sub-voxel offset, which are then interleaved into a grid twice as fine
-    ("pixel shuffle", Shi et al. 2016).
-
-    It replaces the decoder's last transposed convolution: with one output channel at full
-    resolution that layer was the slowest of the whole model on CPU (forward 3x slower than this,
-    measured for 64 x 8 x 16^3 -> 64 x 1 x 32^3), and each output voxel here sees a 3^ndim input
-    neighbourhood instead of 2^ndim.
-    """
-
-    def __init__(self, ndim: int, c_in: int, c_out: int):
-        super().__init__()
-        self.ndim, self.c_out = ndim, c_out
-        self.conv = _conv(ndim)(c_in, c_out * 2**ndim, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)  # (n, c_out * 2^ndim, *s)
-        n, grid, d = y.shape[0], y.shape[2:], self.ndim
-        y = y.view(n, self.c_out, *(2,) * d, *grid)  # (n, c, 2, 2[, 2], *s): offsets, then grid
-        # interleave each grid axis with its offset axis: (n, c, s_0, 2, s_1, 2[, s_2, 2])
-        order = [0, 1] + [a for i in range(d) for a in (2 + d + i, 2 + i)]
-        return y.permute(order).reshape(n, self.c_out, *(2 * g for g in grid))
-
-
-class CNNDecoder(nn.Module):
-    """``[z, pose]`` -> linear -> stride-2 transposed convolutions mirroring the encoder, the last
-    level a :class:`SubpixelUpsample` to one channel.
-
-    Each level doubles the feature map; when the box is not a multiple of ``2**levels`` the
-    result is cropped to the box.
-    """
-
-    def __init__(self, config: ModelConfig):
-        super().__init__()
-        self.config = config
-        s, c_last = config.feature_size_px, config.channels[-1]
-        self.start_shape = (c_last,) + (s,) * config.ndim
-        self.fc = nn.Linear(config.latent_dims + config.pose_dims, c_last * s**config.ndim)
-        widths = list(reversed(config.channels))  # e.g. 32 -> 16 -> 8, then -> 1
-        layers: list[nn.Module] = []
-        for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
-            conv = _conv_transpose(config.ndim)
-            layers.append(conv(c_in, c_out, 4, stride=2, padding=1, bias=not config.batch_norm))
-            if config.batch_norm:
-                layers.append(_batch_norm(config.ndim)(c_out))
-            layers.append(nn.ReLU(inplace=True))
-        layers.append(SubpixelUpsample(config.ndim, widths[-1], 1))
-        self.layers = nn.Sequential(*layers)
-
-    def forward(self, z: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.fc(torch.cat([z, pose], -1)))  # (n, c_last * s^ndim)
-        h = h.view(-1, *self.start_shape)  # (n, c_last, s, s[, s])
-        out = self.layers(h)  # (n, 1, s * 2^levels, ...)
-        box = self.config.box_size_px
-        if out.shape[-1] != box:
-            out = out[(..., *(slice(0, box),) * self.config.ndim)]
-        return out
-
-
-class GaussianSplatDecoder(nn.Module):
-    """``z`` -> a mixture of isotropic Gaussians -> rotated by the pose -> rendered on the grid.
-
-    ``z`` sets every Gaussian's centre, width and weight; the pose only rotates the centres (an
-    isotropic Gaussian is unchanged by rotation about its own centre), so the rendered density is
-    exactly the unrotated one turned by ``pose_to_rotation(pose)`` about the box centre.
-    """
-
-    hidden = 128
-
-    def __init__(self, config: ModelConfig):
-        super().__init__()
-        self.config = config
-        g, d = config.n_gaussians, config.ndim
-        self.mlp = nn.Sequential(
-            nn.Linear(config.latent_dims, self.hidden),
-            nn.ReLU(inplace=True),
-            nn.Linear(self.hidden, g * (d + 2)),
-        )
-        self.half_extent_px = config.box_size_px / 2
-        self.min_sigma_px = 0.5
-        self.offset = nn.Parameter(torch.zeros(1))
-        with torch.no_grad():  # start with Gaussians spread over the box, about 2 px wide at 32
-            bias = self.mlp[-1].bias.view(g, d + 2)
-            bias[:, :d] = torch.atanh(torch.empty(g, d).uniform_(-0.7, 0.7))
-            sigma0 = max(config.box_size_px / 16, 1.0) - self.min_sigma_px
-            bias[:, d] = math.log(math.expm1(sigma0))  # inverse softplus
-            bias[:, d + 1] = 0.0
-            self.mlp[-1].weight.mul_(0.1)
-
-    def forward(self, z: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
-        n, d = z.shape[0], self.config.ndim
-        params = self.mlp(z).view(n, self.config.n_gaussians, d + 2).float()  # (n, g, d + 2)
-        centres = torch.tanh(params[..., :d]) * self.half_extent_px  # (n, g, d) as (x, y[, z])
-        sigmas = F.softplus(params[..., d]) + self.min_sigma_px  # (n, g)
-        weights = params[..., d + 1]  # (n, g)
-        rotation = pose_to_rotation(pose.float(), d)  # (n, d, d)
-        centres = centres @ rotation.transpose(1, 2)  # rows c -> (R c)
-        image = render_gaussians(centres, sigmas, weights, self.config.box_size_px)
-        return (image + self.offset).unsqueeze(1)  # (n, 1, *box)
-
-
 class AffinityVAE(nn.Module):
     """Encoder + decoder; ``forward`` returns a :class:`VAEOutput`."""
 
@@ -269,13 +177,22 @@ class AffinityVAE(nn.Module):
         self.encoder = Encoder(config)
         decoder = CNNDecoder if config.decoder == "cnn" else GaussianSplatDecoder
         self.decoder = decoder(config)
+        offsets = offset_rotations(config.ndim, config.pose_hypotheses)
+        self.register_buffer("pose_offsets", offsets, persistent=False)  # (k, d, d)
 
     def _as_batch(self, x: torch.Tensor) -> torch.Tensor:
         """Accept ``(n, *box)`` or ``(n, 1, *box)``; return the latter."""
         return x.unsqueeze(1) if x.dim() == self.config.ndim + 1 else x
 
     def encode(self, x: torch.Tensor) -> Encoding:
-        return self.encoder(self._as_batch(x))
+        """mu, log-variance and pose; with ``pose_hypotheses > 1`` the pose is the offset
+        orientation that reconstructs ``x`` best from ``z = mu`` (:mod:`cryoavae.pose_search`)."""
+        x = self._as_batch(x)
+        encoding = self.encoder(x)
+        if len(self.pose_offsets) == 1:
+            return encoding
+        pose = best_orientation(self.decoder, encoding.mu, encoding.pose, x, self.pose_offsets)
+        return encoding._replace(pose=pose)
 
     def decode(self, z: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
         """Image ``(n, 1, *box)`` from ``z`` ``(n, latent_dims)`` and ``pose``
@@ -300,7 +217,7 @@ class AffinityVAE(nn.Module):
         ``z = mu``.
         """
         x = self._as_batch(x)
-        mu, log_var, pose = self.encoder(x)
+        mu, log_var, pose = self.encode(x)
         if eps is None and self.training:
             eps = torch.randn_like(mu)
         z = mu if eps is None else mu + eps * torch.exp(0.5 * log_var)  # (n, latent_dims)

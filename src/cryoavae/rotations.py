@@ -19,7 +19,17 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["axis_angle_to_matrix", "pose_to_rotation", "quaternion_to_matrix", "rotation_2d"]
+__all__ = [
+    "ROTATION_6D_IDENTITY",
+    "axis_angle_to_matrix",
+    "pose_to_rotation",
+    "quaternion_to_matrix",
+    "rotation_2d",
+    "rotation_6d_to_matrix",
+]
+
+#: The first two columns of the identity: a zero 6-D pose is offset by it, so it means no turn.
+ROTATION_6D_IDENTITY = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
 
 
 def rotation_2d(cos_sin: torch.Tensor) -> torch.Tensor:
@@ -63,12 +73,23 @@ def axis_angle_to_matrix(v: torch.Tensor) -> torch.Tensor:
     return eye + a * k + b * (k @ k)
 
 
+def rotation_6d_to_matrix(v: torch.Tensor) -> torch.Tensor:
+    """``(n, 6)`` as two 3-vectors ``(a1, a2)`` -> ``(n, 3, 3)`` with columns ``b1, b2, b1 x b2``
+    (Gram-Schmidt): continuous over all of SO(3), unlike every representation in 4 or fewer
+    dimensions (Zhou et al., CVPR 2019, "On the continuity of rotation representations")."""
+    a1, a2 = v[:, :3], v[:, 3:]
+    b1 = F.normalize(a1, dim=-1)
+    b2 = F.normalize(a2 - (b1 * a2).sum(-1, keepdim=True) * b1, dim=-1)
+    return torch.stack([b1, b2, torch.linalg.cross(b1, b2)], -1)
+
+
 def pose_to_rotation(pose: torch.Tensor, ndim: int) -> torch.Tensor:
     """Decoder rotation ``(n, ndim, ndim)`` from a pose ``(n, p)``; a zero pose is the identity.
 
     2-D: ``p = 1`` is an angle in radians; ``p = 2`` is ``(cos a, sin a)`` (normalised here).
     3-D: ``p = 3`` is a rotation vector; ``p = 4`` is a quaternion ``(w, x, y, z)`` offset by the
-    identity ``(1, 0, 0, 0)`` and normalised. ``p = 0`` gives identities.
+    identity ``(1, 0, 0, 0)`` and normalised; ``p = 6`` is a 6-D rotation offset by the identity's
+    first two columns (:func:`rotation_6d_to_matrix`). ``p = 0`` gives identities.
     """
     n, p = pose.shape
     if p == 0:
@@ -82,4 +103,6 @@ def pose_to_rotation(pose: torch.Tensor, ndim: int) -> torch.Tensor:
     if ndim == 3 and p == 4:
         identity = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=pose.dtype, device=pose.device)
         return quaternion_to_matrix(pose + identity)
+    if ndim == 3 and p == 6:
+        return rotation_6d_to_matrix(pose + ROTATION_6D_IDENTITY.to(pose))
     raise ValueError(f"pose_to_rotation: no rotation for pose_dims {p} in {ndim}-D")
