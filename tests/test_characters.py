@@ -40,11 +40,20 @@ def test_glyphs_are_centred_by_mass_and_fit_the_circle():
     glyphs = render_glyphs(cfg)
     assert glyphs.shape == (10, 32, 32)
     coms = np.array([ndimage.center_of_mass(g) for g in glyphs])
-    assert np.abs(coms - 15.5).max() < 0.1
-    # auto font size: no ink in the corners outside the inscribed circle (rotations don't clip)
-    yy, xx = np.mgrid[:32, :32] - 15.5
-    outside = np.hypot(yy, xx) > 16
+    assert np.abs(coms - 16).max() < 0.1  # pixel 32 // 2, the box centre of every particle
+    # auto font size: no ink outside the circle inscribed about it (rotations don't clip)
+    yy, xx = np.mgrid[:32, :32] - 16
+    outside = np.hypot(yy, xx) > 15.5
     assert glyphs[:, outside].max() < 0.02
+
+
+def test_even_images_turn_about_the_box_centre_pixel():
+    img = np.zeros((1, 8, 8), np.float32)
+    img[0, 4, 4] = 1.0  # pixel 8 // 2: stays put under any turn
+    img[0, 4, 6] = 0.5  # two right of it: a quarter turn takes it two above
+    turned = rotate_images(img, [90.0])[0]
+    assert turned[4, 4] == pytest.approx(1.0, abs=1e-5)
+    assert turned[2, 4] == pytest.approx(0.5, abs=1e-5)
 
 
 def test_rotation_is_counter_clockwise_as_displayed():

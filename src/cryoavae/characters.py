@@ -8,8 +8,10 @@ The output is the same stack + STAR table as every other particle source (see
 Conventions:
 
 - Images are ``(n, h, w)`` arrays, row 0 at the top (as Pillow draws and matplotlib's
-  ``imshow`` shows them). The glyph's centre of mass sits at the geometric centre
-  ``((w - 1) / 2, (h - 1) / 2)`` and rotations turn about that point.
+  ``imshow`` shows them). The glyph's centre of mass sits on pixel ``(h // 2, w // 2)``, the box
+  centre of :mod:`cryoavae.model` and of every 3-D particle (the cryo-EM convention for even
+  boxes), and rotations turn about that point: a decoder that turns its canonical glyph about
+  the box centre then reproduces a turned particle exactly, with no half-pixel shift.
 - ``rlnAnglePsi`` = ``+θ`` means the glyph was turned **counter-clockwise by θ degrees as displayed
   with row 0 at the top**; turning the image by ``-θ`` restores the upright glyph. (A viewer that
   puts row 0 at the bottom, as most MRC viewers do, shows the same turn as clockwise.)
@@ -71,13 +73,14 @@ class CharacterConfig(section_dataclass(SECTION)):
 def render_glyphs(config: CharacterConfig) -> np.ndarray:
     """Upright glyphs of ``config.class_names``, ``(n_classes, size, size)`` float32 in [0, 1].
 
-    Each glyph's centre of mass is at the image's geometric centre (to 1/16 pixel or better).
+    Each glyph's centre of mass is on pixel ``size // 2`` in both axes (to 1/16 pixel or better).
     """
     size = config.image_size_px
     font_size = config.font_size_px or _auto_font_size(config.class_names, size)
     glyphs = np.stack([_render_one(c, size, font_size) for c in config.class_names])
     radius = _glyph_radius(glyphs)
-    if radius.max() > size / 2:
+    inscribed = size - 0.5 - size // 2  # from the centre pixel to the nearest image edge
+    if radius.max() > inscribed:
         worst = config.class_names[int(radius.argmax())]
         log.warning(
             "font_size_px %d: glyph %r reaches %.1f px from its centre, beyond the image's "
@@ -85,7 +88,7 @@ def render_glyphs(config: CharacterConfig) -> np.ndarray:
             font_size,
             worst,
             radius.max(),
-            size / 2,
+            inscribed,
         )
     return glyphs
 
@@ -106,7 +109,7 @@ def _render_one(char: str, size: int, font_size: int) -> np.ndarray:
     if hi.sum() == 0:
         raise InputError(f"characters: {char!r} renders as an empty image; pick a visible glyph")
     com = np.array(ndimage.center_of_mass(hi))
-    target = (big - 1) / 2  # geometric centre of the 4x image
+    target = s * (size // 2) + (s - 1) / 2  # centre of pixel size // 2, in 4x pixels
     # shift so the centre of mass lands on `target` of the central big x big window, then crop
     offset = (canvas - big) // 2
     hi = ndimage.shift(hi, target + offset - com, order=1, mode="constant")
@@ -119,7 +122,7 @@ def _render_one(char: str, size: int, font_size: int) -> np.ndarray:
 def _glyph_radius(glyphs: np.ndarray) -> np.ndarray:
     """Largest distance (px) from the centre to an inked pixel, per glyph ``(n,)``."""
     size = glyphs.shape[-1]
-    c = (size - 1) / 2
+    c = size // 2
     yy, xx = np.meshgrid(np.arange(size) - c, np.arange(size) - c, indexing="ij")
     r = np.sqrt(yy**2 + xx**2) + 0.5
     return np.where(glyphs > 0.02, r, 0.0).reshape(len(glyphs), -1).max(axis=1)
@@ -146,7 +149,7 @@ def _auto_font_size(names: list[str], size: int) -> int:
 def rotate_images(images: np.ndarray, angles_deg: np.ndarray) -> np.ndarray:
     """Turn each image ``(n, h, w)`` counter-clockwise (as displayed, row 0 on top) by its angle.
 
-    Bilinear ``grid_sample`` about the geometric centre, zeros outside; batched, float32.
+    Bilinear ``grid_sample`` about pixel ``(h // 2, w // 2)``, zeros outside; batched, float32.
     """
     images = np.asarray(images, dtype=np.float32)
     angles = np.radians(np.asarray(angles_deg, dtype=np.float64))
@@ -158,9 +161,14 @@ def rotate_images(images: np.ndarray, angles_deg: np.ndarray) -> np.ndarray:
         # output(x, y) = input(theta @ (x, y)) with x right and y down (normalised coordinates):
         # sampling at R(θ) (x, y) in y-down coordinates turns the content by +θ counter-clockwise
         # as displayed
+        # about pixel (h // 2, w // 2): normalised coordinate c = (2 (n // 2) + 1) / n - 1 per
+        # axis, sampled at c + R (p - c), so the translation is c - R c
+        h, w = images.shape[1:]
+        c = np.array([(2 * (w // 2) + 1) / w - 1, (2 * (h // 2) + 1) / h - 1])
         theta = np.zeros((len(a), 2, 3), dtype=np.float32)
         theta[:, 0, 0], theta[:, 0, 1] = cos, -sin
         theta[:, 1, 0], theta[:, 1, 1] = sin, cos
+        theta[:, :, 2] = c - theta[:, :, :2] @ c
         grid = F.affine_grid(torch.from_numpy(theta), list(batch.shape), align_corners=False)
         rotated = F.grid_sample(batch, grid, mode="bilinear", align_corners=False)
         out[start : start + len(a)] = rotated[:, 0].numpy()
