@@ -110,3 +110,46 @@ def test_inconsistent_pose_search_settings_are_refused(kwargs, word):
         kwargs = {**kwargs, "decoder": "gaussian_splat"}
     with pytest.raises(InputError, match=word):
         ModelConfig(**kwargs)
+
+
+def test_decoder_simulator_and_star_angles_share_one_convention(tmp_path):
+    """The decoder turning its canonical particle by A makes what the simulator makes from the
+    angles of A; the STAR angles written for A read back as A, and for S @ A as S @ A."""
+    import numpy as np
+    import pandas as pd
+    import starfile
+
+    from cryoavae.annotate import annotate_particles
+    from cryoavae.embed import inferred_angles
+    from cryoavae.orientations import relion_angles_to_matrices
+    from cryoavae.simulate.rotation import rotate_volumes
+
+    model = splat_model(3, 1, 24)
+    z = torch.randn(1, 4, generator=torch.Generator().manual_seed(5))
+    gaussians = model.decoder.gaussians(z)
+    a = random_rotations(1, 7)
+    with torch.no_grad():
+        canonical = model.decoder.render(gaussians, torch.eye(3)[None])[0, 0].numpy()
+        decoded = model.decoder.render(gaussians, a)[0, 0].numpy()
+    simulated = rotate_volumes(canonical, a.double().numpy())[0]  # the simulator's operation
+    inside = np.indices(canonical.shape) - 12
+    inside = (inside**2).sum(0) < 10**2  # trilinear sampling loses the corners
+    assert np.corrcoef(decoded[inside], simulated[inside])[0, 1] > 0.99
+
+    s = random_rotations(1, 8).double().numpy()
+    rotations = np.concatenate([a.double().numpy(), s @ a.double().numpy()])
+    angles = inferred_angles(rotations)
+    latents = pd.DataFrame(
+        {"image": ["1@p.mrcs", "2@p.mrcs"], "class_name": "c", "split": "train", "mu_0": 1.0}
+    )
+    latents = pd.concat([latents, angles], axis=1)
+    starfile.write(
+        {"particles": pd.DataFrame({"rlnImageName": latents["image"]})}, tmp_path / "p.star"
+    )
+    annotate_particles(tmp_path / "p.star", latents, latents, ["c"], tmp_path / "out.star")
+    star = starfile.read(tmp_path / "out.star")
+    back = relion_angles_to_matrices(
+        star[["cryoavaeAngleRot", "cryoavaeAngleTilt", "cryoavaeAnglePsi"]].to_numpy()
+    )
+    np.testing.assert_allclose(back[0], rotations[0], atol=1e-5)
+    np.testing.assert_allclose(back[1] @ back[0].T, s[0], atol=1e-5)  # changed by exactly S
