@@ -25,10 +25,10 @@ POSE_2D_DESCRIPTION = (
     "to the angle by a straight line, or, for each pair of pose dimensions, the angle "
     "atan2(pose_j, pose_i) up to sign and offset. On the class's val particles, "
     "pose_correlation_per_class is |Pearson r| between that dimension and the angle (or the "
-    "|circular correlation| for an atan2 angle); pose_correlation is its mean over classes "
-    "(1 = the pose tracks the angle exactly, 0 = no relation). pose_angle_median_error_deg is "
-    "the median absolute angle error of the fitted map over all val particles (wrapped to "
-    "180 degrees; rotational symmetry of a shape inflates it)."
+    "|Fisher-Lee circular correlation| for an atan2 angle); pose_correlation is its mean over "
+    "classes (1 = the pose tracks the angle exactly, 0 = no relation). "
+    "pose_angle_median_error_deg is the median absolute angle error of the fitted map over all "
+    "val particles (wrapped to 180 degrees; rotational symmetry of a shape inflates it)."
 )
 POSE_3D_DESCRIPTION = (
     "3-D: for each seen class, a quadratic map from the pose vector to the 9 entries of the true "
@@ -103,17 +103,25 @@ def _pearson_columns(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _circular_correlation(a_deg: np.ndarray, b_deg: np.ndarray) -> np.ndarray:
-    """Jammalamadaka-SenGupta circular correlation of angle columns ``a`` ``(n, m)`` with ``b``.
+    """Fisher-Lee circular correlation of angle columns ``a`` ``(n, m)`` with angles ``b`` ``(n,)``.
 
-    The circular analogue of Pearson r: +1 for b = a + const, -1 for b = -a + const.
+    +1 for b = a + const, -1 for b = -a + const, ~0 for unrelated angles. It compares
+    differences within pairs, so it needs no mean direction: over a full turn the mean direction
+    of uniform angles is noise, and the Jammalamadaka-SenGupta coefficient, which subtracts it,
+    fell to 0.39 for a class whose angles were 99 % within 20 degrees (alphanumeric seed 1, 'j').
+    The sum over pairs is written in O(n) sums (Fisher & Lee 1983; Fisher 1993, eq. 6.36).
     """
-    a, b = np.radians(a_deg), np.radians(b_deg)
-    sa = np.sin(a - stats.circmean(a, high=np.pi, low=-np.pi, axis=0))
-    sb = np.sin(b - stats.circmean(b, high=np.pi, low=-np.pi))
-    denom = np.sqrt((sa**2).sum(0) * (sb**2).sum())
+    a, b = np.radians(a_deg), np.radians(b_deg)[:, None]
+    n = a.shape[0]
+    cross = (np.cos(a) * np.cos(b)).sum(0) * (np.sin(a) * np.sin(b)).sum(0) - (
+        np.cos(a) * np.sin(b)
+    ).sum(0) * (np.sin(a) * np.cos(b)).sum(0)
+    spread_a = n**2 - np.cos(2 * a).sum(0) ** 2 - np.sin(2 * a).sum(0) ** 2
+    spread_b = n**2 - np.cos(2 * b).sum(0) ** 2 - np.sin(2 * b).sum(0) ** 2
+    denom = np.sqrt(np.clip(spread_a * spread_b, 0.0, None))
     with np.errstate(invalid="ignore", divide="ignore"):
-        r = (sa * sb[:, None]).sum(0) / denom
-    return np.where(denom > 0, r, 0.0)
+        r = 4.0 * cross / denom
+    return np.where(denom > 1e-12 * n**2, r, 0.0)
 
 
 def _pose_2d_class(pose_tr, angle_tr, pose_va, angle_va):
