@@ -43,6 +43,11 @@ def plot_average_fsc(path: str | os.PathLike, curves: dict, voxel_size_angstrom:
         ax.axis("off")
     axes[0, 0].set_ylabel("FSC with the class's map")
     axes[0, 0].legend(fontsize=7)
-    fig.suptitle("Class averages from the model's orientations (solid) and the true ones (dashed)")
+    inferred = any(label == "inferred" for _, label in curves)
+    fig.suptitle(
+        "Class averages from the model's orientations (solid) and the true ones (dashed)"
+        if inferred
+        else "Class averages from the true orientations (the model's pose gives none)"
+    )
     fig.tight_layout()
     save_figure(fig, path)
