@@ -108,7 +108,8 @@ def _circular_correlation(a_deg: np.ndarray, b_deg: np.ndarray) -> np.ndarray:
     +1 for b = a + const, -1 for b = -a + const, ~0 for unrelated angles. It compares
     differences within pairs, so it needs no mean direction: over a full turn the mean direction
     of uniform angles is noise, and the Jammalamadaka-SenGupta coefficient, which subtracts it,
-    fell to 0.39 for a class whose angles were 99 % within 20 degrees (alphanumeric seed 1, 'j').
+    fell to 0.39 for a class whose predicted angles were within 20 degrees of the truth for 99 %
+    of its val particles (alphanumeric seed 1, 'j').
     The sum over pairs is written in O(n) sums (Fisher & Lee 1983; Fisher 1993, eq. 6.36).
     """
     a, b = np.radians(a_deg), np.radians(b_deg)[:, None]
