@@ -24,6 +24,7 @@ STAGES = (
     "star",
     "inference",
     "ddp",
+    "pose",
 )
 
 

@@ -22,6 +22,8 @@ NAMED_FIGURES = {
     "star_source_peak_rss_growth_mb",
     "embed_particles_per_s_32",
     "ddp_cpu_2rank_speedup",
+    "simulate_tomogram_seconds_512",
+    "pose_search_epoch_ratio_3d32",
 }
 
 

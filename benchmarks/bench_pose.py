@@ -1,0 +1,66 @@
+"""Cost of the orientation search (issue 17): a training epoch of the 3-D model that searches 24
+orientations with the Gaussian-splat decoder, against today's CNN decoder, on the same particles.
+
+Both go through ``train_model`` (validation included), one epoch per run, the two alternating so
+that the shared machine's swings fall on both; the figure is the ratio of the medians. Run alone
+with ``PYTHONPATH=src python benchmarks/bench_pose.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+from bench_train import _train, write_synthetic
+
+from cryoavae.model import ModelConfig
+
+BOX = 32
+COMMON = {"ndim": 3, "box_size_px": BOX, "channels": (8, 16, 32), "latent_dims": 8}
+MODELS = {
+    "cnn": ModelConfig(**COMMON, pose_dims=4, decoder="cnn"),
+    "search24": ModelConfig(
+        **COMMON,
+        pose_dims=6,
+        pose_encoding="rotation6d",
+        decoder="gaussian_splat",
+        n_gaussians=64,
+        pose_hypotheses=24,
+    ),
+}
+
+
+def pose_search_epoch_ratio_3d32(quick: bool) -> list[dict]:
+    n, repeats = (256, 1) if quick else (2000, 3)
+    seconds = {name: [] for name in MODELS}
+    with tempfile.TemporaryDirectory() as tmp:
+        star = write_synthetic(Path(tmp) / "data", n, BOX, 3, val_fraction=0.2)
+        for k in range(repeats):
+            for name, config in MODELS.items():
+                out = Path(tmp) / f"{name}_{k}"
+                _train(star, config, 1, out)
+                seconds[name].append(float(pd.read_csv(out / "history.tsv", sep="\t").seconds[0]))
+    median = {name: statistics.median(v) for name, v in seconds.items()}
+    return [
+        {
+            "name": "pose_search_epoch_ratio_3d32",
+            "value": median["search24"] / median["cnn"],
+            "unit": "x",
+        },
+        {"name": "pose_search_epoch_seconds_3d32", "value": median["search24"], "unit": "s"},
+        {"name": "cnn_epoch_seconds_3d32", "value": median["cnn"], "unit": "s"},
+    ]
+
+
+def run(quick: bool) -> list[dict]:
+    return pose_search_epoch_ratio_3d32(quick)
+
+
+if __name__ == "__main__":
+    import json
+
+    for figure in run("--quick" in sys.argv):
+        print(json.dumps(figure))
