@@ -55,14 +55,19 @@ def class_average(
     return np.fft.ifftn(np.fft.ifftshift(spectrum)).real.astype(np.float32)
 
 
-def fsc(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def fsc(
+    a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Fourier shell correlation of two volumes ``(d, d, d)``: shell frequencies (cycles per
-    voxel, shells 1 .. d//2) and the correlation in each."""
+    voxel, shells 1 .. d//2) and the correlation in each; ``mask`` (boolean, ``np.fft.fftn``
+    order) keeps only those Fourier samples, e.g. the ones outside a missing wedge."""
     d = a.shape[-1]
     fa, fb = np.fft.fftn(a), np.fft.fftn(b)
     k = np.fft.fftfreq(d) * d
     radius = np.rint(np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2))
     shell = radius.astype(np.int64).ravel()
+    keep = np.ones(shell.shape, bool) if mask is None else np.asarray(mask, bool).ravel()
+    shell = np.where(keep, shell, shell.max() + 1)  # masked samples go to a shell never read
     cross = np.bincount(shell, (fa * np.conj(fb)).real.ravel())
     power_a = np.bincount(shell, (np.abs(fa) ** 2).ravel())
     power_b = np.bincount(shell, (np.abs(fb) ** 2).ravel())
