@@ -1,6 +1,7 @@
 """Training: config, outputs, checkpoint round trip, unseen particles kept out, seeding, and
 resuming after a SIGKILL."""
 
+import logging
 import os
 import signal
 import subprocess
@@ -313,3 +314,46 @@ def test_killed_run_resumes_and_finishes_like_an_uninterrupted_one(star, tmp_pat
     # the whole training's time, the epochs before the kill included (the history holds them)
     assert summary["train_seconds"] == pytest.approx(history["seconds"].sum(), rel=1e-6)
     assert summary["train_seconds"] > history["seconds"][summary["resumed_from_epoch"] :].sum()
+
+
+class _StopAfter(logging.Handler):
+    """Raises on the log line of epoch ``n``: a run cut off after the epoch-``n`` resume file."""
+
+    def __init__(self, n: int, epochs: int):
+        super().__init__()
+        self.line = f"epoch {n}/{epochs}:"
+
+    def emit(self, record):
+        if record.getMessage().startswith(self.line):
+            raise RuntimeError("cut off")
+
+
+def test_cosine_schedule_anneals_per_epoch_and_resumes_on_the_same_curve(star, tmp_path):
+    lr, fraction = 0.01, 0.1
+    schedule = {"learning_rate": lr, "learning_rate_schedule": "cosine"}
+    schedule["final_learning_rate_fraction"] = fraction
+    run_training(star, tmp_path / "fresh", epochs=5, **schedule)
+    fresh = pd.read_csv(tmp_path / "fresh" / "history.tsv", sep="\t")
+    rates = fresh["learning_rate"].to_numpy()
+    assert rates[0] == pytest.approx(lr) and rates[-1] == pytest.approx(lr * fraction)
+    assert np.all(np.diff(rates) < 0)
+    run_training(star, tmp_path / "flat", epochs=5, learning_rate=lr)
+    flat = pd.read_csv(tmp_path / "flat" / "history.tsv", sep="\t")
+    assert np.allclose(flat["learning_rate"], lr)
+
+    stop = _StopAfter(3, 5)
+    logger = logging.getLogger("cryoavae.train.run")
+    level = logger.level
+    logger.addHandler(stop)
+    logger.setLevel(logging.INFO)
+    try:
+        with pytest.raises(RuntimeError, match="cut off"):
+            run_training(star, tmp_path / "cut", epochs=5, **schedule)
+    finally:
+        logger.removeHandler(stop)
+        logger.setLevel(level)
+    summary = run_training(star, tmp_path / "cut", epochs=5, **schedule)
+    assert summary["resumed_from_epoch"] == 2  # the epoch-3 line raised before its resume file
+    resumed = pd.read_csv(tmp_path / "cut" / "history.tsv", sep="\t")
+    np.testing.assert_allclose(resumed["learning_rate"], rates, rtol=1e-12)
+    np.testing.assert_allclose(resumed["val_loss"], fresh["val_loss"], rtol=1e-5)

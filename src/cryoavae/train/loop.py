@@ -49,6 +49,7 @@ class TrainingLoop:
     model: AffinityVAE
     step_model: torch.nn.Module  # the model, or torch.compile(model)
     optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler  # stepped once per epoch
     train: StreamedBatches | ResidentBatches
     val: StreamedBatches | ResidentBatches
     affinity: torch.Tensor  # (n_classes, n_classes) on the device
@@ -131,6 +132,7 @@ class TrainingLoop:
         return {
             "state_dict": cpu_state(self.model),
             "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
             "shuffle_rng": self.shuffle_rng.get_state(),
             "noise_rng": self.noise_rng.get_state(),
         }
@@ -138,6 +140,7 @@ class TrainingLoop:
     def restore(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
         self.shuffle_rng.set_state(state["shuffle_rng"])
         self.noise_rng.set_state(state["noise_rng"])
 
@@ -154,3 +157,18 @@ def make_optimizer(
     if device.type == "cuda":
         return torch.optim.Adam(model.parameters(), lr=config.learning_rate, fused=True)
     return torch.optim.Adam(model.parameters(), lr=config.learning_rate, foreach=True)
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainingConfig
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """The per-epoch learning-rate schedule: ``constant`` keeps ``learning_rate``; ``cosine``
+    anneals it to ``learning_rate * final_learning_rate_fraction`` over the epochs (the last
+    epoch runs at the final rate)."""
+    if config.learning_rate_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer,
+            T_max=max(config.epochs - 1, 1),
+            eta_min=config.learning_rate * config.final_learning_rate_fraction,
+        )
+    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)

@@ -48,7 +48,7 @@ from ..particles import ParticleImages
 from ..runlog import cpu_model
 from .config import TrainingConfig, resolve_device
 from .distributed import join, leave
-from .loop import TrainingLoop, cpu_state, make_optimizer
+from .loop import TrainingLoop, cpu_state, make_optimizer, make_scheduler
 
 try:  # optional: a progress bar on terminals
     from tqdm import tqdm
@@ -252,10 +252,12 @@ def train_model(
     if cluster.world > 1:  # averages the gradients over the ranks after each backward pass
         ids = [device.index] if device.type == "cuda" else None
         step_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    optimizer = make_optimizer(model, config, device)
     loop = TrainingLoop(
         model=model,
         step_model=torch.compile(step_model) if config.compile else step_model,
-        optimizer=make_optimizer(model, config, device),
+        optimizer=optimizer,
+        scheduler=make_scheduler(optimizer, config),
         train=train,
         val=val,
         affinity=torch.from_numpy(affinity).to(device),
@@ -313,6 +315,7 @@ def train_model(
             "samples_per_s": len(train) / seconds,
         }
         history.append(row)
+        loop.scheduler.step()  # the next epoch's learning rate
         if cluster.main:  # one set of outputs, whatever the number of ranks
             write_text_atomic(history_path, _history_tsv(history))
         log.info(
