@@ -101,6 +101,7 @@ rule average_particles:
         latents=f"{R}/models/{{variant}}/latents.tsv",
         particles=f"{R}/particles/particles.star",
         maps=map_files(),
+        model=f"{R}/models/{{variant}}/model.pt",
     output:
         stack=f"{R}/models/{{variant}}/class_averages.mrcs",
         table=report(
@@ -130,6 +131,7 @@ rule average_particles:
         structures=STRUCTURES,
         wedge_tilt_max_deg=wedge_tilt_max_deg(),
         symmetry=config["evaluation"]["symmetry"],
+        shape_rotations=config["evaluation"]["shape_rotations"],
         seed=config["seed"],
     script:
         "../../scripts/average_particles.py"

@@ -46,26 +46,41 @@ def _grid(rotations: torch.Tensor, d: int) -> torch.Tensor:
     return (base @ rotations.transpose(1, 2)).reshape(-1, d, d, d, 3)
 
 
-def map_cc_similarity(maps: np.ndarray, n_rotations: int, seed: int) -> np.ndarray:
-    """Normalised cross-correlation of density maps, maximised over rotations: (n, n).
+def _centred(vols: torch.Tensor) -> torch.Tensor:
+    """Each map (n, d, d, d) resampled so its centre of mass (positive density) sits at the box
+    centre: (n, 1, d, d, d)."""
+    shift = _centre_of_mass_normalised(vols)[:, None, None, None, :]
+    identity = _grid(torch.eye(3)[None], vols.shape[-1])
+    return F.grid_sample(
+        vols[:, None], identity + shift, mode="bilinear", padding_mode="zeros", align_corners=False
+    )
 
-    maps: (n, d, d, d) on one voxel grid. Each map is first resampled so its centre of mass
-    (positive density) sits at the box centre, so translations do not count. For each ordered
-    pair (i, j) the Pearson correlation of rotated map i with map j is maximised over the
-    identity and ``n_rotations - 1`` uniform random rotations (from ``seed``); the result takes
-    the larger of (i, j) and (j, i), so it is symmetric with a unit diagonal. Trilinear
-    resampling, zero outside the box. All maps share each rotated grid (maps as channels of one
-    grid_sample call), and memory stays below ~64 MB of samples per step.
+
+def _check_maps(maps: np.ndarray, what: str) -> np.ndarray:
+    maps = np.asarray(maps)
+    if maps.ndim != 4 or len(set(maps.shape[1:])) != 1:
+        raise InputError(f"{what}: maps must be (n, d, d, d); got shape {maps.shape}")
+    if not np.all(np.isfinite(maps)):
+        raise InputError(f"{what}: maps hold NaN or infinite values")
+    return maps
+
+
+def rotation_maximised_correlation(
+    moving: np.ndarray, fixed: np.ndarray, n_rotations: int, seed: int
+) -> np.ndarray:
+    """Pearson correlation of each rotated ``moving`` map with each ``fixed`` map, maximised
+    over the identity and ``n_rotations - 1`` uniform random rotations (from ``seed``):
+    ``(m, f)``.
+
+    Both sets ``(n, d, d, d)`` on one voxel grid are first resampled so that their centres of
+    mass (positive density) sit at the box centre, so translations do not count. Trilinear
+    resampling, zero outside the box. All moving maps share each rotated grid (maps as channels
+    of one grid_sample call), and memory stays below ~64 MB of samples per step.
     """
-    maps_np = np.asarray(maps)
-    if maps_np.ndim != 4 or len(set(maps_np.shape[1:])) != 1:
-        raise InputError(f"affinity: maps must be (n, d, d, d); got shape {maps_np.shape}")
-    if not np.all(np.isfinite(maps_np)):
-        raise InputError("affinity: maps hold NaN or infinite values")
+    moving_np = _check_maps(moving, "rotation_maximised_correlation")
+    fixed_np = _check_maps(fixed, "rotation_maximised_correlation")
     if n_rotations < 1:
         raise InputError(f"affinity.map_cc_rotations: {n_rotations!r} is not an integer >= 1")
-    vols = torch.as_tensor(maps_np, dtype=torch.float32)
-    n, d = vols.shape[0], vols.shape[-1]
     rng = np.random.default_rng(seed)
     mats = np.eye(3)[None]
     if n_rotations > 1:
@@ -73,21 +88,13 @@ def map_cc_similarity(maps: np.ndarray, n_rotations: int, seed: int) -> np.ndarr
             [mats, Rotation.random(n_rotations - 1, random_state=rng).as_matrix()]
         )
     rotations = torch.as_tensor(mats, dtype=torch.float32)  # (r, 3, 3)
-
     with torch.no_grad():
-        # Centre: sample each map at (identity grid + its centre of mass). (n, 1, d, d, d)
-        shift = _centre_of_mass_normalised(vols)[:, None, None, None, :]
-        identity = _grid(torch.eye(3)[None], d)
-        centred = F.grid_sample(
-            vols[:, None],
-            identity + shift,
-            mode="bilinear",
-            padding_mode="zeros",
-            align_corners=False,
-        )
-        reference = _unit_rows(centred.reshape(n, -1))  # (n, d^3)
+        vols = torch.as_tensor(moving_np, dtype=torch.float32)
+        n, d = vols.shape[0], vols.shape[-1]
+        centred = _centred(vols)
+        reference = _unit_rows(_centred(torch.as_tensor(fixed_np, dtype=torch.float32)).flatten(1))
         channels = centred[:, 0][None]  # (1, n, d, d, d): every map sampled on each grid at once
-        best = torch.full((n, n), -1.0)
+        best = torch.full((n, len(reference)), -1.0)
         chunk = max(1, 2**24 // (n * d**3))
         for start in range(0, len(rotations), chunk):
             r = rotations[start : start + chunk]
@@ -96,9 +103,19 @@ def map_cc_similarity(maps: np.ndarray, n_rotations: int, seed: int) -> np.ndarr
                 channels, grid, mode="bilinear", padding_mode="zeros", align_corners=False
             )  # (1, n, r*d, d, d)
             moved = _unit_rows(moved.reshape(n, len(r), d**3))
-            cc = torch.einsum("irv,jv->irj", moved, reference)  # (n, r, n)
+            cc = torch.einsum("irv,jv->irj", moved, reference)  # (n, r, f)
             best = torch.maximum(best, cc.max(dim=1).values)
-    cc = best.double().numpy()
+    return best.double().numpy()
+
+
+def map_cc_similarity(maps: np.ndarray, n_rotations: int, seed: int) -> np.ndarray:
+    """Normalised cross-correlation of density maps, maximised over rotations: (n, n).
+
+    :func:`rotation_maximised_correlation` of the maps with themselves; the result takes the
+    larger of (i, j) and (j, i), so it is symmetric with a unit diagonal.
+    """
+    maps = _check_maps(maps, "affinity")
+    cc = rotation_maximised_correlation(maps, maps, n_rotations, seed)
     cc = np.maximum(cc, cc.T)
     np.fill_diagonal(cc, 1.0)
     return np.clip(cc, -1.0, 1.0)
