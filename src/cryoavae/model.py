@@ -31,6 +31,7 @@ from torch import nn
 from .decoders import CNNDecoder, GaussianSplatDecoder
 from .errors import InputError
 from .layers import batch_norm, conv
+from .measurement import WedgeMeasurement
 from .pose_search import GROUP_ORDERS_3D, best_orientation, offset_rotations
 from .rotations import pose_to_rotation
 from .schema import section_dataclass, section_schema
@@ -90,6 +91,11 @@ class ModelConfig(section_dataclass(SECTION, extra=[("ndim", int, 3), ("box_size
                     f"in {self.ndim}-D; expected {what}"
                 )
 
+        if self.wedge_tilt_max_deg is not None and self.ndim != 3:
+            raise InputError(
+                f"model.wedge_tilt_max_deg = {self.wedge_tilt_max_deg}: a missing wedge is a "
+                "property of 3-D subtomograms; use null for 2-D images"
+            )
         self._check_pose_hypotheses()
 
     def _check_pose_hypotheses(self) -> None:
@@ -179,6 +185,9 @@ class AffinityVAE(nn.Module):
         self.decoder = decoder(config)
         offsets = offset_rotations(config.ndim, config.pose_hypotheses)
         self.register_buffer("pose_offsets", offsets, persistent=False)  # (k, d, d)
+        self.measure = None  # what the data measure of a rendering (None: all of it)
+        if config.wedge_tilt_max_deg is not None:
+            self.measure = WedgeMeasurement(config.box_size_px, config.wedge_tilt_max_deg)
 
     def _as_batch(self, x: torch.Tensor) -> torch.Tensor:
         """Accept ``(n, *box)`` or ``(n, 1, *box)``; return the latter."""
@@ -191,7 +200,9 @@ class AffinityVAE(nn.Module):
         encoding = self.encoder(x)
         if len(self.pose_offsets) == 1:
             return encoding
-        pose = best_orientation(self.decoder, encoding.mu, encoding.pose, x, self.pose_offsets)
+        pose = best_orientation(
+            self.decoder, encoding.mu, encoding.pose, x, self.pose_offsets, self.measure
+        )
         return encoding._replace(pose=pose)
 
     def decode(self, z: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
@@ -221,7 +232,10 @@ class AffinityVAE(nn.Module):
         if eps is None and self.training:
             eps = torch.randn_like(mu)
         z = mu if eps is None else mu + eps * torch.exp(0.5 * log_var)  # (n, latent_dims)
-        return VAEOutput(self.decoder(z, pose), mu, log_var, pose, z)
+        reconstruction = self.decoder(z, pose)
+        if self.measure is not None:  # compared with the data as the data were measured
+            reconstruction = self.measure(reconstruction)
+        return VAEOutput(reconstruction, mu, log_var, pose, z)
 
 
 def build_model(config: ModelConfig, seed: int) -> AffinityVAE:

@@ -62,11 +62,15 @@ def rotation_to_pose(rotation: torch.Tensor, pose_dims: int) -> torch.Tensor:
     raise ValueError(f"rotation_to_pose: no pose of {pose_dims} dims for this rotation")
 
 
-def best_orientation(decoder, z: torch.Tensor, pose: torch.Tensor, x: torch.Tensor, offsets):
+def best_orientation(
+    decoder, z: torch.Tensor, pose: torch.Tensor, x: torch.Tensor, offsets, measure=None
+):
     """The pose among ``R(pose) @ G_k`` whose rendering of ``z`` is nearest ``x`` (squared
     error), as ``(n, pose_dims)`` in the same encoding; ``decoder`` a
-    :class:`~cryoavae.decoders.GaussianSplatDecoder`. The choice is made without gradients;
-    the returned pose carries ``pose``'s gradient (the offset is a constant)."""
+    :class:`~cryoavae.decoders.GaussianSplatDecoder`. ``measure`` (e.g. a
+    :class:`~cryoavae.measurement.WedgeMeasurement`) turns each rendering into what the data
+    measure of it before the comparison. The choice is made without gradients; the returned
+    pose carries ``pose``'s gradient (the offset is a constant)."""
     n, ndim, k = len(z), decoder.config.ndim, len(offsets)
     offsets = offsets.to(device=pose.device, dtype=torch.float32)
     rotation = pose_to_rotation(pose.float(), ndim)  # (n, d, d)
@@ -87,7 +91,9 @@ def best_orientation(decoder, z: torch.Tensor, pose: torch.Tensor, x: torch.Tens
             m = len(hypotheses[rows])
             repeated = type(gaussians)(*(g[rows].repeat_interleave(k, 0) for g in gaussians))
             images = decoder.render(repeated, hypotheses[rows].reshape(m * k, ndim, ndim), half)
-            images = images.view(m, k, -1)
+            if measure is not None:
+                images = measure(images)
+            images = images.reshape(m, k, -1)
             # |a - b|^2 less |b|^2, the same for every hypothesis: |a|^2 - 2 a.b
             cross = torch.bmm(images, target[rows, :, None])[..., 0]  # (m, k)
             best[rows] = (images.square().sum(-1) - 2 * cross).argmin(1)
