@@ -65,29 +65,34 @@ def _check_maps(maps: np.ndarray, what: str) -> np.ndarray:
     return maps
 
 
-def rotation_maximised_correlation(
-    moving: np.ndarray, fixed: np.ndarray, n_rotations: int, seed: int
-) -> np.ndarray:
-    """Pearson correlation of each rotated ``moving`` map with each ``fixed`` map, maximised
-    over the identity and ``n_rotations - 1`` uniform random rotations (from ``seed``):
-    ``(m, f)``.
+def random_rotations(n_rotations: int, seed: int) -> np.ndarray:
+    """The identity and ``n_rotations - 1`` uniform random rotations from ``seed``: (r, 3, 3)."""
+    if n_rotations < 1:
+        raise InputError(f"affinity.map_cc_rotations: {n_rotations!r} is not an integer >= 1")
+    mats = np.eye(3)[None]
+    if n_rotations > 1:
+        rng = np.random.default_rng(seed)
+        mats = np.concatenate(
+            [mats, Rotation.random(n_rotations - 1, random_state=rng).as_matrix()]
+        )
+    return mats
+
+
+def correlation_over_rotations(
+    moving: np.ndarray, fixed: np.ndarray, rotations: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pearson correlation of each ``moving`` map turned by each of ``rotations`` ``(r, 3, 3)``
+    with each ``fixed`` map, maximised over the rotations: the best ``(m, f)`` and the index of
+    the rotation that gave it ``(m, f)``.
 
     Both sets ``(n, d, d, d)`` on one voxel grid are first resampled so that their centres of
     mass (positive density) sit at the box centre, so translations do not count. Trilinear
     resampling, zero outside the box. All moving maps share each rotated grid (maps as channels
     of one grid_sample call), and memory stays below ~64 MB of samples per step.
     """
-    moving_np = _check_maps(moving, "rotation_maximised_correlation")
-    fixed_np = _check_maps(fixed, "rotation_maximised_correlation")
-    if n_rotations < 1:
-        raise InputError(f"affinity.map_cc_rotations: {n_rotations!r} is not an integer >= 1")
-    rng = np.random.default_rng(seed)
-    mats = np.eye(3)[None]
-    if n_rotations > 1:
-        mats = np.concatenate(
-            [mats, Rotation.random(n_rotations - 1, random_state=rng).as_matrix()]
-        )
-    rotations = torch.as_tensor(mats, dtype=torch.float32)  # (r, 3, 3)
+    moving_np = _check_maps(moving, "correlation_over_rotations")
+    fixed_np = _check_maps(fixed, "correlation_over_rotations")
+    rotations_t = torch.as_tensor(np.asarray(rotations), dtype=torch.float32)  # (r, 3, 3)
     with torch.no_grad():
         vols = torch.as_tensor(moving_np, dtype=torch.float32)
         n, d = vols.shape[0], vols.shape[-1]
@@ -95,17 +100,28 @@ def rotation_maximised_correlation(
         reference = _unit_rows(_centred(torch.as_tensor(fixed_np, dtype=torch.float32)).flatten(1))
         channels = centred[:, 0][None]  # (1, n, d, d, d): every map sampled on each grid at once
         best = torch.full((n, len(reference)), -1.0)
+        where = torch.zeros((n, len(reference)), dtype=torch.long)
         chunk = max(1, 2**24 // (n * d**3))
-        for start in range(0, len(rotations), chunk):
-            r = rotations[start : start + chunk]
+        for start in range(0, len(rotations_t), chunk):
+            r = rotations_t[start : start + chunk]
             grid = _grid(r, d).reshape(1, len(r) * d, d, d, 3)
             moved = F.grid_sample(
                 channels, grid, mode="bilinear", padding_mode="zeros", align_corners=False
             )  # (1, n, r*d, d, d)
             moved = _unit_rows(moved.reshape(n, len(r), d**3))
-            cc = torch.einsum("irv,jv->irj", moved, reference)  # (n, r, f)
-            best = torch.maximum(best, cc.max(dim=1).values)
-    return best.double().numpy()
+            top = torch.einsum("irv,jv->irj", moved, reference).max(dim=1)  # over r: (n, f)
+            better = top.values > best
+            where = torch.where(better, top.indices + start, where)
+            best = torch.maximum(best, top.values)
+    return best.double().numpy(), where.numpy()
+
+
+def rotation_maximised_correlation(
+    moving: np.ndarray, fixed: np.ndarray, n_rotations: int, seed: int
+) -> np.ndarray:
+    """:func:`correlation_over_rotations` over :func:`random_rotations`: ``(m, f)``."""
+    rotations = random_rotations(n_rotations, seed)
+    return correlation_over_rotations(moving, fixed, rotations)[0]
 
 
 def map_cc_similarity(maps: np.ndarray, n_rotations: int, seed: int) -> np.ndarray:
