@@ -32,13 +32,15 @@ def star(tmp_path_factory) -> Path:
     return path
 
 
-def job(star: Path, out: Path, devices: int, epochs: int = 3, **training) -> TrainingJob:
+def job(
+    star: Path, out: Path, devices: int, epochs: int = 3, model=None, **training
+) -> TrainingJob:
     settings = {"epochs": epochs, "batch_size": 64, "device": "cpu", "devices": devices}
     return TrainingJob(
         particles=str(star),
         affinity=str(star.parent / "prior.csv"),
         class_names=CLASSES,
-        model=MODEL,
+        model=model or MODEL,
         training={**settings, "checkpoint_every_epochs": 1, **training},
         seed=3,
         checkpoint=str(out / "model.pt"),
@@ -132,3 +134,10 @@ def test_a_killed_two_rank_run_resumes_on_any_number_of_ranks(star, tmp_path, re
     assert history["epoch"].tolist() == list(range(1, epochs + 1))
     assert torch.load(out / "model.pt", weights_only=True)["epoch"] == epochs
     assert not resume.exists()
+
+
+def test_batch_norm_on_two_cpu_ranks_trains_and_says_its_statistics_are_per_rank(star, tmp_path):
+    run(job(star, tmp_path, devices=2, epochs=1, model={**MODEL, "batch_norm": True}))
+    log = (tmp_path / "train.log").read_text()
+    assert "each normalises by the statistics of its own piece of the batch" in log
+    assert (tmp_path / "model.pt").exists()
