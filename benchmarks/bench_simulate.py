@@ -24,7 +24,7 @@ from cryoavae.density import DensityConfig, atoms_to_density
 from cryoavae.simulate import SimulationConfig, plan_shard, simulate_batch, simulate_shard
 from cryoavae.simulate.ctf import ctf_1d
 from cryoavae.simulate.rotation import padded_spectra
-from cryoavae.simulate.wedge import missing_wedge_mask
+from cryoavae.wedge import missing_wedge_mask
 
 BOX = 32
 VOXEL_ANGSTROM = 10.0

@@ -16,7 +16,16 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "cryoavae"
 
 # Layers, lowest first: a module may import its own layer and those below, never one above.
 LAYERS = {
-    "foundation": ["errors", "atomic", "yaml_io", "schema", "config", "runlog", "orientations"],
+    "foundation": [
+        "errors",
+        "atomic",
+        "yaml_io",
+        "schema",
+        "config",
+        "runlog",
+        "orientations",
+        "wedge",
+    ],
     "inputs": ["structures", "density", "affinity", "particles"],
     "sources": [
         "simulate",
@@ -35,6 +44,7 @@ LAYERS = {
         "layers",
         "decoders",
         "pose_search",
+        "measurement",
         "model",
         "data",
         "train",

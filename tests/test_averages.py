@@ -52,7 +52,7 @@ def test_copies_turned_back_with_their_true_poses_reproduce_the_map(tmp_path):
 
 
 def test_missing_wedge_weighting_restores_what_the_wedge_took(tmp_path):
-    from cryoavae.simulate.wedge import missing_wedge_mask
+    from cryoavae.wedge import missing_wedge_mask
 
     reference = blob_map()
     poses = Rotation.random(60, rng=np.random.default_rng(2)).as_matrix()

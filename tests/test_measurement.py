@@ -12,7 +12,7 @@ from cryoavae.measurement import WedgeMeasurement
 from cryoavae.model import ModelConfig, build_model
 from cryoavae.pose_search import best_orientation, rotation_to_pose
 from cryoavae.rotations import pose_to_rotation
-from cryoavae.simulate.wedge import missing_wedge_mask
+from cryoavae.wedge import missing_wedge_mask
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

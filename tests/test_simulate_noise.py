@@ -14,7 +14,7 @@ from cryoavae.simulate.noise import (
     spectral_variance,
     zscore,
 )
-from cryoavae.simulate.wedge import missing_wedge_mask
+from cryoavae.wedge import missing_wedge_mask
 
 
 @pytest.mark.parametrize("d", [16, 15])

@@ -28,7 +28,7 @@ from cryoavae.simulate.rotation import (
     rotate_spectra,
     rotate_volumes,
 )
-from cryoavae.simulate.wedge import missing_wedge_mask
+from cryoavae.wedge import missing_wedge_mask
 
 NAMES = ["alpha", "beta", "gamma"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cryoavae.simulate.wedge import missing_wedge_mask
+from cryoavae.wedge import missing_wedge_mask
 
 
 def frequencies(d: int, rfft: bool = True):

@@ -14,8 +14,8 @@ from cryoavae.extract import ExtractionConfig, extract_subtomograms
 from cryoavae.orientations import relion_angles_to_matrices
 from cryoavae.particle_lists import read_particle_list
 from cryoavae.simulate.rotation import rotate_volumes
-from cryoavae.simulate.wedge import missing_wedge_mask
 from cryoavae.tomogram import TomogramConfig, simulate_tomogram
+from cryoavae.wedge import missing_wedge_mask
 
 NAMES = ["1bxn", "1s3x"]
 CLEAN = dict(shot_noise=False, ctf=False, radiation_damage=False)

@@ -1,7 +1,7 @@
 """What a tilt series measures of a volume: its Fourier components outside the missing wedge.
 
 A subtomogram lacks the double wedge of frequencies the tilt range never sampled
-(:func:`cryoavae.simulate.wedge.missing_wedge_mask`: tilt axis y, beam z), in the frame of the
+(:func:`cryoavae.wedge.missing_wedge_mask`: tilt axis y, beam z), in the frame of the
 tomogram, whatever the particle's orientation. A decoder that renders the whole particle is
 compared with data that lack that wedge: under a squared error the rendering's power inside the
 wedge counts as error, and how much power falls there depends on the orientation, so the loss
@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .simulate.wedge import missing_wedge_mask
+from .wedge import missing_wedge_mask
 
 
 class WedgeMeasurement(nn.Module):

@@ -23,7 +23,7 @@ from ..latents import INFERRED_ANGLES
 from ..orientations import align_rotations, relion_angles_to_matrices
 from ..particles import ParticleImages
 from ..simulate.rotation import rotate_volumes
-from ..simulate.wedge import missing_wedge_mask
+from ..wedge import missing_wedge_mask
 
 BATCH = 128
 MAX_PER_CLASS = 1000  # a seeded draw of a larger class: the average is then already converged

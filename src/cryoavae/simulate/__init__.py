@@ -1,7 +1,8 @@
 """Simulated subtomograms: one small module per physical stage, composed in :mod:`.pipeline`.
 
 Stages: :mod:`.rotation` (random poses, trilinear and Fourier-space rotation), :mod:`.ctf`,
-:mod:`.wedge` (missing wedge), :mod:`.noise` (SNR and normalisation); settings in :mod:`.config`.
+:mod:`cryoavae.wedge` (the missing wedge, shared with the model and the averages), :mod:`.noise`
+(SNR and normalisation); settings in :mod:`.config`.
 Conventions: volumes are indexed ``(z, y, x)``, vectors are ``(x, y, z)``, the box centre is voxel
 ``d // 2``.
 """

@@ -42,6 +42,7 @@ import scipy.fft
 from .. import particles
 from ..errors import InputError
 from ..orientations import matrices_to_relion_angles
+from ..wedge import missing_wedge_mask
 from ._kernels import PAD_FACTOR, simulate_spectra_kernel
 from .config import SimulationConfig
 from .ctf import ctf_radial_table, frequency_squared_index
@@ -52,7 +53,6 @@ from .rotation import (
     padded_spectra,
     random_rotations,
 )
-from .wedge import missing_wedge_mask
 
 __all__ = [
     "ORIGINS",
