@@ -25,7 +25,6 @@ class WedgeMeasurement(nn.Module):
 
     def __init__(self, box_size_px: int, tilt_max_deg: float):
         super().__init__()
-        self.tilt_max_deg = float(tilt_max_deg)
         for name, size in (("full", box_size_px), ("half", box_size_px // 2)):
             mask = torch.from_numpy(missing_wedge_mask(size, tilt_max_deg)).float()
             self.register_buffer(f"mask_{name}", mask, persistent=False)

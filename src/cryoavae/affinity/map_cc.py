@@ -116,22 +116,15 @@ def correlation_over_rotations(
     return best.double().numpy(), where.numpy()
 
 
-def rotation_maximised_correlation(
-    moving: np.ndarray, fixed: np.ndarray, n_rotations: int, seed: int
-) -> np.ndarray:
-    """:func:`correlation_over_rotations` over :func:`random_rotations`: ``(m, f)``."""
-    rotations = random_rotations(n_rotations, seed)
-    return correlation_over_rotations(moving, fixed, rotations)[0]
-
-
 def map_cc_similarity(maps: np.ndarray, n_rotations: int, seed: int) -> np.ndarray:
     """Normalised cross-correlation of density maps, maximised over rotations: (n, n).
 
-    :func:`rotation_maximised_correlation` of the maps with themselves; the result takes the
-    larger of (i, j) and (j, i), so it is symmetric with a unit diagonal.
+    :func:`correlation_over_rotations` of the maps with themselves over
+    :func:`random_rotations`; the result takes the larger of (i, j) and (j, i), so it is
+    symmetric with a unit diagonal.
     """
     maps = _check_maps(maps, "affinity")
-    cc = rotation_maximised_correlation(maps, maps, n_rotations, seed)
+    cc = correlation_over_rotations(maps, maps, random_rotations(n_rotations, seed))[0]
     cc = np.maximum(cc, cc.T)
     np.fill_diagonal(cc, 1.0)
     return np.clip(cc, -1.0, 1.0)
