@@ -8,6 +8,7 @@ from cryoavae.atomic import atomic_path
 from cryoavae.density import read_map
 from cryoavae.evaluate.averages import average_classes
 from cryoavae.evaluate.decoded import decoded_class_means, shape_agreement
+from cryoavae.evaluate.symmetry import read_symmetry
 from cryoavae.latents import read_latents
 from cryoavae.model import load_model
 from cryoavae.particles import ParticleImages, read_particle_table, table_voxel_size, write_stack
@@ -29,7 +30,7 @@ with rule_logging(snakemake.log[0], rule="average_particles", variant=snakemake.
         maps,
         voxel,
         params.wedge_tilt_max_deg,
-        params.symmetry,
+        read_symmetry(inputs.symmetry[0]) if inputs.symmetry else params.symmetry,
         seed=params.seed,
     )
     with_map = [c for c in summary["class_name"] if c in maps]

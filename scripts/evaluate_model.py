@@ -11,6 +11,7 @@ from cryoavae.evaluate import (
     write_metrics_json,
     write_umap_table,
 )
+from cryoavae.evaluate.symmetry import read_symmetry
 from cryoavae.interpolate import interpolate_latents, write_interpolation_volumes
 from cryoavae.latents import read_latents
 from cryoavae.particles import ParticleImages, read_particle_table, table_voxel_size
@@ -33,6 +34,7 @@ with rule_logging(snakemake.log[0], rule="evaluate_model", variant=variant):
         config,
         params.seed,
         umap_cache_dir=params.numba_cache,
+        symmetry=read_symmetry(inputs.symmetry[0]) if inputs.symmetry else None,
     )
     write_metrics_json(out.metrics, result.metrics)
     write_confusion_csv(out.confusion_csv, result)

@@ -51,6 +51,11 @@ def test_default_study_config_is_valid(repo, schema_path):
         ({"structures": {"ids": ["1bxn", "1s3x"], "unseen": ["9zzz"]}}, "structures.unseen names"),
         ({"structures": {"ids": ["1bxn", "1s3x"], "unseen": ["1s3x"]}}, "leaves 1 seen classes"),
         (
+            {"structures": {"ids": ["1bxn", "1s3x"]}, "evaluation": {"symmetry": {"2cg9": "C2"}}},
+            "evaluation.symmetry names '2cg9', which is not a class with a map",
+        ),
+        ({"evaluation": {"symmetry": {"1bxn": "C2.5"}}}, "evaluation.symmetry.1bxn = 'C2.5'"),
+        (
             {"simulation": {"ctf": {"defocus_min_um": 5, "defocus_max_um": 1}}},
             "defocus_min_um = 5 is larger than defocus_max_um = 1",
         ),

@@ -140,6 +140,13 @@ def _check_study(config: dict, source: str) -> None:
                 f"{source}: {key} names {name!r}, which is not a class of this study "
                 f"(classes: {names})"
             )
+    with_maps = names if classes_from_structures(config) else []
+    for name in config["evaluation"]["symmetry"]:
+        if name not in with_maps:
+            raise InputError(
+                f"{source}: evaluation.symmetry names {name!r}, which is not a class with a map "
+                f"in this study (classes with maps: {with_maps})"
+            )
     seen = [n for n in names if n not in unseen_classes(config)]
     if len(seen) < 2:
         raise InputError(f"{source}: structures.unseen leaves {len(seen)} seen classes; need >= 2")

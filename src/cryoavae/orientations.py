@@ -82,17 +82,25 @@ def nearest_rotation(m: np.ndarray) -> np.ndarray:
     return u @ vt
 
 
-def symmetry_group(name: str | None) -> np.ndarray:
+def symmetry_group(name: str | np.ndarray | None) -> np.ndarray:
     """The rotations ``(k, 3, 3)`` of a point group (``C1``, ``C<n>``, ``D<n>``, ``T``, ``O``,
-    ``I``; None is ``C1``), in scipy's standard orientation (the n-fold axis along z)."""
+    ``I``; None is ``C1``), in scipy's standard orientation (the n-fold axis along z); an array
+    of rotations (a group already placed in a map's frame, :mod:`cryoavae.evaluate.symmetry`)
+    is returned as it is."""
     from scipy.spatial.transform import Rotation
+
+    if isinstance(name, np.ndarray):
+        return np.asarray(name, dtype=np.float64).reshape(-1, 3, 3)
 
     name = (name or "C1").upper()
     return Rotation.create_group(name).as_matrix()
 
 
 def align_rotations(
-    predicted: np.ndarray, true: np.ndarray, symmetry: str | None = None, iterations: int = 8
+    predicted: np.ndarray,
+    true: np.ndarray,
+    symmetry: str | np.ndarray | None = None,
+    iterations: int = 8,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The one rotation ``Q`` that best maps a model's frame onto the reference's, and each
     particle's remaining error.

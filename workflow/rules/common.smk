@@ -100,6 +100,11 @@ def map_files():
     return expand(f"{R}/maps/{{structure}}.mrc", structure=STRUCTURES)
 
 
+def symmetry_files():
+    """maps/symmetry.json when evaluation.symmetry names a point group, else nothing."""
+    return [f"{R}/maps/symmetry.json"] if config["evaluation"]["symmetry"] else []
+
+
 def particle_stacks():
     """The stacks the study made (a STAR study reads the user's own files in place)."""
     return expand(f"{R}/particles/shard_{{shard}}.mrcs", shard=SHARDS)

@@ -29,6 +29,7 @@ rule evaluate_model:
         history=f"{R}/models/{{variant}}/history.tsv",
         model=f"{R}/models/{{variant}}/model.pt",
         particles=f"{R}/particles/particles.star",
+        symmetry=symmetry_files(),
     output:
         metrics=f"{R}/models/{{variant}}/metrics.json",
         confusion_csv=f"{R}/models/{{variant}}/confusion_matrix.csv",
@@ -95,6 +96,30 @@ rule evaluate_model:
         "../../scripts/evaluate_model.py"
 
 
+rule fit_symmetry:
+    """Each point group of evaluation.symmetry placed in its class's map frame."""
+    input:
+        maps=map_files(),
+    output:
+        f"{R}/maps/symmetry.json",
+    log:
+        f"{R}/logs/fit_symmetry.log",
+    benchmark:
+        f"{R}/benchmarks/fit_symmetry.tsv"
+    conda:
+        "../../envs/cryoavae.yaml"
+    threads: THREADS
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        structures=STRUCTURES,
+        symmetry=config["evaluation"]["symmetry"],
+        seed=config["seed"],
+    script:
+        "../../scripts/fit_symmetry.py"
+
+
 rule average_particles:
     """Per seen class, the average of its particles turned back by the model's orientations."""
     input:
@@ -102,6 +127,7 @@ rule average_particles:
         particles=f"{R}/particles/particles.star",
         maps=map_files(),
         model=f"{R}/models/{{variant}}/model.pt",
+        symmetry=symmetry_files(),
     output:
         stack=f"{R}/models/{{variant}}/class_averages.mrcs",
         table=report(

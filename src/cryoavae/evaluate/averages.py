@@ -100,7 +100,7 @@ def average_classes(
     maps: dict[str, np.ndarray],
     voxel_size_angstrom: float,
     tilt_max_deg: float | None,
-    symmetry: dict[str, str],
+    symmetry: dict[str, str | np.ndarray],
     seed: int,
     max_per_class: int = MAX_PER_CLASS,
 ) -> tuple[np.ndarray, pd.DataFrame, dict]:

@@ -99,6 +99,7 @@ def evaluate_latents(
     ndim: int,
     embed_umap: bool = True,
     umap_cache_dir: str | None = None,
+    symmetry: dict[str, np.ndarray] | None = None,
 ) -> EvaluationResult:
     """Every metric of ``metrics.json`` and the arrays behind the figures.
 
@@ -106,7 +107,9 @@ def evaluate_latents(
     list, unseen classes included). ``ndim`` is 2 for images, 3 for subtomograms.
     ``embed_umap=False`` skips the UMAP (``umap_xy`` is None) when only the numbers are wanted;
     ``umap_cache_dir`` keeps its numba compilation for the next process
-    (:func:`.projection.cache_umap_compilation`).
+    (:func:`.projection.cache_umap_compilation`). ``symmetry`` gives classes' point groups
+    already placed in their maps' frames (:mod:`.symmetry`); without it the groups named in
+    ``config.symmetry`` are taken in scipy's standard orientation.
 
     Keys of ``metrics``:
 
@@ -156,7 +159,12 @@ def evaluate_latents(
     metrics.update(pose_scores)
     if ndim == 3:
         aligned, _ = aligned_orientation_metrics(
-            latents, names, train, val, seen, dict(config.symmetry)
+            latents,
+            names,
+            train,
+            val,
+            seen,
+            dict(config.symmetry) if symmetry is None else symmetry,
         )
         metrics.update(aligned)
 

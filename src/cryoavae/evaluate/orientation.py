@@ -23,16 +23,16 @@ from ..orientations import (
 DESCRIPTION = (
     "pose_geodesic_median_deg: for each seen class, the one rotation that best aligns the "
     "model's inferred orientations of its train particles with the true ones (orthogonal "
-    "Procrustes, modulo the class's point group in evaluation.symmetry) is applied to its val "
-    "particles' inferred orientations; the median geodesic angle to the truth over all val "
-    "particles (0 = exact up to the model's choice of frame; about 132 degrees carries no "
-    "orientation over all of SO(3))."
+    "Procrustes, modulo the class's point group in evaluation.symmetry, placed in its map's "
+    "frame) is applied to its val particles' inferred orientations; the median geodesic "
+    "angle to the truth over all val particles (0 = exact up to the model's choice of frame; "
+    "about 132 degrees carries no orientation over all of SO(3))."
 )
 MIN_PARTICLES = 3
 
 
 def aligned_orientation_metrics(
-    latents: pd.DataFrame, names, train, val, seen, symmetry: dict[str, str]
+    latents: pd.DataFrame, names, train, val, seen, symmetry: dict[str, str | np.ndarray]
 ) -> tuple[dict, dict[str, np.ndarray]]:
     """Metrics (JSON-ready) and, per class, the aligning rotation ``Q`` ``(3, 3)``."""
     if not set(INFERRED_ANGLES) <= set(latents.columns):

@@ -8,6 +8,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..affinity.io import read_affinity_csv
@@ -27,6 +28,7 @@ def evaluate_variant(
     config: EvaluationConfig,
     seed: int,
     umap_cache_dir: str | None = None,
+    symmetry: dict[str, np.ndarray] | None = None,
 ) -> EvaluationResult:
     """:func:`evaluate_latents` on a variant's latents table against the study's prior (its
     ``affinity.csv``), with the training time, device, CPU and threads of its
@@ -47,5 +49,6 @@ def evaluate_variant(
         seed=seed,
         ndim=ndim,
         umap_cache_dir=umap_cache_dir,
+        symmetry=symmetry,
     )
     return dataclasses.replace(result, metrics={**result.metrics, **extra})

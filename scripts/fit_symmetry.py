@@ -1,0 +1,28 @@
+"""Rule fit_symmetry: each point group named in evaluation.symmetry, placed in its class's map
+frame (:mod:`cryoavae.evaluate.symmetry`), as maps/symmetry.json."""
+
+from cryoavae.density import read_map
+from cryoavae.errors import InputError
+from cryoavae.evaluate.symmetry import fit_point_group, write_symmetry
+from cryoavae.runlog import rule_logging
+
+params, inputs, out = snakemake.params, snakemake.input, snakemake.output
+with rule_logging(snakemake.log[0], rule="fit_symmetry") as log:
+    paths = dict(zip(params.structures, inputs.maps, strict=True))
+    fits = {}
+    for name, group in params.symmetry.items():
+        if name not in paths:
+            raise InputError(
+                f"config evaluation.symmetry: class {name!r} has no map in this study "
+                f"(maps: {', '.join(paths) or 'none'})"
+            )
+        fit = fit_point_group(read_map(paths[name])[0], group, params.seed, name)
+        fits[name] = fit
+        log.info(
+            "%s %s: map vs itself turned by its elements %.3f (by 15 degrees %.3f)",
+            name,
+            group,
+            fit.element_cc,
+            fit.cc_at_15deg,
+        )
+    write_symmetry(out[0], fits)
