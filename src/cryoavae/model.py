@@ -138,7 +138,8 @@ class VAEOutput(NamedTuple):
 
 
 class Encoder(nn.Module):
-    """Stride-2 convolutions, then linear heads for mu, log-variance and the pose."""
+    """Stride-2 convolutions (each level optionally followed by size-keeping ones), then linear
+    heads for mu, log-variance and the pose."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -146,12 +147,20 @@ class Encoder(nn.Module):
         layers: list[nn.Module] = []
         c_in = 1
         for c_out in config.channels:
-            layers.append(
-                conv(config.ndim)(c_in, c_out, 3, stride=2, padding=1, bias=not config.batch_norm)
-            )
-            if config.batch_norm:
-                layers.append(batch_norm(config.ndim)(c_out))
-            layers.append(nn.ReLU(inplace=True))
+            for k in range(config.convs_per_level):  # the first halves the size
+                layers.append(
+                    conv(config.ndim)(
+                        c_in if k == 0 else c_out,
+                        c_out,
+                        3,
+                        stride=2 if k == 0 else 1,
+                        padding=1,
+                        bias=not config.batch_norm,
+                    )
+                )
+                if config.batch_norm:
+                    layers.append(batch_norm(config.ndim)(c_out))
+                layers.append(nn.ReLU(inplace=True))
             c_in = c_out
         self.features = nn.Sequential(*layers)
         n_features = config.channels[-1] * config.feature_size_px**config.ndim

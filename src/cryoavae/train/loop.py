@@ -16,6 +16,7 @@ import torch
 from ..data import ResidentBatches, StreamedBatches, batch_indices
 from ..losses import LossTerms, avae_loss
 from ..model import AffinityVAE
+from .augment import wedge_turns
 from .config import TrainingConfig
 from .distributed import Cluster
 
@@ -107,6 +108,9 @@ class TrainingLoop:
             # the whole batch's noise on every rank, each taking its rows: as on one rank
             noise = torch.randn((len(batch), latent), generator=self.noise_rng, device=device)
             lo, hi = self.cluster.bounds(len(batch))
+            if self.config.augment == "wedge_turns":  # drawn for the whole batch, as the noise
+                turn = torch.randint(0, 4, (len(batch),), generator=self.shuffle_rng)
+                x = wedge_turns(x, turn[lo:hi])
             terms = self.loss(x, y, noise[lo:hi], beta, gamma, len(batch), grad=True)
             self.optimizer.zero_grad()
             terms.total.backward()

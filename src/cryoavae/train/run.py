@@ -229,6 +229,11 @@ def train_model(
     class_names = class_names_from_table(table)
     affinity = np.asarray(affinity, dtype=np.float32)
     _check_inputs(table, images, affinity, model_config, class_names)
+    if config.augment == "wedge_turns" and model_config.ndim != 3:
+        raise InputError(
+            "training.augment = 'wedge_turns' turns subtomograms about x, y and z; use 'none' "
+            "for 2-D images"
+        )
     train_split, val_split = _select_splits(table, images, config)
     if resident is None:  # one decision for both splits, which share the device's memory
         resident = keep_on_device((len(train_split) + len(val_split)) * images.item_bytes, device)
