@@ -2,7 +2,6 @@
 frame (:mod:`cryoavae.evaluate.symmetry`), as maps/symmetry.json."""
 
 from cryoavae.density import read_map
-from cryoavae.errors import InputError
 from cryoavae.evaluate.symmetry import fit_point_group, write_symmetry
 from cryoavae.runlog import rule_logging
 
@@ -10,12 +9,7 @@ params, inputs, out = snakemake.params, snakemake.input, snakemake.output
 with rule_logging(snakemake.log[0], rule="fit_symmetry") as log:
     paths = dict(zip(params.structures, inputs.maps, strict=True))
     fits = {}
-    for name, group in params.symmetry.items():
-        if name not in paths:
-            raise InputError(
-                f"config evaluation.symmetry: class {name!r} has no map in this study "
-                f"(maps: {', '.join(paths) or 'none'})"
-            )
+    for name, group in params.symmetry.items():  # the config check made sure each has a map
         fit = fit_point_group(read_map(paths[name])[0], group, params.seed, name)
         fits[name] = fit
         log.info(

@@ -39,7 +39,6 @@ COARSE_BUDGET = 4000  # turned maps in the coarse search (frames x elements)
 REFINE_STEPS_DEG = (8.0, 4.0, 2.0, 1.0)
 REFINE_TRIALS = 48
 CHUNK = 512  # turned maps held at once
-WEAK_MARGIN = 0.0  # element_cc below cc_at_15deg + this: the map barely obeys the group
 
 
 @dataclass(frozen=True)
@@ -116,7 +115,7 @@ def fit_point_group(volume: np.ndarray, group: str, seed: int, name: str = "map"
             best, best_score = trial[int(np.argmax(trial_scores))], float(trial_scores.max())
     placed = np.einsum("ij,kjl,ml->kim", best, identity_first, best)
     fit = SymmetryFit(group, placed, best, best_score, cc_15)
-    if fit.element_cc <= fit.cc_at_15deg + WEAK_MARGIN:
+    if fit.element_cc <= fit.cc_at_15deg:  # the map barely obeys the group
         log.warning(
             "%s: the map matches itself turned by its %s elements at only %.3f, no better than "
             "turned by 15 degrees (%.3f): at this voxel size the map barely shows that symmetry",
