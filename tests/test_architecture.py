@@ -49,7 +49,15 @@ LAYERS = {
         "data",
         "train",
     ],
-    "inference": ["latents", "embed", "apply", "interpolate", "annotate"],
+    "inference": [
+        "latents",
+        "template_matching",
+        "pose_matching",
+        "embed",
+        "apply",
+        "interpolate",
+        "annotate",
+    ],
     "evaluation": ["evaluate", "summary"],
     "report": ["report"],
 }
@@ -62,7 +70,16 @@ SOURCE_GROUPS = [
     {"star_import"},
     {"tomogram"},
 ]
-INFERENCE = {"latents", "embed", "apply", "interpolate", "annotate", "evaluate"}
+INFERENCE = {
+    "latents",
+    "template_matching",
+    "pose_matching",
+    "embed",
+    "apply",
+    "interpolate",
+    "annotate",
+    "evaluate",
+}
 MAX_LINES = 400
 
 

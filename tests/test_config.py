@@ -63,6 +63,18 @@ def test_default_study_config_is_valid(repo, schema_path):
             {"variants": {"bad": {"training": {"epochs": 0}}}},
             "variants.bad.training.epochs = 0 is invalid; expected >= 1",
         ),
+        (
+            {"orientation": {"method": "template_matching"}},
+            "orientation.method 'template_matching' needs a decoder that turns a canonical",
+        ),
+        (
+            {
+                "model": {"decoder": "gaussian_splat", "pose_dims": 6},
+                "orientation": {"method": "template_matching", "ctf": True},
+                "simulation": {"ctf": {"enabled": False}},
+            },
+            "orientation.ctf needs simulated particles with simulation.ctf.enabled",
+        ),
         ({"affinity": {"source": "csv"}}, "affinity.source = 'csv' needs affinity.csv_path"),
         (
             {"structures": {"ids": ["1bxn"], "files": {"mine": "x.pdb; rm -rf /"}}},
@@ -76,6 +88,13 @@ def test_bad_config_one_line_error(schema_path, overrides, expected):
     message = str(info.value)
     assert expected in message
     assert "\n" not in message
+
+
+def test_template_matching_is_accepted_for_a_3d_splat_decoder(schema_path):
+    model = {"decoder": "gaussian_splat", "pose_dims": 6, "pose_encoding": "rotation6d"}
+    config = validated(schema_path, model=model, orientation={"method": "template_matching"})
+    assert config["orientation"]["grid_step_deg"] == 10.0
+    assert config["orientation"]["templates"] == 0
 
 
 def test_variant_overrides_merge_onto_base(schema_path):

@@ -94,6 +94,7 @@ def validate_config(config: dict, source: str = "config") -> dict:
             message = str(error).replace(f"variants.{name}: ", f"variants.{name}.", 1)
             raise InputError(message) from None
     _check_study(config, source)
+    _check_orientation(config, source)
     return config
 
 
@@ -156,6 +157,30 @@ def _check_study(config: dict, source: str) -> None:
         _check_relative_path(path, f"{source}: apply.particle_sets.{name}")
     if config["affinity"]["source"] == "csv" and not config["affinity"]["csv_path"]:
         raise InputError(f"{source}: affinity.source = 'csv' needs affinity.csv_path")
+
+
+def _check_orientation(config: dict, source: str) -> None:
+    """Template matching needs a 3-D decoder that turns a canonical particle, in every variant."""
+    orientation = config["orientation"]
+    if orientation["method"] != "template_matching":
+        return
+    for name in config["variants"]:
+        model = variant_sections(config, name)[0]
+        flat = config["particle_source"] == "characters"
+        if flat or model["decoder"] != "gaussian_splat" or model["pose_dims"] != 6:
+            raise InputError(
+                f"{source}: orientation.method 'template_matching' needs a decoder that turns a "
+                f"canonical particle in 3-D (model.decoder gaussian_splat, pose_encoding "
+                f"rotation6d, pose_dims 6); variant {name!r} has decoder {model['decoder']!r}, "
+                f"pose_dims {model['pose_dims']}"
+            )
+    if orientation["ctf"] and not (
+        config["particle_source"] == "simulate" and config["simulation"]["ctf"]["enabled"]
+    ):
+        raise InputError(
+            f"{source}: orientation.ctf needs simulated particles with simulation.ctf.enabled "
+            "(the CTF's microscope is taken from there)"
+        )
 
 
 def _check_star(config: dict, source: str) -> None:

@@ -17,7 +17,9 @@ from .errors import InputError
 from .latents import INFERRED_ANGLES
 from .model import load_model
 from .orientations import matrices_to_relion_angles
-from .particles import ANGLES, CLASS_NAME, CLASS_NUMBER, IMAGE, SPLIT, ParticleImages
+from .particles import ANGLES, CLASS_NAME, CLASS_NUMBER, DEFOCUS, IMAGE, SPLIT, ParticleImages
+from .pose_matching import OrientationConfig, matched_orientations
+from .template_matching import CtfModel
 
 
 def embed_particles(
@@ -26,6 +28,9 @@ def embed_particles(
     images: ParticleImages,
     batch_size: int = 512,
     device: str = "cpu",
+    orientation: OrientationConfig | None = None,
+    seed: int = 0,
+    ctf: CtfModel | None = None,
 ) -> pd.DataFrame:
     """Encode every row of ``table``: mean latent ``mu_*`` and pose ``pose_*`` beside its labels.
 
@@ -35,6 +40,12 @@ def embed_particles(
     ``pose_encoding: circular`` the pose columns are ``(cos a, sin a)`` of the in-plane angle.
     Images are read in large batches by the training's prefetching reader (the next batch is
     read while this one is encoded), under ``torch.inference_mode``.
+
+    A decoder that turns a canonical particle also gives ``inferred_rot/tilt/psi`` (RELION
+    angles in the model's frame): the encoder's pose, or with ``orientation.method:
+    template_matching`` the orientation matched against the decoder's templates
+    (:mod:`cryoavae.pose_matching`; ``seed`` seeds its k-means, ``ctf`` is the particles'
+    microscope), with the template in ``orientation_template``.
     """
     model, model_config, _ = load_model(checkpoint_path, device)
     box_shape = tuple(images.shape[1:]) if len(images) else None
@@ -61,6 +72,25 @@ def embed_particles(
             turned = model.pose_rotation(encoding.pose)
             if turned is not None:
                 rotation[idx.numpy()] = turned.double().cpu().numpy()
+    template = None
+    matching = orientation is not None and orientation.method == "template_matching"
+    if matching and d == 3 and np.isfinite(rotation).all() and n:
+        split = _column(table, SPLIT, "unseen").astype(str)
+        train = np.flatnonzero(split == "train")
+        train = train if len(train) else np.arange(n)
+        names = _column(table, CLASS_NAME, "unknown").astype(str)[train]
+        defocus = _column(table, DEFOCUS, np.nan).astype(float) / 1e4  # Å -> µm
+        rotation, template = matched_orientations(
+            model,
+            mu,
+            train,
+            orientation.templates or len(np.unique(names)),
+            images,
+            orientation,
+            seed,
+            defocus if np.isfinite(defocus).all() else None,
+            ctf,
+        )
     out = pd.DataFrame(
         {
             "image": table[IMAGE].astype(str).to_numpy(),
@@ -77,6 +107,8 @@ def embed_particles(
     tables = [out, latent]
     if np.isfinite(rotation).all() and n:
         tables.append(inferred_angles(rotation))
+    if template is not None:
+        tables.append(pd.DataFrame({"orientation_template": template}))
     return pd.concat(tables, axis=1)
 
 

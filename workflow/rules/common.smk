@@ -123,6 +123,16 @@ def wedge_tilt_max_deg():
     return wedge["tilt_max_deg"] if SOURCE == "simulate" and wedge["enabled"] else None
 
 
+def microscope():
+    """The CTF's microscope when the study simulated one (else None: no CTF to match)."""
+    ctf = config["simulation"]["ctf"]
+    if SOURCE != "simulate" or not ctf["enabled"]:
+        return None
+    keys = ("voltage_kv", "cs_mm", "amplitude_contrast")
+    voxel = config["density"]["voxel_size_angstrom"]
+    return {"voxel_size_angstrom": voxel, **{k: ctf[k] for k in keys}}
+
+
 def benchmark_files():
     """The benchmark file (time, peak memory, I/O) of every job the study runs before its
     summary, for the resource table."""

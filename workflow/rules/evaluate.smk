@@ -1,5 +1,6 @@
 rule embed_particles:
-    """Encode every particle (train, val, unseen) with the trained model: mu, pose, labels."""
+    """Encode every particle (train, val, unseen) with the trained model: mu, pose, labels, and
+    orientation (the encoder's, or matched against its decoder: config orientation)."""
     input:
         model=f"{R}/models/{{variant}}/model.pt",
         particles=f"{R}/particles/particles.star",
@@ -16,6 +17,10 @@ rule embed_particles:
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        orientation=config["orientation"],
+        seed=config["seed"],
+        microscope=microscope(),
     script:
         "../../scripts/embed_particles.py"
 

@@ -41,6 +41,7 @@ __all__ = [
     "padded_spectra",
     "random_rotations",
     "rotate_spectra",
+    "rotated_coefficients",
     "rotate_volumes",
     "spectrum_band_limit",
 ]
@@ -192,6 +193,37 @@ def rotate_spectra(
         coefficients[1],
         centre_phases(coefficients[1], d),
         out.reshape(n, -1),
+        d,
+    )
+    return out
+
+
+def rotated_coefficients(
+    spectra: np.ndarray,
+    rotations: np.ndarray,
+    box_size_px: int,
+    frequencies: np.ndarray,
+    source_index: np.ndarray | None = None,
+) -> np.ndarray:
+    """The rfftn coefficients ``(n, K)`` complex64 at ``frequencies`` ``(K, 3)`` (signed, cycles
+    per box, ``(x, y, z)``, inside the band limit) of rotated volumes: :func:`rotate_spectra`
+    restricted to those frequencies, for searches that score many rotations at a low pass."""
+    d = int(box_size_px)
+    rotations = np.asarray(rotations, dtype=np.float64).reshape(-1, 3, 3)
+    n = len(rotations)
+    if source_index is None:
+        source_index = np.zeros(n, np.int64) if len(spectra) == 1 else np.arange(n)
+    frequencies = np.ascontiguousarray(frequencies, dtype=np.int64)
+    out = np.zeros((n, len(frequencies)), dtype=np.complex64)
+    rotate_spectra_kernel(
+        spectra,
+        np.asarray(source_index, dtype=np.int64),
+        rotations,
+        np.zeros((n, 3)),
+        np.arange(len(frequencies), dtype=np.int64),
+        frequencies,
+        centre_phases(frequencies, d),
+        out,
         d,
     )
     return out

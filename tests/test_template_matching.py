@@ -1,0 +1,185 @@
+"""Orientations by template matching: the grid covers SO(3), the search finds known rotations
+through a missing wedge and a CTF, and embedding reports them."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.fft
+from scipy.spatial.transform import Rotation
+
+from cryoavae import particles
+from cryoavae.embed import embed_particles
+from cryoavae.model import ModelConfig
+from cryoavae.orientations import geodesic_deg
+from cryoavae.pose_matching import OrientationConfig
+from cryoavae.simulate.ctf import ctf_radial_table, frequency_squared_index
+from cryoavae.simulate.rotation import (
+    band_limited_coefficients,
+    padded_spectra,
+    rotate_spectra,
+    rotated_coefficients,
+)
+from cryoavae.template_matching import CtfModel, TemplateMatcher, local_grid, uniform_grid
+from cryoavae.train import TrainingConfig, train_model
+from cryoavae.wedge import missing_wedge_mask
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+D = 24
+
+
+def _blobs(rng: np.random.Generator, n: int = 7) -> np.ndarray:
+    """An asymmetric map: Gaussian blobs of different sizes around the centre, (D, D, D)."""
+    c = np.arange(D) - D // 2
+    z, y, x = np.meshgrid(c, c, c, indexing="ij")
+    volume = np.zeros((D, D, D), np.float32)
+    for centre, width in zip(rng.uniform(-6, 6, (n, 3)), rng.uniform(1.0, 2.0, n), strict=True):
+        r2 = (x - centre[0]) ** 2 + (y - centre[1]) ** 2 + (z - centre[2]) ** 2
+        volume += np.exp(-r2 / (2 * width**2)).astype(np.float32)
+    return volume
+
+
+def _measured(volume, rotations, rng, defocus_um=None, snr=None, tilt=60.0):
+    """Particles as the simulator makes them: the map turned (Fourier space), the missing wedge
+    removed, times a CTF at 10 A per voxel, plus white noise at ``snr``."""
+    spectra = rotate_spectra(padded_spectra(volume), rotations, D)
+    spectra = spectra * missing_wedge_mask(D, tilt)
+    if defocus_um is not None:
+        spectra = spectra * ctf_radial_table(D, 10.0, defocus_um)[:, frequency_squared_index(D)]
+    out = scipy.fft.irfftn(spectra, s=(D, D, D), axes=(1, 2, 3)).astype(np.float32)
+    if snr is not None:
+        sd = np.sqrt(out.reshape(len(out), -1).var(axis=1) / snr)
+        out += (sd[:, None, None, None] * rng.standard_normal(out.shape)).astype(np.float32)
+    return out
+
+
+def test_rotated_coefficients_are_the_rotated_spectrum_at_those_frequencies():
+    rng = np.random.default_rng(0)
+    spectra = padded_spectra(_blobs(rng))
+    rotations = Rotation.random(3, random_state=rng).as_matrix()
+    fz = np.rint(np.fft.fftfreq(D) * D)[:, None, None]
+    keep = np.broadcast_to(np.abs(fz) <= 5, (D, D, D // 2 + 1))
+    flat, frequencies = band_limited_coefficients(D, keep)
+    full = rotate_spectra(spectra, rotations, D).reshape(3, -1)
+    np.testing.assert_allclose(
+        rotated_coefficients(spectra, rotations, D, frequencies), full[:, flat], rtol=0, atol=1e-5
+    )
+
+
+def test_the_grids_cover_so3_and_the_neighbourhood_of_the_identity():
+    grid = uniform_grid(15.0)
+    probes = Rotation.random(300, random_state=1).as_matrix()
+    nearest = geodesic_deg(probes[:, None], grid[None]).min(axis=1)
+    assert nearest.max() < 15.0  # no rotation is farther than one step from the grid
+    local = local_grid(8.0)
+    reach = np.abs(Rotation.from_matrix(local).as_rotvec(degrees=True)).max(axis=0)
+    np.testing.assert_allclose(reach, [8.0, 8.0, 8.0])  # the same reach about x, y and z
+    assert geodesic_deg(local[:1], np.eye(3)[None])[0] < 1e-6  # the identity first
+
+
+@pytest.mark.parametrize("with_ctf", [False, True])
+def test_known_rotations_are_found_through_the_wedge_and_the_ctf(with_ctf):
+    rng = np.random.default_rng(2)
+    maps = np.stack([_blobs(rng), _blobs(rng)])
+    truth = Rotation.random(10, random_state=rng).as_matrix()
+    which = np.arange(10) % 2
+    defocus = rng.uniform(2.0, 4.0, 10) if with_ctf else None
+    particles = np.concatenate(
+        [
+            _measured(
+                maps[c],
+                truth[which == c],
+                rng,
+                defocus_um=None if defocus is None else defocus[which == c],
+                snr=1.0,
+            )
+            for c in (0, 1)
+        ]
+    )
+    order = np.concatenate([np.flatnonzero(which == c) for c in (0, 1)])
+    matcher = TemplateMatcher(maps, 60.0, CtfModel(10.0) if with_ctf else None, 15.0, 3)
+    found, score = matcher.match(
+        particles, which[order], None if defocus is None else defocus[order]
+    )
+    errors = geodesic_deg(found, truth[order])
+    assert np.median(errors) < 3.0 and errors.max() < 5.0
+    assert (score > 0).all()
+
+
+def test_a_wrong_template_finds_no_consistent_orientation():
+    """The search is not a tautology: particles of one map matched against another map's template
+    do not come out at their true orientations."""
+    rng = np.random.default_rng(3)
+    first, other = _blobs(rng), _blobs(rng)
+    truth = Rotation.random(10, random_state=rng).as_matrix()
+    particles = _measured(first, truth, rng, snr=1.0)
+    found, _ = TemplateMatcher(other[None], 60.0, None, 15.0, 2).match(particles, np.zeros(10))
+    assert np.median(geodesic_deg(found, truth)) > 30.0
+
+
+@pytest.fixture(scope="module")
+def splat_study(tmp_path_factory):
+    """A 3-D Gaussian-splat model trained for one epoch, and its particles' table and images."""
+    root = tmp_path_factory.mktemp("matching")
+    rng = np.random.default_rng(4)
+    volumes = np.stack([_blobs(rng)[4:20, 4:20, 4:20] for _ in range(12)])
+    names = ["a", "b"] * 6
+    table = pd.DataFrame(
+        {
+            particles.IMAGE: [particles.image_reference(i, "s.mrcs") for i in range(12)],
+            particles.CLASS_NUMBER: [1, 2] * 6,
+            **{angle: rng.uniform(0, 180, 12) for angle in particles.ANGLES},
+            particles.CLASS_NAME: names,
+            particles.SPLIT: ["train"] * 10 + ["val"] * 2,
+            particles.DEFOCUS: rng.uniform(2e4, 4e4, 12),
+        }
+    )
+    particles.write_stack(root / "s.mrcs", volumes, 10.0)
+    particles.write_particle_table(root / "particles.star", table)
+    table = particles.read_particle_table(root / "particles.star")
+    images = particles.ParticleImages(table, root / "particles.star")
+    config = ModelConfig(
+        ndim=3,
+        box_size_px=16,
+        channels=(4, 8),
+        latent_dims=3,
+        pose_dims=6,
+        pose_encoding="rotation6d",
+        decoder="gaussian_splat",
+        n_gaussians=8,
+        wedge_tilt_max_deg=60.0,
+    )
+    train_model(
+        table,
+        images,
+        np.eye(2),
+        config,
+        TrainingConfig(epochs=1, batch_size=4),
+        0,
+        root / "model.pt",
+        root / "history.tsv",
+        root / "work",
+        threads=1,
+    )
+    return root / "model.pt", table, images
+
+
+def test_embedding_reports_matched_orientations_and_their_templates(splat_study):
+    checkpoint, table, images = splat_study
+    matching = OrientationConfig(
+        method="template_matching", grid_step_deg=20.0, refinement_levels=1
+    )
+    first = embed_particles(
+        checkpoint, table, images, orientation=matching, seed=3, ctf=CtfModel(10.0)
+    )
+    again = embed_particles(
+        checkpoint, table, images, orientation=matching, seed=3, ctf=CtfModel(10.0)
+    )
+    encoder = embed_particles(checkpoint, table, images)
+    angles = ["inferred_rot", "inferred_tilt", "inferred_psi"]
+    assert set(first["orientation_template"]) <= {0, 1}  # one template per seen class
+    assert np.isfinite(first[angles].to_numpy()).all()
+    pd.testing.assert_frame_equal(first, again)  # seeded: the same orientations again
+    assert "orientation_template" not in encoder.columns
+    np.testing.assert_allclose(first[["mu_0", "mu_1", "mu_2"]], encoder[["mu_0", "mu_1", "mu_2"]])
+    assert not np.allclose(first[angles], encoder[angles])  # the search replaced the encoder's
