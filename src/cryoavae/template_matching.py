@@ -45,7 +45,7 @@ from .wedge import missing_wedge_mask
 __all__ = ["CtfModel", "TemplateMatcher", "local_grid", "uniform_grid"]
 
 GRID_CHUNK = 2048  # grid rotations scored at once (a (particles, chunk) score matrix)
-LOCAL_CHUNK = 16384  # candidate rotations sampled at once in the local refinement
+LOCAL_CHUNK = 2048  # candidate rotations sampled at once in the local refinement (~130 MB)
 
 
 def uniform_grid(step_deg: float) -> np.ndarray:
@@ -190,8 +190,8 @@ class TemplateMatcher:
         return self.grid[best]
 
     def _refine(self, spectra, template_index, filters, best, offsets):
-        """Each particle's best among ``best @ offsets`` (and ``best`` itself), full band."""
-        n, m = len(best), len(offsets) + 1
+        """Each particle's best among ``best @ offsets`` (the identity first), full band."""
+        n, m = len(best), len(offsets)
         x = spectra[:, self.full.flat] * (filters * self.full.multiplicity)  # (n, K)
         power_weight = filters**2 * self.full.multiplicity
         new, score = np.empty_like(best), np.empty(n)
@@ -199,9 +199,7 @@ class TemplateMatcher:
         for start in range(0, n, per):
             rows = slice(start, start + per)
             k = len(best[rows])
-            candidates = np.concatenate(
-                [best[rows, None], best[rows, None] @ offsets[None]], axis=1
-            ).reshape(k * m, 3, 3)
+            candidates = (best[rows, None] @ offsets[None]).reshape(k * m, 3, 3)
             t = rotated_coefficients(
                 self.spectra,
                 candidates,
