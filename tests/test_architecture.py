@@ -51,6 +51,7 @@ LAYERS = {
     ],
     "inference": [
         "latents",
+        "averaging",
         "template_matching",
         "pose_matching",
         "embed",
@@ -72,6 +73,7 @@ SOURCE_GROUPS = [
 ]
 INFERENCE = {
     "latents",
+    "averaging",
     "template_matching",
     "pose_matching",
     "embed",

@@ -4,6 +4,13 @@ The search itself is :mod:`cryoavae.template_matching`; this module chooses its 
 template is the decoder's canonical rendering of a k-means centre of the training particles'
 ``mu`` (seeded), and each particle (train, val or unseen) is matched against its nearest
 centre's template: the labels are never read, so a plain beta-VAE gets the same treatment.
+
+The decoder gives what subtomogram averaging finds hardest, a reference of each shape without
+knowing any orientation; it is not exact (a blurred rendering confuses the small, nearly round
+proteins). With ``reference_iterations`` the references are then refined as averaging refines
+them: each template is replaced by the missing-wedge weighted average of its particles turned
+back by their matched orientations (:func:`cryoavae.averaging.class_average`), and every
+particle is matched again.
 """
 
 from __future__ import annotations
@@ -15,10 +22,11 @@ import numpy as np
 import torch
 from sklearn.cluster import KMeans
 
+from .averaging import class_average
 from .schema import section_dataclass
 from .template_matching import CtfModel, TemplateMatcher
 
-__all__ = ["OrientationConfig", "matched_orientations"]
+__all__ = ["OrientationConfig", "match_with_references", "matched_orientations"]
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +36,7 @@ MATCH_BATCH = 1024  # particles read and matched at once
 class OrientationConfig(section_dataclass("orientation")):
     """The ``orientation`` section: ``method`` (``encoder`` or ``template_matching``),
     ``templates`` (k-means centres; 0 = one per seen class), ``grid_step_deg``,
-    ``refinement_levels`` and ``ctf`` (see the schema)."""
+    ``refinement_levels``, ``reference_iterations`` and ``ctf`` (see the schema)."""
 
 
 def matched_orientations(
@@ -51,27 +59,55 @@ def matched_orientations(
     with torch.inference_mode():
         centres = torch.from_numpy(kmeans.cluster_centers_.astype(np.float32))
         templates = model.decode(centres)[:, 0].float().cpu().numpy()  # identity pose
+    wedge = model.config.wedge_tilt_max_deg
+    rotations = match_with_references(templates, template, images, wedge, config, defocus_um, ctf)
+    log.info(
+        "template matching: %d particles against %d templates, %d reference iterations: %.1f s",
+        len(mu),
+        n_templates,
+        config.reference_iterations,
+        time.perf_counter() - started,
+    )
+    return rotations, template
+
+
+def match_with_references(
+    templates: np.ndarray,
+    template_index: np.ndarray,
+    images,
+    wedge_tilt_max_deg: float | None,
+    config: OrientationConfig,
+    defocus_um: np.ndarray | None = None,
+    ctf: CtfModel | None = None,
+) -> np.ndarray:
+    """Each of the ``n`` particles of ``images`` matched against ``templates[template_index]``,
+    then ``config.reference_iterations`` times against the averages of the particles matched to
+    each template -> rotations ``(n, 3, 3)``."""
+    templates = np.array(templates, dtype=np.float32)  # a copy: the averages replace it
+    template_index = np.asarray(template_index, dtype=np.int64)
+    args = (template_index, images, wedge_tilt_max_deg, config, defocus_um, ctf)
+    rotations = _match_all(templates, *args)
+    for _ in range(config.reference_iterations):
+        for c in np.unique(template_index):
+            rows = np.flatnonzero(template_index == c)
+            templates[c] = class_average(images, rows, rotations[rows], wedge_tilt_max_deg)
+        rotations = _match_all(templates, *args)
+    return rotations
+
+
+def _match_all(templates, template, images, wedge, config, defocus_um, ctf) -> np.ndarray:
+    """Every particle matched against its template ``(n, 3, 3)``, a batch of images at a time."""
     matcher = TemplateMatcher(
         templates,
-        model.config.wedge_tilt_max_deg,
+        wedge,
         ctf if config.ctf else None,
         config.grid_step_deg,
         config.refinement_levels,
     )
-    n = len(mu)
+    n = len(template)
     rotations = np.empty((n, 3, 3))
     for start in range(0, n, MATCH_BATCH):
         rows = np.arange(start, min(n, start + MATCH_BATCH))
         focus = None if defocus_um is None else defocus_um[rows]
         rotations[rows], _ = matcher.match(images.gather(rows), template[rows], focus)
-    log.info(
-        "template matching: %d particles against %d templates, %d grid rotations, %d local "
-        "levels, CTF %s: %.1f s",
-        n,
-        n_templates,
-        len(matcher.grid),
-        len(matcher.local),
-        "on" if matcher.ctf is not None else "off",
-        time.perf_counter() - started,
-    )
-    return rotations, template
+    return rotations

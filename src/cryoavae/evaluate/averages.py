@@ -1,12 +1,7 @@
 """Subtomogram averages from the model's orientations, and how good they are (FSC).
 
 The test a cryo-ET user would apply to a pose: turn every particle of a class back by its
-orientation and average. Each particle ``x_i`` is its class's reference turned actively by
-``A_i`` (:mod:`cryoavae.orientations`), so ``rotate(x_i, A_i^T)`` is the reference again, plus
-noise; the mean of those is the class average. With the missing wedge (a tilt series about y
-through ``±tilt_max_deg``) each particle lacks a wedge of Fourier space, turned with it: the
-average is then formed in Fourier space, every frequency divided by the number of particles
-that measured it (missing-wedge weighting), not by the number of particles.
+orientation and average (:func:`cryoavae.averaging.class_average`, missing-wedge weighted).
 
 The model's orientations are in its own canonical frame; when the true orientations are known
 the frame is aligned with the reference's first (:func:`~cryoavae.orientations.align_rotations`
@@ -19,40 +14,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..averaging import class_average
 from ..latents import INFERRED_ANGLES
 from ..orientations import align_rotations, relion_angles_to_matrices
 from ..particles import ParticleImages
-from ..simulate.rotation import rotate_volumes
-from ..wedge import missing_wedge_mask
 
-BATCH = 128
 MAX_PER_CLASS = 1000  # a seeded draw of a larger class: the average is then already converged
-
-
-def class_average(
-    images: ParticleImages,
-    rows: np.ndarray,
-    rotations: np.ndarray,
-    tilt_max_deg: float | None = None,
-) -> np.ndarray:
-    """The average ``(d, d, d)`` of particles ``rows`` turned back by ``rotations`` ``(n, 3, 3)``
-    (RELION's ``A`` of each), missing-wedge weighted when ``tilt_max_deg`` is given."""
-    d = images.shape[-1]
-    spectrum = np.zeros((d, d, d), dtype=np.complex128)
-    weight = np.zeros((d, d, d))
-    wedge = None
-    if tilt_max_deg is not None:  # measured frequencies, centred on voxel d // 2 like a volume
-        wedge = np.fft.fftshift(missing_wedge_mask(d, tilt_max_deg, rfft=False)).astype(np.float32)
-    for start in range(0, len(rows), BATCH):
-        back = np.transpose(rotations[start : start + BATCH], (0, 2, 1))  # A^T
-        volumes = rotate_volumes(images.gather(rows[start : start + BATCH]), back)
-        spectrum += np.fft.fftshift(np.fft.fftn(volumes, axes=(1, 2, 3)), axes=(1, 2, 3)).sum(0)
-        if wedge is None:
-            weight += len(back)
-        else:
-            weight += rotate_volumes(wedge, back, source_index=np.zeros(len(back), int)).sum(0)
-    spectrum /= np.maximum(weight, 1.0)
-    return np.fft.ifftn(np.fft.ifftshift(spectrum)).real.astype(np.float32)
 
 
 def fsc(
