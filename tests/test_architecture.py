@@ -71,17 +71,7 @@ SOURCE_GROUPS = [
     {"star_import"},
     {"tomogram"},
 ]
-INFERENCE = {
-    "latents",
-    "averaging",
-    "template_matching",
-    "pose_matching",
-    "embed",
-    "apply",
-    "interpolate",
-    "annotate",
-    "evaluate",
-}
+INFERENCE = set(LAYERS["inference"]) | {"evaluate"}
 MAX_LINES = 400
 
 
