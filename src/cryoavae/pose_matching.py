@@ -57,7 +57,8 @@ def matched_orientations(
     kmeans = KMeans(n_clusters=n_templates, n_init=4, random_state=seed).fit(mu[train_rows])
     template = kmeans.predict(mu).astype(np.int64)
     with torch.inference_mode():
-        centres = torch.from_numpy(kmeans.cluster_centers_.astype(np.float32))
+        device = next(model.parameters()).device
+        centres = torch.from_numpy(kmeans.cluster_centers_.astype(np.float32)).to(device)
         templates = model.decode(centres)[:, 0].float().cpu().numpy()  # identity pose
     wedge = model.config.wedge_tilt_max_deg
     rotations = match_with_references(templates, template, images, wedge, config, defocus_um, ctf)
