@@ -15,6 +15,7 @@ orientation counterpart of the true-pose class average. Prints one line per clas
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -103,8 +104,6 @@ def main() -> int:
 
 def _provenance_config(results: Path) -> dict:
     """The study's config as its run recorded it (provenance.json)."""
-    import json
-
     path = results / "provenance.json"
     if not path.is_file():
         raise InputError(f"{path}: not found; run the study first")

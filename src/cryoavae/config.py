@@ -164,9 +164,9 @@ def _check_orientation(config: dict, source: str) -> None:
     orientation = config["orientation"]
     if orientation["method"] != "template_matching":
         return
+    flat = config["particle_source"] == "characters"
     for name in config["variants"]:
         model = variant_sections(config, name)[0]
-        flat = config["particle_source"] == "characters"
         if flat or model["decoder"] != "gaussian_splat" or model["pose_dims"] != 6:
             raise InputError(
                 f"{source}: orientation.method 'template_matching' needs a decoder that turns a "
