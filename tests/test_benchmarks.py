@@ -24,6 +24,7 @@ NAMED_FIGURES = {
     "ddp_cpu_2rank_speedup",
     "simulate_tomogram_seconds_512",
     "pose_search_epoch_ratio_3d32",
+    "splat_single_pose_epoch_ratio_3d32",
 }
 
 
