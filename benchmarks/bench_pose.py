@@ -4,7 +4,7 @@ and the same splat model without the search (one rendering per particle), which 
 costs when the orientation comes from template matching after training instead.
 
 Both go through ``train_model`` (validation included), one epoch per run, the three alternating so
-that the shared machine's swings fall on both; the figures are ratios of the medians. Run alone
+that the shared machine's swings fall on all of them; the figures are ratios of the medians. Run alone
 with ``PYTHONPATH=src python benchmarks/bench_pose.py [--quick]``.
 """
 
