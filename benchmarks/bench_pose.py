@@ -3,9 +3,9 @@ orientations with the Gaussian-splat decoder, against today's CNN decoder, on th
 and the same splat model without the search (one rendering per particle), which is what training
 costs when the orientation comes from template matching after training instead.
 
-Both go through ``train_model`` (validation included), one epoch per run, the three alternating so
-that the shared machine's swings fall on all of them; the figures are ratios of the medians. Run alone
-with ``PYTHONPATH=src python benchmarks/bench_pose.py [--quick]``.
+Each goes through ``train_model`` (validation included), one epoch per run, the three
+alternating so that the shared machine's swings fall on all of them; the figures are ratios of
+the medians. Run alone with ``PYTHONPATH=src python benchmarks/bench_pose.py [--quick]``.
 """
 
 from __future__ import annotations
