@@ -196,10 +196,21 @@ def test_reference_iterations_turn_a_blurred_reference_into_the_particles_own(tm
         np.float32
     )
     truth = Rotation.random(60, random_state=rng).as_matrix()
-    volumes = _measured(truth_map, truth, rng, snr=1.0)
+    images = _image_set(tmp_path, _measured(truth_map, truth, rng, snr=1.0))
+    errors = {}
+    for iterations in (0, 2):
+        config = OrientationConfig(grid_step_deg=15.0, reference_iterations=iterations)
+        found, _ = match_with_references(blurred[None], np.zeros(60), images, 60.0, config)
+        _, errors[iterations] = align_rotations(found, truth)
+    assert np.median(errors[0]) > 3 * np.median(errors[2])  # measured: 7.5 against 1.0 deg
+    assert np.median(errors[2]) < 2.0
+
+
+def _image_set(tmp_path, volumes):
+    n = len(volumes)
     table = pd.DataFrame(
         {
-            particles.IMAGE: [particles.image_reference(i, "s.mrcs") for i in range(60)],
+            particles.IMAGE: [particles.image_reference(i, "s.mrcs") for i in range(n)],
             particles.CLASS_NUMBER: 1,
             **{angle: 0.0 for angle in particles.ANGLES},
             particles.CLASS_NAME: "a",
@@ -208,13 +219,34 @@ def test_reference_iterations_turn_a_blurred_reference_into_the_particles_own(tm
     )
     particles.write_stack(tmp_path / "s.mrcs", volumes, 10.0)
     particles.write_particle_table(tmp_path / "p.star", table)
-    images = particles.ParticleImages(
+    return particles.ParticleImages(
         particles.read_particle_table(tmp_path / "p.star"), tmp_path / "p.star"
     )
-    errors = {}
-    for iterations in (0, 2):
-        config = OrientationConfig(grid_step_deg=15.0, reference_iterations=iterations)
-        found = match_with_references(blurred[None], np.zeros(60), images, 60.0, config)
-        _, errors[iterations] = align_rotations(found, truth)
-    assert np.median(errors[0]) > 3 * np.median(errors[2])  # measured: 7.5 against 1.0 deg
-    assert np.median(errors[2]) < 2.0
+
+
+def test_best_match_puts_each_particle_with_its_own_map_whatever_its_first_template(tmp_path):
+    """Multi-reference alignment: particles of two maps, every third one first given the other
+    map's template. With ``best_match`` each ends with its own map and its orientation; with
+    ``nearest_centre`` the misassigned ones keep the wrong template and a wrong orientation."""
+    rng = np.random.default_rng(6)
+    maps = np.stack([_blobs(rng), _blobs(rng)])
+    which = np.arange(24) % 2
+    truth = Rotation.random(24, random_state=rng).as_matrix()
+    volumes = np.concatenate([_measured(maps[c], truth[which == c], rng, snr=1.0) for c in (0, 1)])
+    order = np.concatenate([np.flatnonzero(which == c) for c in (0, 1)])
+    which, truth = which[order], truth[order]
+    first = np.where(np.arange(24) % 3 == 0, 1 - which, which)
+    images = _image_set(tmp_path, volumes)
+    errors, chosen = {}, {}
+    for assignment in ("nearest_centre", "best_match"):
+        config = OrientationConfig(
+            grid_step_deg=15.0, reference_iterations=0, assignment=assignment
+        )
+        found, chosen[assignment] = match_with_references(maps, first, images, 60.0, config)
+        errors[assignment] = geodesic_deg(found, truth)
+    np.testing.assert_array_equal(chosen["best_match"], which)
+    assert np.median(errors["best_match"]) < 3.0 and errors["best_match"].max() < 5.0
+    np.testing.assert_array_equal(chosen["nearest_centre"], first)
+    assert np.median(errors["nearest_centre"][first != which]) > 30.0
+    rotations, _, template = TemplateMatcher(maps, 60.0, None, 15.0, 3).match_any(volumes)
+    np.testing.assert_array_equal(template, which)  # the matcher itself, without the averages

@@ -10,7 +10,9 @@ knowing any orientation; it is not exact (a blurred rendering confuses the small
 proteins). With ``reference_iterations`` the references are then refined as averaging refines
 them: each template is replaced by the missing-wedge weighted average of its particles turned
 back by their matched orientations (:func:`cryoavae.averaging.class_average`), and every
-particle is matched again.
+particle is matched again. With ``assignment: best_match`` the k-means centres only seed the
+templates: each particle is searched against all of them and joins the one that fits it best, as
+multi-reference alignment classifies particles, and the averages follow the new membership.
 """
 
 from __future__ import annotations
@@ -61,9 +63,13 @@ def matched_orientations(
         centres = torch.from_numpy(kmeans.cluster_centers_.astype(np.float32)).to(device)
         templates = model.decode(centres)[:, 0].float().cpu().numpy()  # identity pose
     wedge = model.config.wedge_tilt_max_deg
-    rotations = match_with_references(templates, template, images, wedge, config, defocus_um, ctf)
+    rotations, template = match_with_references(
+        templates, template, images, wedge, config, defocus_um, ctf
+    )
     log.info(
-        "template matching: %d particles against %d templates, %d reference iterations: %.1f s",
+        "template matching (%s): %d particles against %d templates, %d reference iterations: "
+        "%.1f s",
+        config.assignment,
         len(mu),
         n_templates,
         config.reference_iterations,
@@ -81,23 +87,25 @@ def match_with_references(
     defocus_um: np.ndarray | None = None,
     ctf: CtfModel | None = None,
 ) -> np.ndarray:
-    """Each of the ``n`` particles of ``images`` matched against ``templates[template_index]``,
-    then ``config.reference_iterations`` times against the averages of the particles matched to
-    each template -> rotations ``(n, 3, 3)``."""
+    """Each of the ``n`` particles of ``images`` matched against ``templates[template_index]``
+    (with ``config.assignment: best_match``, against whichever template fits it best), then
+    ``config.reference_iterations`` times against the averages of the particles matched to each
+    template -> rotations ``(n, 3, 3)`` and the template of each ``(n,)``."""
     templates = np.array(templates, dtype=np.float32)  # a copy: the averages replace it
-    template_index = np.asarray(template_index, dtype=np.int64)
-    args = (template_index, images, wedge_tilt_max_deg, config, defocus_um, ctf)
-    rotations = _match_all(templates, *args)
+    template_index = np.array(template_index, dtype=np.int64)
+    args = (images, wedge_tilt_max_deg, config, defocus_um, ctf)
+    rotations, template_index = _match_all(templates, template_index, *args)
     for _ in range(config.reference_iterations):
-        for c in np.unique(template_index):
+        for c in np.unique(template_index):  # a template no particle chose stays as it was
             rows = np.flatnonzero(template_index == c)
             templates[c] = class_average(images, rows, rotations[rows], wedge_tilt_max_deg)
-        rotations = _match_all(templates, *args)
-    return rotations
+        rotations, template_index = _match_all(templates, template_index, *args)
+    return rotations, template_index
 
 
-def _match_all(templates, template, images, wedge, config, defocus_um, ctf) -> np.ndarray:
-    """Every particle matched against its template ``(n, 3, 3)``, a batch of images at a time."""
+def _match_all(templates, template, images, wedge, config, defocus_um, ctf):
+    """Every particle matched against its template (or, with ``best_match``, the best one):
+    rotations ``(n, 3, 3)`` and templates ``(n,)``, a batch of images at a time."""
     matcher = TemplateMatcher(
         templates,
         wedge,
@@ -106,9 +114,12 @@ def _match_all(templates, template, images, wedge, config, defocus_um, ctf) -> n
         config.refinement_levels,
     )
     n = len(template)
-    rotations = np.empty((n, 3, 3))
+    rotations, chosen = np.empty((n, 3, 3)), template.copy()
     for start in range(0, n, MATCH_BATCH):
         rows = np.arange(start, min(n, start + MATCH_BATCH))
         focus = None if defocus_um is None else defocus_um[rows]
-        rotations[rows], _ = matcher.match(images.gather(rows), template[rows], focus)
-    return rotations
+        if config.assignment == "best_match":
+            rotations[rows], _, chosen[rows] = matcher.match_any(images.gather(rows), focus)
+        else:
+            rotations[rows], _ = matcher.match(images.gather(rows), template[rows], focus)
+    return rotations, chosen

@@ -48,6 +48,12 @@ GRID_CHUNK = 2048  # grid rotations scored at once (a (particles, chunk) score m
 LOCAL_CHUNK = 2048  # candidate rotations sampled at once in the local refinement (~130 MB)
 
 
+def _spectra(volumes: np.ndarray) -> np.ndarray:
+    """rfftn of each volume, flattened ``(n, d * d * (d // 2 + 1))``."""
+    volumes = np.asarray(volumes, np.float32)
+    return scipy.fft.rfftn(volumes, axes=(1, 2, 3)).reshape(len(volumes), -1)
+
+
 def uniform_grid(step_deg: float) -> np.ndarray:
     """Rotations ``(N, 3, 3)`` covering SO(3) with about ``step_deg`` between neighbours."""
     import torch_so3
@@ -142,13 +148,38 @@ class TemplateMatcher:
         (:mod:`cryoavae.orientations`)."""
         n = len(volumes)
         template_index = np.asarray(template_index, dtype=np.int64)
-        spectra = scipy.fft.rfftn(np.asarray(volumes, np.float32), axes=(1, 2, 3)).reshape(n, -1)
+        spectra = _spectra(volumes)
         best = np.empty((n, 3, 3))
         for c in np.unique(template_index):
             rows = np.flatnonzero(template_index == c)
-            best[rows] = self._global(spectra[rows], c, self._filters(self.low, rows, defocus_um))
-        filters = self._filters(self.full, np.arange(n), defocus_um)
-        score = np.zeros(n)
+            filters = self._filters(self.low, rows, defocus_um)
+            best[rows], _ = self._global(spectra[rows], c, filters)
+        return self._refine_all(spectra, template_index, best, defocus_um)
+
+    def match_any(
+        self, volumes: np.ndarray, defocus_um: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each particle searched against every template (multi-reference alignment): the
+        template whose best grid rotation explains most of the particle wins (the scores are
+        comparable: each is the particle's energy its template explains, with a free scale), and
+        that rotation is refined as in :meth:`match`. Returns rotations ``(n, 3, 3)``, scores
+        ``(n,)`` and the winning template ``(n,)``; the global search costs once per template."""
+        n = len(volumes)
+        spectra = _spectra(volumes)
+        filters = self._filters(self.low, np.arange(n), defocus_um)
+        best, top = np.empty((n, 3, 3)), np.full(n, -np.inf)
+        template_index = np.zeros(n, dtype=np.int64)
+        for c in range(len(self.spectra)):
+            rotation, score = self._global(spectra, c, filters)
+            better = score > top
+            best[better], top[better], template_index[better] = rotation[better], score[better], c
+        rotations, score = self._refine_all(spectra, template_index, best, defocus_um)
+        return rotations, score, template_index
+
+    def _refine_all(self, spectra, template_index, best, defocus_um):
+        """The local refinements, level after level, from each particle's ``best``."""
+        filters = self._filters(self.full, np.arange(len(best)), defocus_um)
+        score = np.zeros(len(best))
         for offsets in self.local:
             best, score = self._refine(spectra, template_index, filters, best, offsets)
         return best, score
@@ -167,8 +198,9 @@ class TemplateMatcher:
         )
         return ctf * measured
 
-    def _global(self, spectra: np.ndarray, template: int, filters: np.ndarray) -> np.ndarray:
-        """Best grid rotation per particle (rows of ``spectra`` all matched to ``template``)."""
+    def _global(self, spectra: np.ndarray, template: int, filters: np.ndarray):
+        """Best grid rotation ``(p, 3, 3)`` and its score ``(p,)`` per particle (rows of
+        ``spectra`` all matched to ``template``)."""
         x = spectra[:, self.low.flat] * (filters * self.low.multiplicity)  # (p, K): w G X
         x_features = np.concatenate([x.real, x.imag], axis=1).astype(np.float32)  # (p, 2K)
         power_weight = (filters**2 * self.low.multiplicity).astype(np.float32)  # (p, K)
@@ -187,7 +219,7 @@ class TemplateMatcher:
             value = score[np.arange(len(j)), j]
             better = value > top
             top[better], best[better] = value[better], start + j[better]
-        return self.grid[best]
+        return self.grid[best], top
 
     def _refine(self, spectra, template_index, filters, best, offsets):
         """Each particle's best among ``best @ offsets`` (the identity first), full band."""
