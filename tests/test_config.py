@@ -37,6 +37,15 @@ def test_default_study_config_is_valid(repo, schema_path):
     assert sorted(unseen_classes(config)) == ["3d2f", "3h84"]
 
 
+def test_every_shipped_study_config_is_valid(repo, schema_path):
+    """The configs that reproduce the studies of README and docs/science.md still validate."""
+    paths = sorted((repo / "config").glob("*.yaml"))
+    assert len(paths) >= 10
+    for path in paths:
+        config = validate_config(load_yaml(path))
+        assert config["study"] == path.stem or path.stem == "config", path.name
+
+
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
