@@ -86,7 +86,7 @@ def match_with_references(
     config: OrientationConfig,
     defocus_um: np.ndarray | None = None,
     ctf: CtfModel | None = None,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Each of the ``n`` particles of ``images`` matched against ``templates[template_index]``
     (with ``config.assignment: best_match``, against whichever template fits it best), then
     ``config.reference_iterations`` times against the averages of the particles matched to each
