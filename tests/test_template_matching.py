@@ -248,5 +248,5 @@ def test_best_match_puts_each_particle_with_its_own_map_whatever_its_first_templ
     assert np.median(errors["best_match"]) < 3.0 and errors["best_match"].max() < 5.0
     np.testing.assert_array_equal(chosen["nearest_centre"], first)
     assert np.median(errors["nearest_centre"][first != which]) > 30.0
-    rotations, _, template = TemplateMatcher(maps, 60.0, None, 15.0, 3).match_any(volumes)
+    _, _, template = TemplateMatcher(maps, 60.0, None, 15.0, 3).match_any(volumes)
     np.testing.assert_array_equal(template, which)  # the matcher itself, without the averages
