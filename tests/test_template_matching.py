@@ -250,33 +250,3 @@ def test_best_match_puts_each_particle_with_its_own_map_whatever_its_first_templ
     assert np.median(errors["nearest_centre"][first != which]) > 30.0
     _, _, template = TemplateMatcher(maps, 60.0, None, 15.0, 3).match_any(volumes)
     np.testing.assert_array_equal(template, which)  # the matcher itself, without the averages
-
-
-def test_joining_templates_gives_a_class_split_over_two_frames_one_frame(tmp_path):
-    """One map as two templates in two frames (a class k-means split), half the particles on
-    each: without joining, their orientations are in two frames and no one rotation aligns
-    them all; joined, they are in one. Particles of a different map keep their own template."""
-    rng = np.random.default_rng(7)
-    shape, other = _blobs(rng, n=9), _blobs(rng, n=9)
-    turned = rotate_spectra(
-        padded_spectra(shape), Rotation.random(random_state=rng).as_matrix()[None], D
-    )
-    turned = scipy.fft.irfftn(turned, s=(D, D, D), axes=(1, 2, 3)).astype(np.float32)[0]
-    templates = np.stack([shape, turned, other])
-    truth = Rotation.random(45, random_state=rng).as_matrix()
-    volumes = np.concatenate(
-        [_measured(shape, truth[:30], rng, snr=1.0), _measured(other, truth[30:], rng, snr=1.0)]
-    )
-    first = np.repeat([0, 1, 2], 15)
-    images = _image_set(tmp_path, volumes)
-    errors, chosen = {}, {}
-    for join in (None, 0.9):
-        config = OrientationConfig(
-            grid_step_deg=15.0, reference_iterations=1, join_templates_r=join
-        )
-        found, chosen[join] = match_with_references(templates, first, images, 60.0, config)
-        _, errors[join] = align_rotations(found[:30], truth[:30])  # one rotation for the class
-    np.testing.assert_array_equal(chosen[None], first)
-    assert np.median(errors[None]) > 30.0  # half the class is in the other frame
-    np.testing.assert_array_equal(chosen[0.9], np.repeat([0, 1], [30, 15]))
-    assert np.median(errors[0.9]) < 3.0

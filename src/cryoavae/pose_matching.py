@@ -13,8 +13,6 @@ back by their matched orientations (:func:`cryoavae.averaging.class_average`), a
 particle is matched again. With ``assignment: best_match`` the k-means centres only seed the
 templates: each particle is searched against all of them and joins the one that fits it best, as
 multi-reference alignment classifies particles, and the averages follow the new membership.
-With ``join_templates_r`` two templates that show one shape in two frames are joined before each
-reference iteration's match (:func:`join_same_shapes`).
 """
 
 from __future__ import annotations
@@ -28,15 +26,9 @@ from sklearn.cluster import KMeans
 
 from .averaging import class_average
 from .schema import section_dataclass
-from .simulate.rotation import rotate_volumes
 from .template_matching import CtfModel, TemplateMatcher
 
-__all__ = [
-    "OrientationConfig",
-    "join_same_shapes",
-    "match_with_references",
-    "matched_orientations",
-]
+__all__ = ["OrientationConfig", "match_with_references", "matched_orientations"]
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +38,7 @@ MATCH_BATCH = 1024  # particles read and matched at once
 class OrientationConfig(section_dataclass("orientation")):
     """The ``orientation`` section: ``method`` (``encoder`` or ``template_matching``),
     ``templates`` (k-means centres; 0 = one per seen class), ``grid_step_deg``,
-    ``refinement_levels``, ``reference_iterations``, ``assignment``, ``join_templates_r`` and
-    ``ctf`` (see the schema)."""
+    ``refinement_levels``, ``reference_iterations`` and ``ctf`` (see the schema)."""
 
 
 def matched_orientations(
@@ -105,85 +96,11 @@ def match_with_references(
     args = (images, wedge_tilt_max_deg, config, defocus_um, ctf)
     rotations, template_index = _match_all(templates, template_index, *args)
     for _ in range(config.reference_iterations):
-        _average_templates(templates, template_index, rotations, images, wedge_tilt_max_deg)
-        if config.join_templates_r is not None:
-            joined = join_same_shapes(templates, template_index, rotations, config)
-            templates, template_index, rotations, absorbed = joined
-            _average_templates(
-                templates, template_index, rotations, images, wedge_tilt_max_deg, absorbed
-            )
+        for c in np.unique(template_index):  # a template no particle chose stays as it was
+            rows = np.flatnonzero(template_index == c)
+            templates[c] = class_average(images, rows, rotations[rows], wedge_tilt_max_deg)
         rotations, template_index = _match_all(templates, template_index, *args)
     return rotations, template_index
-
-
-def _average_templates(templates, template_index, rotations, images, wedge, only=None):
-    """Each template (of ``only``, default all) replaced in place by the average of its
-    particles turned back; a template no particle chose stays as it was."""
-    for c in np.unique(template_index) if only is None else only:
-        rows = np.flatnonzero(template_index == c)
-        templates[c] = class_average(images, rows, rotations[rows], wedge)
-
-
-def join_same_shapes(
-    templates: np.ndarray,
-    template_index: np.ndarray,
-    rotations: np.ndarray,
-    config: OrientationConfig,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
-    """Join templates that show one shape in two frames.
-
-    Why: a class whose particles are split over two templates gets two canonical frames, and
-    no one rotation per class then aligns its orientations (docs/science.md: the tomogram
-    study lost the class that its templates split). Templates are taken from the most chosen
-    down; each is matched against those kept before it, and when its average, turned by the
-    best rotation ``R`` onto a kept one, correlates with it at Pearson r >=
-    ``config.join_templates_r``, its particles join that template with orientations
-    ``A @ R`` (a particle ``A T_b`` with ``T_b ~ R T_a`` is ``A R T_a``) and it is dropped.
-    Returns the remaining templates, the particles' new template indices (into them), the new
-    rotations and the indices of the templates that absorbed another.
-    """
-    used = np.unique(template_index)
-    counts = np.array([np.sum(template_index == c) for c in used])
-    used = used[np.argsort(-counts, kind="stable")]
-    matcher = TemplateMatcher(
-        templates[used], None, None, config.grid_step_deg, config.refinement_levels
-    )
-    rotations, template_index = rotations.copy(), template_index.copy()
-    kept, dropped, absorbed = [0], [], set()
-    for b in range(1, len(used)):  # a loop over templates, not particles
-        copies = np.repeat(templates[used[b]][None], len(kept), axis=0)
-        turn, _ = matcher.match(copies, np.array(kept))  # T_b ~ turn[j] T_kept[j]
-        r = _pearson_rows(
-            rotate_volumes(copies, np.transpose(turn, (0, 2, 1))), templates[used[kept]]
-        )
-        log.info("join templates: %d onto %s: Pearson r %s", used[b], used[kept], np.round(r, 3))
-        j = int(np.argmax(r))
-        if r[j] < config.join_templates_r:
-            kept.append(b)
-            continue
-        rows = template_index == used[b]
-        rotations[rows] = rotations[rows] @ turn[j]
-        template_index[rows] = used[kept[j]]
-        dropped.append(used[b])
-        absorbed.add(used[kept[j]])
-    remaining = np.setdiff1d(np.arange(len(templates)), dropped)
-    new_index = np.full(len(templates), -1)
-    new_index[remaining] = np.arange(len(remaining))
-    if dropped:
-        log.info("join templates: %d joined into others, %d left", len(dropped), len(remaining))
-    return (
-        templates[remaining],
-        new_index[template_index],
-        rotations,
-        sorted(int(new_index[c]) for c in absorbed),
-    )
-
-
-def _pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Pearson r of each row pair of ``x`` and ``y`` (volumes flattened)."""
-    x = x.reshape(len(x), -1) - x.reshape(len(x), -1).mean(axis=1, keepdims=True)
-    y = y.reshape(len(y), -1) - y.reshape(len(y), -1).mean(axis=1, keepdims=True)
-    return (x * y).sum(1) / np.maximum(np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1), 1e-30)
 
 
 def _match_all(templates, template, images, wedge, config, defocus_um, ctf):
