@@ -11,7 +11,7 @@ from cryoavae import particles
 from cryoavae.embed import embed_particles
 from cryoavae.model import ModelConfig
 from cryoavae.orientations import align_rotations, geodesic_deg
-from cryoavae.pose_matching import OrientationConfig, match_with_references
+from cryoavae.pose_matching import OrientationConfig, match_with_references, template_centres
 from cryoavae.simulate.ctf import ctf_radial_table, frequency_squared_index
 from cryoavae.simulate.rotation import (
     band_limited_coefficients,
@@ -250,3 +250,34 @@ def test_best_match_puts_each_particle_with_its_own_map_whatever_its_first_templ
     assert np.median(errors["nearest_centre"][first != which]) > 30.0
     _, _, template = TemplateMatcher(maps, 60.0, None, 15.0, 3).match_any(volumes)
     np.testing.assert_array_equal(template, which)  # the matcher itself, without the averages
+
+
+def test_cosine_centres_keep_classes_whose_lengths_differ_many_fold_apart():
+    """The avae's |mu| can differ 50x between classes (the affinity term sets only cosines):
+    Euclidean k-means then splits the long class along its length and merges the two short
+    ones near the origin; on directions each class is one centre of its own mean length."""
+    rng = np.random.default_rng(0)
+    axes = np.eye(3)
+    lengths = [rng.uniform(4.0, 16.0, 200), np.full(200, 0.3), np.full(200, 0.3)]
+    mu = np.concatenate(
+        [
+            length[:, None] * (axis + 0.05 * rng.standard_normal((200, 3)))
+            for axis, length in zip(axes, lengths, strict=True)
+        ]
+    )
+    truth = np.repeat(np.arange(3), 200)
+    rows = np.arange(len(mu))
+
+    def purity(labels):
+        return sum(np.bincount(truth[labels == c]).max() for c in np.unique(labels)) / len(labels)
+
+    _, euclidean = template_centres(mu, rows, 3, "euclidean", seed=1)
+    centres, cosine = template_centres(mu, rows, 3, "cosine", seed=1)
+    assert purity(euclidean) < 0.8  # the two short classes share a centre
+    assert purity(cosine) == 1.0
+    order = [np.bincount(cosine[truth == c]).argmax() for c in range(3)]
+    np.testing.assert_allclose(
+        np.linalg.norm(centres[order], axis=1),
+        [mu[truth == c].mean(0) @ axes[c] for c in range(3)],
+        rtol=0.05,
+    )

@@ -2,8 +2,9 @@
 
 The search itself is :mod:`cryoavae.template_matching`; this module chooses its templates. A
 template is the decoder's canonical rendering of a k-means centre of the training particles'
-``mu`` (seeded), and each particle (train, val or unseen) is matched against its nearest
-centre's template: the labels are never read, so a plain beta-VAE gets the same treatment.
+``mu`` (seeded; ``centre_metric: cosine`` clusters their directions), and each particle (train,
+val or unseen) is matched against its nearest centre's template: the labels are never read, so a
+plain beta-VAE gets the same treatment.
 
 The decoder gives what subtomogram averaging finds hardest, a reference of each shape without
 knowing any orientation; it is not exact (a blurred rendering confuses the small, nearly round
@@ -28,7 +29,12 @@ from .averaging import class_average
 from .schema import section_dataclass
 from .template_matching import CtfModel, TemplateMatcher
 
-__all__ = ["OrientationConfig", "match_with_references", "matched_orientations"]
+__all__ = [
+    "OrientationConfig",
+    "match_with_references",
+    "matched_orientations",
+    "template_centres",
+]
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +44,8 @@ MATCH_BATCH = 1024  # particles read and matched at once
 class OrientationConfig(section_dataclass("orientation")):
     """The ``orientation`` section: ``method`` (``encoder`` or ``template_matching``),
     ``templates`` (k-means centres; 0 = one per seen class), ``grid_step_deg``,
-    ``refinement_levels``, ``reference_iterations`` and ``ctf`` (see the schema)."""
+    ``refinement_levels``, ``reference_iterations``, ``assignment``, ``centre_metric`` and
+    ``ctf`` (see the schema)."""
 
 
 def matched_orientations(
@@ -55,12 +62,11 @@ def matched_orientations(
     """Rotations ``(n, 3, 3)`` (RELION's ``A`` in the model's canonical frame) and the template
     each particle was matched against ``(n,)``; ``images`` gives the ``n`` rows of ``mu``."""
     started = time.perf_counter()
-    n_templates = max(1, min(n_templates, len(train_rows)))
-    kmeans = KMeans(n_clusters=n_templates, n_init=4, random_state=seed).fit(mu[train_rows])
-    template = kmeans.predict(mu).astype(np.int64)
+    centres, template = template_centres(mu, train_rows, n_templates, config.centre_metric, seed)
+    n_templates = len(centres)
     with torch.inference_mode():
         device = next(model.parameters()).device
-        centres = torch.from_numpy(kmeans.cluster_centers_.astype(np.float32)).to(device)
+        centres = torch.from_numpy(centres.astype(np.float32)).to(device)
         templates = model.decode(centres)[:, 0].float().cpu().numpy()  # identity pose
     wedge = model.config.wedge_tilt_max_deg
     rotations, template = match_with_references(
@@ -76,6 +82,28 @@ def matched_orientations(
         time.perf_counter() - started,
     )
     return rotations, template
+
+
+def template_centres(
+    mu: np.ndarray, train_rows: np.ndarray, n_templates: int, metric: str, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded k-means centres ``(k, latent_dims)`` of the training rows of ``mu`` and each row's
+    nearest centre ``(n,)``. With ``cosine`` the clustering sees only directions, so a class
+    whose ``|mu|`` is many times another's is neither split along its length nor a merger of the
+    small ones near the origin; each centre is then the mean ``mu`` of its cluster."""
+    n_templates = max(1, min(n_templates, len(train_rows)))
+    points = mu
+    if metric == "cosine":
+        points = mu / np.maximum(np.linalg.norm(mu, axis=1, keepdims=True), 1e-12)
+    kmeans = KMeans(n_clusters=n_templates, n_init=4, random_state=seed).fit(points[train_rows])
+    template = kmeans.predict(points).astype(np.int64)
+    if metric != "cosine":
+        return kmeans.cluster_centers_, template
+    labels = kmeans.labels_
+    totals = np.zeros((n_templates, mu.shape[1]))
+    np.add.at(totals, labels, mu[train_rows])
+    counts = np.bincount(labels, minlength=n_templates)[:, None]
+    return totals / np.maximum(counts, 1), template
 
 
 def match_with_references(
