@@ -5,7 +5,8 @@ costs when the orientation comes from template matching after training instead.
 
 Each goes through ``train_model`` (validation included), one epoch per run, the three
 alternating so that the shared machine's swings fall on all of them; the figures are ratios of
-the medians. Run alone with ``PYTHONPATH=src python benchmarks/bench_pose.py [--quick]``.
+the medians. Run alone with ``PYTHONPATH=src python benchmarks/bench_pose.py [--quick]``, or on
+a study's own simulated particles and its prior with ``--study results/<study>``.
 """
 
 from __future__ import annotations
@@ -36,15 +37,21 @@ MODELS = {
 }
 
 
-def pose_search_epoch_ratio_3d32(quick: bool) -> list[dict]:
+def pose_search_epoch_ratio_3d32(quick: bool, study: Path | None = None) -> list[dict]:
+    """Random particles, or with ``study`` that study's ``particles.star`` and prior."""
     n, repeats = (256, 1) if quick else (2000, 3)
     seconds = {name: [] for name in MODELS}
     with tempfile.TemporaryDirectory() as tmp:
-        star = write_synthetic(Path(tmp) / "data", n, BOX, 3, val_fraction=0.2)
+        prior = None  # bench_train's prior over its synthetic classes
+        if study is None:
+            star = write_synthetic(Path(tmp) / "data", n, BOX, 3, val_fraction=0.2)
+        else:
+            star = study / "particles" / "particles.star"
+            prior = pd.read_csv(study / "affinity" / "affinity.csv").to_numpy(float)
         for k in range(repeats):
             for name, config in MODELS.items():
                 out = Path(tmp) / f"{name}_{k}"
-                _train(star, config, 1, out)
+                _train(star, config, 1, out, prior)
                 seconds[name].append(float(pd.read_csv(out / "history.tsv", sep="\t").seconds[0]))
     median = {name: statistics.median(v) for name, v in seconds.items()}
     return [
@@ -71,5 +78,6 @@ def run(quick: bool) -> list[dict]:
 if __name__ == "__main__":
     import json
 
-    for figure in run("--quick" in sys.argv):
+    study = Path(sys.argv[sys.argv.index("--study") + 1]) if "--study" in sys.argv else None
+    for figure in pose_search_epoch_ratio_3d32("--quick" in sys.argv, study):
         print(json.dumps(figure))

@@ -65,14 +65,20 @@ def _affinity() -> np.ndarray:
     return np.eye(N_CLASSES) * 0.5 + 0.5
 
 
-def _train(star: Path, model_config: ModelConfig, epochs: int, out: Path) -> dict:
+def _train(
+    star: Path,
+    model_config: ModelConfig,
+    epochs: int,
+    out: Path,
+    affinity: np.ndarray | None = None,
+) -> dict:
     table = particles.read_particle_table(star)
     images = particles.ParticleImages(table, star, model_config.ndim)
     config = TrainingConfig(epochs=epochs, checkpoint_every_epochs=epochs + 1, device="cpu")
     return train_model(
         table,
         images,
-        _affinity(),
+        _affinity() if affinity is None else affinity,
         model_config,
         config,
         seed=0,
