@@ -19,7 +19,10 @@ from pathlib import Path
 import pandas as pd
 from bench_train import _train, write_synthetic
 
+from cryoavae.affinity.io import read_affinity_csv
+from cryoavae.data import class_names_from_table
 from cryoavae.model import ModelConfig
+from cryoavae.particles import read_particle_table
 
 BOX = 32
 COMMON = {"ndim": 3, "box_size_px": BOX, "channels": (8, 16, 32), "latent_dims": 8}
@@ -47,7 +50,8 @@ def pose_search_epoch_ratio_3d32(quick: bool, study: Path | None = None) -> list
             star = write_synthetic(Path(tmp) / "data", n, BOX, 3, val_fraction=0.2)
         else:
             star = study / "particles" / "particles.star"
-            prior = pd.read_csv(study / "affinity" / "affinity.csv").to_numpy(float)
+            names = class_names_from_table(read_particle_table(star))  # train_model's order
+            prior = read_affinity_csv(study / "affinity" / "affinity.csv", names)
         for k in range(repeats):
             for name, config in MODELS.items():
                 out = Path(tmp) / f"{name}_{k}"
@@ -78,6 +82,11 @@ def run(quick: bool) -> list[dict]:
 if __name__ == "__main__":
     import json
 
-    study = Path(sys.argv[sys.argv.index("--study") + 1]) if "--study" in sys.argv else None
+    study = None
+    if "--study" in sys.argv:
+        after = sys.argv[sys.argv.index("--study") + 1 :]
+        if not after or not (Path(after[0]) / "particles" / "particles.star").is_file():
+            sys.exit("--study: expected a study folder holding particles/particles.star")
+        study = Path(after[0])
     for figure in pose_search_epoch_ratio_3d32("--quick" in sys.argv, study):
         print(json.dumps(figure))
