@@ -15,9 +15,9 @@ if not config:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/structures.smk"
 include: "workflow/rules/affinity.smk"
-include: "workflow/rules/simulate.smk"
-include: "workflow/rules/tomogram.smk"
+include: "workflow/rules/sources.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/inference.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 

@@ -6,12 +6,12 @@ Figures:
   <= 10 s.
 - ``soap_map_cc_spearman_shrec10``: Spearman of that prior against the map cross-correlation
   prior built from the project's own density maps (default DensityConfig), on the same pairs as
-  the pipeline reports it (``affinity_info.json``). Goal >= 0.9 (issue 15).
+  the pipeline reports it (``affinity_info.json``). Goal >= 0.9.
 - ``map_cc_affinity_seconds_shrec10``: seconds for the map cross-correlation (500 rotations;
   100 with ``quick``, which also times one SOAP run instead of the median of five).
 
 ``python benchmarks/bench_affinity.py --variants`` prints the table of SOAP variants of
-docs/science.md (issue 15): Spearman with the map-CC prior, nearest neighbours in common, mean
+docs/science.md: Spearman with the map-CC prior, nearest neighbours in common, mean
 absolute difference from it, seconds.
 """
 
@@ -71,7 +71,7 @@ def soap_affinity_seconds_shrec10(quick: bool) -> list[dict]:
 
 
 def _map_cc_raw(files: list[Path], rotations: int) -> tuple[np.ndarray, float]:
-    from cryoavae.density import DensityConfig, atoms_to_density
+    from cryoavae.structures.density import DensityConfig, atoms_to_density
 
     maps = np.stack(
         [atoms_to_density(load_atoms(f, AtomSelection()), DensityConfig()) for f in files]
@@ -96,7 +96,7 @@ def run(quick: bool) -> list[dict]:
     return soap_affinity_seconds_shrec10(quick) + soap_map_cc_spearman_shrec10(quick)
 
 
-# --- the variants of docs/science.md (issue 15) ------------------------------------------------
+# --- the variants of docs/science.md -----------------------------------------------------------
 
 OLD_DEFAULT = {
     "centres": "atoms",

@@ -7,7 +7,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cryoavae.characters import CharacterConfig, generate_characters, glyph_affinity
+from cryoavae.sources.characters import CharacterConfig, generate_characters, glyph_affinity
 
 
 def generate_characters_per_s_32(quick: bool) -> list[dict]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 
-from cryoavae.extract import (
+from cryoavae.sources.extract import (
     ExtractionConfig,
     cut_particles,
     extract_subtomograms,

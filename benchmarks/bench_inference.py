@@ -1,7 +1,7 @@
 """Inference benchmark: particles embedded per second (the default model, 32^3, this CPU).
 
 Embedding streams the particles from their stack in batches of 512, reading the next batch while
-the encoder runs on this one, under ``torch.inference_mode`` (:func:`cryoavae.embed`).
+the encoder runs on this one, under ``torch.inference_mode`` (:func:`cryoavae.inference.embed`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from cryoavae import particles as P
-from cryoavae.embed import embed_particles
-from cryoavae.model import ModelConfig, build_model
+from cryoavae.inference.embed import embed_particles
+from cryoavae.model.config import ModelConfig
+from cryoavae.model.vae import build_model
 
 BOX = 32
 

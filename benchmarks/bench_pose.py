@@ -1,5 +1,5 @@
-"""Cost of the orientation search (issue 17): a training epoch of the 3-D model that searches 24
-orientations with the Gaussian-splat decoder, against today's CNN decoder, on the same particles;
+"""Cost of the orientation search: a training epoch of the 3-D model that searches 24
+orientations with the Gaussian-splat decoder, against the CNN decoder, on the same particles;
 and the same splat model without the search (one rendering per particle), which is what training
 costs when the orientation comes from template matching after training instead.
 
@@ -20,9 +20,9 @@ import pandas as pd
 from bench_train import _train, write_synthetic
 
 from cryoavae.affinity.io import read_affinity_csv
-from cryoavae.data import class_names_from_table
-from cryoavae.model import ModelConfig
+from cryoavae.model.config import ModelConfig
 from cryoavae.particles import read_particle_table
+from cryoavae.particles.batches import class_names_from_table
 
 BOX = 32
 COMMON = {"ndim": 3, "box_size_px": BOX, "channels": (8, 16, 32), "latent_dims": 8}

@@ -20,17 +20,18 @@ from types import SimpleNamespace
 import numpy as np
 from scipy import ndimage
 
-from cryoavae.density import DensityConfig, atoms_to_density
-from cryoavae.simulate import SimulationConfig, plan_shard, simulate_batch, simulate_shard
-from cryoavae.simulate.ctf import ctf_1d
-from cryoavae.simulate.rotation import padded_spectra
-from cryoavae.wedge import missing_wedge_mask
+from cryoavae.geometry.ctf import ctf_1d
+from cryoavae.geometry.volume_rotation import padded_spectra
+from cryoavae.geometry.wedge import missing_wedge_mask
+from cryoavae.sources.simulate import SimulationConfig, plan_shard, simulate_batch, simulate_shard
+from cryoavae.structures.density import DensityConfig, atoms_to_density
 
 BOX = 32
 VOXEL_ANGSTROM = 10.0
 THREADS = 2
 N_CLASSES = 10
-CONFIG = SimulationConfig(snr=0.1, batch_size=256)  # CTF and missing wedge on (defaults)
+# CTF on (the default) and the missing wedge of the schema's default +-60 degrees
+CONFIG = SimulationConfig(snr=0.1, batch_size=256, wedge_tilt_max_deg=60.0)
 
 
 def class_maps(n_classes: int = N_CLASSES) -> np.ndarray:
@@ -52,7 +53,7 @@ def class_maps(n_classes: int = N_CLASSES) -> np.ndarray:
 def _plan(n: int, seed: int = 0):
     names = [f"c{k}" for k in range(N_CLASSES)]
     per_class = math.ceil(n / N_CLASSES)
-    config = SimulationConfig(particles_per_class=per_class, n_shards=1)
+    config = SimulationConfig(particles_per_class=per_class, n_shards=1, wedge_tilt_max_deg=60.0)
     return plan_shard(names, set(), config, 0, seed).subset(slice(0, n))
 
 
@@ -96,7 +97,7 @@ def _naive_seconds_per_particle(maps: np.ndarray, n: int, repeats: int) -> float
         indexing="ij",
     )
     k = np.sqrt(kx**2 + ky**2 + kz**2)
-    keep = missing_wedge_mask(BOX, CONFIG.missing_wedge.tilt_max_deg)
+    keep = missing_wedge_mask(BOX, CONFIG.wedge_tilt_max_deg)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -136,7 +137,9 @@ def bench_shard(quick: bool) -> list[dict]:
     maps = class_maps()
     names = [f"c{k}" for k in range(N_CLASSES)]
     per_class, repeats = (50, 3) if quick else (200, 3)
-    config = SimulationConfig(particles_per_class=per_class, n_shards=1, snr=CONFIG.snr)
+    config = SimulationConfig(
+        particles_per_class=per_class, n_shards=1, snr=CONFIG.snr, wedge_tilt_max_deg=60.0
+    )
     times = []
     with tempfile.TemporaryDirectory() as folder:
         for repeat in range(repeats):

@@ -32,10 +32,10 @@ from cryoavae import particles as P
 stage, root = sys.argv[1], Path(sys.argv[2])
 ours = root / "study" / "particles.star"
 if stage == "import":
-    from cryoavae.star_import import StarSourceConfig, import_star_particles
+    from cryoavae.sources.star import StarSourceConfig, import_star_particles
     import_star_particles(root / "user.star", ["a", "b", "c"], ["c"], StarSourceConfig(), 0, ours)
 elif stage == "train":
-    from cryoavae.model import ModelConfig
+    from cryoavae.model.config import ModelConfig
     from cryoavae.train import TrainingConfig, train_model
     table = P.read_particle_table(ours)
     train_model(table, P.ParticleImages(table, ours), np.eye(3), ModelConfig(box_size_px=32),
@@ -43,7 +43,7 @@ elif stage == "train":
                 checkpoint_path=root / "model.pt", history_path=root / "history.tsv",
                 work_dir=root / "work", threads=2)
 else:
-    from cryoavae.embed import embed_particles
+    from cryoavae.inference.embed import embed_particles
     table = P.read_particle_table(ours)
     latents = embed_particles(root / "model.pt", table, P.ParticleImages(table, ours))
     assert len(latents) == len(table)

@@ -25,9 +25,9 @@ import json, sys, time
 from pathlib import Path
 import numpy as np
 import torch
-from cryoavae.density import DensityConfig, atoms_to_density
+from cryoavae.structures.density import DensityConfig, atoms_to_density
 from cryoavae.structures import AtomSelection, load_atoms
-from cryoavae.tomogram import TomogramConfig, simulate_tomogram
+from cryoavae.sources.tomogram import TomogramConfig, simulate_tomogram
 
 quick, out = sys.argv[1] == "quick", Path(sys.argv[2])
 torch.set_num_threads(2)

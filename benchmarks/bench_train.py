@@ -21,9 +21,10 @@ import pandas as pd
 import torch
 
 from cryoavae import particles
-from cryoavae.losses import avae_loss
-from cryoavae.model import ModelConfig, build_model
+from cryoavae.model.config import ModelConfig
+from cryoavae.model.vae import build_model
 from cryoavae.train import TrainingConfig, train_model
+from cryoavae.train.losses import avae_loss
 
 N_CLASSES = 5
 THREADS = int(os.environ.get("CRYOAVAE_BENCH_THREADS", "2"))  # the workflow's default is 2
@@ -197,7 +198,7 @@ STARTUP_CHILD = """
 import json, sys
 from pathlib import Path
 from cryoavae import particles
-from cryoavae.model import ModelConfig
+from cryoavae.model.config import ModelConfig
 from cryoavae.train import TrainingConfig, train_model
 import numpy as np
 star, out = Path(sys.argv[1]), Path(sys.argv[2])

@@ -1,10 +1,10 @@
 """Rule annotate_particles: the study's particles (your own STAR file, for a STAR study) with
 each particle's nearest seen class, cosine, novelty, split and UMAP position added."""
 
-from cryoavae.annotate import SOURCE_ROW, annotate_particles, read_umap
-from cryoavae.latents import read_latents
+from cryoavae.core.runlog import rule_logging
+from cryoavae.inference.annotate import SOURCE_ROW, annotate_particles, read_umap
+from cryoavae.inference.latents import read_latents
 from cryoavae.particles import read_particle_table
-from cryoavae.runlog import rule_logging
 
 inputs = snakemake.input
 with rule_logging(snakemake.log[0], rule="annotate_particles", variant=snakemake.wildcards.variant):

@@ -5,14 +5,23 @@ from pathlib import Path
 
 import torch
 
-from cryoavae.apply import apply_model, write_assignments, write_results
-from cryoavae.latents import read_latents
-from cryoavae.runlog import rule_logging
+from cryoavae.core.runlog import rule_logging
+from cryoavae.inference.apply import apply_model, write_assignments, write_results
+from cryoavae.inference.latents import read_latents
+from cryoavae.orientation.matcher import CtfModel
+from cryoavae.orientation.templates import OrientationConfig
 
-inputs, wildcards = snakemake.input, snakemake.wildcards
+inputs, wildcards, params = snakemake.input, snakemake.wildcards, snakemake.params
 with rule_logging(snakemake.log[0], rule="apply_model", variant=wildcards.variant):
     torch.set_num_threads(snakemake.threads)
     reference = read_latents(inputs.reference)
-    result = apply_model(Path(inputs.model), Path(inputs.particles), reference)
+    result = apply_model(
+        Path(inputs.model),
+        Path(inputs.particles),
+        reference,
+        orientation=OrientationConfig.from_dict(params.orientation),
+        seed=params.seed,
+        ctf=CtfModel(**params.microscope) if params.microscope else None,
+    )
     write_assignments(snakemake.output.table, result)
     write_results(snakemake.output.star, Path(inputs.particles), result, reference)

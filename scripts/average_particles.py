@@ -4,16 +4,16 @@ in 3-D also how well each class's decoded mean fits its map (:mod:`cryoavae.eval
 
 import numpy as np
 
-from cryoavae.atomic import atomic_path
-from cryoavae.density import read_map
+from cryoavae.core.atomic import atomic_path
+from cryoavae.core.runlog import rule_logging
 from cryoavae.evaluate.averages import average_classes
 from cryoavae.evaluate.decoded import decoded_class_means, shape_agreement
-from cryoavae.evaluate.symmetry import read_symmetry
-from cryoavae.latents import read_latents
-from cryoavae.model import load_model
+from cryoavae.inference.latents import read_latents
+from cryoavae.model.vae import load_model
 from cryoavae.particles import ParticleImages, read_particle_table, table_voxel_size, write_stack
 from cryoavae.report.average_figures import plot_average_fsc
-from cryoavae.runlog import rule_logging
+from cryoavae.structures.density import read_map
+from cryoavae.structures.symmetry import read_symmetry
 
 params, inputs, out = snakemake.params, snakemake.input, snakemake.output
 with rule_logging(snakemake.log[0], rule="average_particles", variant=snakemake.wildcards.variant):

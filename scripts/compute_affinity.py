@@ -5,11 +5,11 @@ from pathlib import Path
 import numpy as np
 
 from cryoavae.affinity import AffinityConfig, compute_affinity, soap_selection, write_affinity_csv
-from cryoavae.atomic import write_text_atomic
-from cryoavae.density import read_map
+from cryoavae.core.atomic import write_text_atomic
+from cryoavae.core.runlog import dump_json, rule_logging
 from cryoavae.report.affinity_figures import plot_affinity_heatmap
-from cryoavae.runlog import dump_json, rule_logging
 from cryoavae.structures import AtomSelection, load_atoms
+from cryoavae.structures.density import read_map
 
 params = snakemake.params
 with rule_logging(snakemake.log[0], rule="compute_affinity", seed=params.seed):

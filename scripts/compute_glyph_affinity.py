@@ -1,10 +1,10 @@
 """Rule compute_glyph_affinity: the characters' prior from glyph similarity, made PSD."""
 
 from cryoavae.affinity import build_affinity, read_affinity_csv, write_affinity_csv
-from cryoavae.atomic import write_text_atomic
-from cryoavae.characters import CharacterConfig, glyph_affinity
+from cryoavae.core.atomic import write_text_atomic
+from cryoavae.core.runlog import dump_json, rule_logging
 from cryoavae.report.affinity_figures import plot_affinity_heatmap
-from cryoavae.runlog import dump_json, rule_logging
+from cryoavae.sources.characters import CharacterConfig, glyph_affinity
 
 params = snakemake.params
 with rule_logging(snakemake.log[0], rule="compute_glyph_affinity"):

@@ -4,12 +4,12 @@ from pathlib import Path
 
 import torch
 
-from cryoavae.atomic import atomic_path
-from cryoavae.embed import embed_particles
+from cryoavae.core.atomic import atomic_path
+from cryoavae.core.runlog import rule_logging
+from cryoavae.inference.embed import embed_particles
+from cryoavae.orientation.matcher import CtfModel
+from cryoavae.orientation.templates import OrientationConfig
 from cryoavae.particles import ParticleImages, read_particle_table
-from cryoavae.pose_matching import OrientationConfig
-from cryoavae.runlog import rule_logging
-from cryoavae.template_matching import CtfModel
 
 with rule_logging(snakemake.log[0], rule="embed_particles", variant=snakemake.wildcards.variant):
     torch.set_num_threads(snakemake.threads)

@@ -3,7 +3,7 @@ pose, prior, interpolation and training figures."""
 
 import pandas as pd
 
-from cryoavae.annotate import class_assignments
+from cryoavae.core.runlog import rule_logging
 from cryoavae.evaluate import (
     EvaluationConfig,
     evaluate_variant,
@@ -11,15 +11,15 @@ from cryoavae.evaluate import (
     write_metrics_json,
     write_umap_table,
 )
-from cryoavae.evaluate.symmetry import read_symmetry
-from cryoavae.interpolate import interpolate_latents, write_interpolation_volumes
-from cryoavae.latents import read_latents
+from cryoavae.inference.annotate import class_assignments
+from cryoavae.inference.interpolate import interpolate_latents, write_interpolation_volumes
+from cryoavae.inference.latents import read_latents
 from cryoavae.particles import ParticleImages, read_particle_table, table_voxel_size
 from cryoavae.report import evaluation_figures as figures
 from cryoavae.report.interpolation_figures import plot_interpolations
 from cryoavae.report.latent_explorer import write_latent_explorer
 from cryoavae.report.training_figures import plot_training_history
-from cryoavae.runlog import rule_logging
+from cryoavae.structures.symmetry import read_symmetry
 
 params, inputs, out = snakemake.params, snakemake.input, snakemake.output
 variant = snakemake.wildcards.variant

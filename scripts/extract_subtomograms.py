@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from cryoavae.extract import ExtractionConfig, extract_subtomograms
-from cryoavae.runlog import rule_logging
+from cryoavae.core.runlog import rule_logging
+from cryoavae.sources.extract import ExtractionConfig, extract_subtomograms
 
 params = snakemake.params
 shard = int(snakemake.wildcards.shard)

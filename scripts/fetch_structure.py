@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from cryoavae.runlog import rule_logging
+from cryoavae.core.runlog import rule_logging
 from cryoavae.structures import FetchConfig, fetch_structure, import_structure_file
 
 source = snakemake.params.source

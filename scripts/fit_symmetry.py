@@ -1,9 +1,9 @@
 """Rule fit_symmetry: each point group named in evaluation.symmetry, placed in its class's map
-frame (:mod:`cryoavae.evaluate.symmetry`), as maps/symmetry.json."""
+frame (:mod:`cryoavae.structures.symmetry`), as maps/symmetry.json."""
 
-from cryoavae.density import read_map
-from cryoavae.evaluate.symmetry import fit_point_group, write_symmetry
-from cryoavae.runlog import rule_logging
+from cryoavae.core.runlog import rule_logging
+from cryoavae.structures.density import read_map
+from cryoavae.structures.symmetry import fit_point_group, write_symmetry
 
 params, inputs, out = snakemake.params, snakemake.input, snakemake.output
 with rule_logging(snakemake.log[0], rule="fit_symmetry") as log:

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from cryoavae.characters import CharacterConfig, generate_characters
-from cryoavae.runlog import rule_logging
+from cryoavae.core.runlog import rule_logging
+from cryoavae.sources.characters import CharacterConfig, generate_characters
 
 params = snakemake.params
 with rule_logging(snakemake.log[0], rule="generate_characters", seed=params.seed):

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from cryoavae.runlog import rule_logging
-from cryoavae.star_import import StarSourceConfig, import_star_particles
+from cryoavae.core.runlog import rule_logging
+from cryoavae.sources.star import StarSourceConfig, import_star_particles
 
 params = snakemake.params
 with rule_logging(snakemake.log[0], rule="import_star_particles", seed=params.seed):

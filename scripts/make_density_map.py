@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from cryoavae.density import DensityConfig, atoms_to_density, write_map
-from cryoavae.runlog import rule_logging
+from cryoavae.core.runlog import rule_logging
 from cryoavae.structures import AtomSelection, load_atoms
+from cryoavae.structures.density import DensityConfig, atoms_to_density, write_map
 
 name = snakemake.wildcards.structure
 with rule_logging(snakemake.log[0], rule="make_density_map", structure=name):

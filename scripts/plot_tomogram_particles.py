@@ -1,7 +1,7 @@
 """Rule plot_tomogram_particles: a gallery of extracted subtomograms per class."""
 
+from cryoavae.core.runlog import rule_logging
 from cryoavae.report.tomogram_figures import plot_tomogram_particles
-from cryoavae.runlog import rule_logging
 
 params = snakemake.params
 with rule_logging(snakemake.log[0], rule="plot_tomogram_particles", seed=params.seed):

@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cryoavae.density import read_map
-from cryoavae.runlog import rule_logging
-from cryoavae.simulate import SimulationConfig, simulate_shard
+from cryoavae.core.runlog import rule_logging
+from cryoavae.sources.simulate import SimulationConfig, simulate_shard
+from cryoavae.structures.density import read_map
 
 params = snakemake.params
 shard = int(snakemake.wildcards.shard)

@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cryoavae.density import read_map
+from cryoavae.core.runlog import rule_logging
 from cryoavae.report.tomogram_figures import plot_tomogram_slice
-from cryoavae.runlog import rule_logging
-from cryoavae.tomogram import TomogramConfig, simulate_tomogram
+from cryoavae.sources.tomogram import TomogramConfig, simulate_tomogram
+from cryoavae.structures.density import read_map
 
 params = snakemake.params
 index = int(snakemake.wildcards.tomogram)

@@ -3,10 +3,10 @@
 import json
 from pathlib import Path
 
-from cryoavae.atomic import write_text_atomic
+from cryoavae.core.atomic import write_text_atomic
+from cryoavae.core.runlog import dump_json, provenance, rule_logging
+from cryoavae.evaluate.summary import resource_table, summary_markdown, summary_table
 from cryoavae.report.summary_figures import plot_resources, plot_variant_comparison
-from cryoavae.runlog import dump_json, provenance, rule_logging
-from cryoavae.summary import resource_table, summary_markdown, summary_table
 
 with rule_logging(snakemake.log[0], rule="summarize_study"):
     params, inputs = snakemake.params, snakemake.input

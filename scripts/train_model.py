@@ -1,7 +1,7 @@
 """Rule train_model: one Affinity-VAE variant -> checkpoint, per-epoch history, summary; on
 training.devices x nodes processes when the variant asks for several."""
 
-from cryoavae.runlog import rule_logging
+from cryoavae.core.runlog import rule_logging
 from cryoavae.train.launch import TrainingJob, launch
 
 params, output = snakemake.params, snakemake.output

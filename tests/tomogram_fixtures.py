@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cryoavae.density import DensityConfig, atoms_to_density
 from cryoavae.structures import AtomSelection, load_atoms
+from cryoavae.structures.density import DensityConfig, atoms_to_density
 
 PDB = Path(__file__).resolve().parents[1] / "resources" / "pdb"
 

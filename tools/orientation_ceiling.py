@@ -4,7 +4,7 @@ noise-free map.
 Usage: ``python tools/orientation_ceiling.py results/<study> [--per-class 100] [--no-ctf]
 [--symmetry maps/symmetry.json]``
 
-The study's own val particles of every seen class are matched (``cryoavae.template_matching``)
+The study's own val particles of every seen class are matched (``cryoavae.orientation.matcher``)
 against the map they were simulated from, as they were measured (the study's missing wedge and,
 unless ``--no-ctf``, each particle's CTF), and the found rotation is compared with the true one
 (modulo the point groups of ``maps/symmetry.json`` when the study fitted them). No model is
@@ -23,10 +23,10 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 
-from cryoavae.config import validate_config
-from cryoavae.errors import InputError
-from cryoavae.evaluate.symmetry import read_symmetry
-from cryoavae.orientations import geodesic_deg, relion_angles_to_matrices
+from cryoavae.core.config import particle_wedge, validate_config
+from cryoavae.core.errors import InputError
+from cryoavae.geometry.rotations import geodesic_deg, relion_angles_to_matrices
+from cryoavae.orientation.matcher import CtfModel, TemplateMatcher
 from cryoavae.particles import (
     ANGLES,
     CLASS_NAME,
@@ -35,7 +35,7 @@ from cryoavae.particles import (
     ParticleImages,
     read_particle_table,
 )
-from cryoavae.template_matching import CtfModel, TemplateMatcher
+from cryoavae.structures.symmetry import read_symmetry
 
 
 def main() -> int:
@@ -64,8 +64,7 @@ def main() -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     simulation = config["simulation"]
-    wedge = simulation["missing_wedge"]
-    tilt = wedge["tilt_max_deg"] if wedge["enabled"] else None
+    tilt = particle_wedge(config)
     ctf = simulation["ctf"]
     microscope = None
     if ctf["enabled"] and not args.no_ctf:

@@ -2,17 +2,20 @@
 import sys
 from pathlib import Path
 
-from cryoavae.config import (
+from cryoavae.core.config import (
     canonical_order,
     class_names,
     classes_from_structures,
     config_source,
     load_study_file,
+    model_settings,
+    particle_microscope,
+    particle_wedge,
     unseen_classes,
     validate_config,
     variant_sections,
 )
-from cryoavae.errors import InputError
+from cryoavae.core.errors import InputError
 
 try:
     # Snakemake has already read the files; read them again strictly, so that a repeated key or
@@ -72,9 +75,26 @@ def structure_params(wildcards):
     }
 
 
-def tomogram_entry(wildcards):
-    """The tomogram and particle list of one extraction shard."""
-    return config["extraction"]["tomograms"][int(wildcards.shard)]
+def extraction_inputs(wildcards):
+    """The tomogram and pick list of one extraction shard: the user's (extract) or the
+    simulated tomogram's own ground truth (tomograms)."""
+    if SOURCE == "tomograms":
+        return {
+            "tomogram": f"{R}/tomograms/{wildcards.shard}/tomogram.mrc",
+            "particles": f"{R}/tomograms/{wildcards.shard}/particles.star",
+        }
+    entry = config["extraction"]["tomograms"][int(wildcards.shard)]
+    return {"tomogram": entry["tomogram"], "particles": entry["particles"]}
+
+
+def extraction_params(for_study=True):
+    """The extraction settings; the study's own particles from simulated tomograms get no false
+    positives (evaluation scores the study's classes only; picks for apply keep them).
+    """
+    extraction = {k: v for k, v in config["extraction"].items() if k != "tomograms"}
+    if for_study and SOURCE == "tomograms":
+        extraction["false_positive_fraction"] = 0.0
+    return extraction
 
 
 def atom_selection():
@@ -85,7 +105,8 @@ def atom_selection():
 
 
 def model_params(wildcards):
-    return variant_sections(config, wildcards.variant)[0]
+    """The variant's model section, with the particles' wedge when it measures it."""
+    return model_settings(config, wildcards.variant)
 
 
 def training_params(wildcards):
@@ -118,19 +139,29 @@ def source_particles():
 
 
 def wedge_tilt_max_deg():
-    """The missing wedge of the particles, when the study made it (else None: unweighted)."""
-    wedge = config["simulation"]["missing_wedge"]
-    return wedge["tilt_max_deg"] if SOURCE == "simulate" and wedge["enabled"] else None
+    """The particles' missing wedge (missing_wedge), None where they have none."""
+    return particle_wedge(config)
+
+
+def simulation_params():
+    return {**config["simulation"], "wedge_tilt_max_deg": wedge_tilt_max_deg()}
+
+
+def tomogram_params():
+    return {
+        **config["tomograms"],
+        "tilt_max_deg": config["missing_wedge"]["tilt_max_deg"],
+    }
+
+
+def orientation_params():
+    """The orientation section, with the wedge the particles are matched and averaged through."""
+    return {**config["orientation"], "wedge_tilt_max_deg": wedge_tilt_max_deg()}
 
 
 def microscope():
     """The CTF's microscope when the study simulated one (else None: no CTF to match)."""
-    ctf = config["simulation"]["ctf"]
-    if SOURCE != "simulate" or not ctf["enabled"]:
-        return None
-    keys = ("voltage_kv", "cs_mm", "amplitude_contrast")
-    voxel = config["density"]["voxel_size_angstrom"]
-    return {"voxel_size_angstrom": voxel, **{k: ctf[k] for k in keys}}
+    return particle_microscope(config)
 
 
 def benchmark_files():

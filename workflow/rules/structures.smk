@@ -39,3 +39,27 @@ rule make_density_map:
         density=config["density"],
     script:
         "../../scripts/make_density_map.py"
+
+
+rule fit_symmetry:
+    """Each point group of evaluation.symmetry placed in its class's map frame."""
+    input:
+        maps=map_files(),
+    output:
+        f"{R}/maps/symmetry.json",
+    log:
+        f"{R}/logs/fit_symmetry.log",
+    benchmark:
+        f"{R}/benchmarks/fit_symmetry.tsv"
+    conda:
+        "../../envs/cryoavae.yaml"
+    threads: THREADS
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        structures=STRUCTURES,
+        symmetry=config["evaluation"]["symmetry"],
+        seed=config["seed"],
+    script:
+        "../../scripts/fit_symmetry.py"

@@ -16,26 +16,26 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import InputError
-from ..schema import section_dataclass
-from ..structures import AtomArrays
-from .calibrate import calibrate_similarity
-from .io import read_affinity_csv, write_affinity_csv
-from .map_cc import map_cc_similarity
-from .matrix import (
+from cryoavae.affinity.calibrate import calibrate_similarity
+from cryoavae.affinity.io import read_affinity_csv, write_affinity_csv
+from cryoavae.affinity.map_cc import map_cc_similarity
+from cryoavae.affinity.matrix import (
     best_achievable_l1,
     build_affinity,
     nearest_correlation_matrix,
     spearman_agreement,
     spread_similarity,
 )
-from .soap import (
+from cryoavae.affinity.soap import (
     SoapConfig,
     soap_descriptors,
     soap_environments,
     soap_selection,
     soap_similarity,
 )
+from cryoavae.core.errors import InputError
+from cryoavae.core.schema import section_dataclass
+from cryoavae.structures import AtomArrays
 
 __all__ = [
     "AffinityConfig",
@@ -66,7 +66,7 @@ class AffinityConfig(section_dataclass(SECTION, nested={"soap": SoapConfig})):
     """Which prior to build (the ``affinity`` section). ``source``: "soap", "map_cc"
     (normalised cross-correlation of the density maps maximised over ``map_cc_rotations`` random
     rotations) or "csv" (``csv_path``); "glyph" belongs to the character set
-    (:func:`cryoavae.characters.glyph_affinity`)."""
+    (:func:`cryoavae.sources.characters.glyph_affinity`)."""
 
 
 def compute_affinity(
@@ -93,18 +93,7 @@ def compute_affinity(
     """
     names = [str(c) for c in class_names]
     n = len(names)
-    if config.source not in SOURCES:
-        raise InputError(f"affinity.source: {config.source!r} is not one of {', '.join(SOURCES)}")
-    if n == 0:
-        raise InputError("affinity: no classes given")
-    if config.source == "soap" and len(atoms) != n:
-        raise InputError(f"affinity: {len(atoms)} structures for {n} classes")
-    if maps is not None and len(maps) != n:
-        raise InputError(f"affinity: {len(maps)} maps for {n} classes")
-    if config.source == "map_cc" and maps is None:
-        raise InputError("affinity.source is 'map_cc' but no density maps were given")
-    if config.source == "csv" and not config.csv_path:
-        raise InputError("affinity.source is 'csv' but affinity.csv_path is not set")
+    _check_sources(n, atoms, maps, config)
 
     map_raw, map_seconds = None, None
     if maps is not None:
@@ -113,28 +102,12 @@ def compute_affinity(
         map_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
-    calibration = None
-    if config.source == "soap":
-        raw = soap_similarity(atoms, config.soap)
-        calibrated, calibration = calibrate_similarity(raw, config.soap.calibration)
-        final, info = build_affinity(calibrated, spread=False)
-    elif config.source == "map_cc":
-        raw = map_raw
-        final, info = build_affinity(raw)
-    else:
-        raw = read_affinity_csv(config.csv_path, names)
-        final, info = build_affinity(raw, spread=False)
+    raw, final, info, calibration = _prior_from_source(names, atoms, map_raw, config)
     seconds = time.perf_counter() - start
     if config.source == "map_cc":
         seconds = map_seconds
 
-    agreement = agreement_raw = None
-    if map_raw is not None:
-        reference = final if config.source == "map_cc" else build_affinity(map_raw)[0]
-        rho = spearman_agreement(final, reference)
-        rho_raw = spearman_agreement(raw, map_raw)
-        agreement = None if np.isnan(rho) else rho
-        agreement_raw = None if np.isnan(rho_raw) else rho_raw
+    agreement, agreement_raw = _agreement_with_map_cc(final, raw, map_raw, config.source)
     info = {
         "class_names": names,
         "source": config.source,
@@ -160,3 +133,60 @@ def compute_affinity(
         "n/a" if agreement is None else f"{agreement:.3f}",
     )
     return final, info
+
+
+def _check_sources(
+    n: int, atoms: Sequence[AtomArrays], maps: np.ndarray | None, config: AffinityConfig
+) -> None:
+    """InputError before any work when the chosen source lacks what it is built from."""
+    if config.source not in SOURCES:
+        raise InputError(f"affinity.source: {config.source!r} is not one of {', '.join(SOURCES)}")
+    if n == 0:
+        raise InputError("affinity: no classes given")
+    if config.source == "soap" and len(atoms) != n:
+        raise InputError(f"affinity: {len(atoms)} structures for {n} classes")
+    if maps is not None and len(maps) != n:
+        raise InputError(f"affinity: {len(maps)} maps for {n} classes")
+    if config.source == "map_cc" and maps is None:
+        raise InputError("affinity.source is 'map_cc' but no density maps were given")
+    if config.source == "csv" and not config.csv_path:
+        raise InputError("affinity.source is 'csv' but affinity.csv_path is not set")
+
+
+def _prior_from_source(
+    names: list[str],
+    atoms: Sequence[AtomArrays],
+    map_raw: np.ndarray | None,
+    config: AffinityConfig,
+) -> tuple[np.ndarray, np.ndarray, dict, dict | None]:
+    """The chosen source's raw similarities, the prior built from them, the
+    :func:`build_affinity` info and the SOAP calibration (None for the other sources).
+
+    SOAP similarities are calibrated rather than spread, and a user's CSV is taken as it is, so
+    only the map cross-correlation is spread."""
+    calibration = None
+    if config.source == "soap":
+        raw = soap_similarity(atoms, config.soap)
+        calibrated, calibration = calibrate_similarity(raw, config.soap.calibration)
+        final, info = build_affinity(calibrated, spread=False)
+    elif config.source == "map_cc":
+        raw = map_raw
+        final, info = build_affinity(raw)
+    else:
+        raw = read_affinity_csv(config.csv_path, names)
+        final, info = build_affinity(raw, spread=False)
+    return raw, final, info, calibration
+
+
+def _agreement_with_map_cc(
+    final: np.ndarray, raw: np.ndarray, map_raw: np.ndarray | None, source: str
+) -> tuple[float | None, float | None]:
+    """Spearman of the final prior against the map-CC prior built the same way, and of the raw
+    similarities against the raw map CC; None without maps or where undefined, so the info dict
+    stays plain JSON."""
+    if map_raw is None:
+        return None, None
+    reference = final if source == "map_cc" else build_affinity(map_raw)[0]
+    rho = spearman_agreement(final, reference)
+    rho_raw = spearman_agreement(raw, map_raw)
+    return (None if np.isnan(rho) else rho), (None if np.isnan(rho_raw) else rho_raw)

@@ -24,8 +24,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
-from ..errors import InputError
-from .matrix import check_square, spread_similarity
+from cryoavae.affinity.matrix import check_square, spread_similarity
+from cryoavae.core.errors import InputError
 
 METHODS = ("power", "rank", "linear")
 # Raw similarities this close to 1 are identical structures up to rounding (a rotated copy's SOAP

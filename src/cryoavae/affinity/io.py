@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import write_text_atomic
-from ..errors import InputError
-from .matrix import check_square
+from cryoavae.affinity.matrix import check_square
+from cryoavae.core.atomic import write_text_atomic
+from cryoavae.core.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -30,22 +30,11 @@ def _parse_float(cell: str, path: Path, row: int) -> float:
         ) from None
 
 
-def read_affinity_csv(
-    path: str | Path, class_names: Sequence[str], symmetrize: bool = False
-) -> np.ndarray:
-    """Read a user's affinity matrix and return it (n, n) in the order of ``class_names``.
+def _read_cells(path: Path) -> tuple[list[str], list[list[str]], list[str] | None]:
+    """Header names, the stripped rows below it and their labels (None without a label column).
 
-    Layout (the original Affinity-VAE one): a header row of class names, then the square matrix.
-    A leading label column (as pandas writes it) is accepted if it repeats the header's names.
-    Checks: square; numbers; symmetric within 1e-3 (``symmetrize``: the mean of the matrix and its
-    transpose instead, with a warning naming the largest asymmetry, for the original code's
-    matrices); values in [-1, 1]; unit diagonal (a zero diagonal usually means a distance
-    matrix); names equal to the study's classes as a set.
-
-    Raises:
-        InputError: one line naming the file and the first problem found.
-    """
-    path = Path(path)
+    Blank lines are skipped; a one-cell header holding another separator is named, since that is
+    the usual way a file fails to be a CSV."""
     if not path.is_file():
         raise InputError(f"affinity.csv_path: {path} does not exist or is not a file")
     with open(path, newline="") as f:
@@ -66,6 +55,14 @@ def read_affinity_csv(
         header = header[1:]
         labels = [r[0] for r in body]
         body = [r[1:] for r in body]
+    return header, body, labels
+
+
+def _check_square(
+    path: Path, header: list[str], body: list[list[str]], labels: list[str] | None
+) -> None:
+    """InputError unless there is one row of ``n`` values per header name, labelled (if at all)
+    by the same names in the same order."""
     n = len(header)
     if len(body) != n or any(len(r) != n for r in body):
         widths = sorted({len(r) for r in body})
@@ -77,10 +74,13 @@ def read_affinity_csv(
         raise InputError(
             f"affinity.csv_path: {path}: row labels {labels} differ from the header {header}"
         )
+
+
+def _check_names(path: Path, header: list[str], wanted: list[str]) -> None:
+    """InputError unless the header names each of the study's classes exactly once."""
     duplicates = sorted({h for h in header if header.count(h) > 1})
     if duplicates:
         raise InputError(f"affinity.csv_path: {path}: class names repeated in header: {duplicates}")
-    wanted = [str(c) for c in class_names]
     unknown = sorted(set(header) - set(wanted))
     missing = sorted(set(wanted) - set(header))
     if unknown or missing:
@@ -88,7 +88,11 @@ def read_affinity_csv(
             f"affinity.csv_path: {path}: class names do not match the study: unknown {unknown}, "
             f"missing {missing} (study classes: {', '.join(wanted)})"
         )
-    a = np.array([[_parse_float(c, path, i + 2) for c in r] for i, r in enumerate(body)])
+
+
+def _check_values(path: Path, a: np.ndarray, header: list[str], symmetrize: bool) -> None:
+    """InputError unless ``a`` is a finite, symmetric similarity in [-1, 1] with a unit diagonal;
+    with ``symmetrize`` an asymmetry is only warned about (the caller averages it away)."""
     if not np.all(np.isfinite(a)):
         raise InputError(f"affinity.csv_path: {path} holds NaN or infinite values")
     bad = np.argwhere(np.abs(a - a.T) > CSV_SYMMETRY_TOLERANCE)
@@ -118,6 +122,30 @@ def read_affinity_csv(
             f"affinity.csv_path: {path}: diagonal must be 1 (a similarity, not a distance); "
             f"{header[k]},{header[k]} = {a[k, k]}"
         )
+
+
+def read_affinity_csv(
+    path: str | Path, class_names: Sequence[str], symmetrize: bool = False
+) -> np.ndarray:
+    """Read a user's affinity matrix and return it (n, n) in the order of ``class_names``.
+
+    Layout (the original Affinity-VAE one): a header row of class names, then the square matrix.
+    A leading label column (as pandas writes it) is accepted if it repeats the header's names.
+    Checks: square; numbers; symmetric within 1e-3 (``symmetrize``: the mean of the matrix and its
+    transpose instead, with a warning naming the largest asymmetry, for the original code's
+    matrices); values in [-1, 1]; unit diagonal (a zero diagonal usually means a distance
+    matrix); names equal to the study's classes as a set.
+
+    Raises:
+        InputError: one line naming the file and the first problem found.
+    """
+    path = Path(path)
+    header, body, labels = _read_cells(path)
+    _check_square(path, header, body, labels)
+    wanted = [str(c) for c in class_names]
+    _check_names(path, header, wanted)
+    a = np.array([[_parse_float(c, path, i + 2) for c in r] for i, r in enumerate(body)])
+    _check_values(path, a, header, symmetrize)
     order = [header.index(c) for c in wanted]
     a = a[np.ix_(order, order)]
     a = (a + a.T) / 2

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.spatial.transform import Rotation
 
-from ..errors import InputError
+from cryoavae.core.errors import InputError
+from cryoavae.geometry.rotations import random_rotations
 
 
 def _centre_of_mass_normalised(maps: torch.Tensor) -> torch.Tensor:
@@ -65,17 +65,12 @@ def _check_maps(maps: np.ndarray, what: str) -> np.ndarray:
     return maps
 
 
-def random_rotations(n_rotations: int, seed: int) -> np.ndarray:
+def identity_and_random_rotations(n_rotations: int, seed: int) -> np.ndarray:
     """The identity and ``n_rotations - 1`` uniform random rotations from ``seed``: (r, 3, 3)."""
     if n_rotations < 1:
         raise InputError(f"affinity.map_cc_rotations: {n_rotations!r} is not an integer >= 1")
-    mats = np.eye(3)[None]
-    if n_rotations > 1:
-        rng = np.random.default_rng(seed)
-        mats = np.concatenate(
-            [mats, Rotation.random(n_rotations - 1, random_state=rng).as_matrix()]
-        )
-    return mats
+    rng = np.random.default_rng(seed)
+    return np.concatenate([np.eye(3)[None], random_rotations(n_rotations - 1, rng)])
 
 
 def correlation_over_rotations(
@@ -120,11 +115,11 @@ def map_cc_similarity(maps: np.ndarray, n_rotations: int, seed: int) -> np.ndarr
     """Normalised cross-correlation of density maps, maximised over rotations: (n, n).
 
     :func:`correlation_over_rotations` of the maps with themselves over
-    :func:`random_rotations`; the result takes the larger of (i, j) and (j, i), so it is
-    symmetric with a unit diagonal.
+    :func:`identity_and_random_rotations`; the result takes the larger of (i, j) and (j, i), so it
+    is symmetric with a unit diagonal.
     """
     maps = _check_maps(maps, "affinity")
-    cc = correlation_over_rotations(maps, maps, random_rotations(n_rotations, seed))[0]
+    cc = correlation_over_rotations(maps, maps, identity_and_random_rotations(n_rotations, seed))[0]
     cc = np.maximum(cc, cc.T)
     np.fill_diagonal(cc, 1.0)
     return np.clip(cc, -1.0, 1.0)

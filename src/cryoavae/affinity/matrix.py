@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import spearmanr
 
-from ..errors import InputError
+from cryoavae.core.errors import InputError
 
 
 def spread_similarity(raw: np.ndarray) -> np.ndarray:

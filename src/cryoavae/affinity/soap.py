@@ -7,16 +7,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import InputError
-from ..schema import section_dataclass
-from ..structures import AtomArrays, AtomSelection
-from .beads import bead_model
-from .kernels import (
+from cryoavae.affinity.beads import bead_model
+from cryoavae.affinity.kernels import (
     amplitude_features,
     average_similarity,
     rematch_similarity,
     weight_degrees,
 )
+from cryoavae.core.errors import InputError
+from cryoavae.core.schema import section_dataclass
+from cryoavae.structures import AtomArrays, AtomSelection
 
 SECTION = "affinity.soap"
 
@@ -31,8 +31,8 @@ MAX_SOAP_CENTERS = 300
 class SoapConfig(section_dataclass(SECTION)):
     """SOAP settings (dscribe): where the environments are centred, at which scale, how they are
     compared and how the similarities are calibrated. Field names are the YAML keys of
-    ``affinity.soap``; defaults and bounds from the schema. Measurements: docs/science.md
-    (issue 15) and ``python benchmarks/bench_affinity.py --variants``.
+    ``affinity.soap``; defaults and bounds from the schema. Measurements: docs/science.md and
+    ``python benchmarks/bench_affinity.py --variants``.
 
     The default sees a protein whole: one SOAP centre at its centroid, every C-alpha in its
     environment (``r_cut_angstrom: null``), C-alphas smeared into a 25 Å envelope, compared by
@@ -41,13 +41,12 @@ class SoapConfig(section_dataclass(SECTION)):
     size, dominates and the large complexes come out too alike for the model to tell apart),
     the cosines mapped onto [-1, 1] by the ``power`` calibration. On the ten SHREC'21 proteins
     its prior has Spearman 0.95 with the map cross-correlation prior, all 10 nearest neighbours
-    in common, in under a second. The previous default, the cosine of the SOAP power spectrum
-    averaged over up to 300 C-alpha centres at r_cut 60 Å (``centres: atoms``, ``features:
-    power``, ``standardize: true``, ``calibration: linear``, ``angular_weight: 1``, r_cut 60,
-    n_max 6, l_max 6, sigma 10), gave 0.86, with the large complexes nearly collinear; local
-    environments (``beads`` or ``atoms`` at 20-80 Å, ``average`` or ``rematch``) gave
-    0.60-0.82: at a protein's scale, local packing says little about the envelope that a
-    density map shows.
+    in common, in under a second. The cosine of the SOAP power spectrum averaged over up to 300
+    C-alpha centres at r_cut 60 Å (``centres: atoms``, ``features: power``, ``standardize:
+    true``, ``calibration: linear``, ``angular_weight: 1``, r_cut 60, n_max 6, l_max 6, sigma
+    10) gives 0.86, with the large complexes nearly collinear; local environments (``beads`` or
+    ``atoms`` at 20-80 Å, ``average`` or ``rematch``) give 0.60-0.82: at a protein's scale,
+    local packing says little about the envelope that a density map shows.
 
     ``standardize``: z-score each feature of the mean descriptors across the structures before
     the cosine (``kernel: average`` only), so the features that differ between structures count;

@@ -9,9 +9,14 @@ One rule throughout: whatever is fitted (classifier, class centroids, pose maps)
 - :mod:`.variant`: one variant evaluated from its files; :mod:`.writers`: the outputs on disk.
 """
 
-from .evaluation import CLASSIFIERS, EvaluationConfig, EvaluationResult, evaluate_latents
-from .variant import evaluate_variant
-from .writers import (
+from cryoavae.evaluate.evaluation import (
+    CLASSIFIERS,
+    EvaluationConfig,
+    EvaluationResult,
+    evaluate_latents,
+)
+from cryoavae.evaluate.variant import evaluate_variant
+from cryoavae.evaluate.writers import (
     confusion_fractions,
     write_confusion_csv,
     write_metrics_json,

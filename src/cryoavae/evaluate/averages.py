@@ -1,25 +1,31 @@
 """Subtomogram averages from the model's orientations, and how good they are (FSC).
 
 The test a cryo-ET user would apply to a pose: turn every particle of a class back by its
-orientation and average (:func:`cryoavae.averaging.class_average`, missing-wedge weighted).
+orientation and average (:func:`cryoavae.orientation.averaging.class_average`, missing-wedge
+weighted).
 
 The model's orientations are in its own canonical frame; when the true orientations are known
-the frame is aligned with the reference's first (:func:`~cryoavae.orientations.align_rotations`
-on the class's training particles), so the average can be compared with the class's map, and
-with the average made from the true orientations (the best these particles allow).
+the frame is aligned with the reference's first
+(:func:`~cryoavae.geometry.rotations.align_rotations` on the class's training particles), so the
+average can be compared with the class's map, and with the average made from the true orientations
+(the best these particles allow).
 """
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
-from ..averaging import class_average
-from ..latents import INFERRED_ANGLES
-from ..orientations import align_rotations, relion_angles_to_matrices
-from ..particles import ParticleImages
+from cryoavae.geometry.rotations import align_rotations, relion_angles_to_matrices
+from cryoavae.inference.latents import INFERRED_ANGLES
+from cryoavae.orientation.averaging import class_average
+from cryoavae.particles import ParticleImages
 
 MAX_PER_CLASS = 1000  # a seeded draw of a larger class: the average is then already converged
+
+log = logging.getLogger(__name__)
 
 
 def fsc(
@@ -88,6 +94,12 @@ def average_classes(
         ]
         table = pd.DataFrame({"class_name": seen, "average_from": "2-D images (plain mean)"})
         return np.stack(means), table, {}
+    if tilt_max_deg is None:
+        log.info("class averages: not missing-wedge weighted (the particles have no wedge)")
+    else:
+        log.info(
+            "class averages: missing-wedge weighted (tilts through +-%g degrees)", tilt_max_deg
+        )
     true_angles = latents[["angle_rot", "angle_tilt", "angle_psi"]].to_numpy(np.float64)
     has_truth = np.isfinite(true_angles).all(axis=1)
     inferred = None

@@ -17,8 +17,8 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ..errors import InputError
-from .projection import WORKING_MEMORY_MB
+from cryoavae.core.errors import InputError
+from cryoavae.evaluate.projection import WORKING_MEMORY_MB
 
 # Silhouette is O(n^2) in memory and time; above this many particles it is estimated on a seeded
 # subsample (sklearn's sample_size), which changes it by far less than its run-to-run spread.

@@ -22,9 +22,9 @@ import pandas as pd
 import torch
 from scipy.spatial.transform import Rotation
 
-from ..affinity.map_cc import correlation_over_rotations, random_rotations
-from ..latents import latent_columns
-from ..model import AffinityVAE
+from cryoavae.affinity.map_cc import correlation_over_rotations, identity_and_random_rotations
+from cryoavae.inference.latents import latent_columns
+from cryoavae.model.vae import AffinityVAE
 
 
 def decoded_class_means(
@@ -91,7 +91,7 @@ def shape_agreement(
     mean with its own map), ``radial_blob_vs_map_cc`` (the map's spherical average against the
     map), ``decoded_nearest_map`` (its own class, or the other class whose map fitted best in the
     coarse search if that one fits better after both are refined) and its correlation."""
-    rotations = random_rotations(n_rotations, seed)
+    rotations = identity_and_random_rotations(n_rotations, seed)
     cc, where = correlation_over_rotations(decoded, maps, rotations)  # (c, c) each
     # refine each class's own pair and its coarse nearest other map, so both are compared alike
     rng = np.random.default_rng(seed)

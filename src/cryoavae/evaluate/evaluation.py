@@ -22,21 +22,21 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from ..errors import InputError
-from ..latents import (
+from cryoavae.core.errors import InputError
+from cryoavae.core.schema import section_dataclass, section_schema
+from cryoavae.evaluate.classify import classification, cosine_silhouette
+from cryoavae.evaluate.orientation import aligned_orientation_metrics
+from cryoavae.evaluate.pose_correlation import pose_metrics
+from cryoavae.evaluate.prior import prior_agreement, unseen_neighbours
+from cryoavae.evaluate.projection import umap_projection
+from cryoavae.inference.latents import (
     LATENT_COLUMNS,
     assign_nearest_class,
     class_centroids,
     class_cosine_matrix,
     latent_columns,
 )
-from ..particles import SPLITS
-from ..schema import section_dataclass, section_schema
-from .classify import classification, cosine_silhouette
-from .orientation import aligned_orientation_metrics
-from .pose import pose_metrics
-from .prior import prior_agreement, unseen_neighbours
-from .projection import umap_projection
+from cryoavae.particles import SPLITS
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class EvaluationConfig(section_dataclass(SECTION)):
     ``"knn"`` (``knn_neighbors`` neighbours; flatters a plain beta-VAE) or ``"mlp"``.
     ``umap_n_neighbors``, ``umap_min_dist``: umap-learn's parameters for the 2-D map of mu.
     ``interpolation_steps``, ``interpolation_pose_classes``: see
-    :func:`cryoavae.interpolate.interpolate_latents`.
+    :func:`cryoavae.inference.interpolate.interpolate_latents`.
     """
 
 
@@ -137,77 +137,155 @@ def evaluate_latents(
     class_names = [str(c) for c in class_names]
     affinity = np.asarray(affinity, dtype=np.float64)
     mu_cols, pose_cols = _check_latents(latents, class_names, affinity, ndim)
+    p = _particles(latents, class_names, mu_cols, pose_cols)
+    read_outs, counts, pose_table = _read_out_metrics(latents, p, config, seed, ndim, symmetry)
+    shown, cosine, prior = _class_structure(p, affinity)
+    n_seen = len(p.seen)
+    agreement = prior_agreement(cosine[:n_seen, :n_seen], prior[:n_seen, :n_seen])
+    open_set, novelty = _open_set_metrics(latents, p, affinity)
+    metrics = {"classifier": config.classifier, **read_outs, **agreement, **open_set, **p.sizes()}
+    _log_metrics(metrics)
+    umap_xy = _umap_of(p.mu, config, seed, umap_cache_dir) if embed_umap else None
+    return EvaluationResult(
+        metrics=metrics,
+        ndim=ndim,
+        seen_classes=tuple(p.seen),
+        unseen_classes=tuple(p.unseen_classes),
+        confusion_counts=counts,
+        umap_xy=umap_xy,
+        umap_class=p.names,
+        umap_split=p.split,
+        class_cosine=pd.DataFrame(cosine, index=shown, columns=shown),
+        class_affinity=pd.DataFrame(prior, index=shown, columns=shown),
+        pose_table=pose_table,
+        novelty=novelty.reset_index(drop=True),
+    )
+
+
+@dataclass(frozen=True)
+class _Particles:
+    """The latents table as arrays, with the split masks and class lists every metric shares."""
+
+    names: np.ndarray  # (n,) class names
+    split: np.ndarray  # (n,) train, val or unseen
+    mu: np.ndarray  # (n, k)
+    pose: np.ndarray  # (n, p)
+    train: np.ndarray  # (n,) bool, one mask per split
+    val: np.ndarray
+    unseen: np.ndarray
+    seen: list[str]  # classes with train particles, in the study's order
+    unseen_classes: list[str]  # classes with unseen particles, in the study's order
+    index: dict[str, int]  # class name -> row of the affinity
+    latent_dim: int  # the number of mu columns
+    pose_dim: int  # the number of pose columns
+
+    @property
+    def scored(self) -> np.ndarray:
+        """The particles the class structure is scored on: val for seen, unseen for unseen."""
+        return self.val | self.unseen
+
+    def sizes(self) -> dict[str, int]:
+        """The particle counts and latent widths ``metrics.json`` reports."""
+        return {
+            "n_train": int(self.train.sum()),
+            "n_val": int(self.val.sum()),
+            "n_unseen": int(self.unseen.sum()),
+            "latent_dim": self.latent_dim,
+            "pose_dim": self.pose_dim,
+        }
+
+
+def _particles(
+    latents: pd.DataFrame, class_names: list[str], mu_cols: list[str], pose_cols: list[str]
+) -> _Particles:
     names = latents["class_name"].astype(str).to_numpy()
     split = latents["split"].astype(str).to_numpy()
-    mu = latents[mu_cols].to_numpy(np.float64)  # (n, k)
-    pose = latents[pose_cols].to_numpy(np.float64)  # (n, p)
     train, val, unseen = (split == s for s in SPLITS)
     present_seen = set(names[train])
     present_unseen = set(names[unseen])
-    seen = [c for c in class_names if c in present_seen]
-    unseen_classes = [c for c in class_names if c in present_unseen]
-    index = {c: i for i, c in enumerate(class_names)}
-
-    metrics: dict = {"classifier": config.classifier}
-    cls_metrics, counts = classification(
-        mu[train], names[train], mu[val], names[val], seen, config, seed
-    )
-    metrics.update(cls_metrics)
-    metrics["silhouette"] = cosine_silhouette(mu[val], names[val], seed)
-
-    pose_scores, pose_table = pose_metrics(latents, pose, names, train, val, seen, ndim)
-    metrics.update(pose_scores)
-    if ndim == 3:
-        aligned, _ = aligned_orientation_metrics(
-            latents,
-            names,
-            train,
-            val,
-            seen,
-            dict(config.symmetry) if symmetry is None else symmetry,
-        )
-        metrics.update(aligned)
-
-    # Class structure of the latent space: val particles for seen classes, unseen particles for
-    # unseen ones; both against the prior.
-    shown = seen + unseen_classes
-    scored = val | unseen
-    cosine = class_cosine_matrix(mu[scored], names[scored], shown)
-    ids = [index[c] for c in shown]
-    prior = affinity[np.ix_(ids, ids)]
-    metrics.update(
-        prior_agreement(cosine[: len(seen), : len(seen)], prior[: len(seen), : len(seen)])
-    )
-
-    centroids = class_centroids(mu[train], names[train], seen)
-    unseen_report, match_fraction = unseen_neighbours(
-        mu[unseen], names[unseen], unseen_classes, centroids, seen, affinity, index
-    )
-    metrics["unseen"] = unseen_report
-    metrics["unseen_match_fraction"] = match_fraction
-    novelty = assign_nearest_class(mu[scored], centroids, seen)
-    novelty.insert(0, "split", split[scored])
-    novelty.insert(0, "class_name", names[scored])
-    if "image" in latents.columns:
-        novelty.insert(0, "image", latents["image"].to_numpy()[scored])
-    is_unseen = (novelty["split"] == "unseen").to_numpy()
-    metrics["novelty_auroc"] = (
-        float(roc_auc_score(is_unseen, novelty["novelty"]))
-        if 0 < is_unseen.sum() < len(is_unseen)
-        else None
-    )
-    metrics.update(
-        n_train=int(train.sum()),
-        n_val=int(val.sum()),
-        n_unseen=int(unseen.sum()),
+    return _Particles(
+        names=names,
+        split=split,
+        mu=latents[mu_cols].to_numpy(np.float64),
+        pose=latents[pose_cols].to_numpy(np.float64),
+        train=train,
+        val=val,
+        unseen=unseen,
+        seen=[c for c in class_names if c in present_seen],
+        unseen_classes=[c for c in class_names if c in present_unseen],
+        index={c: i for i, c in enumerate(class_names)},
         latent_dim=len(mu_cols),
         pose_dim=len(pose_cols),
     )
 
+
+def _read_out_metrics(
+    latents: pd.DataFrame,
+    p: _Particles,
+    config: EvaluationConfig,
+    seed: int,
+    ndim: int,
+    symmetry: dict[str, np.ndarray] | None,
+) -> tuple[dict, np.ndarray, pd.DataFrame | None]:
+    """What read-outs fitted on the train particles recover from the val particles: class
+    (classifier and silhouette) and pose; with the confusion counts and the pose table."""
+    train, val = p.train, p.val
+    metrics, counts = classification(
+        p.mu[train], p.names[train], p.mu[val], p.names[val], p.seen, config, seed
+    )
+    metrics = {**metrics, "silhouette": cosine_silhouette(p.mu[val], p.names[val], seed)}
+    pose_scores, pose_table = pose_metrics(latents, p.pose, p.names, train, val, p.seen, ndim)
+    metrics.update(pose_scores)
+    if ndim == 3:
+        groups = dict(config.symmetry) if symmetry is None else symmetry
+        aligned, _ = aligned_orientation_metrics(latents, p.names, train, val, p.seen, groups)
+        metrics.update(aligned)
+    return metrics, counts, pose_table
+
+
+def _class_structure(
+    p: _Particles, affinity: np.ndarray
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Seen then unseen classes, their mean pairwise cosine of mu over the scored particles and
+    their prior affinity, both ``(c, c)``, for the prior's agreement and its figure."""
+    shown = p.seen + p.unseen_classes
+    scored = p.scored
+    cosine = class_cosine_matrix(p.mu[scored], p.names[scored], shown)
+    ids = [p.index[c] for c in shown]
+    return shown, cosine, affinity[np.ix_(ids, ids)]
+
+
+def _open_set_metrics(
+    latents: pd.DataFrame, p: _Particles, affinity: np.ndarray
+) -> tuple[dict, pd.DataFrame]:
+    """Where unseen classes land among the seen classes' training centroids, and how well the
+    distance to the nearest one tells unseen particles from val ones; with the novelty table."""
+    centroids = class_centroids(p.mu[p.train], p.names[p.train], p.seen)
+    unseen_report, match_fraction = unseen_neighbours(
+        p.mu[p.unseen], p.names[p.unseen], p.unseen_classes, centroids, p.seen, affinity, p.index
+    )
+    scored = p.scored
+    novelty = assign_nearest_class(p.mu[scored], centroids, p.seen)
+    novelty.insert(0, "split", p.split[scored])
+    novelty.insert(0, "class_name", p.names[scored])
+    if "image" in latents.columns:
+        novelty.insert(0, "image", latents["image"].to_numpy()[scored])
+    is_unseen = (novelty["split"] == "unseen").to_numpy()
+    auroc = (
+        float(roc_auc_score(is_unseen, novelty["novelty"]))
+        if 0 < is_unseen.sum() < len(is_unseen)
+        else None
+    )
+    metrics = {"unseen": unseen_report, "unseen_match_fraction": match_fraction}
+    return {**metrics, "novelty_auroc": auroc}, novelty
+
+
+def _log_metrics(metrics: dict) -> None:
+    """The headline numbers, and where each unseen class landed, for the run log."""
     log.info(
         "%s on %d train / %d val particles: accuracy %.3f, macro-F1 %.3f; silhouette %s; "
         "pose correlation %s; prior correlation %s; novelty AUROC %s",
-        config.classifier,
+        metrics["classifier"],
         metrics["n_train"],
         metrics["n_val"],
         metrics["accuracy"],
@@ -217,39 +295,30 @@ def evaluate_latents(
         metrics["prior_correlation"],
         metrics["novelty_auroc"],
     )
-    for name, report in unseen_report.items():
+    for name, report in metrics["unseen"].items():
         log.info(
             "unseen %s: nearest seen %s, highest-affinity seen %s",
             name,
             report["nearest_seen"],
             report["highest_affinity_seen"],
         )
-    umap_xy = None
-    if embed_umap:
-        start = time.perf_counter()
-        umap_xy = umap_projection(
-            mu,
-            config.umap_n_neighbors,
-            config.umap_min_dist,
-            seed,
-            cache_dir=umap_cache_dir,
-            max_points=config.umap_max_points,
-        )
-        log.info("UMAP of %d particles: %.1f s", len(mu), time.perf_counter() - start)
-    return EvaluationResult(
-        metrics=metrics,
-        ndim=ndim,
-        seen_classes=tuple(seen),
-        unseen_classes=tuple(unseen_classes),
-        confusion_counts=counts,
-        umap_xy=umap_xy,
-        umap_class=names,
-        umap_split=split,
-        class_cosine=pd.DataFrame(cosine, index=shown, columns=shown),
-        class_affinity=pd.DataFrame(prior, index=shown, columns=shown),
-        pose_table=pose_table,
-        novelty=novelty.reset_index(drop=True),
+
+
+def _umap_of(
+    mu: np.ndarray, config: EvaluationConfig, seed: int, cache_dir: str | None
+) -> np.ndarray:
+    """The 2-D map of every particle's mu for the figures, with its time in the log."""
+    start = time.perf_counter()
+    umap_xy = umap_projection(
+        mu,
+        config.umap_n_neighbors,
+        config.umap_min_dist,
+        seed,
+        cache_dir=cache_dir,
+        max_points=config.umap_max_points,
     )
+    log.info("UMAP of %d particles: %.1f s", len(mu), time.perf_counter() - start)
+    return umap_xy
 
 
 def _check_latents(latents, class_names, affinity, ndim) -> tuple[list[str], list[str]]:

@@ -3,8 +3,8 @@ error after the one rotation per class that aligns the model's canonical frame w
 reference's (the model's frame is its own choice), modulo the molecule's point group.
 
 Defined when the decoder turns a canonical particle by the pose (the latents table then has
-``inferred_rot/tilt/psi``, see :func:`cryoavae.embed.inferred_angles`); the fitted rotation comes
-from a class's ``train`` particles, the errors from its ``val`` particles.
+``inferred_rot/tilt/psi``, see :func:`cryoavae.inference.embed.inferred_angles`); the fitted
+rotation comes from a class's ``train`` particles, the errors from its ``val`` particles.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..latents import INFERRED_ANGLES
-from ..orientations import (
+from cryoavae.geometry.point_groups import symmetry_group
+from cryoavae.geometry.rotations import (
     align_rotations,
     geodesic_deg,
     relion_angles_to_matrices,
-    symmetry_group,
 )
+from cryoavae.inference.latents import INFERRED_ANGLES
 
 DESCRIPTION = (
     "pose_geodesic_median_deg: for each seen class, the one rotation that best aligns the "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from ..latents import class_centroids
+from cryoavae.inference.latents import class_centroids
 
 
 def unseen_neighbours(mu, names, unseen_classes, centroids, seen, affinity, index):

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..affinity.io import read_affinity_csv
-from ..errors import InputError
-from .evaluation import EvaluationConfig, EvaluationResult, evaluate_latents
+from cryoavae.affinity.io import read_affinity_csv
+from cryoavae.core.errors import InputError
+from cryoavae.evaluate.evaluation import EvaluationConfig, EvaluationResult, evaluate_latents
 
 #: Training figures copied into ``metrics.json`` from ``train_summary.json``.
 TRAINING_KEYS = ("train_seconds", "train_samples_per_second", "device")

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_path, write_text_atomic
+from cryoavae.core.atomic import atomic_path, write_text_atomic
 
 if TYPE_CHECKING:  # evaluation imports this module
-    from .evaluation import EvaluationResult
+    from cryoavae.evaluate.evaluation import EvaluationResult
 
 
 def _json_ready(value):

@@ -10,8 +10,8 @@ downstream reads only this, so it does not care where the particles came from.
 - :mod:`.images`: reading a table's images a batch at a time.
 """
 
-from .images import ParticleImages, table_voxel_size
-from .stacks import (
+from cryoavae.particles.images import ParticleImages, table_voxel_size
+from cryoavae.particles.stacks import (
     StackLayout,
     StackWriter,
     open_stack,
@@ -20,7 +20,7 @@ from .stacks import (
     stack_writer,
     write_stack,
 )
-from .table import (
+from cryoavae.particles.table import (
     ANGLES,
     CLASS_NAME,
     CLASS_NUMBER,

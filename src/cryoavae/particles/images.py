@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
-from .stacks import StackLayout, stack_layout, stack_voxel_size
-from .table import IMAGE, VOXEL_SIZE, parse_image_references
+from cryoavae.core.errors import InputError
+from cryoavae.particles.stacks import StackLayout, stack_layout, stack_voxel_size
+from cryoavae.particles.table import IMAGE, VOXEL_SIZE, parse_image_references
 
 
 class ParticleImages:

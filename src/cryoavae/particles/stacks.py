@@ -12,8 +12,8 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 
-from ..atomic import atomic_path
-from ..errors import InputError
+from cryoavae.core.atomic import atomic_path
+from cryoavae.core.errors import InputError
 
 
 def write_stack(path: str | os.PathLike, images: np.ndarray, voxel_size_angstrom: float) -> None:

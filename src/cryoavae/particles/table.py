@@ -6,7 +6,7 @@ Columns (RELION names where RELION has one):
 - ``rlnClassNumber``: 1-based index of the class in the study's class list (0: a class outside
   it, always ``unseen``).
 - ``rlnAngleRot``, ``rlnAngleTilt``, ``rlnAnglePsi``: ZYZ Euler angles in degrees (RELION
-  convention, see :mod:`cryoavae.orientations`); for 2-D images only ``rlnAnglePsi`` (the
+  convention, see :mod:`cryoavae.geometry.rotations`); for 2-D images only ``rlnAnglePsi`` (the
   in-plane angle) is meaningful; NaN where unknown.
 - ``rlnDefocusU``: defocus in Å (0 when no CTF was applied).
 - ``cryoavaeClassName``, ``cryoavaeSplit`` (``train``/``val``/``unseen``), ``cryoavaeSNR``,
@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 import starfile
 
-from ..atomic import atomic_path
-from ..errors import InputError
+from cryoavae.core.atomic import atomic_path
+from cryoavae.core.errors import InputError
 
 log = logging.getLogger(__name__)
 

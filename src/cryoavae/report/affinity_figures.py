@@ -10,7 +10,7 @@ import numpy as np
 from scipy.cluster.hierarchy import leaves_list, linkage
 from scipy.spatial.distance import squareform
 
-from .figure import save_figure
+from cryoavae.report.figure import save_figure
 
 __all__ = ["cluster_order", "plot_affinity_heatmap"]
 

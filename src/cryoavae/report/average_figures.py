@@ -7,7 +7,7 @@ import os
 
 import matplotlib.pyplot as plt
 
-from .figure import save_figure
+from cryoavae.report.figure import save_figure
 
 
 def plot_average_fsc(path: str | os.PathLike, curves: dict, voxel_size_angstrom: float) -> None:

@@ -15,8 +15,8 @@ import numpy as np
 from matplotlib import patheffects
 from matplotlib.lines import Line2D
 
-from ..evaluate import EvaluationResult, confusion_fractions
-from .figure import save_figure
+from cryoavae.evaluate import EvaluationResult, confusion_fractions
+from cryoavae.report.figure import save_figure
 
 __all__ = [
     "plot_confusion_matrix",
@@ -252,20 +252,11 @@ def plot_pose_correlation(path: str | os.PathLike, result: EvaluationResult) -> 
     save_figure(fig, path)
 
 
-def plot_prior_vs_latent(path: str | os.PathLike, result: EvaluationResult) -> None:
-    """Latent class cosine against the prior affinity: scatter over class pairs, and both matrices.
-
-    Circles: pairs of seen classes (the correlation in the title is over these); stars: an unseen
-    class against each seen class, for which the prior was never shown to the model.
-    """
-    cosine = result.class_cosine.to_numpy()
-    prior = result.class_affinity.to_numpy()
-    classes = list(result.class_cosine.index)
-    n_seen = len(result.seen_classes)
-    side = max(4.0, 0.4 * len(classes) + 2.0)
-    fig, axes = plt.subplots(1, 3, figsize=(3 * side + 2, side + 1.2), layout="constrained")
-
-    ax = axes[0]
+def _prior_scatter(
+    ax, prior: np.ndarray, cosine: np.ndarray, classes: list[str], n_seen: int, metrics: dict
+) -> None:
+    """The scatter panel: latent cosine against prior affinity per class pair, with the line
+    where they agree and the agreement metrics in the title."""
     seen_i, seen_j = np.triu_indices(n_seen, k=1)
     ax.scatter(
         prior[seen_i, seen_j],
@@ -306,14 +297,29 @@ def plot_prior_vs_latent(path: str | os.PathLike, result: EvaluationResult) -> N
     ax.set_xlabel("prior affinity")
     ax.set_ylabel("mean cosine of mu between the classes' particles")
     ax.legend(fontsize=8, loc="upper left")
-    m = result.metrics
     n_pairs = int(np.isfinite(cosine[seen_i, seen_j]).sum())
     ax.set_title(
-        f"Pearson r = {_fmt(m.get('prior_correlation'))}, Spearman = "
-        f"{_fmt(m.get('prior_correlation_spearman'))}\nmean |latent - prior| = "
-        f"{_fmt(m.get('prior_mean_abs_error'))} over {n_pairs} seen pairs",
+        f"Pearson r = {_fmt(metrics.get('prior_correlation'))}, Spearman = "
+        f"{_fmt(metrics.get('prior_correlation_spearman'))}\nmean |latent - prior| = "
+        f"{_fmt(metrics.get('prior_mean_abs_error'))} over {n_pairs} seen pairs",
         fontsize=10,
     )
+
+
+def plot_prior_vs_latent(path: str | os.PathLike, result: EvaluationResult) -> None:
+    """Latent class cosine against the prior affinity: scatter over class pairs, and both matrices.
+
+    Circles: pairs of seen classes (the correlation in the title is over these); stars: an unseen
+    class against each seen class, for which the prior was never shown to the model.
+    """
+    cosine = result.class_cosine.to_numpy()
+    prior = result.class_affinity.to_numpy()
+    classes = list(result.class_cosine.index)
+    n_seen = len(result.seen_classes)
+    side = max(4.0, 0.4 * len(classes) + 2.0)
+    fig, axes = plt.subplots(1, 3, figsize=(3 * side + 2, side + 1.2), layout="constrained")
+
+    _prior_scatter(axes[0], prior, cosine, classes, n_seen, result.metrics)
     labels = [c if i < n_seen else f"{c} (unseen)" for i, c in enumerate(classes)]
     image = _heatmap(axes[1], prior, labels, labels, -1.0, 1.0, "RdBu_r", ".2f", "prior affinity")
     _heatmap(

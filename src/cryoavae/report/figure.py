@@ -6,7 +6,7 @@ import os
 
 import matplotlib.pyplot as plt
 
-from ..atomic import atomic_path
+from cryoavae.core.atomic import atomic_path
 
 DPI = 130
 

@@ -1,4 +1,5 @@
-"""Figure of a model's latent interpolations (:class:`cryoavae.interpolate.Interpolations`).
+"""Figure of a model's latent interpolations
+(:class:`cryoavae.inference.interpolate.Interpolations`).
 
 One row per class pair ("A -> B") and one per pose sweep ("pose sweep: class"), one column per
 step. 3-D volumes are shown by their central z slice. Each row has its own grey scale so that
@@ -13,8 +14,8 @@ import os
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..interpolate import Interpolations
-from .figure import save_figure
+from cryoavae.inference.interpolate import Interpolations
+from cryoavae.report.figure import save_figure
 
 __all__ = ["plot_interpolations"]
 

@@ -24,8 +24,8 @@ from bokeh.plotting import figure
 from bokeh.resources import INLINE
 from PIL import Image
 
-from ..atomic import write_text_atomic
-from ..particles import ParticleImages
+from cryoavae.core.atomic import write_text_atomic
+from cryoavae.particles import ParticleImages
 
 MAX_POINTS = 2000
 THUMBNAIL_PX = 64
@@ -83,7 +83,8 @@ def write_latent_explorer(
     title: str,
 ) -> int:
     """Write the page for ``latents`` (rows line up with ``umap_xy``, ``assignments`` — columns
-    of :func:`cryoavae.annotate.class_assignments` — and ``images``); return the points shown."""
+    of :func:`cryoavae.inference.annotate.class_assignments` — and ``images``); return the points
+    shown."""
     n = len(latents)
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(n, size=min(n, MAX_POINTS), replace=False)) if n else np.arange(0)

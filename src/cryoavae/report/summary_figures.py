@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .figure import save_figure
+from cryoavae.report.figure import save_figure
 
 METRICS = (
     ("accuracy", "accuracy (val)"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Collection, Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -13,14 +14,26 @@ import pandas as pd
 from matplotlib.patches import Circle
 from scipy import ndimage
 
-from .. import particles as P
-from ..tomogram import SimulatedTomogram
-from .figure import save_figure
+from cryoavae import particles as P
+from cryoavae.report.figure import save_figure
 
 __all__ = ["plot_tomogram_slice", "plot_tomogram_particles"]
 
 #: Gaussian low-pass (voxels) of the displayed slices: at 10 Å a WBP slice is shot noise first.
 _DISPLAY_SIGMA_PX = 1.5
+
+
+class TomogramView(Protocol):
+    """What the slice figure reads of a simulated tomogram (the sources' ``SimulatedTomogram``
+    has these; the report does not import a particle source)."""
+
+    name: str
+    plan: Any
+    central_slice: np.ndarray
+    central_z: int
+    radii_px: np.ndarray
+    class_names: Sequence[str]
+    voxel_size_angstrom: float
 
 
 def _colours(n: int) -> np.ndarray:
@@ -34,7 +47,7 @@ def _shown(image: np.ndarray) -> tuple[np.ndarray, float, float]:
     return smooth, float(low), float(high)
 
 
-def plot_tomogram_slice(path: str | os.PathLike, tomogram: SimulatedTomogram) -> None:
+def plot_tomogram_slice(path: str | os.PathLike, tomogram: TomogramView) -> None:
     """The tomogram's central z slice, low-passed for display, with a circle on every particle
     the slice cuts (its packing sphere's cross-section), coloured by class."""
     plan = tomogram.plan.sample

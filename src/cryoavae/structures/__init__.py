@@ -25,11 +25,10 @@ import gemmi
 import numpy as np
 
 from cryoavae import __version__
-from cryoavae.atomic import atomic_path
-from cryoavae.errors import InputError
-from cryoavae.schema import section_dataclass
-
-from .elements import repair_pdb_structure
+from cryoavae.core.atomic import atomic_path
+from cryoavae.core.errors import InputError
+from cryoavae.core.schema import section_dataclass
+from cryoavae.structures.elements import repair_pdb_structure
 
 __all__ = [
     "AtomArrays",

@@ -35,7 +35,7 @@ from collections import Counter
 
 import gemmi
 
-from cryoavae.errors import InputError
+from cryoavae.core.errors import InputError
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ import logging
 
 import torch
 
-from ..errors import InputError
-from ..schedules import ScheduleConfig
-from ..schema import section_dataclass, section_schema
+from cryoavae.core.errors import InputError
+from cryoavae.core.schema import section_dataclass, section_schema
+from cryoavae.train.schedules import ScheduleConfig
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ class TrainingConfig(
     section_dataclass(SECTION, nested={"beta": ScheduleConfig, "gamma": ScheduleConfig})
 ):
     """How to train: the YAML keys of ``training:``, with the schema's defaults and bounds
-    (``beta`` and ``gamma`` are :class:`~cryoavae.schedules.ScheduleConfig`)."""
+    (``beta`` and ``gamma`` are :class:`~cryoavae.train.schedules.ScheduleConfig`)."""
 
 
 def resolve_device(requested: str) -> torch.device:

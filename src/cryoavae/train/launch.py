@@ -23,13 +23,13 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..affinity.io import read_affinity_csv
-from ..atomic import write_text_atomic
-from ..errors import InputError
-from ..model import ModelConfig
-from ..particles import ParticleImages, read_particle_table
-from ..runlog import dump_json
-from .config import TrainingConfig
+from cryoavae.affinity.io import read_affinity_csv
+from cryoavae.core.atomic import write_text_atomic
+from cryoavae.core.errors import InputError
+from cryoavae.core.runlog import dump_json
+from cryoavae.model.config import ModelConfig
+from cryoavae.particles import ParticleImages, read_particle_table
+from cryoavae.train.config import TrainingConfig
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class TrainingJob:
 
 def launch(job: TrainingJob) -> dict:
     """Train ``job`` on ``devices × nodes`` processes; return the summary (also written)."""
-    from .run import check_training_inputs, train_model
+    from cryoavae.train.run import check_training_inputs, train_model
 
     table, images, affinity, model, config = job.inputs()
     check_training_inputs(table, images, affinity, model, config)
@@ -151,7 +151,7 @@ def _die_with_parent() -> None:
 
 def _worker(spec: Path) -> int:
     """One rank of a distributed job (run by torchrun)."""
-    from .run import train_model
+    from cryoavae.train.run import train_model
 
     _die_with_parent()
     job = TrainingJob(**json.loads(Path(spec).read_text()))

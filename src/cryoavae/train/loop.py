@@ -13,12 +13,12 @@ from typing import Any
 
 import torch
 
-from ..data import ResidentBatches, StreamedBatches, batch_indices
-from ..losses import LossTerms, avae_loss
-from ..model import AffinityVAE
-from .augment import wedge_turns
-from .config import TrainingConfig
-from .distributed import Cluster
+from cryoavae.model.vae import AffinityVAE
+from cryoavae.particles.batches import ResidentBatches, StreamedBatches, batch_indices
+from cryoavae.train.augment import wedge_turns
+from cryoavae.train.config import TrainingConfig
+from cryoavae.train.distributed import Cluster
+from cryoavae.train.losses import LossTerms, avae_loss
 
 
 class LossSums:

@@ -1,0 +1,153 @@
+"""Results back onto the user's own particles: a STAR table RELION, Warp and ``starfile`` read.
+
+``particles_annotated.star`` is the input particle table (for a STAR study: the user's own
+file, every data block, rows in their order) with columns added per particle:
+
+- ``cryoavaePredictedClass``, ``cryoavaePredictedClassNumber``: the seen class whose latent
+  centroid (mean unit mu of its training particles) is nearest in cosine, and its 1-based number
+  in the study's class list;
+- ``cryoavaeCentroidCosine``: the cosine to that centroid; ``cryoavaeNovelty`` = 1 - that cosine
+  (0 on the centroid, up to 2 opposite every centroid): the open-set score;
+- ``cryoavaeSplit``: how the study used the particle (train / val / unseen);
+- ``cryoavaeUmapX``, ``cryoavaeUmapY``: its position in the study's UMAP of mu, when there is one;
+- ``cryoavaeAngleRot``, ``cryoavaeAngleTilt``, ``cryoavaeAnglePsi`` (3-D) or ``cryoavaeAnglePsi``
+  (2-D): the model's orientation of the particle (RELION's ZYZ convention, degrees), when its
+  decoder turns by the pose. The frame is the model's own, one per class: the angles agree with
+  that class's ``class_averages.mrcs`` volume, not with an outside reference, so they are named
+  apart from ``rlnAngleRotPrior`` etc. rather than silently taken as priors.
+
+RELION keeps columns it does not know and warns about them; the names never clash with its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cryoavae import particles as P
+from cryoavae.core.errors import InputError
+from cryoavae.inference.latents import assign_nearest_class, class_centroids, latent_columns
+
+log = logging.getLogger(__name__)
+
+SOURCE_ROW = "cryoavaeSourceRow"  # written by cryoavae.sources.star
+COLUMNS = (
+    "cryoavaePredictedClass",
+    "cryoavaePredictedClassNumber",
+    "cryoavaeCentroidCosine",
+    "cryoavaeNovelty",
+    "cryoavaeSplit",
+    "cryoavaeUmapX",
+    "cryoavaeUmapY",
+)
+ANGLE_COLUMNS = {  # latents column -> STAR column
+    "inferred_rot": "cryoavaeAngleRot",
+    "inferred_tilt": "cryoavaeAngleTilt",
+    "inferred_psi": "cryoavaeAnglePsi",
+}
+
+
+def class_assignments(
+    latents: pd.DataFrame, reference: pd.DataFrame, class_names: Sequence[str]
+) -> pd.DataFrame:
+    """Nearest seen class, its number, cosine and novelty for every row of ``latents``, against
+    the centroids of the ``train`` rows of ``reference`` (a latents table, possibly the same)."""
+    train = reference[reference["split"].astype(str) == "train"]
+    if train.empty:
+        raise InputError("reference latents hold no training particles to build centroids from")
+    order = {name: i for i, name in enumerate(class_names)}
+    seen = sorted(train["class_name"].astype(str).unique(), key=lambda c: order.get(c, 1 << 30))
+    mu_columns = latent_columns(train, "mu")
+    if latent_columns(latents, "mu") != mu_columns:
+        raise InputError(
+            f"latents have {len(latent_columns(latents, 'mu'))} mu columns, the reference "
+            f"{len(mu_columns)}: embed both with the same model"
+        )
+    names = train["class_name"].astype(str).to_numpy()
+    centroids = class_centroids(train[mu_columns].to_numpy(), names, seen)
+    nearest = assign_nearest_class(latents[mu_columns].to_numpy(), centroids, seen)
+    return pd.DataFrame(
+        {
+            COLUMNS[0]: nearest["nearest_seen"].to_numpy(),
+            COLUMNS[1]: nearest["nearest_seen"].map(order).fillna(-1).astype(int) + 1,
+            COLUMNS[2]: nearest["nearest_cosine"].to_numpy(),
+            COLUMNS[3]: nearest["novelty"].to_numpy(),
+        }
+    )
+
+
+def annotate_particles(
+    source_star: str | os.PathLike,
+    latents: pd.DataFrame,
+    reference: pd.DataFrame,
+    class_names: Sequence[str],
+    out_path: str | os.PathLike,
+    umap_xy: pd.DataFrame | None = None,
+    source_rows: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Write ``source_star`` with the columns of this module added; return its particle table.
+
+    ``latents`` row ``i`` belongs to row ``source_rows[i]`` of the source's particle table
+    (default: row ``i``). ``umap_xy``: columns ``umap_x``, ``umap_y`` in the order of
+    ``latents``. Source rows without a latents row get empty values (NaN).
+
+    Raises:
+        InputError: the source has no particle table, rows do not line up, or a column clashes.
+    """
+    source_star, out_path = Path(source_star), Path(out_path)
+    blocks = P.read_star_blocks(source_star, what="particle STAR file")
+    name = _particle_block(blocks, source_star)
+    table = blocks[name].reset_index(drop=True)
+    rows = np.arange(len(latents)) if source_rows is None else np.asarray(source_rows, np.int64)
+    if len(rows) != len(latents) or (len(rows) and (rows.min() < 0 or rows.max() >= len(table))):
+        raise InputError(
+            f"{source_star}: its {len(table)} particles do not match the {len(latents)} "
+            "embedded ones (was the STAR file changed after the study read it?)"
+        )
+    clash = [c for c in (*COLUMNS, *ANGLE_COLUMNS.values()) if c in table.columns]
+    if clash:
+        log.warning("%s: replacing its columns %s with this study's", source_star, clash)
+    added = class_assignments(latents, reference, class_names)
+    added[COLUMNS[4]] = latents["split"].astype(str).to_numpy()
+    if umap_xy is not None:
+        added[COLUMNS[5]] = umap_xy["umap_x"].to_numpy()
+        added[COLUMNS[6]] = umap_xy["umap_y"].to_numpy()
+    for source, column in ANGLE_COLUMNS.items():
+        if source in latents.columns:
+            added[column] = latents[source].to_numpy(np.float64)
+    full = pd.DataFrame(index=np.arange(len(table)), columns=added.columns, dtype=object)
+    full.iloc[rows] = added.to_numpy(dtype=object)
+    for column in added.columns:  # numbers stay numbers in the STAR file
+        if column not in (COLUMNS[0], COLUMNS[4]):
+            full[column] = pd.to_numeric(full[column])
+    annotated = pd.concat([table.drop(columns=clash), full], axis=1)
+    header = "cryoavae: particles annotated with their latent-space results"
+    P.write_star_blocks(out_path, {**blocks, name: annotated}, header)
+    log.info(
+        "%s: %d particles annotated (nearest classes %s, median novelty %.3f)",
+        out_path,
+        len(added),
+        added[COLUMNS[0]].value_counts().to_dict(),
+        float(np.median(added[COLUMNS[3]])) if len(added) else float("nan"),
+    )
+    return annotated
+
+
+def _particle_block(blocks: dict, path: Path) -> str:
+    names = [n for n, t in blocks.items() if isinstance(t, pd.DataFrame) and P.IMAGE in t]
+    if len(names) != 1:
+        raise InputError(f"{path}: expected one table with {P.IMAGE}, found {len(names)}")
+    return names[0]
+
+
+def read_umap(path: str | os.PathLike) -> pd.DataFrame:
+    """The UMAP table the evaluation writes (``image``, ``umap_x``, ``umap_y``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: UMAP table not found")
+    return pd.read_csv(path, sep="\t")

@@ -1,0 +1,199 @@
+"""Embedding: every particle of a table through a trained encoder -> a latents table.
+
+Works on any particle table whose images match the model's box, including classes the model
+never saw (open-set use): labels are copied through, never used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cryoavae.core.errors import InputError
+from cryoavae.geometry.rotations import matrices_to_relion_angles
+from cryoavae.inference.latents import INFERRED_ANGLES
+from cryoavae.model.config import ModelConfig
+from cryoavae.model.vae import AffinityVAE, load_model
+from cryoavae.orientation.matcher import CtfModel
+from cryoavae.orientation.templates import OrientationConfig, matched_orientations
+from cryoavae.particles import (
+    ANGLES,
+    CLASS_NAME,
+    CLASS_NUMBER,
+    DEFOCUS,
+    IMAGE,
+    SPLIT,
+    ParticleImages,
+)
+from cryoavae.particles.batches import Split, StreamedBatches, batch_indices
+
+
+def embed_particles(
+    checkpoint_path: Path,
+    table: pd.DataFrame,
+    images: ParticleImages,
+    batch_size: int = 512,
+    device: str = "cpu",
+    orientation: OrientationConfig | None = None,
+    seed: int = 0,
+    ctf: CtfModel | None = None,
+    reference: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Encode every row of ``table``: mean latent ``mu_*`` and pose ``pose_*`` beside its labels.
+
+    Columns: ``image``, ``class_name``, ``class_number``, ``split``, ``angle_rot``,
+    ``angle_tilt``, ``angle_psi`` (degrees, from the table; ``unknown``/0/``unseen``/NaN where a
+    user's table has no such column), ``mu_0..mu_{k-1}``, ``pose_0..pose_{p-1}``. With
+    ``pose_encoding: circular`` the pose columns are ``(cos a, sin a)`` of the in-plane angle.
+    Images are read in large batches by the training's prefetching reader (the next batch is
+    read while this one is encoded), under ``torch.inference_mode``.
+
+    A decoder that turns a canonical particle also gives ``inferred_rot/tilt/psi`` (RELION
+    angles in the model's frame): the encoder's pose, or with ``orientation.method:
+    template_matching`` the orientation matched against the decoder's templates
+    (:mod:`cryoavae.orientation.templates`; ``seed`` seeds its k-means, ``ctf`` is the particles'
+    microscope), with the template in ``orientation_template``. The templates come from this
+    table's own ``train`` particles, or, for a new particle set, from the ``train`` rows of the
+    study's latents table ``reference``, so the set is matched as the study's particles were.
+    """
+    model, model_config, _ = load_model(checkpoint_path, device)
+    _check_box_shape(images, model_config, checkpoint_path)
+    n = len(table)
+    mu, pose, rotation = _encode(model, model_config, images, n, batch_size, device)
+    template = None
+    matching = orientation is not None and orientation.method == "template_matching"
+    if matching and model_config.ndim == 3 and np.isfinite(rotation).all() and n:
+        rotation, template = _match_to_templates(
+            model, mu, table, images, orientation, seed, ctf, reference
+        )
+    k, p = model_config.latent_dims, model_config.pose_dims
+    latent = pd.DataFrame(
+        np.concatenate([mu, pose], axis=1),
+        columns=[f"mu_{i}" for i in range(k)] + [f"pose_{i}" for i in range(p)],
+    )
+    tables = [_labels(table), latent]
+    if np.isfinite(rotation).all() and n:
+        tables.append(inferred_angles(rotation))
+    if template is not None:
+        tables.append(pd.DataFrame({"orientation_template": template}))
+    return pd.concat(tables, axis=1)
+
+
+def _check_box_shape(
+    images: ParticleImages, model_config: ModelConfig, checkpoint_path: Path
+) -> None:
+    """InputError before any encoding when the particles are not the boxes the model was
+    trained on (an empty stack has no shape to check)."""
+    box_shape = tuple(images.shape[1:]) if len(images) else None
+    expected = (model_config.box_size_px,) * model_config.ndim
+    if box_shape is not None and box_shape != expected:
+        raise InputError(
+            f"particle images are {box_shape} but the model in {checkpoint_path} expects {expected}"
+        )
+
+
+def _encode(
+    model: AffinityVAE,
+    model_config: ModelConfig,
+    images: ParticleImages,
+    n: int,
+    batch_size: int,
+    device: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``mu`` ``(n, k)``, ``pose`` ``(n, p)`` and the decoder's rotation ``(n, d, d)`` of every
+    particle (NaN where the decoder does not turn), read by the training's prefetching reader."""
+    every = Split(np.arange(n), np.zeros(n, dtype=np.int64))
+    source = StreamedBatches(images, every, torch.device(device))
+    k, p = model_config.latent_dims, model_config.pose_dims
+    mu = np.empty((n, k), np.float32)
+    pose = np.empty((n, p), np.float32)
+    d = model_config.ndim
+    rotation = np.full((n, d, d), np.nan, np.float64)
+    with torch.inference_mode():
+        for idx, (x, _) in zip(
+            batch_indices(n, batch_size), source.iterate(batch_indices(n, batch_size)), strict=True
+        ):
+            encoding = model.encode(x)  # x: (b, 1, *box)
+            mu[idx.numpy()] = encoding.mu.float().cpu().numpy()
+            pose[idx.numpy()] = encoding.pose.float().cpu().numpy()
+            turned = model.pose_rotation(encoding.pose)
+            if turned is not None:
+                rotation[idx.numpy()] = turned.double().cpu().numpy()
+    return mu, pose, rotation
+
+
+def _match_to_templates(
+    model: AffinityVAE,
+    mu: np.ndarray,
+    table: pd.DataFrame,
+    images: ParticleImages,
+    orientation: OrientationConfig,
+    seed: int,
+    ctf: CtfModel | None,
+    reference: pd.DataFrame | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each particle's rotation and template from the decoder's templates, clustered from the
+    train particles (the reference's when given; else this table's, or every particle when none
+    is labelled train), one template per class unless ``orientation.templates`` says how many."""
+    fit_mu = None
+    if reference is not None:
+        trained = reference[reference["split"].astype(str) == "train"]
+        fit_mu = trained[[f"mu_{i}" for i in range(mu.shape[1])]].to_numpy(np.float32)
+        names = trained["class_name"].astype(str).to_numpy()
+        train = np.arange(0)
+    else:
+        split = _column(table, SPLIT, "unseen").astype(str)
+        train = np.flatnonzero(split == "train")
+        train = train if len(train) else np.arange(len(table))
+        names = _column(table, CLASS_NAME, "unknown").astype(str)[train]
+    defocus = _column(table, DEFOCUS, np.nan).astype(float) / 1e4  # Å -> µm
+    return matched_orientations(
+        model,
+        mu,
+        train,
+        orientation.templates or len(np.unique(names)),
+        images,
+        orientation,
+        seed,
+        defocus if np.isfinite(defocus).all() else None,
+        ctf,
+        fit_mu,
+    )
+
+
+def _labels(table: pd.DataFrame) -> pd.DataFrame:
+    """The table's labels beside the latents, with placeholders for columns a user's table lacks."""
+    return pd.DataFrame(
+        {
+            "image": table[IMAGE].astype(str).to_numpy(),
+            "class_name": _column(table, CLASS_NAME, "unknown").astype(str),
+            "class_number": _column(table, CLASS_NUMBER, 0).astype(int),
+            "split": _column(table, SPLIT, "unseen").astype(str),
+            **{f"angle_{a}": _column(table, c, np.nan).astype(float) for a, c in _ANGLES},
+        }
+    )
+
+
+def inferred_angles(rotation: np.ndarray) -> pd.DataFrame:
+    """The model's orientation of each particle as angles: 3-D ``inferred_rot/tilt/psi``, RELION
+    ZYZ degrees of the matrix ``A`` the decoder turns its canonical particle by (a particle is
+    that canonical particle rotated actively by ``A``, :mod:`cryoavae.geometry.rotations`); 2-D
+    ``inferred_psi``, the in-plane angle turning +x towards +y."""
+    if rotation.shape[-1] == 2:
+        return pd.DataFrame(
+            {"inferred_psi": np.degrees(np.arctan2(rotation[:, 1, 0], rotation[:, 0, 0]))}
+        )
+    angles = matrices_to_relion_angles(rotation)
+    return pd.DataFrame(angles, columns=list(INFERRED_ANGLES))
+
+
+_ANGLES = tuple(zip(("rot", "tilt", "psi"), ANGLES, strict=True))
+
+
+def _column(table: pd.DataFrame, name: str, missing) -> np.ndarray:
+    if name in table.columns:
+        return table[name].to_numpy()
+    return np.full(len(table), missing, dtype=object if isinstance(missing, str) else None)

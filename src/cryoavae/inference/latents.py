@@ -1,0 +1,128 @@
+"""The latent space of a trained model: the latents table and the geometry read off it.
+
+The latents table (``models/<variant>/latents.tsv``, written by :mod:`cryoavae.inference.embed`)
+has one row per particle: ``image``, ``class_name``, ``class_number``, ``split`` (``train``/``val``/
+``unseen``), ``angle_rot``, ``angle_tilt``, ``angle_psi`` (RELION ZYZ, degrees), ``mu_0..mu_{k-1}``
+and ``pose_0..pose_{p-1}`` (``p`` may be 0). Directions in it are compared by cosine, as the
+affinity loss compares them, so class centroids are mean *unit* vectors. Evaluation, open-set
+application and interpolation all read the latent space through this module.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cryoavae.core.errors import InputError
+
+__all__ = [
+    "INFERRED_ANGLES",
+    "LATENT_COLUMNS",
+    "assign_nearest_class",
+    "class_centroids",
+    "class_cosine_matrix",
+    "latent_columns",
+    "read_latents",
+]
+
+#: Columns every latents table has besides ``mu_*`` and ``pose_*``.
+LATENT_COLUMNS = ("class_name", "split", "angle_rot", "angle_tilt", "angle_psi")
+#: The model's own orientation of each particle (3-D, when its decoder turns by the pose).
+INFERRED_ANGLES = ("inferred_rot", "inferred_tilt", "inferred_psi")
+
+
+def read_latents(path: str | os.PathLike) -> pd.DataFrame:
+    """A latents table (class names kept as strings), with a one-line error naming the file if
+    it is missing, unreadable, lacks a column, or holds non-finite ``mu``/``pose`` values."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: latents table not found")
+    try:
+        table = pd.read_csv(path, sep="\t", dtype={"class_name": str})
+    except Exception as exc:  # pandas raises several types for a malformed file
+        raise InputError(f"{path}: not a readable latents table ({exc})") from None
+    missing = [c for c in LATENT_COLUMNS if c not in table.columns]
+    if missing:
+        raise InputError(f"{path}: latents table lacks columns {missing}")
+    try:
+        columns = latent_columns(table, "mu") + latent_columns(table, "pose")
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+    if not columns or not columns[0].startswith("mu_"):
+        raise InputError(f"{path}: latents table has no mu_0..mu_(k-1) columns")
+    values = table[columns].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise InputError(f"{path}: row {row + 1} has {columns[col]} that is not a finite number")
+    return table
+
+
+def latent_columns(latents: pd.DataFrame, prefix: str) -> list[str]:
+    """Columns ``{prefix}_0, {prefix}_1, ...`` in index order (``mu_10`` after ``mu_9``)."""
+    found = {}
+    for column in latents.columns:
+        head, _, index = str(column).rpartition("_")
+        if head == prefix and index.isdigit():
+            found[int(index)] = column
+    if sorted(found) != list(range(len(found))):
+        raise InputError(f"latents table: columns {prefix}_* are not numbered 0..n-1: {found}")
+    return [found[i] for i in range(len(found))]
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length; a zero row stays zero (it has no direction)."""
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.where(norm > 0, norm, 1.0)
+
+
+def class_cosine_matrix(mu: np.ndarray, names: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    """Mean pairwise cosine of mu between the particles of every two classes, ``(c, c)``.
+
+    Equals the dot product of the classes' mean unit vectors; the diagonal includes self-pairs.
+    A class with no particles gets NaN.
+    """
+    u = _unit(np.asarray(mu, dtype=np.float64))
+    means = _class_means(u, np.asarray(names), classes)
+    return means @ means.T
+
+
+def class_centroids(mu: np.ndarray, names: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    """Each class's centroid direction ``(c, k)``: the normalised mean of its unit mu vectors."""
+    u = _unit(np.asarray(mu, dtype=np.float64))
+    return _unit(_class_means(u, np.asarray(names), classes))
+
+
+def _class_means(x: np.ndarray, names: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    ids = pd.Categorical(names, categories=list(classes)).codes.astype(np.int64)  # -1: other
+    keep = ids >= 0
+    sums = np.zeros((len(classes), x.shape[1]))
+    np.add.at(sums, ids[keep], x[keep])
+    counts = np.bincount(ids[keep], minlength=len(classes)).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return sums / counts[:, None]
+
+
+def assign_nearest_class(
+    mu: np.ndarray, centroids: np.ndarray, centroid_names: Sequence[str]
+) -> pd.DataFrame:
+    """Nearest class by cosine to ``centroids`` ``(c, k)`` for particles ``mu`` ``(n, k)``.
+
+    Returns columns ``nearest_seen``, ``nearest_cosine`` and ``novelty`` = 1 - nearest_cosine
+    (0 on a centroid's direction, up to 2 opposite every centroid): the open-set score for
+    particles the model has never seen.
+    """
+    cos = _unit(np.asarray(mu, dtype=np.float64)) @ np.asarray(centroids).T  # (n, c)
+    best = np.argmax(cos, axis=1)
+    nearest_cos = cos[np.arange(len(cos)), best]
+    return pd.DataFrame(
+        {
+            "nearest_seen": np.asarray(list(centroid_names), dtype=object)[best],
+            "nearest_cosine": nearest_cos,
+            "novelty": 1.0 - nearest_cos,
+        }
+    )

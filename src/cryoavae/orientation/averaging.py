@@ -1,0 +1,48 @@
+"""Subtomogram averages: particles turned back by their orientations and averaged.
+
+Each particle ``x_i`` is a reference turned actively by ``A_i``
+(:mod:`cryoavae.geometry.rotations`), so ``rotate(x_i, A_i^T)`` is the reference again, plus noise.
+With the missing wedge (a tilt series about y through ``±tilt_max_deg``) each particle lacks a
+wedge of Fourier space, turned with it: the average is then formed in Fourier space, every
+frequency divided by the number of particles that measured it (missing-wedge weighting), not by the
+number of particles. Used by the evaluation's class averages and by template matching's reference
+refinement.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cryoavae.geometry.volume_rotation import rotate_volumes
+from cryoavae.geometry.wedge import missing_wedge_mask
+from cryoavae.particles import ParticleImages
+
+__all__ = ["class_average"]
+
+BATCH = 128
+
+
+def class_average(
+    images: ParticleImages,
+    rows: np.ndarray,
+    rotations: np.ndarray,
+    tilt_max_deg: float | None = None,
+) -> np.ndarray:
+    """The average ``(d, d, d)`` of particles ``rows`` turned back by ``rotations`` ``(n, 3, 3)``
+    (RELION's ``A`` of each), missing-wedge weighted when ``tilt_max_deg`` is given."""
+    d = images.shape[-1]
+    spectrum = np.zeros((d, d, d), dtype=np.complex128)
+    weight = np.zeros((d, d, d))
+    wedge = None
+    if tilt_max_deg is not None:  # measured frequencies, centred on voxel d // 2 like a volume
+        wedge = np.fft.fftshift(missing_wedge_mask(d, tilt_max_deg, rfft=False)).astype(np.float32)
+    for start in range(0, len(rows), BATCH):
+        back = np.transpose(rotations[start : start + BATCH], (0, 2, 1))  # A^T
+        volumes = rotate_volumes(images.gather(rows[start : start + BATCH]), back)
+        spectrum += np.fft.fftshift(np.fft.fftn(volumes, axes=(1, 2, 3)), axes=(1, 2, 3)).sum(0)
+        if wedge is None:
+            weight += len(back)
+        else:
+            weight += rotate_volumes(wedge, back, source_index=np.zeros(len(back), int)).sum(0)
+    spectrum /= np.maximum(weight, 1.0)
+    return np.fft.ifftn(np.fft.ifftshift(spectrum)).real.astype(np.float32)

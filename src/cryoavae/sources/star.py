@@ -1,0 +1,189 @@
+"""Your own subtomograms: a RELION 3.1/4/5 or Warp STAR table of particles, read in place.
+
+The STAR file lists particles as ``rlnImageName`` = ``index@stack.mrcs`` or one ``.mrc`` (or
+``.mrcs``) per particle, paths relative to the STAR file's folder. :func:`import_star_particles`
+writes the study's particle table (:mod:`cryoavae.particles`) whose rows point at those same
+files: nothing is copied, so a study on 10^5 particles of 64^3 needs neither their size on disk
+again nor in memory. Columns taken from the user's table:
+
+- the class, from ``class_column``: integer class numbers (``rlnClassNumber``, 1-based into the
+  study's class list, the "names table") or names (any column of strings, matched to the class
+  list case-insensitively). A class outside the list becomes class number 0, split ``unseen``;
+- ``rlnAngleRot/Tilt/Psi`` when present (used only to score the pose), else NaN;
+- ``rlnDefocusU`` when present;
+- the split from ``split_column`` when given (``train``/``val``/``unseen``; unseen classes are
+  always ``unseen``), else drawn per class with the seed;
+- the voxel size from the optics block (``rlnImagePixelSize``, RELION 3.1+), else the first
+  stack's MRC header (0 there means unknown), else ``voxel_size_angstrom`` of the config.
+
+The table also records ``cryoavaeSourceRow`` (the particle's 0-based row in the user's table), so
+results can be written back onto the user's own rows (:mod:`cryoavae.inference.annotate`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cryoavae import particles as P
+from cryoavae.core.errors import InputError
+from cryoavae.core.schema import section_dataclass
+
+log = logging.getLogger(__name__)
+
+SECTION = "star"
+SOURCE_ROW = "cryoavaeSourceRow"
+KEYS = ("class_column", "split_column", "val_fraction", "voxel_size_angstrom")
+
+
+class StarSourceConfig(section_dataclass(SECTION, keys=KEYS)):
+    """How a user's STAR table is read: the ``star`` section's keys but the file and the class
+    lists (which the workflow passes on their own)."""
+
+
+def import_star_particles(
+    star_path: str | os.PathLike,
+    class_names: Sequence[str],
+    unseen: Sequence[str],
+    config: StarSourceConfig,
+    seed: int,
+    out_path: str | os.PathLike,
+) -> pd.DataFrame:
+    """Write the study's particle table for a user's STAR file; return it.
+
+    Every file it names is checked now (exists, holds the images asked for, one box shape), so a
+    broken table fails before training with the file and row named.
+
+    Raises:
+        InputError: a missing column or file, an index past a stack's end, mixed box sizes,
+            class numbers without names, splits other than train/val/unseen, no voxel size.
+    """
+    star_path, out_path = Path(star_path), Path(out_path)
+    user, optics = P.read_star_particles(star_path)
+    if user.empty:
+        raise InputError(f"{star_path}: the particle table has no rows")
+    lookup = P.class_lookup(class_names, unseen)
+    names = _class_names_of(user, config.class_column, list(class_names), star_path)
+    numbers, spelled, is_unseen = P.resolve_classes(names, lookup)
+    splits = _splits(user, config, numbers, is_unseen, seed, star_path)
+    index, stacks, whole = P.parse_image_references(user[P.IMAGE])
+    files = np.unique(stacks)  # each file's path as seen from the study's particle table
+    moved = {f: P.stack_reference(star_path.parent / f, out_path) for f in files}
+    target = pd.Series(stacks).map(moved).to_numpy(dtype=str)
+    numbered = np.char.add(np.char.add(np.char.zfill((index + 1).astype(str), 6), "@"), target)
+    refs = np.where(whole, target, numbered)
+    angles = (
+        user[list(P.ANGLES)].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+        if all(a in user.columns for a in P.ANGLES)
+        else None
+    )
+    defocus = pd.to_numeric(user.get(P.DEFOCUS, 0.0), errors="coerce")
+    table = P.particle_table(
+        refs,
+        numbers,
+        spelled,
+        splits,
+        angles_deg=angles,
+        defocus_angstrom=np.nan_to_num(np.asarray(defocus, dtype=np.float64), nan=0.0),
+        **{SOURCE_ROW: np.arange(len(user))},
+    )
+    images = P.ParticleImages(user, star_path)  # the user's paths, as the user wrote them
+    images.validate()
+    table[P.VOXEL_SIZE] = _voxel_size(user, optics, images, config, star_path)
+    P.write_particle_table(out_path, table)
+    log.info(
+        "%s: %d particles of %s in %d file(s), box %s, %.4g Å/voxel (%s)",
+        star_path,
+        len(table),
+        sorted(set(spelled)),
+        len(images.stack_names),
+        images.shape[1:],
+        table[P.VOXEL_SIZE].iloc[0],
+        ", ".join(f"{s} {int((splits == s).sum())}" for s in P.SPLITS),
+    )
+    return table
+
+
+def _class_names_of(
+    user: pd.DataFrame, column: str, class_names: list[str], path: Path
+) -> np.ndarray:
+    """Each particle's class name from ``column``: integers index ``class_names`` (1-based)."""
+    if column not in user.columns:
+        raise InputError(
+            f"{path}: class column {column!r} (star.class_column) is not in the table; its "
+            f"columns are {list(user.columns)}"
+        )
+    values = user[column]
+    numeric = pd.to_numeric(values, errors="coerce")
+    if numeric.notna().all() and (numeric == numeric.round()).all():
+        numbers = numeric.astype(np.int64).to_numpy()
+        known = (numbers >= 1) & (numbers <= len(class_names))
+        if not known.any():
+            raise InputError(
+                f"{path}: {column} holds numbers {sorted(set(numbers.tolist()))[:8]} but the "
+                f"study names {len(class_names)} classes (star.classes); give every number a name"
+            )
+        lookup = np.asarray(["", *class_names], dtype=object)
+        return np.where(known, lookup[np.clip(numbers, 0, len(class_names))], numbers.astype(str))
+    if values.isna().any():
+        raise InputError(f"{path}: {column} is empty in row {int(values.isna().argmax()) + 1}")
+    return values.astype(str).str.strip().to_numpy(dtype=object)
+
+
+def _splits(user, config, numbers, is_unseen, seed, path: Path) -> np.ndarray:
+    if config.split_column is None:
+        rng = np.random.default_rng(seed)
+        return P.assign_splits(numbers, is_unseen, config.val_fraction, rng)
+    if config.split_column not in user.columns:
+        raise InputError(
+            f"{path}: split column {config.split_column!r} (star.split_column) is not in the "
+            f"table; its columns are {list(user.columns)}"
+        )
+    given = user[config.split_column].astype(str).str.strip().str.lower().to_numpy()
+    bad = ~np.isin(given, P.SPLITS)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise InputError(
+            f"{path}: row {row + 1} has {config.split_column} = {given[row]!r}; expected one "
+            f"of {list(P.SPLITS)}"
+        )
+    moved = is_unseen & (given != "unseen")
+    if moved.any():
+        log.warning(
+            "%s: %d particles of unseen classes are marked %s; they stay unseen",
+            *(path, int(moved.sum()), config.split_column),
+        )
+    return np.where(is_unseen, "unseen", given)
+
+
+def _voxel_size(user, optics, images, config, path: Path) -> float:
+    """Optics block, then the first stack's header, then the config; one size for all."""
+    if optics is not None and P.VOXEL_SIZE in optics.columns:
+        sizes = pd.to_numeric(optics[P.VOXEL_SIZE], errors="coerce")
+        if "rlnOpticsGroup" in user.columns and "rlnOpticsGroup" in optics.columns:
+            groups = dict(zip(optics["rlnOpticsGroup"], sizes, strict=True))
+            used = sorted({groups.get(g, np.nan) for g in user["rlnOpticsGroup"].unique()})
+        else:
+            used = sorted(set(sizes.tolist()))
+        used = [v for v in used if np.isfinite(v)]
+        if len(used) > 1:
+            raise InputError(
+                f"{path}: the optics groups give voxel sizes {used} Å; a study needs one "
+                "(rescale the particles, or split the table)"
+            )
+        if used and used[0] > 0:
+            return float(used[0])
+    header = P.stack_voxel_size(images.root / images.stack_names[0])
+    if header > 0:
+        return header
+    if config.voxel_size_angstrom is not None:
+        return float(config.voxel_size_angstrom)
+    raise InputError(
+        f"{path}: no voxel size in its optics block nor in {images.stack_names[0]}'s header "
+        "(0 means unknown); set star.voxel_size_angstrom"
+    )

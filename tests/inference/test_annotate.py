@@ -1,0 +1,55 @@
+"""particles_annotated.star: the model's orientation goes back onto the user's rows under its
+own names, and only when the model has one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import starfile
+
+from cryoavae import particles as P
+from cryoavae.inference.annotate import ANGLE_COLUMNS, COLUMNS, annotate_particles
+
+
+def latents_table(n: int, rng, angles: bool) -> pd.DataFrame:
+    table = pd.DataFrame(
+        {
+            "image": [f"{i + 1}@stack.mrcs" for i in range(n)],
+            "class_name": np.where(np.arange(n) % 2 == 0, "a", "b"),
+            "split": "train",
+            "angle_rot": 0.0,
+            "angle_tilt": 0.0,
+            "angle_psi": 0.0,
+            "mu_0": np.where(np.arange(n) % 2 == 0, 1.0, -1.0) + 0.1 * rng.normal(size=n),
+            "mu_1": rng.normal(size=n),
+        }
+    )
+    if angles:
+        for column in ANGLE_COLUMNS:
+            table[column] = rng.uniform(-180, 180, n)
+    return table
+
+
+def source_star(path, n: int) -> None:
+    rows = pd.DataFrame({P.IMAGE: [f"{i + 1}@stack.mrcs" for i in range(n)], "rlnAngleRot": 5.0})
+    starfile.write({"particles": rows}, path)
+
+
+def test_inferred_angles_are_written_under_cryoavae_names_next_to_the_users_own(tmp_path):
+    rng = np.random.default_rng(0)
+    latents = latents_table(8, rng, angles=True)
+    source_star(tmp_path / "in.star", 8)
+    annotate_particles(tmp_path / "in.star", latents, latents, ["a", "b"], tmp_path / "out.star")
+    out = starfile.read(tmp_path / "out.star")
+    for source, column in ANGLE_COLUMNS.items():
+        np.testing.assert_allclose(out[column], latents[source], atol=1e-4)
+    assert (out["rlnAngleRot"] == 5.0).all()  # the user's own angles are left as they were
+    assert out[list(COLUMNS[:5])].notna().all().all()
+
+
+def test_a_model_without_orientations_adds_no_angle_columns(tmp_path):
+    latents = latents_table(6, np.random.default_rng(1), angles=False)
+    source_star(tmp_path / "in.star", 6)
+    annotate_particles(tmp_path / "in.star", latents, latents, ["a", "b"], tmp_path / "out.star")
+    out = starfile.read(tmp_path / "out.star")
+    assert not set(ANGLE_COLUMNS.values()) & set(out.columns)

@@ -1,0 +1,110 @@
+"""Applying a trained model to a new particle set: nearest class and novelty, and the study's own
+orientation step (template matching against the study's templates)."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from volume_fixtures import blobs
+
+from cryoavae import particles
+from cryoavae.core.atomic import atomic_path
+from cryoavae.core.errors import InputError
+from cryoavae.inference.apply import apply_model
+from cryoavae.inference.embed import embed_particles
+from cryoavae.inference.latents import read_latents
+from cryoavae.model.config import ModelConfig
+from cryoavae.orientation.templates import OrientationConfig
+from cryoavae.train import TrainingConfig, train_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+ANGLES = ["inferred_rot", "inferred_tilt", "inferred_psi"]
+MATCHING = OrientationConfig(
+    method="template_matching", grid_step_deg=20.0, refinement_levels=1, wedge_tilt_max_deg=60.0
+)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> tuple[Path, Path, pd.DataFrame]:
+    """A 3-D splat model trained for one epoch, its particles' STAR file, and the study's latents
+    table as the pipeline writes it (embedded with template matching, through latents.tsv)."""
+    root = tmp_path_factory.mktemp("apply")
+    rng = np.random.default_rng(4)
+    volumes = np.stack([blobs(rng)[4:20, 4:20, 4:20] for _ in range(12)])
+    table = pd.DataFrame(
+        {
+            particles.IMAGE: [particles.image_reference(i, "s.mrcs") for i in range(12)],
+            particles.CLASS_NUMBER: [1, 2] * 6,
+            **{angle: rng.uniform(0, 180, 12) for angle in particles.ANGLES},
+            particles.CLASS_NAME: ["a", "b"] * 6,
+            particles.SPLIT: ["train"] * 10 + ["val"] * 2,
+        }
+    )
+    particles.write_stack(root / "s.mrcs", volumes, 10.0)
+    star = root / "particles.star"
+    particles.write_particle_table(star, table)
+    table = particles.read_particle_table(star)
+    images = particles.ParticleImages(table, star)
+    config = ModelConfig(
+        ndim=3, box_size_px=16, channels=(4, 8), latent_dims=3, pose_dims=6,
+        pose_encoding="rotation6d", decoder="gaussian_splat", n_gaussians=8,
+    )  # fmt: skip
+    train_model(
+        table, images, np.eye(2), config, TrainingConfig(epochs=1, batch_size=4), 0,
+        root / "model.pt", root / "history.tsv", root / "work", threads=1,
+    )  # fmt: skip
+    latents = embed_particles(root / "model.pt", table, images, orientation=MATCHING, seed=3)
+    with atomic_path(root / "latents.tsv") as tmp:
+        latents.to_csv(tmp, sep="\t", index=False)
+    return root / "model.pt", star, read_latents(root / "latents.tsv")
+
+
+def test_a_template_matching_study_matches_an_applied_set_as_its_own(study):
+    """The study's own particles applied as a new set get the study's matched orientations and
+    templates; without the study's orientation step they would get the encoder's."""
+    checkpoint, star, reference = study
+    applied = apply_model(checkpoint, star, reference, orientation=MATCHING, seed=3)
+    np.testing.assert_array_equal(
+        applied["orientation_template"], reference["orientation_template"]
+    )
+    np.testing.assert_allclose(applied[ANGLES], reference[ANGLES], atol=1e-3)
+    encoder = apply_model(checkpoint, star, reference)
+    assert "orientation_template" not in encoder.columns
+    assert not np.allclose(encoder[ANGLES], reference[ANGLES], atol=1.0)
+
+
+def test_a_new_set_is_matched_against_the_study_templates_not_its_own(study):
+    """The particles the study matched against its second template, as a new set of one unknown
+    class: they keep the study's template and orientations (a set's own clustering would see one
+    class, make one template and number it 0)."""
+    checkpoint, star, _ = study
+    no_refining = OrientationConfig.from_dict({**vars(MATCHING), "reference_iterations": 0})
+    table = particles.read_particle_table(star)
+    images = particles.ParticleImages(table, star)
+    reference = embed_particles(checkpoint, table, images, orientation=no_refining, seed=3)
+    rows = np.flatnonzero(reference["orientation_template"].to_numpy() == 1)
+    assert len(rows)
+    subset = table.iloc[rows].assign(**{particles.SPLIT: "unseen", particles.CLASS_NAME: "new"})
+    subset_star = star.with_name("new_set.star")
+    particles.write_particle_table(subset_star, subset)
+    applied = apply_model(checkpoint, subset_star, reference, orientation=no_refining, seed=3)
+    expected = reference.iloc[rows].reset_index(drop=True)
+    np.testing.assert_array_equal(applied["orientation_template"], 1)
+    np.testing.assert_allclose(applied[ANGLES], expected[ANGLES], atol=1e-3)
+
+
+def test_nearest_class_and_novelty_against_the_training_centroids(study):
+    checkpoint, star, reference = study
+    applied = apply_model(checkpoint, star, reference)
+    assert set(applied["nearest_seen"]) <= {"a", "b"}
+    cosine, novelty = applied["nearest_cosine"].to_numpy(), applied["novelty"].to_numpy()
+    assert np.all((cosine >= -1) & (cosine <= 1))
+    np.testing.assert_allclose(novelty, 1 - cosine)
+
+
+def test_a_reference_without_training_particles_is_refused(study):
+    checkpoint, star, reference = study
+    with pytest.raises(InputError, match="no training particles"):
+        apply_model(checkpoint, star, reference[reference["split"] != "train"])

@@ -1,0 +1,112 @@
+"""Embedding: the latents table's columns and values, open-set tables, shape mismatches."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cryoavae import particles
+from cryoavae.core.errors import InputError
+from cryoavae.inference.embed import embed_particles
+from cryoavae.model.config import ModelConfig
+from cryoavae.model.vae import load_model
+from cryoavae.train import TrainingConfig, train_model
+
+BOX = 12
+MODEL = ModelConfig(
+    ndim=2, box_size_px=BOX, channels=(4, 8), latent_dims=3, pose_dims=2, pose_encoding="circular"
+)
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def write_particles(root: Path, names: list[str], splits: list[str], box: int = BOX) -> Path:
+    """One noisy image per entry; class numbers follow first appearance of each name."""
+    rng = np.random.default_rng(1)
+    numbers = {name: k + 1 for k, name in enumerate(dict.fromkeys(names))}
+    table = pd.DataFrame(
+        {
+            particles.IMAGE: [particles.image_reference(i, "s.mrcs") for i in range(len(names))],
+            particles.CLASS_NUMBER: [numbers[n] for n in names],
+            "rlnAngleRot": rng.uniform(0, 360, len(names)),
+            "rlnAngleTilt": rng.uniform(0, 180, len(names)),
+            "rlnAnglePsi": rng.uniform(0, 360, len(names)),
+            particles.CLASS_NAME: names,
+            particles.SPLIT: splits,
+        }
+    )
+    root.mkdir(parents=True, exist_ok=True)
+    images = rng.standard_normal((len(names), box, box)).astype(np.float32)
+    particles.write_stack(root / "s.mrcs", images, 4.0)
+    particles.write_particle_table(root / "particles.star", table)
+    return root / "particles.star"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("embed")
+    star = write_particles(root / "data", ["a", "b"] * 6, ["train"] * 10 + ["val"] * 2)
+    table = particles.read_particle_table(star)
+    images = particles.ParticleImages(table, star, 2)
+    train_model(
+        table,
+        images,
+        np.eye(2),
+        MODEL,
+        TrainingConfig(epochs=1, batch_size=4),
+        0,
+        root / "model.pt",
+        root / "history.tsv",
+        root / "work",
+        threads=1,
+    )
+    return root / "model.pt"
+
+
+def test_latents_table_columns_and_values(checkpoint, tmp_path):
+    names = ["a", "b", "zz", "a", "zz"]  # "zz" is a class the model never saw
+    star = write_particles(tmp_path, names, ["train", "val", "unseen", "train", "unseen"])
+    table = particles.read_particle_table(star)
+    images = particles.ParticleImages(table, star, 2)
+    latents = embed_particles(checkpoint, table, images, batch_size=2)
+    assert list(latents.columns) == [
+        "image",
+        "class_name",
+        "class_number",
+        "split",
+        "angle_rot",
+        "angle_tilt",
+        "angle_psi",
+        "mu_0",
+        "mu_1",
+        "mu_2",
+        "pose_0",
+        "pose_1",
+    ]
+    assert latents["image"].tolist() == table[particles.IMAGE].tolist()
+    assert latents["class_name"].tolist() == names
+    assert latents["class_number"].tolist() == [1, 2, 3, 1, 3]
+    assert latents["split"].tolist() == ["train", "val", "unseen", "train", "unseen"]
+    np.testing.assert_allclose(latents["angle_tilt"], table["rlnAngleTilt"])
+
+    model, _, _ = load_model(checkpoint)
+    with torch.no_grad():
+        mu, _, pose = model.encode(torch.from_numpy(images.gather(np.arange(5))))
+    np.testing.assert_allclose(latents[["mu_0", "mu_1", "mu_2"]], mu.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(latents[["pose_0", "pose_1"]], pose.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.hypot(latents["pose_0"], latents["pose_1"]), 1.0, rtol=1e-5)
+
+
+def test_images_of_another_box_are_refused(checkpoint, tmp_path):
+    star = write_particles(tmp_path, ["a", "b"], ["train", "val"], box=16)
+    table = particles.read_particle_table(star)
+    with pytest.raises(InputError, match="expects"):
+        embed_particles(checkpoint, table, particles.ParticleImages(table, star, 2))
+
+
+def test_missing_checkpoint_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        load_model(tmp_path / "nope.pt")

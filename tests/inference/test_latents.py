@@ -1,0 +1,104 @@
+"""The latent space read off a latents table (cryoavae.inference.latents): reading the table,
+its mu/pose columns, class cosines and centroid directions, and the nearest class."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cryoavae.core.errors import InputError
+from cryoavae.inference.latents import (
+    assign_nearest_class,
+    class_centroids,
+    class_cosine_matrix,
+    latent_columns,
+    read_latents,
+)
+
+
+def test_class_cosine_matrix_is_mean_pairwise_cosine():
+    mu = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]])
+    names = np.array(["a", "a", "b"])
+    cos = class_cosine_matrix(mu, names, ["a", "b", "empty"])
+    # a-b pairs: cos = 1 and 0 -> 0.5; a-a pairs (with self-pairs): (1 + 0 + 0 + 1) / 4
+    assert cos[0, 1] == pytest.approx(0.5)
+    assert cos[0, 0] == pytest.approx(0.5)
+    assert cos[1, 1] == pytest.approx(1.0)
+    assert np.isnan(cos[2]).all()
+
+
+def test_assign_nearest_class_by_cosine():
+    centroids = np.array([[1.0, 0.0], [0.0, 1.0]])
+    out = assign_nearest_class(np.array([[5.0, 1.0], [-1.0, 0.0], [0.0, 0.1]]), centroids, "xy")
+    assert list(out["nearest_seen"]) == ["x", "y", "y"]
+    expected_cos = [5 / np.sqrt(26), 0.0, 1.0]
+    assert out["nearest_cosine"].to_numpy() == pytest.approx(expected_cos)
+    assert out["novelty"].to_numpy() == pytest.approx(1 - np.array(expected_cos))
+
+
+def test_latent_columns_in_numeric_order():
+    table = pd.DataFrame(
+        columns=["mu_10", "mu_2", "mu_0", "mu_1", "pose_0", "mu_3", "mu_4"]
+        + [f"mu_{i}" for i in range(5, 10)]
+        + ["mu_x"]
+    )
+    assert latent_columns(table, "mu") == [f"mu_{i}" for i in range(11)]
+    assert latent_columns(table, "pose") == ["pose_0"]
+
+
+def test_class_centroids_are_mean_directions_whatever_the_lengths():
+    """Each particle counts by its direction only: a plain mean would be pulled to the long
+    vector. Particles of other classes are left out; a class without particles is NaN."""
+    mu = np.array([[10.0, 0.0], [0.0, 1.0], [0.0, -3.0], [5.0, 5.0]])
+    names = np.array(["a", "a", "b", "other"])
+    centroids = class_centroids(mu, names, ["a", "b", "empty"])
+    np.testing.assert_allclose(centroids[0], [np.sqrt(0.5), np.sqrt(0.5)])
+    np.testing.assert_allclose(centroids[1], [0.0, -1.0])
+    assert np.isnan(centroids[2]).all()
+
+
+def latents_table(**columns) -> pd.DataFrame:
+    table = pd.DataFrame(
+        {
+            "image": ["000001@s.mrcs", "000002@s.mrcs"],
+            "class_name": ["007", "1e3"],  # names pandas would read as numbers
+            "split": ["train", "val"],
+            "angle_rot": 0.0,
+            "angle_tilt": 0.0,
+            "angle_psi": [10.0, 20.0],
+            "mu_0": [0.5, -1.0],
+            "mu_1": [2.0, 3.0],
+            "pose_0": [0.1, 0.2],
+        }
+    )
+    return table.assign(**columns)
+
+
+def test_read_latents_keeps_class_names_as_written(tmp_path):
+    path = tmp_path / "latents.tsv"
+    latents_table().to_csv(path, sep="\t", index=False)
+    table = read_latents(path)
+    assert list(table["class_name"]) == ["007", "1e3"]
+    np.testing.assert_array_equal(table[latent_columns(table, "mu")], [[0.5, 2.0], [-1.0, 3.0]])
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"mu_1": [2.0, np.inf]}, "row 2 has mu_1 that is not a finite number"),
+        ({"pose_0": [0.1, "x"]}, "row 2 has pose_0 that is not a finite number"),
+        ({"mu_3": [1.0, 1.0]}, "columns mu_* are not numbered 0..n-1"),
+        ({"split": None}, "lacks columns ['split']"),
+    ],
+)
+def test_read_latents_refuses_a_bad_table_in_one_line_naming_the_file(tmp_path, change, message):
+    path = tmp_path / "latents.tsv"
+    table = latents_table(**{k: v for k, v in change.items() if v is not None})
+    table.drop(columns=[k for k, v in change.items() if v is None]).to_csv(
+        path, sep="\t", index=False
+    )
+    with pytest.raises(InputError) as err:
+        read_latents(path)
+    assert str(err.value).startswith(f"{path}: ") and message in str(err.value)
+    assert "\n" not in str(err.value)
+    with pytest.raises(InputError, match="latents table not found"):
+        read_latents(tmp_path / "missing.tsv")

@@ -1,0 +1,191 @@
+"""Orientations by matching the model's templates (cryoavae.orientation.templates): embedding
+reports them, reference iterations sharpen a blurred template, multi-reference assignment, and the
+template centres of the latent space."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.fft
+from scipy.spatial.transform import Rotation
+from volume_fixtures import D, blobs, measured
+
+from cryoavae import particles
+from cryoavae.geometry.ctf import frequency_squared_index
+from cryoavae.geometry.rotations import align_rotations, geodesic_deg
+from cryoavae.inference.embed import embed_particles
+from cryoavae.model.config import ModelConfig
+from cryoavae.orientation.matcher import CtfModel, TemplateMatcher
+from cryoavae.orientation.templates import (
+    OrientationConfig,
+    match_with_references,
+    template_centres,
+)
+from cryoavae.train import TrainingConfig, train_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def splat_study(tmp_path_factory):
+    """A 3-D Gaussian-splat model trained for one epoch, and its particles' table and images."""
+    root = tmp_path_factory.mktemp("matching")
+    rng = np.random.default_rng(4)
+    volumes = np.stack([blobs(rng)[4:20, 4:20, 4:20] for _ in range(12)])
+    names = ["a", "b"] * 6
+    table = pd.DataFrame(
+        {
+            particles.IMAGE: [particles.image_reference(i, "s.mrcs") for i in range(12)],
+            particles.CLASS_NUMBER: [1, 2] * 6,
+            **{angle: rng.uniform(0, 180, 12) for angle in particles.ANGLES},
+            particles.CLASS_NAME: names,
+            particles.SPLIT: ["train"] * 10 + ["val"] * 2,
+            particles.DEFOCUS: rng.uniform(2e4, 4e4, 12),
+        }
+    )
+    particles.write_stack(root / "s.mrcs", volumes, 10.0)
+    particles.write_particle_table(root / "particles.star", table)
+    table = particles.read_particle_table(root / "particles.star")
+    images = particles.ParticleImages(table, root / "particles.star")
+    config = ModelConfig(
+        ndim=3,
+        box_size_px=16,
+        channels=(4, 8),
+        latent_dims=3,
+        pose_dims=6,
+        pose_encoding="rotation6d",
+        decoder="gaussian_splat",
+        n_gaussians=8,
+        wedge_tilt_max_deg=60.0,
+    )
+    train_model(
+        table,
+        images,
+        np.eye(2),
+        config,
+        TrainingConfig(epochs=1, batch_size=4),
+        0,
+        root / "model.pt",
+        root / "history.tsv",
+        root / "work",
+        threads=1,
+    )
+    return root / "model.pt", table, images
+
+
+def test_embedding_reports_matched_orientations_and_their_templates(splat_study):
+    checkpoint, table, images = splat_study
+    matching = OrientationConfig(
+        method="template_matching", grid_step_deg=20.0, refinement_levels=1
+    )
+    first = embed_particles(
+        checkpoint, table, images, orientation=matching, seed=3, ctf=CtfModel(10.0)
+    )
+    again = embed_particles(
+        checkpoint, table, images, orientation=matching, seed=3, ctf=CtfModel(10.0)
+    )
+    encoder = embed_particles(checkpoint, table, images)
+    angles = ["inferred_rot", "inferred_tilt", "inferred_psi"]
+    assert set(first["orientation_template"]) <= {0, 1}  # one template per seen class
+    assert np.isfinite(first[angles].to_numpy()).all()
+    pd.testing.assert_frame_equal(first, again)  # seeded: the same orientations again
+    assert "orientation_template" not in encoder.columns
+    np.testing.assert_allclose(first[["mu_0", "mu_1", "mu_2"]], encoder[["mu_0", "mu_1", "mu_2"]])
+    assert not np.allclose(first[angles], encoder[angles])  # the search replaced the encoder's
+
+
+def test_reference_iterations_turn_a_blurred_reference_into_the_particles_own(tmp_path):
+    """A reference that has lost its detail (the decoder's blur) misplaces particles; averaging
+    the particles by their matched orientations and matching again recovers them."""
+    rng = np.random.default_rng(5)
+    truth_map = blobs(rng, n=9)
+    spectrum = scipy.fft.rfftn(truth_map)
+    k2 = frequency_squared_index(D)
+    blurred = scipy.fft.irfftn(spectrum * np.exp(-k2 / (2 * 1.0**2)), s=(D, D, D)).astype(
+        np.float32
+    )
+    truth = Rotation.random(60, random_state=rng).as_matrix()
+    images = _image_set(tmp_path, measured(truth_map, truth, rng, snr=1.0))
+    errors = {}
+    for iterations in (0, 2):
+        config = OrientationConfig(grid_step_deg=15.0, reference_iterations=iterations)
+        found, _ = match_with_references(blurred[None], np.zeros(60), images, 60.0, config)
+        _, errors[iterations] = align_rotations(found, truth)
+    assert np.median(errors[0]) > 3 * np.median(errors[2])  # measured: 7.5 against 1.0 deg
+    assert np.median(errors[2]) < 2.0
+
+
+def _image_set(tmp_path, volumes):
+    n = len(volumes)
+    table = pd.DataFrame(
+        {
+            particles.IMAGE: [particles.image_reference(i, "s.mrcs") for i in range(n)],
+            particles.CLASS_NUMBER: 1,
+            **{angle: 0.0 for angle in particles.ANGLES},
+            particles.CLASS_NAME: "a",
+            particles.SPLIT: "train",
+        }
+    )
+    particles.write_stack(tmp_path / "s.mrcs", volumes, 10.0)
+    particles.write_particle_table(tmp_path / "p.star", table)
+    return particles.ParticleImages(
+        particles.read_particle_table(tmp_path / "p.star"), tmp_path / "p.star"
+    )
+
+
+def test_best_match_puts_each_particle_with_its_own_map_whatever_its_first_template(tmp_path):
+    """Multi-reference alignment: particles of two maps, every third one first given the other
+    map's template. With ``best_match`` each ends with its own map and its orientation; with
+    ``nearest_centre`` the misassigned ones keep the wrong template and a wrong orientation."""
+    rng = np.random.default_rng(6)
+    maps = np.stack([blobs(rng), blobs(rng)])
+    which = np.arange(24) % 2
+    truth = Rotation.random(24, random_state=rng).as_matrix()
+    volumes = np.concatenate([measured(maps[c], truth[which == c], rng, snr=1.0) for c in (0, 1)])
+    order = np.concatenate([np.flatnonzero(which == c) for c in (0, 1)])
+    which, truth = which[order], truth[order]
+    first = np.where(np.arange(24) % 3 == 0, 1 - which, which)
+    images = _image_set(tmp_path, volumes)
+    errors, chosen = {}, {}
+    for assignment in ("nearest_centre", "best_match"):
+        config = OrientationConfig(
+            grid_step_deg=15.0, reference_iterations=0, assignment=assignment
+        )
+        found, chosen[assignment] = match_with_references(maps, first, images, 60.0, config)
+        errors[assignment] = geodesic_deg(found, truth)
+    np.testing.assert_array_equal(chosen["best_match"], which)
+    assert np.median(errors["best_match"]) < 3.0 and errors["best_match"].max() < 5.0
+    np.testing.assert_array_equal(chosen["nearest_centre"], first)
+    assert np.median(errors["nearest_centre"][first != which]) > 30.0
+    _, _, template = TemplateMatcher(maps, 60.0, None, 15.0, 3).match_any(volumes)
+    np.testing.assert_array_equal(template, which)  # the matcher itself, without the averages
+
+
+def test_cosine_centres_keep_classes_whose_lengths_differ_many_fold_apart():
+    """The avae's |mu| can differ 50x between classes (the affinity term sets only cosines):
+    Euclidean k-means then splits the long class along its length and merges the two short
+    ones near the origin; on directions each class is one centre of its own mean length."""
+    rng = np.random.default_rng(0)
+    axes = np.eye(3)
+    lengths = [rng.uniform(4.0, 16.0, 200), np.full(200, 0.3), np.full(200, 0.3)]
+    mu = np.concatenate(
+        [
+            length[:, None] * (axis + 0.05 * rng.standard_normal((200, 3)))
+            for axis, length in zip(axes, lengths, strict=True)
+        ]
+    )
+    truth = np.repeat(np.arange(3), 200)
+    rows = np.arange(len(mu))
+
+    def purity(labels):
+        return sum(np.bincount(truth[labels == c]).max() for c in np.unique(labels)) / len(labels)
+
+    _, euclidean = template_centres(mu[rows], mu, 3, "euclidean", seed=1)
+    centres, cosine = template_centres(mu[rows], mu, 3, "cosine", seed=1)
+    assert purity(euclidean) < 0.8  # the two short classes share a centre
+    assert purity(cosine) == 1.0
+    order = [np.bincount(cosine[truth == c]).argmax() for c in range(3)]
+    np.testing.assert_allclose(
+        np.linalg.norm(centres[order], axis=1),
+        [mu[truth == c].mean(0) @ axes[c] for c in range(3)],
+        rtol=0.05,
+    )

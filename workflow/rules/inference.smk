@@ -1,0 +1,83 @@
+# Inference with a trained model: latents and orientations of every particle, results written
+# back onto the input particles, and new particle sets placed in the latent space.
+
+
+rule embed_particles:
+    """Encode every particle (train, val, unseen) with the trained model: mu, pose, labels, and
+    orientation (the encoder's, or matched against its decoder: config orientation)."""
+    input:
+        model=f"{R}/models/{{variant}}/model.pt",
+        particles=f"{R}/particles/particles.star",
+        stacks=particle_stacks(),
+    output:
+        f"{R}/models/{{variant}}/latents.tsv",
+    log:
+        f"{R}/logs/embed_particles/{{variant}}.log",
+    benchmark:
+        f"{R}/benchmarks/embed_particles/{{variant}}.tsv"
+    conda:
+        "../../envs/cryoavae.yaml"
+    threads: THREADS
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        orientation=orientation_params(),
+        seed=config["seed"],
+        microscope=microscope(),
+    script:
+        "../../scripts/embed_particles.py"
+
+
+rule annotate_particles:
+    """The input particles (your STAR file for a STAR study) with each one's results added."""
+    input:
+        latents=f"{R}/models/{{variant}}/latents.tsv",
+        umap_table=f"{R}/models/{{variant}}/umap.tsv",
+        particles=f"{R}/particles/particles.star",
+        source=source_particles(),
+    output:
+        f"{R}/models/{{variant}}/particles_annotated.star",
+    log:
+        f"{R}/logs/annotate_particles/{{variant}}.log",
+    benchmark:
+        f"{R}/benchmarks/annotate_particles/{{variant}}.tsv"
+    conda:
+        "../../envs/cryoavae.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        class_names=CLASSES,
+    script:
+        "../../scripts/annotate_particles.py"
+
+
+rule apply_model:
+    """Place a new particle set (e.g. from a tomogram) in a trained model's latent space."""
+    input:
+        model=f"{R}/models/{{variant}}/model.pt",
+        reference=f"{R}/models/{{variant}}/latents.tsv",
+        particles=lambda wildcards: config["apply"]["particle_sets"][
+            wildcards.particle_set
+        ],
+    output:
+        table=f"{R}/applied/{{variant}}/{{particle_set}}.tsv",
+        star=f"{R}/applied/{{variant}}/{{particle_set}}.star",
+    log:
+        f"{R}/logs/apply_model/{{variant}}/{{particle_set}}.log",
+    benchmark:
+        f"{R}/benchmarks/apply_model/{{variant}}/{{particle_set}}.tsv"
+    conda:
+        "../../envs/cryoavae.yaml"
+    threads: THREADS
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        orientation=orientation_params(),
+        seed=config["seed"],
+        microscope=microscope(),
+    script:
+        "../../scripts/apply_model.py"
