@@ -75,7 +75,10 @@ def splat_study(tmp_path_factory):
 def test_embedding_reports_matched_orientations_and_their_templates(splat_study):
     checkpoint, table, images = splat_study
     matching = OrientationConfig(
-        method="template_matching", grid_step_deg=20.0, refinement_levels=1
+        method="template_matching",
+        grid_step_deg=20.0,
+        refinement_levels=1,
+        wedge_tilt_max_deg=60.0,
     )
     first = embed_particles(
         checkpoint, table, images, orientation=matching, seed=3, ctf=CtfModel(10.0)
@@ -107,8 +110,10 @@ def test_reference_iterations_turn_a_blurred_reference_into_the_particles_own(tm
     images = _image_set(tmp_path, measured(truth_map, truth, rng, snr=1.0))
     errors = {}
     for iterations in (0, 2):
-        config = OrientationConfig(grid_step_deg=15.0, reference_iterations=iterations)
-        found, _ = match_with_references(blurred[None], np.zeros(60), images, 60.0, config)
+        config = OrientationConfig(
+            grid_step_deg=15.0, reference_iterations=iterations, wedge_tilt_max_deg=60.0
+        )
+        found, _ = match_with_references(blurred[None], np.zeros(60), images, config)
         _, errors[iterations] = align_rotations(found, truth)
     assert np.median(errors[0]) > 3 * np.median(errors[2])  # measured: 7.5 against 1.0 deg
     assert np.median(errors[2]) < 2.0
@@ -148,9 +153,12 @@ def test_best_match_puts_each_particle_with_its_own_map_whatever_its_first_templ
     errors, chosen = {}, {}
     for assignment in ("nearest_centre", "best_match"):
         config = OrientationConfig(
-            grid_step_deg=15.0, reference_iterations=0, assignment=assignment
+            grid_step_deg=15.0,
+            reference_iterations=0,
+            assignment=assignment,
+            wedge_tilt_max_deg=60.0,
         )
-        found, chosen[assignment] = match_with_references(maps, first, images, 60.0, config)
+        found, chosen[assignment] = match_with_references(maps, first, images, config)
         errors[assignment] = geodesic_deg(found, truth)
     np.testing.assert_array_equal(chosen["best_match"], which)
     assert np.median(errors["best_match"]) < 3.0 and errors["best_match"].max() < 5.0

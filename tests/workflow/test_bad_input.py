@@ -25,6 +25,9 @@ from cryoavae import particles as P
 from cryoavae.model.config import ModelConfig
 from cryoavae.model.vae import build_model
 
+# end-to-end runs of snakemake and the command line tools: the slow lane
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 
 

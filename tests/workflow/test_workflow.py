@@ -15,6 +15,9 @@ import starfile
 import torch
 import yaml
 
+# end-to-end runs of snakemake and the command line tools: the slow lane
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 

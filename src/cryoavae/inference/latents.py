@@ -98,7 +98,7 @@ def class_centroids(mu: np.ndarray, names: np.ndarray, classes: Sequence[str]) -
 
 
 def _class_means(x: np.ndarray, names: np.ndarray, classes: Sequence[str]) -> np.ndarray:
-    ids = pd.Categorical(names, categories=list(classes)).codes.astype(np.int64)  # -1: other
+    ids = pd.Index(list(classes)).get_indexer(names.astype(object)).astype(np.int64)  # -1: other
     keep = ids >= 0
     sums = np.zeros((len(classes), x.shape[1]))
     np.add.at(sums, ids[keep], x[keep])

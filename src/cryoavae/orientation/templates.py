@@ -76,9 +76,8 @@ def matched_orientations(
         device = next(model.parameters()).device
         centres = torch.from_numpy(centres.astype(np.float32)).to(device)
         templates = model.decode(centres)[:, 0].float().cpu().numpy()  # identity pose
-    wedge = config.wedge_tilt_max_deg
     rotations, template = match_with_references(
-        templates, template, images, wedge, config, defocus_um, ctf
+        templates, template, images, config, defocus_um, ctf
     )
     log.info(
         "template matching (%s): %d particles against %d templates, %d reference iterations: "
@@ -123,7 +122,6 @@ def match_with_references(
     templates: np.ndarray,
     template_index: np.ndarray,
     images,
-    wedge_tilt_max_deg: float | None,
     config: OrientationConfig,
     defocus_um: np.ndarray | None = None,
     ctf: CtfModel | None = None,
@@ -131,7 +129,9 @@ def match_with_references(
     """Each of the ``n`` particles of ``images`` matched against ``templates[template_index]``
     (with ``config.assignment: best_match``, against whichever template fits it best), then
     ``config.reference_iterations`` times against the averages of the particles matched to each
-    template -> rotations ``(n, 3, 3)`` and the template of each ``(n,)``."""
+    template -> rotations ``(n, 3, 3)`` and the template of each ``(n,)``. Matching and averaging
+    see the particles through their missing wedge, ``config.wedge_tilt_max_deg``."""
+    wedge_tilt_max_deg = config.wedge_tilt_max_deg
     templates = np.array(templates, dtype=np.float32)  # a copy: the averages replace it
     template_index = np.array(template_index, dtype=np.int64)
     args = (images, wedge_tilt_max_deg, config, defocus_um, ctf)
