@@ -18,6 +18,21 @@ def schema_path() -> Path:
     return REPO / "src" / "cryoavae" / "config.schema.yaml"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_numba_cache(tmp_path_factory):
+    """One numba cache for every study the tests run (each in a folder of its own): umap-learn
+    compiles once per test session instead of once per study, as a user's results/cache does."""
+    import os
+
+    before = os.environ.get("NUMBA_CACHE_DIR")
+    os.environ["NUMBA_CACHE_DIR"] = str(tmp_path_factory.mktemp("numba_cache"))
+    yield
+    if before is None:
+        os.environ.pop("NUMBA_CACHE_DIR", None)
+    else:
+        os.environ["NUMBA_CACHE_DIR"] = before
+
+
 @pytest.fixture
 def one_thread():
     """One torch thread: the machine is shared, and results then do not depend on its cores."""

@@ -214,3 +214,29 @@ def test_architecture_doc_names_every_module():
             assert name.split(".")[-1] in named, f"docs/architecture.md does not name `{name}`"
     for folder in ALLOWED:
         assert f"`{folder}/`" in doc, f"docs/architecture.md has no row for `{folder}/`"
+
+
+def test_docstring_references_name_modules_that_exist():
+    """``:mod:`` and ``:func:`` references in docstrings point at real modules, so a moved
+    module cannot leave its old name behind in the prose."""
+    dotted = {"cryoavae." + name if name else "cryoavae" for name in MODULES}
+    stale = []
+    for name, path in MODULES.items():
+        parts = ["cryoavae", *name.split(".")] if name else ["cryoavae"]
+        package = parts if path.name == "__init__.py" else parts[:-1]
+        for kind, ref in re.findall(
+            r":(mod|func|class|data|meth):`~?(\.?[\w.]+)`", path.read_text()
+        ):
+            if ref.startswith("."):
+                dots = len(ref) - len(ref.lstrip("."))
+                target = ".".join(package[: len(package) - dots + 1] + [ref.lstrip(".")])
+            elif ref.startswith("cryoavae"):
+                target = ref
+            else:
+                continue
+            owners = [target] if kind == "mod" else [target.rsplit(".", 1)[0]]
+            if kind != "mod" and target.count(".") > 1:
+                owners.append(target.rsplit(".", 2)[0])  # a method or attribute of a class
+            if not any(owner in dotted for owner in owners):
+                stale.append(f"cryoavae.{name}: :{kind}:`{ref}`")
+    assert not stale, "docstrings name modules that do not exist: " + ", ".join(stale)

@@ -45,3 +45,8 @@ def test_bad_split_and_malformed_references_refused(tmp_path):
         P.read_particle_table(tmp_path / "bad.star")
     with pytest.raises(InputError, match="not of the form"):
         P.split_image_reference("a.mrcs")
+
+
+def test_class_counts_give_held_out_classes_their_own_number():
+    counts = P.class_counts(["a", "b", "c"], {"c"}, per_class=5, per_unseen_class=2)
+    assert counts.dtype == np.int64 and counts.tolist() == [5, 5, 2]

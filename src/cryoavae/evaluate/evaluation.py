@@ -108,8 +108,8 @@ def evaluate_latents(
     ``embed_umap=False`` skips the UMAP (``umap_xy`` is None) when only the numbers are wanted;
     ``umap_cache_dir`` keeps its numba compilation for the next process
     (:func:`.projection.cache_umap_compilation`). ``symmetry`` gives classes' point groups
-    already placed in their maps' frames (:mod:`.symmetry`); without it the groups named in
-    ``config.symmetry`` are taken in scipy's standard orientation.
+    already placed in their maps' frames (:mod:`cryoavae.structures.symmetry`); without it the
+    groups named in ``config.symmetry`` are taken in scipy's standard orientation.
 
     Keys of ``metrics``:
 

@@ -24,11 +24,13 @@ def cache_umap_compilation(cache_dir: str | os.PathLike) -> None:
 
     umap-learn compiles most of its functions without numba's ``cache=True``; every such
     module-level function is switched to caching. numba keys each cache entry by the function,
-    its argument types and the CPU, so a cache shared by different machines stays correct.
+    its argument types and the CPU, so a cache shared by different machines stays correct. A
+    cache folder the user chose for numba (``NUMBA_CACHE_DIR``) wins over ``cache_dir``.
     """
     import numba
     from numba.core.dispatcher import Dispatcher
 
+    cache_dir = os.environ.get("NUMBA_CACHE_DIR") or cache_dir
     os.makedirs(cache_dir, exist_ok=True)
     os.environ["NUMBA_CACHE_DIR"] = str(cache_dir)
     numba.config.CACHE_DIR = str(cache_dir)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +145,16 @@ def particle_table(
     for name, values in extra_columns.items():
         columns[name] = values
     return pd.DataFrame(columns)
+
+
+def class_counts(
+    class_names: Sequence[str], unseen: Collection[str], per_class: int, per_unseen_class: int
+) -> np.ndarray:
+    """How many particles each class gets ``(c,)`` int64: ``per_unseen_class`` for the classes
+    held out of training, ``per_class`` for the others (one rule for every generated source)."""
+    return np.array(
+        [per_unseen_class if name in unseen else per_class for name in class_names], np.int64
+    )
 
 
 def assign_splits(

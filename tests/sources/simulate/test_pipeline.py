@@ -157,7 +157,7 @@ def test_a_point_at_the_box_centre_stays_at_the_centre():
     d, c = 16, 8
     point = np.zeros((1, d, d, d), dtype=np.float32)
     point[0, c, c, c] = 1.0
-    cfg = config(snr=None, ctf={"enabled": False})
+    cfg = config(snr=None, ctf={"enabled": False}, wedge_tilt_max_deg=None)
     plan = plan_shard(["point"], set(), cfg, 0, seed=5)
     out = simulate_batch(padded_spectra(point), plan, cfg, 10.0)
     for particle in out:
@@ -174,7 +174,7 @@ def shard_files(tmp_path, maps, cfg, shard=0, seed=123, folder="particles", **kw
 def test_rotated_back_by_recorded_angles_correlates_with_the_clean_map(tmp_path):
     d = 24
     maps = class_maps(d)
-    cfg = config(snr=100.0, ctf={"enabled": False})
+    cfg = config(snr=100.0, ctf={"enabled": False}, wedge_tilt_max_deg=None)
     stack, star = shard_files(tmp_path, maps, cfg)
     table = particles.read_particle_table(star)
     images = particles.ParticleImages(table, star, box_ndim=3).gather(np.arange(len(table)))
@@ -190,7 +190,7 @@ def test_recorded_origin_points_back_to_the_particle_centre(tmp_path):
     d, c = 24, 12
     blob = np.exp(-((np.indices((d, d, d)) - c) ** 2).sum(axis=0) / 8.0).astype(np.float32)
     maps = np.stack([blob] * 3)
-    cfg = config(snr=None, shift_max_px=2.0, ctf={"enabled": False})
+    cfg = config(snr=None, shift_max_px=2.0, ctf={"enabled": False}, wedge_tilt_max_deg=None)
     stack, star = shard_files(tmp_path, maps, cfg)
     table = particles.read_particle_table(star)
     images = particles.open_stack(stack, 3)

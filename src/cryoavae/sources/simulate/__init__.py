@@ -1,8 +1,9 @@
 """Simulated subtomograms: one small module per physical stage, composed in :mod:`.pipeline`.
 
-Stages: :mod:`.rotation` (random poses, trilinear and Fourier-space rotation), :mod:`.ctf`,
-:mod:`cryoavae.geometry.wedge` (the missing wedge, shared with the model and the averages),
-:mod:`.noise` (SNR and normalisation); settings in :mod:`.config`.
+Stages: random poses and Fourier-space rotation (:mod:`cryoavae.geometry.rotations`,
+:mod:`cryoavae.geometry.volume_rotation`), the CTF (:mod:`cryoavae.geometry.ctf`), the missing
+wedge (:mod:`cryoavae.geometry.wedge`; all three shared with the model, matching and the
+averages), :mod:`.noise` (SNR and normalisation); settings in :mod:`.config`.
 Conventions: volumes are indexed ``(z, y, x)``, vectors are ``(x, y, z)``, the box centre is voxel
 ``d // 2``.
 """

@@ -3,15 +3,15 @@
 Per particle (batched, parallel over particles):
 
 1. rotate the clean class map by a uniformly random rotation ``A``, plus an optional sub-voxel
-   shift, in Fourier space (:func:`.rotation.rotate_spectra`: the map's padded spectrum sampled
-   at rotated frequencies, the shift a phase ramp); ``A``'s RELION angles are recorded;
-2. multiply by the 3-D CTF of a random defocus (:mod:`.ctf`);
+   shift, in Fourier space (:func:`cryoavae.geometry.volume_rotation.rotate_spectra`: the map's
+   padded spectrum sampled at rotated frequencies, the shift a phase ramp); ``A``'s RELION angles
+are recorded; 2. multiply by the 3-D CTF of a random defocus (:mod:`cryoavae.geometry.ctf`);
 3. add white Gaussian noise at the requested SNR (:mod:`.noise`);
-4. zero the missing wedge (:mod:`.wedge`), for signal and noise alike;
+4. zero the missing wedge (:mod:`cryoavae.geometry.wedge`), for signal and noise alike;
 5. z-score, and one inverse FFT.
 
 Steps 1-5 run as one pass over the measured Fourier coefficients
-(:func:`._kernels.simulate_spectra_kernel`),
+(:func:`cryoavae.geometry._volume_kernels.simulate_spectra_kernel`),
 computing ``zscore(irfftn(W (C R(S) + sigma N)))`` with ``sigma`` chosen so that
 ``var(irfftn(W C R(S))) / var(irfftn(sigma W N)) = snr``; tests check it against the stages
 composed one by one.
@@ -85,18 +85,6 @@ class ParticlePlan:
         return ParticlePlan(**{k: getattr(self, k)[rows] for k in self.__dataclass_fields__})
 
 
-def _class_counts(
-    class_names: Sequence[str], unseen: Collection[str], config: SimulationConfig
-) -> np.ndarray:
-    return np.array(
-        [
-            config.unseen_particles_per_class if name in unseen else config.particles_per_class
-            for name in class_names
-        ],
-        dtype=np.int64,
-    )
-
-
 def plan_shard(
     class_names: Sequence[str],
     unseen: Collection[str],
@@ -116,7 +104,9 @@ def plan_shard(
     if int(seed) != seed or seed < 0:
         raise InputError(f"seed is {seed}; expected a non-negative integer")
     rng = np.random.default_rng([int(seed), int(shard)])
-    counts = _class_counts(class_names, unseen, config)
+    counts = particles.class_counts(
+        class_names, unseen, config.particles_per_class, config.unseen_particles_per_class
+    )
     per_shard = (shard + 1) * counts // config.n_shards - shard * counts // config.n_shards
     class_index = np.repeat(np.arange(len(class_names)), per_shard)
     is_unseen = np.array([name in unseen for name in class_names], dtype=bool)[class_index]
@@ -271,7 +261,8 @@ def simulate_shard(
     star_path: str | os.PathLike,
     threads: int | None = None,
 ) -> None:
-    """Simulate one shard and write its ``.mrcs`` stack and STAR table (see :mod:`..particles`).
+    """Simulate one shard and write its ``.mrcs`` stack and STAR table (see
+    :mod:`cryoavae.particles`).
 
     Memory: the shard's stack (``n d^3`` float32) plus one batch of intermediates.
 

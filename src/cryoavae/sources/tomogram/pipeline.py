@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cryoavae import particles as P
 from cryoavae.core.atomic import write_text_atomic
 from cryoavae.core.errors import InputError
 from cryoavae.geometry.rotations import random_rotations
@@ -87,19 +88,6 @@ class SimulatedTomogram:
     voxel_size_angstrom: float
 
 
-def class_counts(
-    class_names: Sequence[str], unseen: Collection[str], config: TomogramConfig
-) -> np.ndarray:
-    """Particles per class in one tomogram, ``(c,)`` int64."""
-    return np.array(
-        [
-            config.unseen_particles_per_class if name in unseen else config.particles_per_class
-            for name in class_names
-        ],
-        dtype=np.int64,
-    )
-
-
 def plan_tomogram(
     class_names: Sequence[str],
     unseen: Collection[str],
@@ -119,7 +107,9 @@ def plan_tomogram(
     placement, orientation, focus, noise = (
         np.random.default_rng(s) for s in np.random.SeedSequence([int(seed), int(index)]).spawn(4)
     )
-    counts = class_counts(class_names, unseen, config)
+    counts = P.class_counts(
+        class_names, unseen, config.particles_per_class, config.unseen_particles_per_class
+    )
     class_index = np.repeat(np.arange(len(class_names)), counts)
     if len(class_index) == 0:
         raise InputError("tomograms: particles_per_class and unseen_particles_per_class are 0")
