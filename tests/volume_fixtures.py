@@ -25,10 +25,11 @@ def blobs(rng: np.random.Generator, n: int = 7) -> np.ndarray:
     return volume
 
 
-def measured(volume, rotations, rng, defocus_um=None, snr=None, tilt=60.0):
-    """Particles as the simulator makes them: the map turned (Fourier space), the missing wedge
-    removed, times a CTF at 10 A per voxel, plus white noise at ``snr``."""
-    spectra = rotate_spectra(padded_spectra(volume), rotations, D)
+def measured(volume, rotations, rng, defocus_um=None, snr=None, tilt=60.0, shifts_px=None):
+    """Particles as the simulator makes them: the map turned (Fourier space) and shifted by
+    ``shifts_px`` ``(n, 3)`` voxels (x, y, z; None: centred), the missing wedge removed, times a
+    CTF at 10 A per voxel, plus white noise at ``snr``."""
+    spectra = rotate_spectra(padded_spectra(volume), rotations, D, shifts_px=shifts_px)
     spectra = spectra * missing_wedge_mask(D, tilt)
     if defocus_um is not None:
         spectra = spectra * ctf_radial_table(D, 10.0, defocus_um)[:, frequency_squared_index(D)]

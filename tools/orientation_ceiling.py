@@ -78,7 +78,7 @@ def main() -> int:
     started = time.perf_counter()
     matcher = TemplateMatcher(maps, tilt, microscope)
     defocus = table[DEFOCUS].to_numpy(np.float64)[rows] / 1e4
-    found, _ = matcher.match(images.gather(rows), template, defocus)
+    found = matcher.match(images.gather(rows), template, defocus).rotations
     true = relion_angles_to_matrices(
         table.loc[table.index[rows], list(ANGLES)].to_numpy(np.float64)
     )

@@ -8,7 +8,7 @@ import pandas as pd
 import starfile
 
 from cryoavae import particles as P
-from cryoavae.inference.annotate import ANGLE_COLUMNS, COLUMNS, annotate_particles
+from cryoavae.inference.annotate import ANGLE_COLUMNS, COLUMNS, ORIGIN_COLUMNS, annotate_particles
 
 
 def latents_table(n: int, rng, angles: bool) -> pd.DataFrame:
@@ -53,3 +53,20 @@ def test_a_model_without_orientations_adds_no_angle_columns(tmp_path):
     annotate_particles(tmp_path / "in.star", latents, latents, ["a", "b"], tmp_path / "out.star")
     out = starfile.read(tmp_path / "out.star")
     assert not set(ANGLE_COLUMNS.values()) & set(out.columns)
+
+
+def test_matched_shifts_become_origins_in_relions_sign(tmp_path):
+    """A particle found 12 Å along +x of its box's centre gets cryoavaeOriginXAngst = -12 (RELION
+    subtracts the origin from the box's centre to reach the particle); rlnOrigin* stay the
+    user's."""
+    rng = np.random.default_rng(2)
+    latents = latents_table(6, rng, angles=True)
+    shifts = rng.uniform(-20, 20, (6, 3))
+    for k, column in enumerate(ORIGIN_COLUMNS):
+        latents[column] = shifts[:, k]
+    source_star(tmp_path / "in.star", 6)
+    annotate_particles(tmp_path / "in.star", latents, latents, ["a", "b"], tmp_path / "out.star")
+    out = starfile.read(tmp_path / "out.star")
+    found = out[list(ORIGIN_COLUMNS.values())].to_numpy()
+    np.testing.assert_allclose(found, -shifts, atol=1e-4)
+    assert not {"rlnOriginXAngst", "rlnOriginX"} & set(out.columns)

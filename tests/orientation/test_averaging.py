@@ -59,3 +59,20 @@ def test_missing_wedge_weighting_restores_what_the_wedge_took(tmp_path):
     plain = fsc(class_average(images, np.arange(60), poses), reference)[1]
     weighted = fsc(class_average(images, np.arange(60), poses, tilt_max_deg=45.0), reference)[1]
     assert weighted.mean() > plain.mean() and weighted[: D // 4].min() > 0.95
+
+
+def test_copies_off_centre_are_moved_back_before_they_are_averaged(tmp_path):
+    """Copies turned and then moved by up to two voxels: given where each sits, the average is
+    the map again; turned back without moving back, it is a blur of the map."""
+    reference = blob_map()
+    rng = np.random.default_rng(3)
+    poses = Rotation.random(40, random_state=rng).as_matrix()
+    offsets = rng.uniform(-2.0, 2.0, (40, 3))
+    copies = rotate_volumes(reference, poses, source_index=np.zeros(40, int), shifts_px=offsets)
+    images = stack_of(copies, tmp_path)
+    moved_back = class_average(images, np.arange(40), poses, shifts_px=offsets)
+    left_there = class_average(images, np.arange(40), poses)
+    correlation = [
+        np.corrcoef(v.ravel(), reference.ravel())[0, 1] for v in (moved_back, left_there)
+    ]
+    assert correlation[0] > 0.99 and 1 - correlation[1] > 5 * (1 - correlation[0])

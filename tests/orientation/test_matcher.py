@@ -3,10 +3,13 @@ known rotations through a missing wedge and a CTF."""
 
 import numpy as np
 import pytest
+import torch
 from scipy.spatial.transform import Rotation
 from volume_fixtures import blobs, measured
 
 from cryoavae.geometry.rotations import geodesic_deg
+from cryoavae.geometry.volume_rotation import padded_spectra, rotate_spectra, rotated_coefficients
+from cryoavae.orientation.fourier import Band, RotatedTemplates, shift_grid, shift_phases
 from cryoavae.orientation.matcher import CtfModel, TemplateMatcher, local_grid, uniform_grid
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -44,12 +47,11 @@ def test_known_rotations_are_found_through_the_wedge_and_the_ctf(with_ctf):
     )
     order = np.concatenate([np.flatnonzero(which == c) for c in (0, 1)])
     matcher = TemplateMatcher(maps, 60.0, CtfModel(10.0) if with_ctf else None, 15.0, 3)
-    found, score = matcher.match(
-        particles, which[order], None if defocus is None else defocus[order]
-    )
-    errors = geodesic_deg(found, truth[order])
+    found = matcher.match(particles, which[order], None if defocus is None else defocus[order])
+    errors = geodesic_deg(found.rotations, truth[order])
     assert np.median(errors) < 3.0 and errors.max() < 5.0
-    assert (score > 0).all()
+    assert (found.scores > 0).all()
+    np.testing.assert_array_equal(found.shifts_px, 0.0)  # no shift searched, none reported
 
 
 def test_a_wrong_template_finds_no_consistent_orientation():
@@ -59,5 +61,61 @@ def test_a_wrong_template_finds_no_consistent_orientation():
     first, other = blobs(rng), blobs(rng)
     truth = Rotation.random(10, random_state=rng).as_matrix()
     particles = measured(first, truth, rng, snr=1.0)
-    found, _ = TemplateMatcher(other[None], 60.0, None, 15.0, 2).match(particles, np.zeros(10))
-    assert np.median(geodesic_deg(found, truth)) > 30.0
+    found = TemplateMatcher(other[None], 60.0, None, 15.0, 2).match(particles, np.zeros(10))
+    assert np.median(geodesic_deg(found.rotations, truth)) > 30.0
+
+
+@pytest.mark.parametrize("with_ctf", [False, True])
+def test_shifted_particles_are_found_at_their_offset_with_their_orientation(with_ctf):
+    """Picks off centre by up to two voxels: the search finds each particle's offset to within
+    half a voxel and its orientation as well as for centred particles."""
+    rng = np.random.default_rng(4)
+    maps = blobs(rng)[None]
+    truth = Rotation.random(12, random_state=rng).as_matrix()
+    offsets = rng.uniform(-1.4, 1.4, (12, 3))  # |t| up to 2.4 voxels
+    defocus = rng.uniform(2.0, 4.0, 12) if with_ctf else None
+    particles = measured(maps[0], truth, rng, defocus, snr=1.0, shifts_px=offsets)
+    ctf = CtfModel(10.0) if with_ctf else None
+    found = TemplateMatcher(maps, 60.0, ctf, 15.0, 3, max_shift_px=3.0).match(
+        particles, np.zeros(12), defocus
+    )
+    assert np.abs(found.shifts_px - offsets).max() < 0.5
+    errors = geodesic_deg(found.rotations, truth)
+    assert np.median(errors) < 3.0 and errors.max() < 5.0
+    centred_only = TemplateMatcher(maps, 60.0, ctf, 15.0, 3).match(particles, np.zeros(12), defocus)
+    assert np.median(geodesic_deg(centred_only.rotations, truth)) > np.median(errors)
+
+
+def test_the_torch_sampler_is_the_simulators_kernel():
+    """The matcher samples rotated templates as the simulator turns particles (trilinear on the
+    oversampled spectrum), to float precision."""
+    rng = np.random.default_rng(5)
+    maps = np.stack([blobs(rng), blobs(rng)])
+    rotations = Rotation.random(20, random_state=rng).as_matrix()
+    band = Band.up_to(maps.shape[-1], 11.0)
+    expected = rotated_coefficients(
+        padded_spectra(maps), rotations, maps.shape[-1], band.frequencies, np.ones(20, int)
+    )
+    real, imag = RotatedTemplates(maps).sample(1, torch.from_numpy(rotations), band)
+    found = real.numpy() + 1j * imag.numpy()
+    assert np.abs(found - expected).max() < 1e-5 * np.abs(expected).max()
+
+
+def test_a_phase_ramp_undoes_a_shift():
+    rng = np.random.default_rng(6)
+    volume = blobs(rng)
+    d = volume.shape[-1]
+    shift = np.array([[1.5, -0.5, 2.0]])
+    moved = rotate_spectra(padded_spectra(volume), np.eye(3)[None], d, shifts_px=shift)
+    still = rotate_spectra(padded_spectra(volume), np.eye(3)[None], d)
+    band = Band.up_to(d, 8.0)
+    cos, sin = shift_phases(band, torch.from_numpy(shift), d)
+    back = moved.reshape(-1)[band.flat] * (cos.numpy() + 1j * sin.numpy())[0]
+    np.testing.assert_allclose(back, still.reshape(-1)[band.flat], rtol=1e-4, atol=1e-3)
+
+
+def test_the_shift_grid_is_a_ball_with_no_shift_first():
+    grid = shift_grid(2.0, 1.0)
+    assert np.array_equal(grid[0], [0, 0, 0]) and np.linalg.norm(grid, axis=1).max() <= 2.0
+    assert len(grid) == 33  # the integer points of a ball of radius 2
+    assert shift_grid(0.0, 1.0).shape == (1, 3)

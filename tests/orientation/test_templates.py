@@ -13,6 +13,7 @@ from cryoavae import particles
 from cryoavae.geometry.ctf import frequency_squared_index
 from cryoavae.geometry.rotations import align_rotations, geodesic_deg
 from cryoavae.inference.embed import embed_particles
+from cryoavae.inference.latents import INFERRED_SHIFTS
 from cryoavae.model.config import ModelConfig
 from cryoavae.orientation.matcher import CtfModel, TemplateMatcher
 from cryoavae.orientation.templates import (
@@ -113,10 +114,35 @@ def test_reference_iterations_turn_a_blurred_reference_into_the_particles_own(tm
         config = OrientationConfig(
             grid_step_deg=15.0, reference_iterations=iterations, wedge_tilt_max_deg=60.0
         )
-        found, _ = match_with_references(blurred[None], np.zeros(60), images, config)
+        found = match_with_references(blurred[None], np.zeros(60), images, config).rotations
         _, errors[iterations] = align_rotations(found, truth)
     assert np.median(errors[0]) > 3 * np.median(errors[2])  # measured: 7.5 against 1.0 deg
     assert np.median(errors[2]) < 2.0
+
+
+def test_reference_iterations_move_shifted_particles_back_before_averaging(tmp_path):
+    """Picks off centre by up to two voxels: with the shift search, the references refined from a
+    blurred one (averages of the particles turned and moved back) give orientations as good as
+    for centred particles, and each particle's offset to a third of a voxel."""
+    rng = np.random.default_rng(7)
+    truth_map = blobs(rng, n=9)
+    k2 = frequency_squared_index(D)
+    blurred = scipy.fft.irfftn(
+        scipy.fft.rfftn(truth_map) * np.exp(-k2 / (2 * 1.0**2)), s=(D, D, D)
+    ).astype(np.float32)
+    truth = Rotation.random(60, random_state=rng).as_matrix()
+    offsets = rng.uniform(-1.2, 1.2, (60, 3))
+    images = _image_set(tmp_path, measured(truth_map, truth, rng, snr=1.0, shifts_px=offsets))
+    config = OrientationConfig(
+        grid_step_deg=15.0,
+        reference_iterations=2,
+        wedge_tilt_max_deg=60.0,
+        max_shift_angstrom=25.0,  # 2.5 voxels of 10 A
+    )
+    found = match_with_references(blurred[None], np.zeros(60), images, config)
+    _, errors = align_rotations(found.rotations, truth)
+    assert np.median(errors) < 2.0
+    assert np.median(np.linalg.norm(found.shifts_px - offsets, axis=1)) < 0.3
 
 
 def _image_set(tmp_path, volumes):
@@ -158,14 +184,17 @@ def test_best_match_puts_each_particle_with_its_own_map_whatever_its_first_templ
             assignment=assignment,
             wedge_tilt_max_deg=60.0,
         )
-        found, chosen[assignment] = match_with_references(maps, first, images, config)
+        matched = match_with_references(maps, first, images, config)
+        found, chosen[assignment] = matched.rotations, matched.templates
         errors[assignment] = geodesic_deg(found, truth)
     np.testing.assert_array_equal(chosen["best_match"], which)
     assert np.median(errors["best_match"]) < 3.0 and errors["best_match"].max() < 5.0
     np.testing.assert_array_equal(chosen["nearest_centre"], first)
     assert np.median(errors["nearest_centre"][first != which]) > 30.0
-    _, _, template = TemplateMatcher(maps, 60.0, None, 15.0, 3).match_any(volumes)
-    np.testing.assert_array_equal(template, which)  # the matcher itself, without the averages
+    found = TemplateMatcher(maps, 60.0, None, 15.0, 3).match_any(volumes)
+    np.testing.assert_array_equal(
+        found.templates, which
+    )  # the matcher itself, without the averages
 
 
 def test_cosine_centres_keep_classes_whose_lengths_differ_many_fold_apart():
@@ -197,3 +226,22 @@ def test_cosine_centres_keep_classes_whose_lengths_differ_many_fold_apart():
         [mu[truth == c].mean(0) @ axes[c] for c in range(3)],
         rtol=0.05,
     )
+
+
+def test_embedding_with_a_shift_search_reports_each_particles_offset(splat_study):
+    checkpoint, table, images = splat_study
+    matching = OrientationConfig(
+        method="template_matching",
+        grid_step_deg=20.0,
+        refinement_levels=1,
+        wedge_tilt_max_deg=60.0,
+        max_shift_angstrom=15.0,
+    )
+    latents = embed_particles(checkpoint, table, images, orientation=matching, seed=3)
+    shifts = latents[list(INFERRED_SHIFTS)].to_numpy()
+    assert np.isfinite(shifts).all()
+    assert (np.linalg.norm(shifts, axis=1) <= 15.0 + 1e-6).all()  # in Å, within the bound
+    centred = embed_particles(
+        checkpoint, table, images, orientation=OrientationConfig(method="template_matching"), seed=3
+    )
+    assert not set(INFERRED_SHIFTS) & set(centred.columns)  # no search, no columns

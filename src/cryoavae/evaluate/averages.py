@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from cryoavae.geometry.rotations import align_rotations, relion_angles_to_matrices
-from cryoavae.inference.latents import INFERRED_ANGLES
+from cryoavae.inference.latents import INFERRED_ANGLES, INFERRED_SHIFTS
 from cryoavae.orientation.averaging import class_average
 from cryoavae.particles import ParticleImages
 
@@ -66,6 +66,17 @@ def resolution_angstrom(
     return float(voxel_size_angstrom / crossing)
 
 
+def _model_poses(latents: pd.DataFrame, voxel_size_angstrom: float):
+    """The model's rotations ``(n, 3, 3)`` and shifts ``(n, 3)`` voxels of every particle, each
+    None when the latents table has none (shifts: when matching searched them)."""
+    inferred, shifts = None, None
+    if set(INFERRED_ANGLES) <= set(latents.columns):
+        inferred = relion_angles_to_matrices(latents[list(INFERRED_ANGLES)].to_numpy(np.float64))
+    if set(INFERRED_SHIFTS) <= set(latents.columns):
+        shifts = latents[list(INFERRED_SHIFTS)].to_numpy(np.float64) / voxel_size_angstrom
+    return inferred, shifts
+
+
 def average_classes(
     latents: pd.DataFrame,
     images: ParticleImages,
@@ -102,9 +113,7 @@ def average_classes(
         )
     true_angles = latents[["angle_rot", "angle_tilt", "angle_psi"]].to_numpy(np.float64)
     has_truth = np.isfinite(true_angles).all(axis=1)
-    inferred = None
-    if set(INFERRED_ANGLES) <= set(latents.columns):
-        inferred = relion_angles_to_matrices(latents[list(INFERRED_ANGLES)].to_numpy(np.float64))
+    inferred, shifts = _model_poses(latents, voxel_size_angstrom)
     rng = np.random.default_rng(seed)
     volumes, rows, curves = [], [], {}
     for c in seen:
@@ -121,7 +130,8 @@ def average_classes(
             if truth_known and train.sum() >= 3:  # into the reference's frame
                 q, _ = align_rotations(model[train], true[train], symmetry.get(c))
                 model = model @ q
-            found["inferred"] = class_average(images, members, model, tilt_max_deg)
+            moved = None if shifts is None else shifts[members]
+            found["inferred"] = class_average(images, members, model, tilt_max_deg, moved)
         if truth_known:
             found["true"] = class_average(images, members, true, tilt_max_deg)
         for label, volume in found.items():

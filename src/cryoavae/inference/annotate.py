@@ -14,7 +14,11 @@ file, every data block, rows in their order) with columns added per particle:
   (2-D): the model's orientation of the particle (RELION's ZYZ convention, degrees), when its
   decoder turns by the pose. The frame is the model's own, one per class: the angles agree with
   that class's ``class_averages.mrcs`` volume, not with an outside reference, so they are named
-  apart from ``rlnAngleRotPrior`` etc. rather than silently taken as priors.
+  apart from ``rlnAngleRotPrior`` etc. rather than silently taken as priors;
+- ``cryoavaeOriginXAngst``, ``cryoavaeOriginYAngst``, ``cryoavaeOriginZAngst`` (when template
+  matching searched shifts): the particle's offset in RELION's convention (Å, subtracted from the
+  box's centre to reach the particle's: minus where the particle sits), relative to the model's
+  template, so named apart from ``rlnOriginXAngst`` and the user's own refinement.
 
 RELION keeps columns it does not know and warns about them; the names never clash with its own.
 """
@@ -49,6 +53,11 @@ ANGLE_COLUMNS = {  # latents column -> STAR column
     "inferred_rot": "cryoavaeAngleRot",
     "inferred_tilt": "cryoavaeAngleTilt",
     "inferred_psi": "cryoavaeAnglePsi",
+}
+ORIGIN_COLUMNS = {  # latents column -> STAR column; RELION's sign: the origin is minus the shift
+    "inferred_shift_x_angstrom": "cryoavaeOriginXAngst",
+    "inferred_shift_y_angstrom": "cryoavaeOriginYAngst",
+    "inferred_shift_z_angstrom": "cryoavaeOriginZAngst",
 }
 
 
@@ -109,7 +118,8 @@ def annotate_particles(
             f"{source_star}: its {len(table)} particles do not match the {len(latents)} "
             "embedded ones (was the STAR file changed after the study read it?)"
         )
-    clash = [c for c in (*COLUMNS, *ANGLE_COLUMNS.values()) if c in table.columns]
+    ours = (*COLUMNS, *ANGLE_COLUMNS.values(), *ORIGIN_COLUMNS.values())
+    clash = [c for c in ours if c in table.columns]
     if clash:
         log.warning("%s: replacing its columns %s with this study's", source_star, clash)
     added = class_assignments(latents, reference, class_names)
@@ -120,6 +130,9 @@ def annotate_particles(
     for source, column in ANGLE_COLUMNS.items():
         if source in latents.columns:
             added[column] = latents[source].to_numpy(np.float64)
+    for source, column in ORIGIN_COLUMNS.items():
+        if source in latents.columns:
+            added[column] = -latents[source].to_numpy(np.float64)
     full = pd.DataFrame(index=np.arange(len(table)), columns=added.columns, dtype=object)
     full.iloc[rows] = added.to_numpy(dtype=object)
     for column in added.columns:  # numbers stay numbers in the STAR file

@@ -14,10 +14,10 @@ import torch
 
 from cryoavae.core.errors import InputError
 from cryoavae.geometry.rotations import matrices_to_relion_angles
-from cryoavae.inference.latents import INFERRED_ANGLES
+from cryoavae.inference.latents import INFERRED_ANGLES, INFERRED_SHIFTS
 from cryoavae.model.config import ModelConfig
 from cryoavae.model.vae import AffinityVAE, load_model
-from cryoavae.orientation.matcher import CtfModel
+from cryoavae.orientation.matcher import CtfModel, Matches
 from cryoavae.orientation.templates import OrientationConfig, matched_orientations
 from cryoavae.particles import (
     ANGLES,
@@ -63,12 +63,11 @@ def embed_particles(
     _check_box_shape(images, model_config, checkpoint_path)
     n = len(table)
     mu, pose, rotation = _encode(model, model_config, images, n, batch_size, device)
-    template = None
+    found = None
     matching = orientation is not None and orientation.method == "template_matching"
     if matching and model_config.ndim == 3 and np.isfinite(rotation).all() and n:
-        rotation, template = _match_to_templates(
-            model, mu, table, images, orientation, seed, ctf, reference
-        )
+        found = _match_to_templates(model, mu, table, images, orientation, seed, ctf, reference)
+        rotation = found.rotations
     k, p = model_config.latent_dims, model_config.pose_dims
     latent = pd.DataFrame(
         np.concatenate([mu, pose], axis=1),
@@ -77,8 +76,11 @@ def embed_particles(
     tables = [_labels(table), latent]
     if np.isfinite(rotation).all() and n:
         tables.append(inferred_angles(rotation))
-    if template is not None:
-        tables.append(pd.DataFrame({"orientation_template": template}))
+    if found is not None:
+        tables.append(pd.DataFrame({"orientation_template": found.templates}))
+        if orientation.max_shift_angstrom > 0:
+            shifts = found.shifts_px * images.voxel_size_angstrom
+            tables.append(pd.DataFrame(shifts, columns=list(INFERRED_SHIFTS)))
     return pd.concat(tables, axis=1)
 
 
@@ -134,8 +136,8 @@ def _match_to_templates(
     seed: int,
     ctf: CtfModel | None,
     reference: pd.DataFrame | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each particle's rotation and template from the decoder's templates, clustered from the
+) -> Matches:
+    """Each particle's rotation, shift and template from the decoder's templates, clustered from the
     train particles (the reference's when given; else this table's, or every particle when none
     is labelled train), one template per class unless ``orientation.templates`` says how many."""
     fit_mu = None

@@ -21,6 +21,7 @@ from cryoavae.core.errors import InputError
 
 __all__ = [
     "INFERRED_ANGLES",
+    "INFERRED_SHIFTS",
     "LATENT_COLUMNS",
     "assign_nearest_class",
     "class_centroids",
@@ -33,6 +34,12 @@ __all__ = [
 LATENT_COLUMNS = ("class_name", "split", "angle_rot", "angle_tilt", "angle_psi")
 #: The model's own orientation of each particle (3-D, when its decoder turns by the pose).
 INFERRED_ANGLES = ("inferred_rot", "inferred_tilt", "inferred_psi")
+# where template matching found each particle's centre relative to its box's centre (Å, x y z)
+INFERRED_SHIFTS = (
+    "inferred_shift_x_angstrom",
+    "inferred_shift_y_angstrom",
+    "inferred_shift_z_angstrom",
+)
 
 
 def read_latents(path: str | os.PathLike) -> pd.DataFrame:

@@ -27,9 +27,12 @@ def class_average(
     rows: np.ndarray,
     rotations: np.ndarray,
     tilt_max_deg: float | None = None,
+    shifts_px: np.ndarray | None = None,
 ) -> np.ndarray:
     """The average ``(d, d, d)`` of particles ``rows`` turned back by ``rotations`` ``(n, 3, 3)``
-    (RELION's ``A`` of each), missing-wedge weighted when ``tilt_max_deg`` is given."""
+    (RELION's ``A`` of each) and moved back from ``shifts_px`` ``(n, 3)`` (x, y, z voxels: where
+    each particle's centre sits; None: centred), missing-wedge weighted when ``tilt_max_deg`` is
+    given."""
     d = images.shape[-1]
     spectrum = np.zeros((d, d, d), dtype=np.complex128)
     weight = np.zeros((d, d, d))
@@ -38,7 +41,12 @@ def class_average(
         wedge = np.fft.fftshift(missing_wedge_mask(d, tilt_max_deg, rfft=False)).astype(np.float32)
     for start in range(0, len(rows), BATCH):
         back = np.transpose(rotations[start : start + BATCH], (0, 2, 1))  # A^T
-        volumes = rotate_volumes(images.gather(rows[start : start + BATCH]), back)
+        # a particle at t is the reference turned by A, then moved by t: turning it back by A^T
+        # and then moving it by -A^T t brings the reference to the centre
+        moved = None
+        if shifts_px is not None:
+            moved = -np.einsum("nij,nj->ni", back, shifts_px[start : start + BATCH])
+        volumes = rotate_volumes(images.gather(rows[start : start + BATCH]), back, shifts_px=moved)
         spectrum += np.fft.fftshift(np.fft.fftn(volumes, axes=(1, 2, 3)), axes=(1, 2, 3)).sum(0)
         if wedge is None:
             weight += len(back)

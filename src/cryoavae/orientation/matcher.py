@@ -1,4 +1,4 @@
-"""Each particle's orientation by matching it against the model's own canonical particle.
+"""Each particle's orientation (and position) by matching it against the model's own particle.
 
 Why: over all of SO(3) the encoder's orientation, even corrected by the 24-offset search of
 :mod:`cryoavae.model.pose_search`, is right for a few classes only, while matching the same
@@ -11,18 +11,21 @@ orientations, the model's decoder supplies the reference and a search supplies t
    chooses which ``z`` (:mod:`cryoavae.orientation.templates`: k-means centres of the
    particles' ``mu``).
 2. Global search over a near-uniform grid of SO(3) (teamtomo's ``torch-so3``, Hopf fibration),
-   on the Fourier coefficients below a low pass. A template turned by ``R`` is sampled at the
-   rotated frequencies (the simulator's own kernel,
-   :func:`~cryoavae.geometry.volume_rotation.rotated_coefficients`), and compared with the particle
-   as it was measured: each template coefficient is multiplied by the particle's filter ``G`` (0 in
-   the missing wedge; its CTF when one is given).
-   The score is the least-squares fit with a free positive scale,
-   ``max(0, <G T_R, X>)^2 / |G T_R|^2``.
+   on the Fourier coefficients below a low pass, and, with ``max_shift_px``, over whole-voxel
+   shifts within that radius: a picked particle is rarely centred to the voxel. A template turned
+   by ``R`` is sampled at the rotated frequencies (:class:`~.fourier.RotatedTemplates`) and
+   compared with the particle as it was measured: each template coefficient is multiplied by the
+   particle's filter ``G`` (0 in the missing wedge; its CTF when one is given), each particle
+   coefficient by the phase that undoes a shift. The score is the least-squares fit with a free
+   positive scale, ``max(0, <G T_R, X_t>)^2 / |G T_R|^2``.
 3. Local refinement around each particle's best, at the full band, on successively finer
-   lattices of rotations (each half the previous step; :func:`local_grid`).
+   lattices of rotations (each half the previous step; :func:`local_grid`), each followed by a
+   finer lattice of shifts (half a voxel, then a quarter, ...).
 
-Scores and filters are real: an rfftn coefficient of a real volume stands for itself and its
-conjugate, so each is counted twice (once on the planes ``kx = 0`` and ``kx = d/2``).
+The work is batched tensor work in torch (particles x rotations x shifts as matrix products), the
+same on a CPU and on CUDA. Scores and filters are real: an rfftn coefficient of a real volume
+stands for itself and its conjugate, so each is counted twice (once on the planes ``kx = 0`` and
+``kx = d/2``).
 """
 
 from __future__ import annotations
@@ -31,28 +34,19 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.fft
+import torch
 from scipy.spatial.transform import Rotation
 
 from cryoavae.geometry.ctf import ctf_1d
-from cryoavae.geometry.volume_rotation import (
-    band_limited_coefficients,
-    padded_spectra,
-    rotated_coefficients,
-    spectrum_band_limit,
-)
+from cryoavae.geometry.volume_rotation import spectrum_band_limit
 from cryoavae.geometry.wedge import missing_wedge_mask
+from cryoavae.orientation.fourier import Band, RotatedTemplates, shift_grid, shift_phases
 
-__all__ = ["CtfModel", "TemplateMatcher", "local_grid", "uniform_grid"]
+__all__ = ["CtfModel", "Matches", "TemplateMatcher", "local_grid", "uniform_grid"]
 
-GRID_CHUNK = 2048  # grid rotations scored at once (a (particles, chunk) score matrix)
-LOCAL_CHUNK = 2048  # candidate rotations sampled at once in the local refinement (~130 MB)
-
-
-def _spectra(volumes: np.ndarray) -> np.ndarray:
-    """rfftn of each volume, flattened ``(n, d * d * (d // 2 + 1))``."""
-    volumes = np.asarray(volumes, np.float32)
-    return scipy.fft.rfftn(volumes, axes=(1, 2, 3)).reshape(len(volumes), -1)
+GRID_CHUNK = 2048  # grid rotations scored at once
+SCORES_AT_ONCE = 2**24  # (particles x shifts x rotations) scores held at once (64 MB)
+LOCAL_CHUNK = 2048  # candidate rotations sampled at once in the local refinement
 
 
 def uniform_grid(step_deg: float) -> np.ndarray:
@@ -88,21 +82,18 @@ class CtfModel:
 
 
 @dataclass(frozen=True)
-class _Band:
-    """rfftn coefficients up to a radius: where they sit, their frequencies, their weight."""
+class Matches:
+    """What matching found per particle: ``rotations`` ``(n, 3, 3)`` (the particle is its
+    template turned actively by it, :mod:`cryoavae.geometry.rotations`), ``shifts_px`` ``(n, 3)``
+    (x, y, z voxels: where the particle's centre sits relative to the box centre), ``scores``
+    ``(n,)`` and the ``templates`` ``(n,)`` matched."""
 
-    flat: np.ndarray  # (K,) int64 into the (d, d, d//2 + 1) rfftn array
-    frequencies: np.ndarray  # (K, 3) int64 (x, y, z), cycles per box
-    multiplicity: np.ndarray  # (K,) float64: 2, or 1 on the planes kx = 0 and kx = d/2
+    rotations: np.ndarray
+    shifts_px: np.ndarray
+    scores: np.ndarray
+    templates: np.ndarray
 
-    @classmethod
-    def up_to(cls, d: int, k_max: float) -> _Band:
-        fz = np.rint(np.fft.fftfreq(d) * d)[:, None, None]
-        fx = np.arange(d // 2 + 1)[None, None, :]
-        keep = fx**2 + fz.reshape(1, d, 1) ** 2 + fz**2 <= k_max**2
-        flat, frequencies = band_limited_coefficients(d, keep)
-        edge = (frequencies[:, 0] == 0) | (frequencies[:, 0] == d // 2)
-        return cls(flat, frequencies, np.where(edge, 1.0, 2.0))
+    FIELDS = ("rotations", "shifts_px", "scores", "templates")
 
 
 class TemplateMatcher:
@@ -112,7 +103,8 @@ class TemplateMatcher:
     ``wedge_tilt_max_deg``: the particles lack the missing wedge of a tilt series about y through
     that angle (None: nothing missing). ``ctf``: they carry a CTF at the defocus given to
     :meth:`match` (None: no CTF). ``low_pass_px``: radius (cycles per box) of the global search;
-    default ``d / 4``.
+    default ``d / 4``. ``max_shift_px``: how far (voxels) a particle's centre may sit from the
+    box centre (0: particles are centred, rotations only). ``device``: where the work runs.
     """
 
     def __init__(
@@ -123,6 +115,8 @@ class TemplateMatcher:
         grid_step_deg: float = 10.0,
         refinement_levels: int = 3,
         low_pass_px: float | None = None,
+        max_shift_px: float = 0.0,
+        device: torch.device | str = "cpu",
     ):
         templates = np.asarray(templates, dtype=np.float32)
         if templates.ndim != 4 or len(set(templates.shape[1:])) != 1:
@@ -130,122 +124,173 @@ class TemplateMatcher:
                 f"TemplateMatcher: expected (m, d, d, d) templates, got {templates.shape}"
             )
         self.d = d = templates.shape[-1]
-        self.spectra = padded_spectra(templates)
+        self.device = torch.device(device)
+        self.templates = RotatedTemplates(templates, self.device)
         self.wedge_tilt_max_deg = wedge_tilt_max_deg
         self.ctf = ctf
-        self.low = _Band.up_to(d, low_pass_px if low_pass_px is not None else d / 4)
-        self.full = _Band.up_to(d, math.sqrt(spectrum_band_limit(d)))
-        self.grid = uniform_grid(grid_step_deg)
-        self.local = [local_grid(grid_step_deg / 2**level) for level in range(refinement_levels)]
+        low = low_pass_px if low_pass_px is not None else d / 4
+        self.low = Band.up_to(d, low, self.device)
+        self.full = Band.up_to(d, math.sqrt(spectrum_band_limit(d)), self.device)
+        self.grid = torch.from_numpy(uniform_grid(grid_step_deg)).to(self.device)
+        self.local = [
+            torch.from_numpy(local_grid(grid_step_deg / 2**level)).to(self.device)
+            for level in range(refinement_levels)
+        ]
+        self.max_shift_px = float(max_shift_px)
+        self.shifts = torch.from_numpy(shift_grid(self.max_shift_px, 1.0)).to(self.device)
 
     def match(
         self,
         volumes: np.ndarray,
         template_index: np.ndarray,
         defocus_um: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Each particle's best rotation ``(n, 3, 3)`` of its template (``template_index``
-        ``(n,)``) and its score ``(n,)``: the particle is that template turned actively by it
-        (:mod:`cryoavae.geometry.rotations`)."""
+    ) -> Matches:
+        """Each particle's best rotation and shift of its template (``template_index`` ``(n,)``)."""
         n = len(volumes)
         template_index = np.asarray(template_index, dtype=np.int64)
-        spectra = _spectra(volumes)
-        best = np.empty((n, 3, 3))
+        spectra = self._spectra(volumes)
+        rotations = torch.empty((n, 3, 3), dtype=torch.float64, device=self.device)
+        shifts = torch.zeros((n, 3), dtype=torch.float64, device=self.device)
         for c in np.unique(template_index):
-            rows = np.flatnonzero(template_index == c)
+            rows = torch.from_numpy(np.flatnonzero(template_index == c)).to(self.device)
             filters = self._filters(self.low, rows, defocus_um)
-            best[rows], _ = self._global(spectra[rows], c, filters)
-        return self._refine_all(spectra, template_index, best, defocus_um)
+            rotations[rows], shifts[rows], _ = self._global(spectra[rows], int(c), filters)
+        return self._refine_all(spectra, template_index, rotations, shifts, defocus_um)
 
-    def match_any(
-        self, volumes: np.ndarray, defocus_um: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def match_any(self, volumes: np.ndarray, defocus_um: np.ndarray | None = None) -> Matches:
         """Each particle searched against every template (multi-reference alignment): the
         template whose best grid rotation explains most of the particle wins (the scores are
         comparable: each is the particle's energy its template explains, with a free scale), and
-        that rotation is refined as in :meth:`match`. Returns rotations ``(n, 3, 3)``, scores
-        ``(n,)`` and the winning template ``(n,)``; the global search costs once per template."""
+        that pose is refined as in :meth:`match`; the global search costs once per template."""
         n = len(volumes)
-        spectra = _spectra(volumes)
-        filters = self._filters(self.low, np.arange(n), defocus_um)
-        best, top = np.empty((n, 3, 3)), np.full(n, -np.inf)
+        spectra = self._spectra(volumes)
+        filters = self._filters(self.low, torch.arange(n, device=self.device), defocus_um)
+        rotations = torch.empty((n, 3, 3), dtype=torch.float64, device=self.device)
+        shifts = torch.zeros((n, 3), dtype=torch.float64, device=self.device)
+        top = torch.full((n,), -math.inf, dtype=torch.float64, device=self.device)
         template_index = np.zeros(n, dtype=np.int64)
-        for c in range(len(self.spectra)):
-            rotation, score = self._global(spectra, c, filters)
+        for c in range(len(self.templates)):
+            rotation, shift, score = self._global(spectra, c, filters)
             better = score > top
-            best[better], top[better], template_index[better] = rotation[better], score[better], c
-        rotations, score = self._refine_all(spectra, template_index, best, defocus_um)
-        return rotations, score, template_index
+            rotations[better], shifts[better], top[better] = (
+                rotation[better],
+                shift[better],
+                score[better],
+            )
+            template_index[better.cpu().numpy()] = c
+        return self._refine_all(spectra, template_index, rotations, shifts, defocus_um)
 
-    def _refine_all(self, spectra, template_index, best, defocus_um):
-        """The local refinements, level after level, from each particle's ``best``."""
-        filters = self._filters(self.full, np.arange(len(best)), defocus_um)
-        score = np.zeros(len(best))
-        for offsets in self.local:
-            best, score = self._refine(spectra, template_index, filters, best, offsets)
-        return best, score
+    def _spectra(self, volumes: np.ndarray) -> torch.Tensor:
+        """rfftn of each volume, flattened ``(n, d * d * (d // 2 + 1))`` complex64."""
+        x = torch.as_tensor(np.asarray(volumes, np.float32), device=self.device)
+        return torch.fft.rfftn(x, dim=(1, 2, 3)).reshape(len(x), -1)
 
-    def _filters(self, band: _Band, rows: np.ndarray, defocus_um) -> np.ndarray:
-        """``(len(rows), K)``: what each particle measured of each coefficient of ``band``."""
+    def _filters(self, band: Band, rows: torch.Tensor, defocus_um) -> torch.Tensor:
+        """``(len(rows), K)`` float32: what each particle measured of each coefficient of
+        ``band``."""
         measured = np.ones(len(band.flat))
         if self.wedge_tilt_max_deg is not None:
             measured = missing_wedge_mask(self.d, self.wedge_tilt_max_deg).ravel()[band.flat]
         if self.ctf is None or defocus_um is None:
-            return np.broadcast_to(measured.astype(np.float64), (len(rows), len(band.flat)))
-        radius = np.linalg.norm(band.frequencies, axis=1) / (self.d * self.ctf.voxel_size_angstrom)
-        c = self.ctf
-        ctf = ctf_1d(
-            radius, np.asarray(defocus_um)[rows, None], c.voltage_kv, c.cs_mm, c.amplitude_contrast
+            values = np.broadcast_to(measured, (len(rows), len(band.flat)))
+        else:
+            c = self.ctf
+            radius = np.linalg.norm(band.frequencies, axis=1) / (self.d * c.voxel_size_angstrom)
+            focus = np.asarray(defocus_um)[rows.cpu().numpy(), None]
+            values = ctf_1d(radius, focus, c.voltage_kv, c.cs_mm, c.amplitude_contrast) * measured
+        return torch.as_tensor(np.ascontiguousarray(values), dtype=torch.float32).to(self.device)
+
+    def _weighted(self, spectra: torch.Tensor, band: Band, filters: torch.Tensor):
+        """The particles' coefficients on ``band`` as the scores weigh them (``w G X``), real and
+        imaginary parts ``(p, K)``, and the weight ``w G^2`` of a template's power ``(p, K)``."""
+        x = spectra[:, band.index] * (filters * band.weight)
+        return x.real.contiguous(), x.imag.contiguous(), filters**2 * band.weight
+
+    def _global(self, spectra: torch.Tensor, template: int, filters: torch.Tensor):
+        """Best grid rotation ``(p, 3, 3)``, whole-voxel shift ``(p, 3)`` and score ``(p,)`` per
+        particle (rows of ``spectra``, all matched to ``template``)."""
+        band, p, s = self.low, len(spectra), len(self.shifts)
+        xr, xi, power_weight = self._weighted(spectra, band, filters)
+        cos, sin = shift_phases(band, self.shifts, self.d)  # (S, K)
+        centred_r = xr[:, None] * cos - xi[:, None] * sin  # (p, S, K): the particle at each shift
+        centred_i = xr[:, None] * sin + xi[:, None] * cos
+        features = torch.cat([centred_r, centred_i], dim=-1).reshape(p * s, -1)  # (p S, 2K)
+        top = torch.full((p,), -math.inf, dtype=torch.float64, device=self.device)
+        best = torch.zeros(p, dtype=torch.int64, device=self.device)
+        best_shift = torch.zeros(p, dtype=torch.int64, device=self.device)
+        chunk = max(1, min(GRID_CHUNK, SCORES_AT_ONCE // (p * s)))
+        for start in range(0, len(self.grid), chunk):
+            tr, ti = self.templates.sample(template, self.grid[start : start + chunk], band)
+            cross = (features @ torch.cat([tr, ti], dim=-1).T).reshape(p, s, -1)  # (p, S, r)
+            power = power_weight @ (tr * tr + ti * ti).T  # (p, r)
+            score = cross.clamp(min=0).square_() / power.clamp(min=1e-30)[:, None, :]
+            value, where = score.reshape(p, -1).max(dim=1)
+            better = value.double() > top
+            top[better] = value.double()[better]
+            best[better] = start + where[better] % score.shape[-1]
+            best_shift[better] = where[better] // score.shape[-1]
+        return self.grid[best], self.shifts[best_shift], top
+
+    def _refine_all(self, spectra, template_index, rotations, shifts, defocus_um) -> Matches:
+        """The local refinements, level after level, from each particle's global best: a finer
+        lattice of rotations, then (when shifts are searched) a finer lattice of shifts."""
+        band = self.full
+        filters = self._filters(band, torch.arange(len(rotations), device=self.device), defocus_um)
+        xr, xi, power_weight = self._weighted(spectra, band, filters)
+        score = torch.zeros(len(rotations), dtype=torch.float64, device=self.device)
+        for level, offsets in enumerate(self.local):
+            cos, sin = shift_phases(band, shifts, self.d)  # (n, K)
+            centred = (xr * cos - xi * sin, xr * sin + xi * cos)
+            rotations, template, score = self._refine_rotations(
+                centred, power_weight, template_index, rotations, offsets
+            )
+            if self.max_shift_px > 0:
+                shifts, score = self._refine_shifts(
+                    (xr, xi), template, power_weight, shifts, 0.5 / 2**level
+                )
+        return Matches(
+            rotations.cpu().numpy(),
+            shifts.cpu().numpy(),
+            score.cpu().numpy(),
+            np.asarray(template_index, dtype=np.int64),
         )
-        return ctf * measured
 
-    def _global(self, spectra: np.ndarray, template: int, filters: np.ndarray):
-        """Best grid rotation ``(p, 3, 3)`` and its score ``(p,)`` per particle (rows of
-        ``spectra`` all matched to ``template``)."""
-        x = spectra[:, self.low.flat] * (filters * self.low.multiplicity)  # (p, K): w G X
-        x_features = np.concatenate([x.real, x.imag], axis=1).astype(np.float32)  # (p, 2K)
-        power_weight = (filters**2 * self.low.multiplicity).astype(np.float32)  # (p, K)
-        top = np.full(len(spectra), -np.inf)
-        best = np.zeros(len(spectra), dtype=np.int64)
-        source = np.full(GRID_CHUNK, template)
-        for start in range(0, len(self.grid), GRID_CHUNK):
-            rotations = self.grid[start : start + GRID_CHUNK]
-            t = rotated_coefficients(
-                self.spectra, rotations, self.d, self.low.frequencies, source[: len(rotations)]
-            )
-            cross = x_features @ np.concatenate([t.real, t.imag], axis=1).T  # (p, chunk)
-            power = power_weight @ (np.abs(t) ** 2).T
-            score = np.maximum(cross, 0) ** 2 / np.maximum(power, 1e-30)
-            j = score.argmax(axis=1)
-            value = score[np.arange(len(j)), j]
-            better = value > top
-            top[better], best[better] = value[better], start + j[better]
-        return self.grid[best], top
-
-    def _refine(self, spectra, template_index, filters, best, offsets):
-        """Each particle's best among ``best @ offsets`` (the identity first), full band."""
-        n, m = len(best), len(offsets)
-        x = spectra[:, self.full.flat] * (filters * self.full.multiplicity)  # (n, K)
-        power_weight = filters**2 * self.full.multiplicity
-        new, score = np.empty_like(best), np.empty(n)
+    def _refine_rotations(self, x, power_weight, template_index, best, offsets):
+        """Each particle's best among ``best @ offsets`` (the identity first), full band; also
+        the winning template coefficients (real, imaginary ``(n, K)``)."""
+        (xr, xi), n, m = x, len(best), len(offsets)
+        new = torch.empty_like(best)
+        chosen = (torch.empty_like(xr), torch.empty_like(xi))
+        score = torch.empty(n, dtype=torch.float64, device=self.device)
         per = max(1, LOCAL_CHUNK // m)
-        for start in range(0, n, per):
-            rows = slice(start, start + per)
-            k = len(best[rows])
-            candidates = (best[rows, None] @ offsets[None]).reshape(k * m, 3, 3)
-            t = rotated_coefficients(
-                self.spectra,
-                candidates,
-                self.d,
-                self.full.frequencies,
-                np.repeat(template_index[rows], m),
-            ).reshape(k, m, -1)
-            cross = np.einsum("pk,pmk->pm", x[rows].real, t.real) + np.einsum(
-                "pk,pmk->pm", x[rows].imag, t.imag
-            )
-            power = np.einsum("pk,pmk->pm", power_weight[rows], np.abs(t) ** 2)
-            s = np.maximum(cross, 0) ** 2 / np.maximum(power, 1e-30)
-            j = s.argmax(axis=1)
-            new[rows] = candidates.reshape(k, m, 3, 3)[np.arange(k), j]
-            score[rows] = s[np.arange(k), j]
-        return new, score
+        for c in np.unique(template_index):
+            members = torch.from_numpy(np.flatnonzero(template_index == c)).to(self.device)
+            for rows in members.split(per):
+                k = len(rows)
+                candidates = (best[rows, None] @ offsets[None]).reshape(k * m, 3, 3)
+                tr, ti = self.templates.sample(int(c), candidates, self.full)
+                tr, ti = tr.reshape(k, m, -1), ti.reshape(k, m, -1)
+                cross = torch.bmm(tr, xr[rows, :, None]) + torch.bmm(ti, xi[rows, :, None])
+                power = torch.bmm(tr * tr + ti * ti, power_weight[rows, :, None])
+                s = (cross.clamp(min=0).square_() / power.clamp(min=1e-30))[..., 0]  # (k, m)
+                value, j = s.max(dim=1)
+                new[rows] = candidates.reshape(k, m, 3, 3)[torch.arange(k), j]
+                chosen[0][rows], chosen[1][rows] = tr[torch.arange(k), j], ti[torch.arange(k), j]
+                score[rows] = value.double()
+        return new, chosen, score
+
+    def _refine_shifts(self, x, template, power_weight, shifts, step_px):
+        """Each particle's best shift among ``shifts`` plus a lattice of ``step_px`` (within
+        ``max_shift_px`` of the centre), its template at the rotation just found."""
+        (xr, xi), (tr, ti) = x, template
+        lattice = torch.from_numpy(shift_grid(math.sqrt(3) * step_px + 1e-6, step_px))
+        candidates = shifts[:, None, :] + lattice.to(self.device)[None]  # (n, S, 3)
+        inside = candidates.norm(dim=-1) <= self.max_shift_px + 1e-9
+        qr, qi = xr * tr + xi * ti, xi * tr - xr * ti  # x conj(t)
+        cos, sin = shift_phases(self.full, candidates, self.d)  # (n, S, K)
+        cross = torch.bmm(cos, qr[:, :, None]) - torch.bmm(sin, qi[:, :, None])  # (n, S, 1)
+        power = (power_weight * (tr * tr + ti * ti)).sum(-1)[:, None]
+        score = cross[..., 0].clamp(min=0).square_() / power.clamp(min=1e-30)
+        score = torch.where(inside, score, -1.0)
+        value, j = score.max(dim=1)
+        return candidates[torch.arange(len(xr)), j], value.double()

@@ -27,7 +27,7 @@ from sklearn.cluster import KMeans
 
 from cryoavae.core.schema import section_dataclass
 from cryoavae.orientation.averaging import class_average
-from cryoavae.orientation.matcher import CtfModel, TemplateMatcher
+from cryoavae.orientation.matcher import CtfModel, Matches, TemplateMatcher
 
 __all__ = [
     "OrientationConfig",
@@ -62,9 +62,9 @@ def matched_orientations(
     defocus_um: np.ndarray | None = None,
     ctf: CtfModel | None = None,
     fit_mu: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Rotations ``(n, 3, 3)`` (RELION's ``A`` in the model's canonical frame) and the template
-    each particle was matched against ``(n,)``; ``images`` gives the ``n`` rows of ``mu``.
+) -> Matches:
+    """Rotations ``(n, 3, 3)`` (RELION's ``A`` in the model's canonical frame), shifts and the
+    template each particle was matched against; ``images`` gives the ``n`` rows of ``mu``.
 
     The template centres are fitted on ``mu[train_rows]``, or on ``fit_mu`` when given: a new
     particle set is matched against the templates of the study's own training particles."""
@@ -76,9 +76,7 @@ def matched_orientations(
         device = next(model.parameters()).device
         centres = torch.from_numpy(centres.astype(np.float32)).to(device)
         templates = model.decode(centres)[:, 0].float().cpu().numpy()  # identity pose
-    rotations, template = match_with_references(
-        templates, template, images, config, defocus_um, ctf
-    )
+    found = match_with_references(templates, template, images, config, defocus_um, ctf)
     log.info(
         "template matching (%s): %d particles against %d templates, %d reference iterations: "
         "%.1f s",
@@ -88,7 +86,7 @@ def matched_orientations(
         config.reference_iterations,
         time.perf_counter() - started,
     )
-    return rotations, template
+    return found
 
 
 def template_centres(
@@ -125,42 +123,50 @@ def match_with_references(
     config: OrientationConfig,
     defocus_um: np.ndarray | None = None,
     ctf: CtfModel | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> Matches:
     """Each of the ``n`` particles of ``images`` matched against ``templates[template_index]``
     (with ``config.assignment: best_match``, against whichever template fits it best), then
     ``config.reference_iterations`` times against the averages of the particles matched to each
-    template -> rotations ``(n, 3, 3)`` and the template of each ``(n,)``. Matching and averaging
-    see the particles through their missing wedge, ``config.wedge_tilt_max_deg``."""
-    wedge_tilt_max_deg = config.wedge_tilt_max_deg
+    template (turned and moved back by what was found). Matching and averaging see the particles
+    through their missing wedge, ``config.wedge_tilt_max_deg``; shifts up to
+    ``config.max_shift_angstrom`` are searched."""
     templates = np.array(templates, dtype=np.float32)  # a copy: the averages replace it
-    template_index = np.array(template_index, dtype=np.int64)
-    args = (images, wedge_tilt_max_deg, config, defocus_um, ctf)
-    rotations, template_index = _match_all(templates, template_index, *args)
+    args = (images, config, defocus_um, ctf)
+    found = _match_all(templates, np.array(template_index, dtype=np.int64), *args)
     for _ in range(config.reference_iterations):
-        for c in np.unique(template_index):  # a template no particle chose stays as it was
-            rows = np.flatnonzero(template_index == c)
-            templates[c] = class_average(images, rows, rotations[rows], wedge_tilt_max_deg)
-        rotations, template_index = _match_all(templates, template_index, *args)
-    return rotations, template_index
+        for c in np.unique(found.templates):  # a template no particle chose stays as it was
+            rows = np.flatnonzero(found.templates == c)
+            templates[c] = class_average(
+                images,
+                rows,
+                found.rotations[rows],
+                config.wedge_tilt_max_deg,
+                found.shifts_px[rows],
+            )
+        found = _match_all(templates, found.templates, *args)
+    return found
 
 
-def _match_all(templates, template, images, wedge, config, defocus_um, ctf):
-    """Every particle matched against its template (or, with ``best_match``, the best one):
-    rotations ``(n, 3, 3)`` and templates ``(n,)``, a batch of images at a time."""
+def _match_all(templates, template, images, config, defocus_um, ctf) -> Matches:
+    """Every particle matched against its template (or, with ``best_match``, the best one), a
+    batch of images at a time."""
+    max_shift_px = 0.0
+    if config.max_shift_angstrom > 0:
+        max_shift_px = config.max_shift_angstrom / images.voxel_size_angstrom
     matcher = TemplateMatcher(
         templates,
-        wedge,
+        config.wedge_tilt_max_deg,
         ctf if config.ctf else None,
         config.grid_step_deg,
         config.refinement_levels,
+        max_shift_px=max_shift_px,
     )
-    n = len(template)
-    rotations, chosen = np.empty((n, 3, 3)), template.copy()
-    for start in range(0, n, MATCH_BATCH):
-        rows = np.arange(start, min(n, start + MATCH_BATCH))
+    batches = []
+    for start in range(0, len(template), MATCH_BATCH):
+        rows = np.arange(start, min(len(template), start + MATCH_BATCH))
         focus = None if defocus_um is None else defocus_um[rows]
         if config.assignment == "best_match":
-            rotations[rows], _, chosen[rows] = matcher.match_any(images.gather(rows), focus)
+            batches.append(matcher.match_any(images.gather(rows), focus))
         else:
-            rotations[rows], _ = matcher.match(images.gather(rows), template[rows], focus)
-    return rotations, chosen
+            batches.append(matcher.match(images.gather(rows), template[rows], focus))
+    return Matches(*(np.concatenate([getattr(b, f) for b in batches]) for f in Matches.FIELDS))

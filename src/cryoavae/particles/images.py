@@ -114,6 +114,11 @@ class ParticleImages:
             return self._fds[k]
 
     @property
+    def voxel_size_angstrom(self) -> float:
+        """The voxel size (Å) in the header of the table's first stack."""
+        return stack_voxel_size(self.root / self.stack_names[0])
+
+    @property
     def shape(self) -> tuple[int, ...]:
         return (len(self), *self._layout(0).item_shape)
 

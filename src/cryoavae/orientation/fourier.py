@@ -1,0 +1,135 @@
+"""The matcher's Fourier-space arithmetic as batched torch work (CPU or CUDA alike).
+
+- :class:`Band`: the rfftn coefficients up to a radius, where they sit and how much they count;
+- :class:`RotatedTemplates`: templates turned by many rotations at once, sampled at a band's
+  frequencies from their oversampled spectra (trilinear, as the simulator's own kernel,
+  :func:`cryoavae.geometry.volume_rotation.rotated_coefficients`, samples them);
+- :func:`shift_phases`, :func:`shift_grid`: translations as phase ramps, the shifts searched.
+
+Conventions as in :mod:`cryoavae.geometry.volume_rotation`: a template turned actively by ``A``
+has at frequency ``f`` the padded spectrum's value at ``A^T f``; a volume shifted by ``t`` voxels
+has its coefficients multiplied by ``exp(-2 pi i f.t / d)``, so multiplying a particle's
+coefficients by ``exp(+2 pi i f.t / d)`` moves a particle found at ``t`` back to the centre.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cryoavae.geometry.volume_rotation import (
+    PAD_FACTOR,
+    band_limited_coefficients,
+    centre_phases,
+    padded_spectra,
+)
+
+__all__ = ["Band", "RotatedTemplates", "shift_grid", "shift_phases"]
+
+
+@dataclass(frozen=True)
+class Band:
+    """rfftn coefficients up to a radius: where they sit, their frequencies, their weight, and
+    the same as tensors on the device the work runs on."""
+
+    flat: np.ndarray  # (K,) int64 into the (d, d, d//2 + 1) rfftn array
+    frequencies: np.ndarray  # (K, 3) int64 (x, y, z), cycles per box
+    multiplicity: np.ndarray  # (K,) float64: 2, or 1 on the planes kx = 0 and kx = d/2
+    index: torch.Tensor  # flat, as a tensor
+    frequency: torch.Tensor  # (K, 3) float32
+    weight: torch.Tensor  # multiplicity, float32
+    centre_cos: torch.Tensor  # (K,) float32: the phase that moves the origin to voxel 0
+    centre_sin: torch.Tensor
+
+    @classmethod
+    def up_to(cls, d: int, k_max: float, device: torch.device | str = "cpu") -> Band:
+        fz = np.rint(np.fft.fftfreq(d) * d)[:, None, None]
+        fx = np.arange(d // 2 + 1)[None, None, :]
+        keep = fx**2 + fz.reshape(1, d, 1) ** 2 + fz**2 <= k_max**2
+        flat, frequencies = band_limited_coefficients(d, keep)
+        edge = (frequencies[:, 0] == 0) | (frequencies[:, 0] == d // 2)
+        multiplicity = np.where(edge, 1.0, 2.0)
+        phase = centre_phases(frequencies, d)
+
+        def tensor(values, dtype=torch.float32):
+            return torch.as_tensor(np.ascontiguousarray(values), dtype=dtype, device=device)
+
+        return cls(
+            flat,
+            frequencies,
+            multiplicity,
+            tensor(flat, torch.int64),
+            tensor(frequencies),
+            tensor(multiplicity),
+            tensor(phase.real),
+            tensor(phase.imag),
+        )
+
+
+class RotatedTemplates:
+    """Templates ``(m, d, d, d)`` whose rotated rfftn coefficients are sampled in batches.
+
+    The oversampled, gridding-corrected spectra (:func:`padded_spectra`) are kept as a
+    ``(m, 2, P, P, P)`` real tensor (real and imaginary parts as two channels), so that
+    ``grid_sample`` interpolates both at once for any number of rotations.
+    """
+
+    def __init__(self, templates: np.ndarray, device: torch.device | str = "cpu"):
+        spectra = padded_spectra(np.asarray(templates, np.float32))  # (m, P, P, P) complex64
+        self.d = int(np.asarray(templates).shape[-1])
+        self.size = spectra.shape[-1]
+        self.device = torch.device(device)
+        stacked = np.stack([spectra.real, spectra.imag], axis=1).astype(np.float32)
+        self.spectra = torch.from_numpy(stacked).to(self.device)
+
+    def __len__(self) -> int:
+        return len(self.spectra)
+
+    def sample(
+        self, template: int, rotations: torch.Tensor, band: Band
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Real and imaginary parts ``(r, K)`` float32 of the coefficients at ``band``'s
+        frequencies of template ``template`` turned actively by each of ``rotations``
+        ``(r, 3, 3)``. (Kept apart: every score is a real sum of their products.)"""
+        # the sample index of frequency f is PAD_FACTOR * A^T f + P // 2 on each axis; as
+        # grid_sample's [-1, 1] coordinates (align_corners): index * 2 / (P - 1) - 1
+        scale = 2.0 * PAD_FACTOR / (self.size - 1)
+        origin = (self.size // 2) * 2.0 / (self.size - 1) - 1.0
+        grid = (
+            torch.matmul(band.frequency, rotations.to(self.device, torch.float32) * scale) + origin
+        )
+        values = F.grid_sample(
+            self.spectra[template : template + 1],
+            grid[None, :, :, None, :],  # (1, r, K, 1, 3): (x, y, z) into (z, y, x) arrays
+            mode="bilinear",
+            padding_mode="zeros",
+            align_corners=True,
+        )[0, :, :, :, 0]  # (2, r, K)
+        cos, sin = band.centre_cos, band.centre_sin
+        real = values[0] * cos - values[1] * sin
+        imag = values[0] * sin + values[1] * cos
+        return real, imag
+
+
+def shift_grid(max_shift_px: float, step_px: float) -> np.ndarray:
+    """Shifts ``(S, 3)`` voxels (x, y, z) on a cubic lattice of ``step_px`` within a ball of
+    ``max_shift_px``, no shift first: the translations a search tries."""
+    if max_shift_px <= 0:
+        return np.zeros((1, 3))
+    reach = int(math.floor(max_shift_px / step_px + 1e-9))
+    steps = np.arange(-reach, reach + 1) * step_px
+    lattice = np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), -1).reshape(-1, 3)
+    lattice = lattice[np.linalg.norm(lattice, axis=1) <= max_shift_px + 1e-9]
+    return lattice[np.argsort(np.linalg.norm(lattice, axis=1), kind="stable")]
+
+
+def shift_phases(band: Band, shifts: torch.Tensor, d: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosine and sine ``(..., K)`` of ``2 pi f.t / d`` for shifts ``t`` ``(..., 3)`` voxels: the
+    phase ``exp(+2 pi i f.t / d)`` that, multiplied into a particle's coefficients, brings a
+    particle that sits at ``t`` back to the centre."""
+    angle = torch.matmul(shifts.to(band.frequency), band.frequency.T) * (2 * math.pi / d)
+    return torch.cos(angle), torch.sin(angle)
