@@ -103,7 +103,7 @@ def test_tiny_tomogram_study_runs_end_to_end(tmp_path):
     assert (out / "tomograms" / "extracted_subtomograms.png").read_bytes()[:4] == b"\x89PNG"
     # the tomograms' particles have the tilt series' wedge, and their averages are weighted by it
     log = (out / "logs" / "average_particles" / "avae.log").read_text()
-    assert "missing-wedge weighted (tilts through +-60 deg)" in log
+    assert "missing-wedge weighted (tilts through +-60 degrees)" in log
     applied = pd.read_csv(out / "applied" / "avae" / "picks.tsv", sep="\t")
     assert "background" in set(applied["class_name"]) and "novelty" in applied
     resources = pd.read_csv(out / "resources.tsv", sep="\t")
