@@ -25,6 +25,7 @@ STAGES = (
     "inference",
     "ddp",
     "pose",
+    "match",
 )
 
 

@@ -25,6 +25,8 @@ NAMED_FIGURES = {
     "simulate_tomogram_seconds_512",
     "pose_search_epoch_ratio_3d32",
     "splat_single_pose_epoch_ratio_3d32",
+    "match_particles_per_s_32",
+    "match_efficiency_32",
 }
 
 

@@ -198,7 +198,7 @@ class TemplateMatcher:
             radius = np.linalg.norm(band.frequencies, axis=1) / (self.d * c.voxel_size_angstrom)
             focus = np.asarray(defocus_um)[rows.cpu().numpy(), None]
             values = ctf_1d(radius, focus, c.voltage_kv, c.cs_mm, c.amplitude_contrast) * measured
-        return torch.as_tensor(np.ascontiguousarray(values), dtype=torch.float32).to(self.device)
+        return torch.from_numpy(np.array(values, dtype=np.float32)).to(self.device)
 
     def _weighted(self, spectra: torch.Tensor, band: Band, filters: torch.Tensor):
         """The particles' coefficients on ``band`` as the scores weigh them (``w G X``), real and
