@@ -84,7 +84,7 @@ print(time.perf_counter() - start)
 # umap-learn's own neighbour search instead of the precomputed exact graph, for comparison.
 OWN_KNN = """
 import cryoavae.evaluate.evaluation as ev
-def own_knn(mu, n_neighbors, min_dist, seed):
+def own_knn(mu, n_neighbors, min_dist, seed, cache_dir=None, max_points=None):
     import umap
     return umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist,
                      metric="cosine", random_state=seed, n_jobs=1).fit_transform(mu)

@@ -14,6 +14,7 @@ at hand (no sampling, no bookkeeping), by the matcher's time, measured in the sa
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 
@@ -29,6 +30,7 @@ from cryoavae.orientation.matcher import TemplateMatcher
 BOX = 32
 TEMPLATES = 8
 MAX_SHIFT_PX = 2.0
+DEVICE = os.environ.get("CRYOAVAE_BENCH_DEVICE", "cpu")  # benchmarks/device_check.sh: cuda
 
 
 def _maps(rng: np.random.Generator) -> np.ndarray:
@@ -63,6 +65,8 @@ def _median_seconds(work, repeats: int) -> float:
     for _ in range(repeats):
         start = time.perf_counter()
         work()
+        if DEVICE != "cpu":
+            torch.cuda.synchronize()  # the work is queued on the device until then
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -73,11 +77,15 @@ def _bare_seconds(matcher: TemplateMatcher, n: int, repeats: int) -> float:
     (33 rotations per particle and level, full band, and the shifts after each)."""
     low, full = Band.up_to(BOX, BOX / 4), matcher.full
     s, r, levels = len(matcher.shifts), len(matcher.grid), len(matcher.local)
-    particles = torch.randn(n * s, 2 * len(low.flat))
-    rotated = torch.randn(min(r, 2048), 2 * len(low.flat))
-    refined = torch.randn(n, 33, 2 * len(full.flat))
-    x = torch.randn(n, 2 * len(full.flat), 1)
-    shifted = torch.randn(n, len(shift_grid(np.sqrt(3) * 0.5 + 1e-6, 0.5)), 2 * len(full.flat))
+
+    def randn(*shape):
+        return torch.randn(*shape, device=DEVICE)
+
+    particles = randn(n * s, 2 * len(low.flat))
+    rotated = randn(min(r, 2048), 2 * len(low.flat))
+    refined = randn(n, 33, 2 * len(full.flat))
+    x = randn(n, 2 * len(full.flat), 1)
+    shifted = randn(n, len(shift_grid(np.sqrt(3) * 0.5 + 1e-6, 0.5)), 2 * len(full.flat))
 
     def work():
         for _ in range(0, r, len(rotated)):
@@ -101,7 +109,7 @@ def match_figures(quick: bool) -> list[dict]:
     step = 20.0 if quick else 10.0
     figures = []
     for label, max_shift in (("", MAX_SHIFT_PX), ("_centred", 0.0)):
-        matcher = TemplateMatcher(maps, 60.0, None, step, 3, max_shift_px=max_shift)
+        matcher = TemplateMatcher(maps, 60.0, None, step, 3, max_shift_px=max_shift, device=DEVICE)
         matcher.match(volumes[:8], which[:8])  # warm: allocations, thread pool
         seconds = _median_seconds(lambda m=matcher: m.match(volumes, which), repeats)
         figures.append(

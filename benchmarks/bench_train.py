@@ -28,6 +28,7 @@ from cryoavae.train.losses import avae_loss
 
 N_CLASSES = 5
 THREADS = int(os.environ.get("CRYOAVAE_BENCH_THREADS", "2"))  # the workflow's default is 2
+DEVICE = os.environ.get("CRYOAVAE_BENCH_DEVICE", "cpu")  # benchmarks/device_check.sh: cuda
 
 
 def write_synthetic(
@@ -75,7 +76,7 @@ def _train(
 ) -> dict:
     table = particles.read_particle_table(star)
     images = particles.ParticleImages(table, star, model_config.ndim)
-    config = TrainingConfig(epochs=epochs, checkpoint_every_epochs=epochs + 1, device="cpu")
+    config = TrainingConfig(epochs=epochs, checkpoint_every_epochs=epochs + 1, device=DEVICE)
     return train_model(
         table,
         images,

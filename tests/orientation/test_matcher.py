@@ -119,3 +119,20 @@ def test_the_shift_grid_is_a_ball_with_no_shift_first():
     assert np.array_equal(grid[0], [0, 0, 0]) and np.linalg.norm(grid, axis=1).max() <= 2.0
     assert len(grid) == 33  # the integer points of a ball of radius 2
     assert shift_grid(0.0, 1.0).shape == (1, 3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_the_matcher_finds_the_same_on_cuda_as_on_the_cpu():
+    rng = np.random.default_rng(8)
+    maps = blobs(rng)[None]
+    truth = Rotation.random(6, random_state=rng).as_matrix()
+    offsets = rng.uniform(-1.0, 1.0, (6, 3))
+    particles = measured(maps[0], truth, rng, snr=1.0, shifts_px=offsets)
+    found = {
+        device: TemplateMatcher(maps, 60.0, None, 15.0, 2, max_shift_px=2.0, device=device).match(
+            particles, np.zeros(6)
+        )
+        for device in ("cpu", "cuda")
+    }
+    assert geodesic_deg(found["cpu"].rotations, found["cuda"].rotations).max() < 0.5
+    np.testing.assert_allclose(found["cpu"].shifts_px, found["cuda"].shifts_px, atol=0.1)
