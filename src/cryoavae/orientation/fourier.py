@@ -46,10 +46,21 @@ class Band:
     centre_sin: torch.Tensor
 
     @classmethod
-    def up_to(cls, d: int, k_max: float, device: torch.device | str = "cpu") -> Band:
+    def up_to(
+        cls,
+        d: int,
+        k_max: float,
+        device: torch.device | str = "cpu",
+        measured: np.ndarray | None = None,
+    ) -> Band:
+        """The coefficients with ``|k| <= k_max``; with ``measured`` (an rfftn-shaped boolean
+        mask, e.g. the missing wedge every particle shares) only those: a coefficient no particle
+        measured adds nothing to any score, so it is not computed at all."""
         fz = np.rint(np.fft.fftfreq(d) * d)[:, None, None]
         fx = np.arange(d // 2 + 1)[None, None, :]
         keep = fx**2 + fz.reshape(1, d, 1) ** 2 + fz**2 <= k_max**2
+        if measured is not None:
+            keep = keep & measured
         flat, frequencies = band_limited_coefficients(d, keep)
         edge = (frequencies[:, 0] == 0) | (frequencies[:, 0] == d // 2)
         multiplicity = np.where(edge, 1.0, 2.0)
@@ -102,13 +113,21 @@ class RotatedTemplates:
         grid = (
             torch.matmul(band.frequency, rotations.to(self.device, torch.float32) * scale) + origin
         )
+        # grid_sample spreads its batch over the CPU's threads, not one item's points: the
+        # rotations go in as that many batch items (one on a GPU, which spreads everything)
+        r = len(grid)
+        parts = 1 if self.device.type == "cuda" else max(1, min(torch.get_num_threads(), r))
+        padded = -(-r // parts) * parts
+        if padded > r:
+            grid = torch.cat([grid, grid[-1:].expand(padded - r, -1, -1)])
         values = F.grid_sample(
-            self.spectra[template : template + 1],
-            grid[None, :, :, None, :],  # (1, r, K, 1, 3): (x, y, z) into (z, y, x) arrays
+            self.spectra[template : template + 1].expand(parts, -1, -1, -1, -1),
+            grid.reshape(parts, padded // parts, -1, 1, 3),  # (x, y, z) into (z, y, x) arrays
             mode="bilinear",
             padding_mode="zeros",
             align_corners=True,
-        )[0, :, :, :, 0]  # (2, r, K)
+        )  # (parts, 2, r / parts, K, 1)
+        values = values[..., 0].transpose(0, 1).reshape(2, padded, -1)[:, :r]  # (2, r, K)
         cos, sin = band.centre_cos, band.centre_sin
         real = values[0] * cos - values[1] * sin
         imag = values[0] * sin + values[1] * cos

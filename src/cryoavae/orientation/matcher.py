@@ -129,8 +129,11 @@ class TemplateMatcher:
         self.wedge_tilt_max_deg = wedge_tilt_max_deg
         self.ctf = ctf
         low = low_pass_px if low_pass_px is not None else d / 4
-        self.low = Band.up_to(d, low, self.device)
-        self.full = Band.up_to(d, math.sqrt(spectrum_band_limit(d)), self.device)
+        measured = None  # the coefficients outside every particle's wedge are never computed
+        if wedge_tilt_max_deg is not None:
+            measured = missing_wedge_mask(d, wedge_tilt_max_deg)
+        self.low = Band.up_to(d, low, self.device, measured)
+        self.full = Band.up_to(d, math.sqrt(spectrum_band_limit(d)), self.device, measured)
         self.grid = torch.from_numpy(uniform_grid(grid_step_deg)).to(self.device)
         self.local = [
             torch.from_numpy(local_grid(grid_step_deg / 2**level)).to(self.device)
