@@ -47,6 +47,8 @@ __all__ = ["CtfModel", "Matches", "TemplateMatcher", "local_grid", "uniform_grid
 GRID_CHUNK = 2048  # grid rotations scored at once
 SCORES_AT_ONCE = 2**24  # (particles x shifts x rotations) scores held at once (64 MB)
 LOCAL_CHUNK = 2048  # candidate rotations sampled at once in the local refinement
+# the global grid's template coefficients are kept across batches of particles up to this size
+GRID_CACHE_BYTES = 512 * 2**20
 
 
 def uniform_grid(step_deg: float) -> np.ndarray:
@@ -139,6 +141,7 @@ class TemplateMatcher:
             torch.from_numpy(local_grid(grid_step_deg / 2**level)).to(self.device)
             for level in range(refinement_levels)
         ]
+        self._grid_cache: dict[int, torch.Tensor] = {}
         self.max_shift_px = float(max_shift_px)
         self.shifts = torch.from_numpy(shift_grid(self.max_shift_px, 1.0)).to(self.device)
 
@@ -223,9 +226,9 @@ class TemplateMatcher:
         best_shift = torch.zeros(p, dtype=torch.int64, device=self.device)
         chunk = max(1, min(GRID_CHUNK, SCORES_AT_ONCE // (p * s)))
         for start in range(0, len(self.grid), chunk):
-            tr, ti = self.templates.sample(template, self.grid[start : start + chunk], band)
-            cross = (features @ torch.cat([tr, ti], dim=-1).T).reshape(p, s, -1)  # (p, S, r)
-            power = power_weight @ (tr * tr + ti * ti).T  # (p, r)
+            rotated = self._grid_template(template, start, chunk)  # (r, 2K): real, imaginary
+            cross = (features @ rotated.T).reshape(p, s, -1)  # (p, S, r)
+            power = power_weight @ rotated.square().reshape(len(rotated), 2, -1).sum(1).T
             score = cross.clamp(min=0).square_() / power.clamp(min=1e-30)[:, None, :]
             value, where = score.reshape(p, -1).max(dim=1)
             better = value.double() > top
@@ -233,6 +236,26 @@ class TemplateMatcher:
             best[better] = start + where[better] % score.shape[-1]
             best_shift[better] = where[better] // score.shape[-1]
         return self.grid[best], self.shifts[best_shift], top
+
+    def _grid_template(self, template: int, start: int, chunk: int) -> torch.Tensor:
+        """Template ``template`` turned by grid rotations ``start:start + chunk``, real and
+        imaginary parts side by side ``(r, 2K)``; the whole grid is sampled once per template and
+        kept (within ``GRID_CACHE_BYTES``), so batches of particles after the first reuse it."""
+        if template not in self._grid_cache:
+            size = len(self.grid) * 2 * len(self.low.flat) * 4
+            if size * (len(self._grid_cache) + 1) > GRID_CACHE_BYTES:
+                real, imag = self.templates.sample(
+                    template, self.grid[start : start + chunk], self.low
+                )
+                return torch.cat([real, imag], dim=-1)
+            parts = [
+                torch.cat(
+                    self.templates.sample(template, self.grid[i : i + GRID_CHUNK], self.low), -1
+                )
+                for i in range(0, len(self.grid), GRID_CHUNK)
+            ]
+            self._grid_cache[template] = torch.cat(parts)
+        return self._grid_cache[template][start : start + chunk]
 
     def _refine_all(self, spectra, template_index, rotations, shifts, defocus_um) -> Matches:
         """The local refinements, level after level, from each particle's global best: a finer
