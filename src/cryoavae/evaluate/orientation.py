@@ -26,9 +26,12 @@ DESCRIPTION = (
     "Procrustes, modulo the class's point group in evaluation.symmetry, placed in its map's "
     "frame) is applied to its val particles' inferred orientations; the median geodesic "
     "angle to the truth over all val particles (0 = exact up to the model's choice of frame; "
-    "about 132 degrees carries no orientation over all of SO(3))."
+    "about 132 degrees carries no orientation over all of SO(3)). A median hides a class that "
+    "fails: pose_within_20deg / _40deg are the fractions of val particles within 20 and 40 "
+    "degrees, overall and per class (random orientations: 0.6 % and 4.6 %)."
 )
 MIN_PARTICLES = 3
+WITHIN_DEG = (20, 40)
 
 
 def aligned_orientation_metrics(
@@ -36,7 +39,12 @@ def aligned_orientation_metrics(
 ) -> tuple[dict, dict[str, np.ndarray]]:
     """Metrics (JSON-ready) and, per class, the aligning rotation ``Q`` ``(3, 3)``."""
     if not set(INFERRED_ANGLES) <= set(latents.columns):
-        return {"pose_geodesic_median_deg": None, "pose_geodesic_per_class": {}}, {}
+        empty = {
+            f"pose_within_{t}deg{s}": v
+            for t in WITHIN_DEG
+            for s, v in (("", None), ("_per_class", {}))
+        }
+        return {"pose_geodesic_median_deg": None, "pose_geodesic_per_class": {}, **empty}, {}
     inferred = relion_angles_to_matrices(latents[list(INFERRED_ANGLES)].to_numpy(np.float64))
     true = relion_angles_to_matrices(
         latents[["angle_rot", "angle_tilt", "angle_psi"]].to_numpy(np.float64)
@@ -53,9 +61,15 @@ def aligned_orientation_metrics(
         error = geodesic_deg((inferred[va] @ q)[:, None], copies).min(axis=1)
         per_class[c], rotations[c] = float(np.median(error)), q
         errors.append(error)
-    overall = float(np.median(np.concatenate(errors))) if errors else None
-    return {
-        "pose_geodesic_median_deg": overall,
+    every = np.concatenate(errors) if errors else np.zeros(0)
+    metrics = {
+        "pose_geodesic_median_deg": float(np.median(every)) if errors else None,
         "pose_geodesic_per_class": per_class,
         "pose_geodesic_description": DESCRIPTION,
-    }, rotations
+    }
+    for limit in WITHIN_DEG:
+        metrics[f"pose_within_{limit}deg"] = float(np.mean(every <= limit)) if errors else None
+        metrics[f"pose_within_{limit}deg_per_class"] = {
+            c: float(np.mean(e <= limit)) for c, e in zip(per_class, errors, strict=True)
+        }
+    return metrics, rotations
