@@ -106,7 +106,8 @@ class TemplateMatcher:
     that angle (None: nothing missing). ``ctf``: they carry a CTF at the defocus given to
     :meth:`match` (None: no CTF). ``low_pass_px``: radius (cycles per box) of the global search;
     default ``d / 4``. ``max_shift_px``: how far (voxels) a particle's centre may sit from the
-    box centre (0: particles are centred, rotations only). ``device``: where the work runs.
+    box centre (0: particles are centred, rotations only), searched in steps of ``shift_step_px``
+    in the global search. ``device``: where the work runs.
     """
 
     def __init__(
@@ -119,6 +120,7 @@ class TemplateMatcher:
         low_pass_px: float | None = None,
         max_shift_px: float = 0.0,
         device: torch.device | str = "cpu",
+        shift_step_px: float = 1.0,
     ):
         templates = np.asarray(templates, dtype=np.float32)
         if templates.ndim != 4 or len(set(templates.shape[1:])) != 1:
@@ -143,7 +145,8 @@ class TemplateMatcher:
         ]
         self._grid_cache: dict[int, torch.Tensor] = {}
         self.max_shift_px = float(max_shift_px)
-        self.shifts = torch.from_numpy(shift_grid(self.max_shift_px, 1.0)).to(self.device)
+        global_shifts = shift_grid(self.max_shift_px, shift_step_px)
+        self.shifts = torch.from_numpy(global_shifts).to(self.device)
 
     def match(
         self,
