@@ -338,3 +338,19 @@ def test_silent_server_times_out(tmp_path):
         silent.close()
     assert time.perf_counter() - start < 5.0
     assert not (tmp_path / "1abc.cif.gz").exists()
+
+
+def test_a_users_file_with_a_nan_coordinate_is_refused_at_import_naming_it(tmp_path):
+    """Refused where the user's own file is named, before a copy of it reaches results/."""
+    mine = tmp_path / "mine.pdb"
+    mine.write_text(
+        "ATOM      1  CA  ALA A   1       1.000   2.000   3.000  1.00  0.00           C\n"
+        "ATOM      2  CA  ALA A   2         nan   5.000   6.000  1.00  0.00           C\n"
+        "END\n"
+    )
+    dest = tmp_path / "results" / "mine.cif.gz"
+    with pytest.raises(
+        InputError, match=r"mine\.pdb: atom 2 has a coordinate that is not a finite"
+    ):
+        import_structure_file(mine, dest)
+    assert not dest.exists()

@@ -317,11 +317,27 @@ def _normalise(raw: bytes, label: str) -> bytes:
     st = _parse(raw, label)
     if len(st) == 0 or st[0].count_atom_sites() == 0:
         raise InputError(f"{label}: no atoms found (not a PDB/mmCIF structure, or empty)")
+    _refuse_non_finite_coordinates(st, label)
     if st.input_format == gemmi.CoorFormat.Mmcif:
         # Keep the archive's file as it is: gemmi would drop categories it does not model.
         return raw if raw[:2] == b"\x1f\x8b" else gzip.compress(raw, mtime=0)
     st.setup_entities()
     return gzip.compress(st.make_mmcif_document().as_string().encode(), mtime=0)
+
+
+def _refuse_non_finite_coordinates(st: gemmi.Structure, label: str) -> None:
+    """InputError naming the file when an atom of the first model has a coordinate that is not a
+    number: refused where the user's file is named, not later in a copy of it."""
+    coordinates = np.array(
+        [atom.pos.tolist() for chain in st[0] for residue in chain for atom in residue],
+        dtype=np.float64,
+    ).reshape(-1, 3)
+    bad = ~np.isfinite(coordinates).all(axis=1)
+    if bad.any():
+        raise InputError(
+            f"{label}: atom {int(np.argmax(bad)) + 1} has a coordinate that is not a finite "
+            f"number ({int(bad.sum())} such atoms); fix or remove them"
+        )
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
