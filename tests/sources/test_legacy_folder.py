@@ -119,6 +119,15 @@ def test_mixed_box_sizes_refused(tmp_path):
     _expect(tmp_path, folder, r"b_50_img.npy: shape \(9, 9\) differs from \(8, 8\)")
 
 
+def test_empty_arrays_are_refused_not_converted(tmp_path):
+    """A folder whose .npy arrays are empty (shape (0, 0)) is no particle set: one line naming
+    the first file, and nothing written."""
+    folder = tmp_path / "data"
+    _npy_folder(folder, shape=(0, 0))
+    _expect(tmp_path, folder, r"a_0_img.npy: holds a float64 array of shape \(0, 0\)")
+    assert not (tmp_path / "out" / "legacy.mrcs").exists()
+
+
 def test_no_files_refused(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "classes.csv").write_text("a\n")

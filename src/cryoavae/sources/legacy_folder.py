@@ -214,10 +214,10 @@ def _load_one(path: Path) -> np.ndarray:
             raise InputError(f"{path}: not a valid MRC file ({exc})") from exc
     if data.ndim == 3 and data.shape[0] == 1:
         data = data[0]  # a single image stored as a one-slice volume
-    if data.ndim not in (2, 3) or not np.issubdtype(data.dtype, np.number):
+    if data.ndim not in (2, 3) or not np.issubdtype(data.dtype, np.number) or min(data.shape) < 2:
         raise InputError(
             f"{path}: holds a {data.dtype} array of shape {data.shape}; expected a 2-D image or "
-            "a 3-D volume of numbers"
+            "a 3-D volume of numbers, at least 2 pixels along every axis"
         )
     return data.astype(np.float32, copy=False)
 
