@@ -161,12 +161,19 @@ def _match_all(templates, template, images, config, defocus_um, ctf) -> Matches:
         config.refinement_levels,
         max_shift_px=max_shift_px,
     )
-    batches = []
-    for start in range(0, len(template), MATCH_BATCH):
-        rows = np.arange(start, min(len(template), start + MATCH_BATCH))
+    batches, n, started = [], len(template), time.perf_counter()
+    for start in range(0, n, MATCH_BATCH):
+        rows = np.arange(start, min(n, start + MATCH_BATCH))
         focus = None if defocus_um is None else defocus_um[rows]
         if config.assignment == "best_match":
             batches.append(matcher.match_any(images.gather(rows), focus))
         else:
             batches.append(matcher.match(images.gather(rows), template[rows], focus))
+        _log_progress(rows[-1] + 1, n, time.perf_counter() - started)
     return Matches(*(np.concatenate([getattr(b, f) for b in batches]) for f in Matches.FIELDS))
+
+
+def _log_progress(done: int, n: int, seconds: float) -> None:
+    """One line per batch: how far matching is, its rate and the time it still needs."""
+    rate = done / max(seconds, 1e-9)
+    log.info("matched %d of %d particles (%.1f /s, %.0f s to go)", done, n, rate, (n - done) / rate)
