@@ -54,7 +54,7 @@ def _plan(n: int, seed: int = 0):
     names = [f"c{k}" for k in range(N_CLASSES)]
     per_class = math.ceil(n / N_CLASSES)
     config = SimulationConfig(particles_per_class=per_class, n_shards=1, wedge_tilt_max_deg=60.0)
-    return plan_shard(names, set(), config, 0, seed).subset(slice(0, n))
+    return plan_shard(names, set(), config, 0, seed, VOXEL_ANGSTROM).subset(slice(0, n))
 
 
 def _fast_seconds_per_particle(spectra: np.ndarray, n: int, repeats: int) -> tuple[float, float]:

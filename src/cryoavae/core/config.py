@@ -35,6 +35,7 @@ __all__ = [
 
 # Keys that moved, and where to: a config that still sets one is told where the setting lives now.
 MOVED_KEYS = {
+    ("simulation", "shift_max_px"): "simulation.shift_sd_angstrom (Gaussian sd per axis, in Å)",
     ("simulation", "missing_wedge"): "missing_wedge (a top-level section: enabled, tilt_max_deg)",
     ("tomograms", "tilt_min_deg"): "missing_wedge.tilt_max_deg (tilts run through +- it)",
     ("tomograms", "tilt_max_deg"): "missing_wedge.tilt_max_deg (tilts run through +- it)",

@@ -54,6 +54,7 @@ def class_maps(d: int, n: int = 3) -> np.ndarray:
 
 def config(**changes) -> SimulationConfig:
     base = dict(particles_per_class=8, unseen_particles_per_class=4, n_shards=2, batch_size=5)
+    base["shift_sd_angstrom"] = 0.0  # centred unless a test asks for picks' errors
     base["wedge_tilt_max_deg"] = 60.0  # the schema's missing_wedge default
     return SimulationConfig(**{**base, **changes})
 
@@ -76,15 +77,25 @@ def test_config_from_yaml_sections_and_bad_values():
 
 
 def test_rotation_range_limits_the_recorded_orientations():
-    plan = plan_shard(NAMES, set(), config(particles_per_class=40, rotation_range_deg=25.0), 0, 9)
+    plan = plan_shard(
+        NAMES, set(), config(particles_per_class=40, rotation_range_deg=25.0), 0, 9, 10.0
+    )
     cos = (np.trace(plan.rotations, axis1=1, axis2=2) - 1) / 2
     angles = np.degrees(np.arccos(np.clip(cos, -1, 1)))
     assert angles.max() <= 25.0 + 1e-6 and angles.mean() > 10.0
 
 
+def test_shifts_are_a_pickers_error_in_angstrom_cut_at_three_sd():
+    c = config(particles_per_class=2000, unseen_particles_per_class=0, shift_sd_angstrom=15.0)
+    plan = plan_shard(NAMES, set(), c, 0, 4, voxel_size_angstrom=5.0)
+    assert plan.shifts_px.std(axis=0) == pytest.approx([3.0] * 3, rel=0.06)  # 15 A = 3 voxels
+    assert np.abs(plan.shifts_px).max() <= 9.0 + 1e-9
+    assert np.abs(plan.shifts_px).max() > 7.0  # the tails are drawn, only cut
+
+
 def test_shards_split_every_class_evenly_and_label_splits():
     c = config(particles_per_class=11, unseen_particles_per_class=5, n_shards=3, val_fraction=0.25)
-    plans = [plan_shard(NAMES, {"gamma"}, c, shard, seed=7) for shard in range(3)]
+    plans = [plan_shard(NAMES, {"gamma"}, c, shard, 7, 10.0) for shard in range(3)]
     for k, name in enumerate(NAMES):
         per_shard = [int((plan.class_index == k).sum()) for plan in plans]
         assert sum(per_shard) == (5 if name == "gamma" else 11)
@@ -95,7 +106,7 @@ def test_shards_split_every_class_evenly_and_label_splits():
         assert set(seen) <= {"train", "val"}
     n_val = sum(int((plan.split == "val").sum()) for plan in plans)
     assert n_val == pytest.approx(0.25 * 22, abs=1.5)
-    again = plan_shard(NAMES, {"gamma"}, c, 1, seed=7)
+    again = plan_shard(NAMES, {"gamma"}, c, 1, 7, 10.0)
     np.testing.assert_array_equal(again.rotations, plans[1].rotations)
     assert not np.allclose(plans[0].rotations[0], plans[1].rotations[0])
 
@@ -103,8 +114,8 @@ def test_shards_split_every_class_evenly_and_label_splits():
 def test_fused_pass_equals_the_stages_composed():
     d, voxel = 16, 10.0
     maps = class_maps(d)
-    c = config(snr=0.5, shift_max_px=0.7, wedge_tilt_max_deg=50.0)
-    plan = plan_shard(NAMES, set(), c, 0, seed=3)
+    c = config(snr=0.5, shift_sd_angstrom=2.5, wedge_tilt_max_deg=50.0)
+    plan = plan_shard(NAMES, set(), c, 0, 3, 10.0)
     spectra = padded_spectra(maps)
     out = simulate_batch(spectra, plan, c, voxel, threads=2)
     # the stages one by one
@@ -125,7 +136,7 @@ def test_fused_pass_equals_the_stages_composed():
 def test_particles_are_zscored_and_have_nothing_in_the_missing_wedge():
     d = 16
     c = config(wedge_tilt_max_deg=60.0)
-    plan = plan_shard(NAMES, set(), c, 0, seed=1)
+    plan = plan_shard(NAMES, set(), c, 0, 1, 10.0)
     out = simulate_batch(padded_spectra(class_maps(d)), plan, c, 10.0)
     np.testing.assert_allclose(out.mean(axis=(1, 2, 3)), 0, atol=1e-5)
     np.testing.assert_allclose(out.std(axis=(1, 2, 3)), 1, atol=1e-4)
@@ -138,7 +149,7 @@ def test_particles_are_zscored_and_have_nothing_in_the_missing_wedge():
 def test_measured_snr_is_within_ten_percent(snr):
     d = 24
     spectra = padded_spectra(class_maps(d))
-    plan = plan_shard(NAMES, set(), config(), 0, seed=11)
+    plan = plan_shard(NAMES, set(), config(), 0, 11, 10.0)
     noisy = simulate_batch(spectra, plan, config(snr=snr), 10.0)
     clean = simulate_batch(spectra, plan, config(snr=None), 10.0)  # same poses, CTF, wedge
     measured = []
@@ -158,7 +169,7 @@ def test_a_point_at_the_box_centre_stays_at_the_centre():
     point = np.zeros((1, d, d, d), dtype=np.float32)
     point[0, c, c, c] = 1.0
     cfg = config(snr=None, ctf={"enabled": False}, wedge_tilt_max_deg=None)
-    plan = plan_shard(["point"], set(), cfg, 0, seed=5)
+    plan = plan_shard(["point"], set(), cfg, 0, 5, 10.0)
     out = simulate_batch(padded_spectra(point), plan, cfg, 10.0)
     for particle in out:
         assert np.unravel_index(particle.argmax(), particle.shape) == (c, c, c)
@@ -190,7 +201,7 @@ def test_recorded_origin_points_back_to_the_particle_centre(tmp_path):
     d, c = 24, 12
     blob = np.exp(-((np.indices((d, d, d)) - c) ** 2).sum(axis=0) / 8.0).astype(np.float32)
     maps = np.stack([blob] * 3)
-    cfg = config(snr=None, shift_max_px=2.0, ctf={"enabled": False}, wedge_tilt_max_deg=None)
+    cfg = config(snr=None, shift_sd_angstrom=7.0, ctf={"enabled": False}, wedge_tilt_max_deg=None)
     stack, star = shard_files(tmp_path, maps, cfg)
     table = particles.read_particle_table(star)
     images = particles.open_stack(stack, 3)

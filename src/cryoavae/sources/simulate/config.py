@@ -25,8 +25,8 @@ class SimulationConfig(
     ``wedge_tilt_max_deg``: the missing wedge of a tilt series about y through +- that angle
     (None: no wedge).
     ``snr`` is ``var(signal) / var(noise)``; None switches the noise off. Each particle is
-    shifted by up to ``shift_max_px`` voxels (uniform, independently per axis) after rotation;
-    shifts are circular (a Fourier phase ramp), so keep them within the structure's margin.
+    shifted after rotation by a Gaussian offset of sd ``shift_sd_angstrom`` per axis, cut at 3 sd
+    (a picker's error); shifts are circular (a Fourier phase ramp), so the box needs that margin.
     Orientations are uniform over all of SO(3) unless ``rotation_range_deg`` < 180 limits them to
     rotations by at most that angle (see :func:`cryoavae.geometry.rotations.random_rotations`).
     """

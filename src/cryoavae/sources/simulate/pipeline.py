@@ -66,6 +66,10 @@ log = logging.getLogger(__name__)
 #: RELION's origin offsets (Å): the particle's centre sits at the box centre minus the origin.
 ORIGINS = ("rlnOriginXAngst", "rlnOriginYAngst", "rlnOriginZAngst")
 
+#: Simulated pick errors are Gaussian cut at this many standard deviations, so that a shift
+#: never wraps a particle round its (circular) box.
+SHIFT_CUT_SD = 3.0
+
 
 @dataclass(frozen=True)
 class ParticlePlan:
@@ -91,6 +95,7 @@ def plan_shard(
     config: SimulationConfig,
     shard: int,
     seed: int,
+    voxel_size_angstrom: float,
 ) -> ParticlePlan:
     """Draw shard ``shard``'s particles: its slice of every class, splits, poses, defocus, seeds.
 
@@ -116,7 +121,8 @@ def plan_shard(
     n = len(class_index)
     rotations = random_rotations(n, rng, config.rotation_range_deg)
     defocus_um = rng.uniform(config.ctf.defocus_min_um, config.ctf.defocus_max_um, n)
-    shifts_px = rng.uniform(-config.shift_max_px, config.shift_max_px, (n, 3))
+    shift_sd_px = config.shift_sd_angstrom / voxel_size_angstrom
+    shifts_px = np.clip(rng.normal(0.0, 1.0, (n, 3)), -SHIFT_CUT_SD, SHIFT_CUT_SD) * shift_sd_px
     noise_seeds = rng.integers(0, 2**63, n, dtype=np.uint64)
     return ParticlePlan(class_index, split, rotations, shifts_px, defocus_um, noise_seeds)
 
@@ -285,7 +291,7 @@ def simulate_shard(
         raise InputError(
             f"unseen classes {sorted(unseen - set(class_names))} are not among {class_names}"
         )
-    plan = plan_shard(class_names, unseen, config, shard, seed)
+    plan = plan_shard(class_names, unseen, config, shard, seed, voxel_size_angstrom)
     if len(plan) == 0:
         raise InputError(
             f"shard {shard} of n_shards {config.n_shards} gets no particles; lower n_shards"
