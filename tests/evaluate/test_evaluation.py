@@ -102,6 +102,25 @@ def test_separated_clusters_are_classified_perfectly(classifier):
     assert m["per_class"]["b"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 20}
 
 
+def test_scores_come_from_the_test_split_when_there_is_one():
+    """Val particles scrambled across classes, test particles clean: a score computed on val would
+    be near chance; the metrics come from test and say so."""
+    classes = ["a", "b", "c"]
+    splits = {c: {"train": 60, "val": 20, "test": 25} for c in classes}
+    latents = make_latents(axes_centres(classes, 4), splits)
+    val = (latents["split"] == "val").to_numpy()
+    scrambled = np.random.default_rng(1).permutation(np.flatnonzero(val))
+    mu = [f"mu_{i}" for i in range(4)]
+    latents.loc[val, mu] = latents.loc[scrambled, mu].to_numpy()
+    latents.loc[val, "class_name"] = np.resize(classes, int(val.sum()))
+    m = evaluate(latents, classes, np.eye(3)).metrics
+    assert m["scored_split"] == "test"
+    assert (m["n_train"], m["n_val"], m["n_test"]) == (180, 60, 75)
+    assert m["accuracy"] == 1.0 and m["per_class"]["a"]["support"] == 25
+    without_test = evaluate(latents[latents["split"] != "test"], classes, np.eye(3)).metrics
+    assert without_test["scored_split"] == "val" and without_test["accuracy"] < 0.6
+
+
 def test_seen_class_without_val_particles_does_not_lower_macro_f1():
     classes = ["a", "b", "c"]
     splits = {"a": seen_split(), "b": seen_split(), "c": {"train": 30}}
@@ -399,10 +418,10 @@ def test_bad_latents_are_rejected(separated):
             latents.drop(columns="split"), classes, affinity, CONFIG, 0, 2, embed_umap=False
         )
     only_train = latents[latents["split"] == "train"]
-    with pytest.raises(InputError, match="no val particles"):
+    with pytest.raises(InputError, match="no test or val particles"):
         evaluate(only_train, classes, affinity)
     odd = latents.copy()
-    odd.loc[0, "split"] = "test"
+    odd.loc[0, "split"] = "holdout"
     with pytest.raises(InputError, match="split"):
         evaluate(odd, classes, affinity)
 

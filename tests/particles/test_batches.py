@@ -50,8 +50,8 @@ def test_select_split_gives_rows_and_zero_based_labels(stacks):
     assert val.rows.tolist() == list(range(0, 23, 3))
     assert val.labels.tolist() == [0] * len(val)  # rows 0, 3, 6, ... have class number 1
     assert len(select_split(table, "unseen")) == 0
-    with pytest.raises(ValueError, match="split 'test'"):
-        select_split(table, "test")
+    with pytest.raises(ValueError, match="split 'holdout'"):
+        select_split(table, "holdout")
 
 
 def test_streamed_and_resident_batches_agree(stacks):

@@ -37,9 +37,23 @@ def test_missing_column_refused(tmp_path):
     assert not (tmp_path / "x.star").exists()
 
 
+def test_splits_hold_out_val_then_test_per_class_and_val_does_not_depend_on_test():
+    numbers = np.repeat([1, 2, 3], [40, 40, 10])
+    is_unseen = numbers == 3
+    only_val = P.assign_splits(numbers, is_unseen, 0.2, np.random.default_rng(4))
+    both = P.assign_splits(numbers, is_unseen, 0.2, np.random.default_rng(4), test_fraction=0.25)
+    for number in (1, 2):
+        members = both[numbers == number]
+        assert [(members == s).sum() for s in ("train", "val", "test")] == [22, 8, 10]
+    assert set(both[is_unseen]) == {"unseen"}
+    np.testing.assert_array_equal(only_val == "val", both == "val")
+    with pytest.raises(InputError, match="leave no particle to train on"):
+        P.assign_splits(numbers, is_unseen, 0.5, np.random.default_rng(4), test_fraction=0.5)
+
+
 def test_bad_split_and_malformed_references_refused(tmp_path):
     table = make_table(3, "a.mrcs")
-    table[P.SPLIT] = ["train", "test", "val"]
+    table[P.SPLIT] = ["train", "holdout", "val"]
     starfile.write(table, tmp_path / "bad.star")
     with pytest.raises(InputError, match="cryoavaeSplit"):
         P.read_particle_table(tmp_path / "bad.star")

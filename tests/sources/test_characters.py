@@ -89,7 +89,7 @@ def test_class_order_splits_and_columns(tmp_path):
     expected_number = {n: i + 1 for i, n in enumerate(names)}
     assert all(table[P.CLASS_NUMBER] == table[P.CLASS_NAME].map(expected_number))
     seen = table[table[P.CLASS_NAME] != "v"]
-    assert set(seen[P.SPLIT]) == {"train", "val"}
+    assert set(seen[P.SPLIT]) == {"train", "val", "test"}
     assert all(seen.groupby(P.CLASS_NAME)[P.SPLIT].apply(lambda s: (s == "val").sum()) == 3)
     assert set(table.loc[table[P.CLASS_NAME] == "v", P.SPLIT]) == {"unseen"}
     assert (table[P.CLASS_NAME] == "v").sum() == 5

@@ -137,6 +137,39 @@ def test_unseen_particles_never_enter_training(tmp_path):
     assert summary["n_train"] + summary["n_val"] == 16  # the 8 unseen are not counted
 
 
+@pytest.mark.filterwarnings("ignore:Data array contains NaN")
+def test_test_particles_never_enter_training_or_model_selection(star, tmp_path):
+    """Test rows with NaN images change nothing: the weights equal those of a run whose table
+    lacks them, so neither the loss nor the checkpoint choice can have seen them."""
+    table = particles.read_particle_table(star)
+    test_rows = np.flatnonzero(table[particles.SPLIT].to_numpy() == "train")[::5]
+    images = particles.open_stack(star.parent / "stack.mrcs", 2).copy()
+    images[test_rows] = np.nan
+    with_test = tmp_path / "with_test"
+    with_test.mkdir()
+    particles.write_stack(with_test / "stack.mrcs", images, 5.0)
+    marked = table.copy()
+    marked.loc[test_rows, particles.SPLIT] = "test"
+    particles.write_particle_table(with_test / "particles.star", marked)
+    without = tmp_path / "without_test"
+    without.mkdir()
+    particles.write_stack(without / "stack.mrcs", images, 5.0)
+    particles.write_particle_table(without / "particles.star", table.drop(index=test_rows))
+
+    summaries = [
+        run_training(folder / "particles.star", folder / "run", epochs=2, seed=3)
+        for folder in (with_test, without)
+    ]
+    assert summaries[0]["n_train"] == summaries[1]["n_train"] == 24 - len(test_rows)
+    assert np.isfinite(summaries[0]["loss"])
+    one, two = (
+        torch.load(folder / "run" / "model.pt", weights_only=True)["state_dict"]
+        for folder in (with_test, without)
+    )
+    for name in one:
+        assert torch.equal(one[name], two[name]), name
+
+
 def test_same_seed_same_weights(star, tmp_path):
     run_training(star, tmp_path / "one", epochs=2, seed=5)
     run_training(star, tmp_path / "two", epochs=2, seed=5)

@@ -1,13 +1,16 @@
 """What a trained model's latent space says: classes, cluster separation, pose, prior, open set.
 
 Input is the latents table that ``embed_particles`` writes, one row per particle:
-``image``, ``class_name``, ``class_number``, ``split`` (``train``/``val``/``unseen``),
+``image``, ``class_name``, ``class_number``, ``split`` (``train``/``val``/``test``/``unseen``),
 ``angle_rot``, ``angle_tilt``, ``angle_psi`` (RELION ZYZ, degrees; 2-D data uses ``angle_psi``
 only), ``mu_0..mu_{k-1}`` and ``pose_0..pose_{p-1}`` (``p`` may be 0).
 
 One rule throughout: whatever is fitted (classifier, class centroids, pose maps) is fitted on the
-``train`` particles and scored on the held-out ``val`` particles of the seen classes and on the
-``unseen`` particles, so no number is flattered by the particles the encoder was trained on.
+``train`` particles and scored on the held-out particles of the seen classes and on the ``unseen``
+particles, so no number is flattered by the particles the encoder was trained on. The held-out
+particles are the ``test`` split when the study has one (never used for any choice: ``val`` is
+where settings, checkpoints and thresholds are chosen), else ``val``; ``metrics.json`` says which
+(``scored_split``).
 Seen classes are those with ``train`` particles; unseen classes are those with ``unseen`` ones.
 """
 
@@ -114,25 +117,28 @@ def evaluate_latents(
     Keys of ``metrics``:
 
     - ``classifier``, ``accuracy``, ``macro_f1``, ``per_class`` (``{class: {precision, recall,
-      f1, support}}``): classifier on train mu, scored on val.
-    - ``silhouette``: cosine silhouette of the val particles' mu by class (seen classes only).
+      f1, support}}``): classifier on train mu, scored on the held-out particles
+      (``scored_split``: test when there are any, else val).
+    - ``silhouette``: cosine silhouette of the held-out particles' mu by class (seen classes).
     - ``pose_correlation``, ``pose_correlation_per_class``, ``pose_predictor_per_class``,
       ``pose_angle_median_error_deg``, ``pose_metric_description``: see the description string.
     - ``prior_correlation`` (Pearson r), ``prior_correlation_spearman``, ``prior_mean_abs_error``:
-      over pairs of distinct seen classes, the val particles' mean pairwise cosine of mu against
-      the affinity (the quantity the affinity loss pulls towards the prior).
+      over pairs of distinct seen classes, the held-out particles' mean pairwise cosine of mu
+      against the affinity (the quantity the affinity loss pulls towards the prior).
     - ``unseen``: ``{class: {nearest_seen, nearest_seen_cosine, highest_affinity_seen,
       highest_affinity, affinity_rank_of_nearest, match}}``, nearest by cosine between the unseen
       class's centroid and the seen classes' training centroids (centroid = mean unit mu); a tie
       for the highest affinity counts as a match; ``unseen_match_fraction``.
     - ``novelty_auroc``: AUROC of the novelty score (cosine distance to the nearest seen training
-      centroid) for unseen versus seen val particles; 0.5 = indistinguishable; None without unseen.
-    - ``n_train``, ``n_val``, ``n_unseen``, ``latent_dim``, ``pose_dim``.
+      centroid) for unseen versus seen held-out particles; 0.5 = indistinguishable; None without
+      unseen.
+    - ``n_train``, ``n_val``, ``n_test``, ``n_unseen``, ``scored_split``, ``latent_dim``,
+      ``pose_dim``.
 
     Raises:
         InputError: a missing column, a class not in ``class_names``, a split other than
-            train/val/unseen, an affinity of the wrong shape, fewer than two seen classes or no
-            val particles.
+            train/val/test/unseen, an affinity of the wrong shape, fewer than two seen classes
+            or no held-out (test or val) particles.
     """
     class_names = [str(c) for c in class_names]
     affinity = np.asarray(affinity, dtype=np.float64)
@@ -167,12 +173,13 @@ class _Particles:
     """The latents table as arrays, with the split masks and class lists every metric shares."""
 
     names: np.ndarray  # (n,) class names
-    split: np.ndarray  # (n,) train, val or unseen
+    split: np.ndarray  # (n,) train, val, test or unseen
     mu: np.ndarray  # (n, k)
     pose: np.ndarray  # (n, p)
-    train: np.ndarray  # (n,) bool, one mask per split
-    val: np.ndarray
-    unseen: np.ndarray
+    train: np.ndarray  # (n,) bool
+    held_out: np.ndarray  # (n,) bool: the seen-class particles scored (see scored_split)
+    scored_split: str  # test when the table has test particles, else val
+    unseen: np.ndarray  # (n,) bool
     seen: list[str]  # classes with train particles, in the study's order
     unseen_classes: list[str]  # classes with unseen particles, in the study's order
     index: dict[str, int]  # class name -> row of the affinity
@@ -181,14 +188,17 @@ class _Particles:
 
     @property
     def scored(self) -> np.ndarray:
-        """The particles the class structure is scored on: val for seen, unseen for unseen."""
-        return self.val | self.unseen
+        """The particles the class structure is scored on: held out for seen classes, unseen for
+        unseen ones."""
+        return self.held_out | self.unseen
 
     def sizes(self) -> dict[str, int]:
         """The particle counts and latent widths ``metrics.json`` reports."""
         return {
             "n_train": int(self.train.sum()),
-            "n_val": int(self.val.sum()),
+            "n_val": int((self.split == "val").sum()),
+            "n_test": int((self.split == "test").sum()),
+            "scored_split": self.scored_split,
             "n_unseen": int(self.unseen.sum()),
             "latent_dim": self.latent_dim,
             "pose_dim": self.pose_dim,
@@ -200,7 +210,8 @@ def _particles(
 ) -> _Particles:
     names = latents["class_name"].astype(str).to_numpy()
     split = latents["split"].astype(str).to_numpy()
-    train, val, unseen = (split == s for s in SPLITS)
+    train, unseen = split == "train", split == "unseen"
+    scored_split = "test" if (split == "test").any() else "val"
     present_seen = set(names[train])
     present_unseen = set(names[unseen])
     return _Particles(
@@ -209,7 +220,8 @@ def _particles(
         mu=latents[mu_cols].to_numpy(np.float64),
         pose=latents[pose_cols].to_numpy(np.float64),
         train=train,
-        val=val,
+        held_out=split == scored_split,
+        scored_split=scored_split,
         unseen=unseen,
         seen=[c for c in class_names if c in present_seen],
         unseen_classes=[c for c in class_names if c in present_unseen],
@@ -229,7 +241,7 @@ def _read_out_metrics(
 ) -> tuple[dict, np.ndarray, pd.DataFrame | None]:
     """What read-outs fitted on the train particles recover from the val particles: class
     (classifier and silhouette) and pose; with the confusion counts and the pose table."""
-    train, val = p.train, p.val
+    train, val = p.train, p.held_out
     metrics, counts = classification(
         p.mu[train], p.names[train], p.mu[val], p.names[val], p.seen, config, seed
     )
@@ -283,11 +295,12 @@ def _open_set_metrics(
 def _log_metrics(metrics: dict) -> None:
     """The headline numbers, and where each unseen class landed, for the run log."""
     log.info(
-        "%s on %d train / %d val particles: accuracy %.3f, macro-F1 %.3f; silhouette %s; "
+        "%s on %d train / %d %s particles: accuracy %.3f, macro-F1 %.3f; silhouette %s; "
         "pose correlation %s; prior correlation %s; novelty AUROC %s",
         metrics["classifier"],
         metrics["n_train"],
-        metrics["n_val"],
+        metrics["n_" + metrics["scored_split"]],
+        metrics["scored_split"],
         metrics["accuracy"],
         metrics["macro_f1"],
         metrics["silhouette"],
@@ -351,11 +364,11 @@ def _check_latents(latents, class_names, affinity, ndim) -> tuple[list[str], lis
         raise InputError(
             f"latents table: {len(seen)} class(es) with train particles; need two or more"
         )
-    if not (splits == "val").any():
-        raise InputError("latents table: no val particles to score on")
-    orphan = sorted(set(names[splits == "val"]) - seen)
+    if not splits.isin(["val", "test"]).any():
+        raise InputError("latents table: no test or val particles to score on")
+    orphan = sorted(set(names[splits.isin(["val", "test"])]) - seen)
     if orphan:
-        raise InputError(f"latents table: val classes {orphan} have no train particles")
+        raise InputError(f"latents table: held-out classes {orphan} have no train particles")
     both = sorted(set(names[splits == "unseen"]) & seen)
     if both:
         raise InputError(f"latents table: classes {both} are in both the train and unseen splits")

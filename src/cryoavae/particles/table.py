@@ -42,7 +42,10 @@ SNR = "cryoavaeSNR"
 SHARD = "cryoavaeShard"
 VOXEL_SIZE = "rlnImagePixelSize"  # optional: Å per voxel, when the stacks' headers do not say
 REQUIRED_COLUMNS = (IMAGE, CLASS_NUMBER, *ANGLES, CLASS_NAME, SPLIT)
-SPLITS = ("train", "val", "unseen")
+#: ``train`` fits the model; ``val`` is for every choice made after seeing results (checkpoints,
+#: thresholds, settings); ``test`` is scored and never chosen on; ``unseen`` are the classes held
+#: out of training altogether.
+SPLITS = ("train", "val", "test", "unseen")
 
 
 # --------------------------------------------------------------------------- image references
@@ -158,20 +161,35 @@ def class_counts(
 
 
 def assign_splits(
-    class_numbers: np.ndarray, is_unseen: np.ndarray, val_fraction: float, rng: np.random.Generator
+    class_numbers: np.ndarray,
+    is_unseen: np.ndarray,
+    val_fraction: float,
+    rng: np.random.Generator,
+    test_fraction: float = 0.0,
 ) -> np.ndarray:
     """Split labels ``(n,)``: per seen class, :func:`val_count` of its particles, chosen with
-    ``rng``, go to ``val`` and the rest to ``train``; unseen particles get ``unseen``.
+    ``rng``, go to ``val``, the next ``val_count(test_fraction, n)`` to ``test`` and the rest to
+    ``train``; unseen particles get ``unseen``.
 
     Classes are visited in ascending class number, and each draws one permutation of its
-    members, so the same seed gives the same split in every particle source.
+    members, so the same seed gives the same split in every particle source, and the ``val``
+    particles do not depend on ``test_fraction``.
     """
+    if val_fraction + test_fraction >= 1.0:
+        raise InputError(
+            f"val_fraction {val_fraction} + test_fraction {test_fraction} leave no particle to "
+            "train on; their sum must be below 1"
+        )
     class_numbers = np.asarray(class_numbers)
     is_unseen = np.asarray(is_unseen, dtype=bool)
     splits = np.where(is_unseen, "unseen", "train").astype(object)
     for number in np.unique(class_numbers[~is_unseen]):  # loop over classes
         members = np.nonzero((class_numbers == number) & ~is_unseen)[0]
-        splits[rng.permutation(members)[: val_count(val_fraction, len(members))]] = "val"
+        order = rng.permutation(members)
+        n_val = val_count(val_fraction, len(members))
+        n_test = val_count(test_fraction, len(members))
+        splits[order[:n_val]] = "val"
+        splits[order[n_val : n_val + n_test]] = "test"
     return splits.astype(str)
 
 

@@ -29,7 +29,7 @@ from cryoavae.particles import ParticleImages
 
 MAX_POINTS = 2000
 THUMBNAIL_PX = 64
-SPLIT_COLOURS = {"train": "#1f77b4", "val": "#ff7f0e", "unseen": "#2ca02c"}
+SPLIT_COLOURS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#9467bd", "unseen": "#2ca02c"}
 TOOLTIP = """
 <div style="width: 180px">
   <img src="@thumbnail" width="96" height="96" style="image-rendering: pixelated"

@@ -11,8 +11,8 @@ import pandas as pd
 from cryoavae.report.figure import save_figure
 
 METRICS = (
-    ("accuracy", "accuracy (val)"),
-    ("macro_f1", "macro-F1 (val)"),
+    ("accuracy", "accuracy (held out)"),
+    ("macro_f1", "macro-F1 (held out)"),
     ("silhouette", "silhouette (cosine)"),
     ("pose_correlation", "pose correlation"),
     ("novelty_auroc", "novelty AUROC"),

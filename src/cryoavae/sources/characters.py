@@ -222,7 +222,9 @@ def generate_characters(
                 images = _zscore(images + np.float32(config.noise_std) * noise)
             out.write(start, images)
     snr = 1.0 / config.noise_std**2 if config.noise_std > 0 else math.inf
-    splits = P.assign_splits(class_index + 1, is_unseen, config.val_fraction, rng)
+    splits = P.assign_splits(
+        class_index + 1, is_unseen, config.val_fraction, rng, config.test_fraction
+    )
     angles_deg = np.stack([np.zeros_like(angles), np.zeros_like(angles), angles], axis=1)
     table = P.particle_table(
         P.stack_reference(stack_path, star_path),

@@ -33,6 +33,7 @@ EXTRACTION_KEYS = (
     "list_format",
     "rescale_to_angstrom",
     "val_fraction",
+    "test_fraction",
     "normalize",
     "jitter_angstrom",
     "false_positive_fraction",
@@ -262,7 +263,8 @@ def extract_subtomograms(
 
     names = plist.names[keep]
     numbers, canonical, is_unseen = P.resolve_classes(names, lookup)
-    splits = P.assign_splits(numbers, is_unseen, config.val_fraction, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    splits = P.assign_splits(numbers, is_unseen, config.val_fraction, rng, config.test_fraction)
     coords = plist.coords_xyz[keep]
     table = P.particle_table(
         P.stack_reference(stack_path, star_path),

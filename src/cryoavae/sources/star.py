@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 SECTION = "star"
 SOURCE_ROW = "cryoavaeSourceRow"
-KEYS = ("class_column", "split_column", "val_fraction", "voxel_size_angstrom")
+KEYS = ("class_column", "split_column", "val_fraction", "test_fraction", "voxel_size_angstrom")
 
 
 class StarSourceConfig(section_dataclass(SECTION, keys=KEYS)):
@@ -138,7 +138,7 @@ def _class_names_of(
 def _splits(user, config, numbers, is_unseen, seed, path: Path) -> np.ndarray:
     if config.split_column is None:
         rng = np.random.default_rng(seed)
-        return P.assign_splits(numbers, is_unseen, config.val_fraction, rng)
+        return P.assign_splits(numbers, is_unseen, config.val_fraction, rng, config.test_fraction)
     if config.split_column not in user.columns:
         raise InputError(
             f"{path}: split column {config.split_column!r} (star.split_column) is not in the "

@@ -94,7 +94,13 @@ def test_shifts_are_a_pickers_error_in_angstrom_cut_at_three_sd():
 
 
 def test_shards_split_every_class_evenly_and_label_splits():
-    c = config(particles_per_class=11, unseen_particles_per_class=5, n_shards=3, val_fraction=0.25)
+    c = config(
+        particles_per_class=11,
+        unseen_particles_per_class=5,
+        n_shards=3,
+        val_fraction=0.25,
+        test_fraction=0.25,
+    )
     plans = [plan_shard(NAMES, {"gamma"}, c, shard, 7, 10.0) for shard in range(3)]
     for k, name in enumerate(NAMES):
         per_shard = [int((plan.class_index == k).sum()) for plan in plans]
@@ -103,9 +109,10 @@ def test_shards_split_every_class_evenly_and_label_splits():
     for plan in plans:
         assert set(plan.split[plan.class_index == 2]) == {"unseen"}
         seen = plan.split[plan.class_index != 2]
-        assert set(seen) <= {"train", "val"}
-    n_val = sum(int((plan.split == "val").sum()) for plan in plans)
-    assert n_val == pytest.approx(0.25 * 22, abs=1.5)
+        assert set(seen) <= {"train", "val", "test"}
+    for held_out in ("val", "test"):
+        n = sum(int((plan.split == held_out).sum()) for plan in plans)
+        assert n == pytest.approx(0.25 * 22, abs=1.5)
     again = plan_shard(NAMES, {"gamma"}, c, 1, 7, 10.0)
     np.testing.assert_array_equal(again.rotations, plans[1].rotations)
     assert not np.allclose(plans[0].rotations[0], plans[1].rotations[0])

@@ -115,7 +115,9 @@ def plan_shard(
     per_shard = (shard + 1) * counts // config.n_shards - shard * counts // config.n_shards
     class_index = np.repeat(np.arange(len(class_names)), per_shard)
     is_unseen = np.array([name in unseen for name in class_names], dtype=bool)[class_index]
-    split = particles.assign_splits(class_index + 1, is_unseen, config.val_fraction, rng)
+    split = particles.assign_splits(
+        class_index + 1, is_unseen, config.val_fraction, rng, config.test_fraction
+    )
     order = rng.permutation(len(class_index))
     class_index, split = class_index[order], split[order]
     n = len(class_index)
