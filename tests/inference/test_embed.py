@@ -94,7 +94,7 @@ def test_latents_table_columns_and_values(checkpoint, tmp_path):
 
     model, _, _ = load_model(checkpoint)
     with torch.no_grad():
-        mu, _, pose = model.encode(torch.from_numpy(images.gather(np.arange(5))))
+        mu, _, pose, _ = model.encode(torch.from_numpy(images.gather(np.arange(5))))
     np.testing.assert_allclose(latents[["mu_0", "mu_1", "mu_2"]], mu.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(latents[["pose_0", "pose_1"]], pose.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.hypot(latents["pose_0"], latents["pose_1"]), 1.0, rtol=1e-5)

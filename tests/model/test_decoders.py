@@ -7,8 +7,10 @@ import math
 import pytest
 import torch
 
+from cryoavae.core.errors import InputError
 from cryoavae.model.config import ModelConfig
 from cryoavae.model.layers import SubpixelUpsample
+from cryoavae.model.pose import pose_to_rotation
 from cryoavae.model.vae import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -102,3 +104,45 @@ def test_subpixel_upsample_interleaves_offsets(ndim):
     assert out.shape == (1, 1, *(6,) * ndim)
     block = out[(0, 0, *(slice(2, 4),) * ndim)]  # the 2^ndim voxels from input voxel 1
     torch.testing.assert_close(block.flatten(), torch.arange(2.0**ndim))
+
+
+def test_splat_shift_moves_the_turned_particle_by_x_y_z_voxels():
+    """A shift is applied after the rotation, in (x, y, z) voxels: +x is the last array axis."""
+    c = 8
+    model = single_gaussian_decoder(3, 3, (3.0, 0.0, 0.0))
+    z = torch.zeros(1, 2)
+    quarter_about_z = torch.tensor([[0.0, 0.0, math.pi / 2]])  # +x turns to +y
+    gaussians = model.decoder.gaussians(z)
+    rotation = pose_to_rotation(quarter_about_z, 3)
+    with torch.no_grad():
+        centred = model.decoder.render(gaussians, rotation)
+        moved = model.decoder.render(gaussians, rotation, shift_px=torch.tensor([[1.0, 0, -2]]))
+    assert peak_voxel(centred) == (c, c + 3, c)  # (z, y, x)
+    assert peak_voxel(moved) == (c - 2, c + 3, c + 1)
+    torch.testing.assert_close(moved, torch.roll(centred, (-2, 1), (2, 4)), atol=1e-5, rtol=0)
+
+
+def test_encoder_shift_stays_within_translation_px_and_is_refused_without_splats():
+    config = ModelConfig(
+        ndim=3,
+        box_size_px=16,
+        channels=(4, 8),
+        pose_dims=6,
+        pose_encoding="rotation6d",
+        decoder="gaussian_splat",
+        translation_px=2.5,
+    )
+    model = build_model(config, 0)
+    with torch.no_grad():
+        model.encoder.shift.weight.normal_(0, 10.0)  # drive the head far into saturation
+        encoding = model.encode(torch.randn(5, 1, 16, 16, 16))
+    assert encoding.shift_px.shape == (5, 3)
+    assert encoding.shift_px.abs().max() <= 2.5 and encoding.shift_px.abs().max() > 1.0
+    assert (
+        build_model(ModelConfig(ndim=3, box_size_px=16), 0)
+        .encode(torch.randn(2, 1, 16, 16, 16))
+        .shift_px
+        is None
+    )
+    with pytest.raises(InputError, match="translation_px = 2.0 moves the gaussian_splat"):
+        ModelConfig(ndim=3, box_size_px=16, decoder="cnn", translation_px=2.0)

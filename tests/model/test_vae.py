@@ -38,7 +38,7 @@ def test_eval_forward_is_decode_of_encode():
     x = torch.randn(4, 1, 16, 16)
     with torch.no_grad():
         out = model(x)
-        mu, _, pose = model.encode(x)
+        mu, _, pose, _ = model.encode(x)
         torch.testing.assert_close(out.reconstruction, model.decode(mu, pose))
 
 

@@ -58,16 +58,21 @@ def embed_particles(
     microscope), with the template in ``orientation_template``. The templates come from this
     table's own ``train`` particles, or, for a new particle set, from the ``train`` rows of the
     study's latents table ``reference``, so the set is matched as the study's particles were.
+    Where each particle's centre sits (``inferred_shift_x/y/z_angstrom``, 3-D) comes from the
+    translation search (``orientation.max_shift_angstrom``), else from the encoder of a model
+    with ``translation_px``.
     """
     model, model_config, _ = load_model(checkpoint_path, device)
     _check_box_shape(images, model_config, checkpoint_path)
     n = len(table)
-    mu, pose, rotation = _encode(model, model_config, images, n, batch_size, device)
+    mu, pose, rotation, shift_px = _encode(model, model_config, images, n, batch_size, device)
     found = None
     matching = orientation is not None and orientation.method == "template_matching"
     if matching and model_config.ndim == 3 and np.isfinite(rotation).all() and n:
         found = _match_to_templates(model, mu, table, images, orientation, seed, ctf, reference)
         rotation = found.rotations
+        if orientation.max_shift_angstrom > 0:
+            shift_px = found.shifts_px
     k, p = model_config.latent_dims, model_config.pose_dims
     latent = pd.DataFrame(
         np.concatenate([mu, pose], axis=1),
@@ -78,9 +83,9 @@ def embed_particles(
         tables.append(inferred_angles(rotation))
     if found is not None:
         tables.append(pd.DataFrame({"orientation_template": found.templates}))
-        if orientation.max_shift_angstrom > 0:
-            shifts = found.shifts_px * images.voxel_size_angstrom
-            tables.append(pd.DataFrame(shifts, columns=list(INFERRED_SHIFTS)))
+    if shift_px is not None and shift_px.shape[1] == len(INFERRED_SHIFTS) and n:
+        shifts = shift_px * images.voxel_size_angstrom
+        tables.append(pd.DataFrame(shifts, columns=list(INFERRED_SHIFTS)))
     return pd.concat(tables, axis=1)
 
 
@@ -104,9 +109,10 @@ def _encode(
     n: int,
     batch_size: int,
     device: str,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``mu`` ``(n, k)``, ``pose`` ``(n, p)`` and the decoder's rotation ``(n, d, d)`` of every
-    particle (NaN where the decoder does not turn), read by the training's prefetching reader."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """``mu`` ``(n, k)``, ``pose`` ``(n, p)``, the decoder's rotation ``(n, d, d)`` of every
+    particle (NaN where the decoder does not turn) and the encoder's shift ``(n, d)`` (voxels;
+    None when the model renders centred), read by the training's prefetching reader."""
     every = Split(np.arange(n), np.zeros(n, dtype=np.int64))
     source = StreamedBatches(images, every, torch.device(device))
     k, p = model_config.latent_dims, model_config.pose_dims
@@ -114,6 +120,7 @@ def _encode(
     pose = np.empty((n, p), np.float32)
     d = model_config.ndim
     rotation = np.full((n, d, d), np.nan, np.float64)
+    shift_px = np.empty((n, d), np.float64) if model_config.translation_px > 0 else None
     with torch.inference_mode():
         for idx, (x, _) in zip(
             batch_indices(n, batch_size), source.iterate(batch_indices(n, batch_size)), strict=True
@@ -124,7 +131,9 @@ def _encode(
             turned = model.pose_rotation(encoding.pose)
             if turned is not None:
                 rotation[idx.numpy()] = turned.double().cpu().numpy()
-    return mu, pose, rotation
+            if shift_px is not None:
+                shift_px[idx.numpy()] = encoding.shift_px.double().cpu().numpy()
+    return mu, pose, rotation, shift_px
 
 
 def _match_to_templates(

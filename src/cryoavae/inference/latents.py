@@ -34,7 +34,8 @@ __all__ = [
 LATENT_COLUMNS = ("class_name", "split", "angle_rot", "angle_tilt", "angle_psi")
 #: The model's own orientation of each particle (3-D, when its decoder turns by the pose).
 INFERRED_ANGLES = ("inferred_rot", "inferred_tilt", "inferred_psi")
-# where template matching found each particle's centre relative to its box's centre (Å, x y z)
+# where each particle's centre sits relative to its box's centre (Å, x y z): found by the
+# translation search, or said by an encoder that predicts it (model.translation_px)
 INFERRED_SHIFTS = (
     "inferred_shift_x_angstrom",
     "inferred_shift_y_angstrom",

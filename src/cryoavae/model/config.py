@@ -82,6 +82,11 @@ class ModelConfig(section_dataclass(SECTION, extra=_FROM_THE_DATA)):
                 "model.measure_wedge needs the particles' missing wedge (missing_wedge.enabled)"
             )
         self._check_pose_hypotheses()
+        if self.translation_px > 0 and self.decoder != "gaussian_splat":
+            raise InputError(
+                f"model.translation_px = {self.translation_px} moves the gaussian_splat decoder's "
+                f"particle; the {self.decoder} decoder has no particle to move (use 0)"
+            )
 
     def _check_pose_hypotheses(self) -> None:
         k = self.pose_hypotheses

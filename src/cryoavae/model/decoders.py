@@ -56,7 +56,11 @@ class CNNDecoder(nn.Module):
         layers.append(SubpixelUpsample(config.ndim, widths[-1], 1))
         self.layers = nn.Sequential(*layers)
 
-    def forward(self, z: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor, pose: torch.Tensor, shift_px: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``shift_px`` must be None: the CNN decoder's output has no centre to move
+        (:class:`~cryoavae.model.config.ModelConfig` refuses ``translation_px`` with it)."""
         h = F.relu(self.fc(torch.cat([z, pose], -1)))  # (n, c_last * s^ndim)
         h = h.view(-1, *self.start_shape)  # (n, c_last, s, s[, s])
         out = self.layers(h)  # (n, 1, s * 2^levels, ...)
@@ -106,19 +110,30 @@ class GaussianSplatDecoder(nn.Module):
         sigmas = F.softplus(params[..., d]) + self.min_sigma_px  # (n, g)
         return Gaussians(centres, sigmas, params[..., d + 1])
 
-    def render(self, gaussians: Gaussians, rotation: torch.Tensor, half: bool = False):
-        """``gaussians`` turned by ``rotation`` ``(n, d, d)`` and rendered ``(n, 1, *box)``.
+    def render(
+        self,
+        gaussians: Gaussians,
+        rotation: torch.Tensor,
+        half: bool = False,
+        shift_px: torch.Tensor | None = None,
+    ):
+        """``gaussians`` turned by ``rotation`` ``(n, d, d)``, moved by ``shift_px`` ``(n, d)``
+        (voxels, ``(x, y[, z])``; None: centred) and rendered ``(n, 1, *box)``.
 
         ``half``: on a grid of half the box, voxel ``j`` covering voxels ``2j, 2j + 1`` of the full
         one (what ``avg_pool`` of the full box gives): a cheap image to compare orientations on.
         """
         centres = gaussians.centres_px @ rotation.float().transpose(1, 2)  # rows c -> (R c)
+        if shift_px is not None:
+            centres = centres + shift_px.float()[:, None, :]
         sigmas, box = gaussians.sigmas_px, self.config.box_size_px
         if half:  # full-box position p is half-box position (p - 1/2) / 2 from its centre
             centres, sigmas, box = (centres - 0.5) / 2, sigmas / 2, box // 2
         image = render_gaussians(centres, sigmas, gaussians.weights, box)
         return (image + self.offset).unsqueeze(1)
 
-    def forward(self, z: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor, pose: torch.Tensor, shift_px: torch.Tensor | None = None
+    ) -> torch.Tensor:
         rotation = pose_to_rotation(pose.float(), self.config.ndim)  # (n, d, d)
-        return self.render(self.gaussians(z), rotation)
+        return self.render(self.gaussians(z), rotation, shift_px=shift_px)

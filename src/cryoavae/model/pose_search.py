@@ -60,14 +60,21 @@ def rotation_to_pose(rotation: torch.Tensor, pose_dims: int) -> torch.Tensor:
 
 
 def best_orientation(
-    decoder, z: torch.Tensor, pose: torch.Tensor, x: torch.Tensor, offsets, measure=None
+    decoder,
+    z: torch.Tensor,
+    pose: torch.Tensor,
+    x: torch.Tensor,
+    offsets,
+    measure=None,
+    shift_px: torch.Tensor | None = None,
 ):
     """The pose among ``R(pose) @ G_k`` whose rendering of ``z`` is nearest ``x`` (squared
     error), as ``(n, pose_dims)`` in the same encoding; ``decoder`` a
     :class:`~cryoavae.model.decoders.GaussianSplatDecoder`. ``measure`` (e.g. a
     :class:`~cryoavae.model.measurement.WedgeMeasurement`) turns each rendering into what the data
-    measure of it before the comparison. The choice is made without gradients; the returned
-    pose carries ``pose``'s gradient (the offset is a constant)."""
+    measure of it before the comparison; ``shift_px`` ``(n, ndim)`` moves each rendering to
+    where the encoder says the particle sits (None: centred). The choice is made without
+    gradients; the returned pose carries ``pose``'s gradient (the offset is a constant)."""
     n, ndim, k = len(z), decoder.config.ndim, len(offsets)
     offsets = offsets.to(device=pose.device, dtype=torch.float32)
     rotation = pose_to_rotation(pose.float(), ndim)  # (n, d, d)
@@ -87,7 +94,10 @@ def best_orientation(
             rows = slice(start, start + per_particle)
             m = len(hypotheses[rows])
             repeated = type(gaussians)(*(g[rows].repeat_interleave(k, 0) for g in gaussians))
-            images = decoder.render(repeated, hypotheses[rows].reshape(m * k, ndim, ndim), half)
+            moved = None if shift_px is None else shift_px[rows].repeat_interleave(k, 0)
+            images = decoder.render(
+                repeated, hypotheses[rows].reshape(m * k, ndim, ndim), half, moved
+            )
             if measure is not None:
                 images = measure(images)
             images = images.reshape(m, k, -1)

@@ -42,6 +42,7 @@ class Encoding(NamedTuple):
     mu: torch.Tensor  # (n, latent_dims)
     log_var: torch.Tensor  # (n, latent_dims)
     pose: torch.Tensor  # (n, pose_dims); (n, 0) without a pose
+    shift_px: torch.Tensor | None = None  # (n, ndim) (x, y[, z]) voxels; None: centred
 
 
 class VAEOutput(NamedTuple):
@@ -82,6 +83,12 @@ class Encoder(nn.Module):
         self.mu = nn.Linear(n_features, config.latent_dims)
         self.log_var = nn.Linear(n_features, config.latent_dims)
         self.pose = nn.Linear(n_features, config.pose_dims) if config.pose_dims else None
+        self.shift = None  # where the particle's centre sits, within translation_px per axis
+        if config.translation_px > 0:
+            self.shift = nn.Linear(n_features, config.ndim)
+            with torch.no_grad():  # training starts from centred renderings
+                self.shift.weight.mul_(0.1)
+                self.shift.bias.zero_()
         if config.pose_encoding == "circular":
             # A zero head output means angle 0, so the unit vector starts well defined.
             self.register_buffer("pose_origin", torch.tensor([1.0, 0.0]), persistent=False)
@@ -95,7 +102,10 @@ class Encoder(nn.Module):
             pose = F.normalize(self.pose(h) + self.pose_origin, dim=-1)  # (n, 2) = (cos, sin)
         else:
             pose = self.pose(h)  # (n, pose_dims)
-        return Encoding(mu, log_var, pose)
+        shift = None
+        if self.shift is not None:
+            shift = torch.tanh(self.shift(h).float()) * self.config.translation_px  # (n, ndim)
+        return Encoding(mu, log_var, pose, shift)
 
 
 class AffinityVAE(nn.Module):
@@ -126,7 +136,13 @@ class AffinityVAE(nn.Module):
         if len(self.pose_offsets) == 1:
             return encoding
         pose = best_orientation(
-            self.decoder, encoding.mu, encoding.pose, x, self.pose_offsets, self.measure
+            self.decoder,
+            encoding.mu,
+            encoding.pose,
+            x,
+            self.pose_offsets,
+            self.measure,
+            encoding.shift_px,
         )
         return encoding._replace(pose=pose)
 
@@ -153,11 +169,11 @@ class AffinityVAE(nn.Module):
         ``z = mu``.
         """
         x = self._as_batch(x)
-        mu, log_var, pose = self.encode(x)
+        mu, log_var, pose, shift_px = self.encode(x)
         if eps is None and self.training:
             eps = torch.randn_like(mu)
         z = mu if eps is None else mu + eps * torch.exp(0.5 * log_var)  # (n, latent_dims)
-        reconstruction = self.decoder(z, pose)
+        reconstruction = self.decoder(z, pose, shift_px)
         if self.measure is not None:  # compared with the data as the data were measured
             reconstruction = self.measure(reconstruction)
         return VAEOutput(reconstruction, mu, log_var, pose, z)
