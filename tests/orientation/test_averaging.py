@@ -10,7 +10,7 @@ from cryoavae import particles as P
 from cryoavae.evaluate.averages import fsc
 from cryoavae.geometry.volume_rotation import rotate_volumes
 from cryoavae.geometry.wedge import missing_wedge_mask
-from cryoavae.orientation.averaging import class_average
+from cryoavae.orientation.averaging import centre_on_mass, class_average
 
 D = 24
 
@@ -76,3 +76,17 @@ def test_copies_off_centre_are_moved_back_before_they_are_averaged(tmp_path):
         np.corrcoef(v.ravel(), reference.ravel())[0, 1] for v in (moved_back, left_there)
     ]
     assert correlation[0] > 0.99 and 1 - correlation[1] > 5 * (1 - correlation[0])
+
+
+def test_a_reference_drawn_off_centre_is_moved_to_its_centre_of_mass():
+    """The same map drawn at two offsets (a decoder may draw anywhere) comes back to one place:
+    its centre of mass on voxel D // 2, the shape unchanged."""
+    reference = blob_map()
+    drawn = rotate_volumes(reference, np.stack([np.eye(3)] * 2), shifts_px=[[3, -1, 0], [0, 0, 0]])
+    centred = centre_on_mass(drawn)
+    assert np.corrcoef(centred[0].ravel(), centred[1].ravel())[0, 1] > 0.999
+    mass = np.clip(centred - np.median(centred, axis=(1, 2, 3), keepdims=True), 0, None)
+    z, y, x = np.indices((D, D, D))
+    for volume in mass:
+        centre = [(volume * axis).sum() / volume.sum() for axis in (x, y, z)]
+        np.testing.assert_allclose(centre, D // 2, atol=0.05)

@@ -15,6 +15,7 @@ from cryoavae.geometry.rotations import align_rotations, geodesic_deg
 from cryoavae.inference.embed import embed_particles
 from cryoavae.inference.latents import INFERRED_SHIFTS
 from cryoavae.model.config import ModelConfig
+from cryoavae.orientation.averaging import centre_on_mass
 from cryoavae.orientation.matcher import CtfModel, TemplateMatcher
 from cryoavae.orientation.templates import (
     OrientationConfig,
@@ -125,7 +126,7 @@ def test_reference_iterations_move_shifted_particles_back_before_averaging(tmp_p
     blurred one (averages of the particles turned and moved back) give orientations as good as
     for centred particles, and each particle's offset to a third of a voxel."""
     rng = np.random.default_rng(7)
-    truth_map = blobs(rng, n=9)
+    truth_map = centre_on_mass(blobs(rng, n=9)[None])[0]  # shifts are from the centre of mass
     k2 = frequency_squared_index(D)
     blurred = scipy.fft.irfftn(
         scipy.fft.rfftn(truth_map) * np.exp(-k2 / (2 * 1.0**2)), s=(D, D, D)

@@ -17,7 +17,7 @@ from cryoavae.geometry.volume_rotation import rotate_volumes
 from cryoavae.geometry.wedge import missing_wedge_mask
 from cryoavae.particles import ParticleImages
 
-__all__ = ["class_average"]
+__all__ = ["centre_on_mass", "class_average"]
 
 BATCH = 128
 
@@ -54,3 +54,43 @@ def class_average(
             weight += rotate_volumes(wedge, back, source_index=np.zeros(len(back), int)).sum(0)
     spectrum /= np.maximum(weight, 1.0)
     return np.fft.ifftn(np.fft.ifftshift(spectrum)).real.astype(np.float32)
+
+
+def centre_on_mass(volumes: np.ndarray) -> np.ndarray:
+    """Each volume ``(m, d, d, d)`` moved (a Fourier phase shift, so sub-voxel and exact) so that
+    the centre of mass of its density above its median sits on voxel ``d // 2``.
+
+    A reference's centre is otherwise arbitrary: a decoder that renders shifted particles may draw
+    its canonical particle anywhere in the box, and an average follows the shifts it was built
+    from. Shifts found against centred references mean the same thing for every class: where the
+    particle's centre of mass sits, as the simulated maps and most pickers place it.
+    """
+    volumes = np.asarray(volumes, dtype=np.float64)
+    d = volumes.shape[-1]
+    mass = np.clip(volumes - np.median(volumes, axis=(1, 2, 3), keepdims=True), 0, None)
+    total = np.maximum(mass.sum(axis=(1, 2, 3)), 1e-12)
+    grid = np.arange(d) - d // 2
+    offset_xyz = (
+        np.stack(
+            [
+                np.einsum("nzyx,x->n", mass, grid),
+                np.einsum("nzyx,y->n", mass, grid),
+                np.einsum("nzyx,z->n", mass, grid),
+            ],
+            axis=1,
+        )
+        / total[:, None]
+    )
+    k = np.fft.fftfreq(d)
+    kz, ky, kx = k[:, None, None], k[None, :, None], np.fft.rfftfreq(d)[None, None, :]
+    phase = np.exp(
+        2j
+        * np.pi
+        * (
+            kx * offset_xyz[:, 0, None, None, None]
+            + ky * offset_xyz[:, 1, None, None, None]
+            + kz * offset_xyz[:, 2, None, None, None]
+        )
+    )  # moving by -offset multiplies the spectrum by exp(+2 pi i k . offset)
+    spectrum = np.fft.rfftn(volumes, axes=(1, 2, 3)) * phase
+    return np.fft.irfftn(spectrum, s=(d, d, d), axes=(1, 2, 3)).astype(np.float32)

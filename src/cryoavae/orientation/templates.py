@@ -26,7 +26,7 @@ import torch
 from sklearn.cluster import KMeans
 
 from cryoavae.core.schema import section_dataclass
-from cryoavae.orientation.averaging import class_average
+from cryoavae.orientation.averaging import centre_on_mass, class_average
 from cryoavae.orientation.matcher import CtfModel, Matches, TemplateMatcher
 
 __all__ = [
@@ -76,6 +76,8 @@ def matched_orientations(
         device = next(model.parameters()).device
         centres = torch.from_numpy(centres.astype(np.float32)).to(device)
         templates = model.decode(centres)[:, 0].float().cpu().numpy()  # identity pose
+    if config.max_shift_angstrom > 0:  # shifts are then found relative to each centre of mass
+        templates = centre_on_mass(templates)
     found = match_with_references(templates, template, images, config, defocus_um, ctf)
     log.info(
         "template matching (%s): %d particles against %d templates, %d reference iterations: "
@@ -132,17 +134,19 @@ def match_with_references(
     ``config.max_shift_angstrom`` are searched."""
     templates = np.array(templates, dtype=np.float32)  # a copy: the averages replace it
     args = (images, config, defocus_um, ctf)
+    searched = config.max_shift_angstrom > 0  # then every reference is kept centred on its mass
     found = _match_all(templates, np.array(template_index, dtype=np.int64), *args)
     for _ in range(config.reference_iterations):
         for c in np.unique(found.templates):  # a template no particle chose stays as it was
             rows = np.flatnonzero(found.templates == c)
-            templates[c] = class_average(
+            average = class_average(
                 images,
                 rows,
                 found.rotations[rows],
                 config.wedge_tilt_max_deg,
                 found.shifts_px[rows],
             )
+            templates[c] = centre_on_mass(average[None])[0] if searched else average
         found = _match_all(templates, found.templates, *args)
     return found
 
