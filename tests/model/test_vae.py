@@ -146,3 +146,24 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(decoder, ndim, box, pose_di
         reconstruction.append(terms.reconstruction.item())
     assert min(losses[-3:]) < 0.7 * losses[0]
     assert reconstruction[-1] < 0.9 * reconstruction[0]
+
+
+@pytest.mark.parametrize("pooling", ["flatten", "global"])
+def test_global_shape_pooling_keeps_mu_when_the_particle_moves(pooling):
+    """A blob moved by one stride of the last level (8 voxels over three levels): global pooling
+    gives the same mu (the feature maps move, their means and maxima do not); flattening does
+    not, which is why it is an option."""
+    config = ModelConfig(
+        ndim=3, box_size_px=32, channels=(4, 8, 8), latent_dims=4, shape_pooling=pooling
+    )
+    model = build_model(config, 0).eval()
+    z, y, x = torch.meshgrid(*[torch.arange(32.0)] * 3, indexing="ij")
+    blob = torch.exp(-((x - 12) ** 2 + (y - 14) ** 2 / 2 + (z - 13) ** 2 / 3) / 4)
+    moved = torch.roll(blob, 8, dims=2)  # +8 voxels along x
+    with torch.no_grad():
+        mu = model.encode(torch.stack([blob, moved])[:, None]).mu
+    difference = (mu[0] - mu[1]).abs().max() / mu.abs().max()
+    if pooling == "global":
+        assert difference < 1e-5
+    else:
+        assert difference > 1e-2

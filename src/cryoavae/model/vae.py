@@ -80,8 +80,9 @@ class Encoder(nn.Module):
             c_in = c_out
         self.features = nn.Sequential(*layers)
         n_features = config.channels[-1] * config.feature_size_px**config.ndim
-        self.mu = nn.Linear(n_features, config.latent_dims)
-        self.log_var = nn.Linear(n_features, config.latent_dims)
+        n_shape = 2 * config.channels[-1] if config.shape_pooling == "global" else n_features
+        self.mu = nn.Linear(n_shape, config.latent_dims)
+        self.log_var = nn.Linear(n_shape, config.latent_dims)
         self.pose = nn.Linear(n_features, config.pose_dims) if config.pose_dims else None
         self.shift = None  # where the particle's centre sits, within translation_px per axis
         if config.translation_px > 0:
@@ -94,8 +95,13 @@ class Encoder(nn.Module):
             self.register_buffer("pose_origin", torch.tensor([1.0, 0.0]), persistent=False)
 
     def forward(self, x: torch.Tensor) -> Encoding:
-        h = self.features(x).flatten(1)  # (n, c_last * s^ndim)
-        mu, log_var = self.mu(h), self.log_var(h)  # (n, latent_dims) each
+        maps = self.features(x)  # (n, c_last, s, s[, s])
+        h = maps.flatten(1)  # (n, c_last * s^ndim)
+        shape = h
+        if self.config.shape_pooling == "global":
+            per_channel = maps.flatten(2)  # (n, c_last, s^ndim)
+            shape = torch.cat([per_channel.mean(-1), per_channel.amax(-1)], -1)  # (n, 2 c_last)
+        mu, log_var = self.mu(shape), self.log_var(shape)  # (n, latent_dims) each
         if self.pose is None:
             pose = h.new_zeros(h.shape[0], 0)
         elif self.config.pose_encoding == "circular":
