@@ -308,7 +308,7 @@ if ((SMOKE)); then
     sed 's/^/  /' "$WORK/done/report.txt"
 else
     log "training device (a fake GPU: CUDA_VISIBLE_DEVICES is set, but there is no device):"
-    if grep -rhE "CUDA|, device " "$WORK"/results/*/logs/train_model/ | sed 's/^/  /' | grep .; then
+    if grep -rhE "CUDA|, device " "$WORK"/results/*/seed*/logs/train_model/ | sed 's/^/  /' | grep .; then
         :
     else
         log "WARNING: the training log says nothing about CUDA or the device"

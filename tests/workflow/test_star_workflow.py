@@ -80,7 +80,7 @@ def test_a_relion5_star_study_writes_the_users_table_back_annotated(tmp_path):
         "star: {particles: particles.star, classes: [ribo, proteasome, other], unseen: [other]}\n"
         "affinity: {source: csv, csv_path: prior.csv}\n" + TINY_MODEL
     )
-    out = "results/mine/models/avae"
+    out = "results/mine/seed0/models/avae"
     snakemake(tmp_path, config, f"{out}/particles_annotated.star", f"{out}/latent_space.html")
     assert list((tmp_path / "results").rglob("*.mrc")) == []  # read in place, never copied
     blocks = starfile.read(tmp_path / out / "particles_annotated.star", always_dict=True)
@@ -142,7 +142,7 @@ def test_the_reference_codes_folders_convert_to_a_star_study_and_train(tmp_path,
     assert "particle_source: star" in pasted
     config = tmp_path / "study.yaml"
     config.write_text(f"study: ref_{shape}\n" + pasted + "\n" + TINY_MODEL)
-    out = f"results/ref_{shape}/models/avae"
+    out = f"results/ref_{shape}/seed0/models/avae"
     snakemake(tmp_path, config, f"{out}/metrics.json", f"{out}/particles_annotated.star")
     annotated = starfile.read(tmp_path / out / "particles_annotated.star")
     table = P.read_particle_table(tmp_path / "converted" / "particles.star")

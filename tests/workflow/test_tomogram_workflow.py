@@ -35,7 +35,7 @@ TINY = {
         "tilt_step_deg": 6.0,
     },
     "extraction": {"box_size_px": 16, "jitter_angstrom": 5.0, "false_positive_fraction": 0.2},
-    "apply": {"particle_sets": {"picks": "results/tiny_tomo/tomograms/002/picks.star"}},
+    "apply": {"particle_sets": {"picks": "results/tiny_tomo/seed7/tomograms/002/picks.star"}},
     "model": {"channels": [4, 8], "latent_dims": 4, "pose_dims": 2},
     "training": {"epochs": 2, "batch_size": 8, "checkpoint_every_epochs": 1},
     "evaluation": {"umap_n_neighbors": 5},
@@ -93,7 +93,7 @@ def test_tiny_tomogram_study_runs_end_to_end(tmp_path):
     path = tmp_path / "tiny_tomo.yaml"
     path.write_text(yaml.safe_dump(TINY))
     snakemake("--cores", "2", "--configfile", str(path), "--directory", str(tmp_path))
-    out = tmp_path / "results" / "tiny_tomo"
+    out = tmp_path / "results" / "tiny_tomo" / "seed7"
     table = starfile.read(out / "particles" / "particles.star")
     assert set(table["cryoavaeClassName"]) == {"1bxn", "1s3x", "3h84"}  # no junk in training
     assert set(table.loc[table["cryoavaeSplit"] == "unseen", "cryoavaeClassName"]) == {"3h84"}

@@ -85,17 +85,18 @@ def tiny_study(tmp_path_factory):
 
 
 def test_tiny_study_outputs(tiny_study):
-    out = tiny_study / "results" / "tiny"
+    study = tiny_study / "results" / "tiny"  # what the seeds share
+    out = study / "seed7"  # the run of the study's one seed
     names = ["1bxn", "1s3x", "3h84"]
 
-    affinity = pd.read_csv(out / "affinity" / "affinity.csv")
+    affinity = pd.read_csv(study / "affinity" / "affinity.csv")
     assert list(affinity.columns) == names
     matrix = affinity.to_numpy()
     assert np.allclose(matrix, matrix.T) and np.allclose(np.diag(matrix), 1.0)
     assert np.linalg.eigvalsh(matrix).min() > -1e-6
 
     table = starfile.read(out / "particles" / "particles.star")
-    assert set(table["cryoavaeSplit"]) == {"train", "val", "unseen"}
+    assert set(table["cryoavaeSplit"]) == {"train", "val", "test", "unseen"}
     assert set(table.loc[table["cryoavaeSplit"] == "unseen", "cryoavaeClassName"]) == {"3h84"}
     assert (table["cryoavaeClassName"] == "1bxn").sum() == 24
 
@@ -126,8 +127,12 @@ def test_tiny_study_outputs(tiny_study):
     assert provenance["packages"]["torch"].startswith("2.")
     for figure in ("umap.png", "confusion_matrix.png", "pose_correlation.png"):
         assert (out / "models" / "avae" / figure).read_bytes()[:4] == b"\x89PNG"
-    report = (out / "report.html").read_text(errors="replace")
+    report = (study / "report.html").read_text(errors="replace")
     assert "umap.png" in report
+    assert metrics["scored_split"] == "test"
+    aggregate = pd.read_csv(study / "summary.tsv", sep="\t")
+    assert aggregate["accuracy_mean"].tolist() == [metrics["accuracy"]]
+    assert "mean ± sd over seeds 7" in (study / "summary.md").read_text()
 
 
 def test_forcerun_training_reruns_downstream_only(tiny_study):
@@ -213,7 +218,7 @@ def test_apply_trained_model_to_particles_extracted_from_a_tomogram(tiny_study, 
     from cryoavae.particles import ParticleImages, read_particle_table
     from cryoavae.sources.extract import ExtractionConfig, extract_subtomograms
 
-    out = tiny_study / "results" / "tiny"
+    out = tiny_study / "results" / "tiny" / "seed7"
     star = out / "particles" / "particles.star"
     table = read_particle_table(star)
     picked = table.index[table["cryoavaeSplit"].isin(["val", "unseen"])][:6]
@@ -256,7 +261,7 @@ def test_apply_trained_model_to_particles_extracted_from_a_tomogram(tiny_study, 
 
 
 def test_apply_refuses_a_missing_particle_table(tiny_study, tmp_path):
-    out = tiny_study / "results" / "tiny"
+    out = tiny_study / "results" / "tiny" / "seed7"
     result = apply_cli(out, tmp_path / "nope.star", tmp_path / "x.tsv")
     assert result.returncode == 1  # 2 is left to argparse's usage errors
     assert "nope.star: particle STAR file not found" in result.stderr
@@ -284,7 +289,7 @@ def test_sweep_of_three_variants_is_compared(tmp_path):
     """Three variants train and evaluate as their own jobs; summary and report compare them."""
     config = REPO / "tests" / "data" / "tiny_sweep.yaml"
     snakemake("--cores", "2", "--configfile", str(config), "--directory", str(tmp_path))
-    out = tmp_path / "results" / "tiny_sweep"
+    out = tmp_path / "results" / "tiny_sweep" / "seed7"
     summary = pd.read_csv(out / "summary.tsv", sep="\t")
     assert list(summary["variant"]) == ["beta_vae", "gamma1", "gamma10"]
     assert summary["accuracy"].between(0, 1).all()

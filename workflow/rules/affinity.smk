@@ -3,17 +3,17 @@ if SOURCE == "characters":
     rule compute_glyph_affinity:
         """The characters' prior: rotation-maximised glyph cross-correlation, made PSD."""
         output:
-            csv=f"{R}/affinity/affinity.csv",
+            csv=f"{S}/affinity/affinity.csv",
             heatmap=report(
-                f"{R}/affinity/affinity_heatmap.png",
+                f"{S}/affinity/affinity_heatmap.png",
                 caption="../report/affinity_heatmap.rst",
                 category="1. Affinity prior",
             ),
-            info=f"{R}/affinity/affinity_info.json",
+            info=f"{S}/affinity/affinity_info.json",
         log:
-            f"{R}/logs/compute_glyph_affinity.log",
+            f"{S}/logs/compute_glyph_affinity.log",
         benchmark:
-            f"{R}/benchmarks/compute_glyph_affinity.tsv"
+            f"{S}/benchmarks/compute_glyph_affinity.tsv"
         conda:
             "../../envs/cryoavae.yaml"
         threads: 1
@@ -34,17 +34,17 @@ else:
             structures=structure_files(),
             maps=map_files(),
         output:
-            csv=f"{R}/affinity/affinity.csv",
+            csv=f"{S}/affinity/affinity.csv",
             heatmap=report(
-                f"{R}/affinity/affinity_heatmap.png",
+                f"{S}/affinity/affinity_heatmap.png",
                 caption="../report/affinity_heatmap.rst",
                 category="1. Affinity prior",
             ),
-            info=f"{R}/affinity/affinity_info.json",
+            info=f"{S}/affinity/affinity_info.json",
         log:
-            f"{R}/logs/compute_affinity.log",
+            f"{S}/logs/compute_affinity.log",
         benchmark:
-            f"{R}/benchmarks/compute_affinity.tsv"
+            f"{S}/benchmarks/compute_affinity.tsv"
         conda:
             "../../envs/cryoavae.yaml"
         threads: THREADS

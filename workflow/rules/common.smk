@@ -35,7 +35,11 @@ config.clear()
 config.update(_canonical)
 
 STUDY = config["study"]
-R = f"results/{STUDY}"
+# What the seeds share (structures, maps, the prior, the seeds' summary) lives in S; everything
+# a seed changes (particles, models, inference, evaluation) in R, one folder per seed.
+S = f"results/{STUDY}"
+SEEDS = list(config["seeds"]) or [config["seed"]]
+R = f"{S}/seed{{seed}}"
 CLASSES = class_names(config)
 UNSEEN = unseen_classes(config)
 VARIANTS = list(config["variants"])
@@ -56,6 +60,7 @@ wildcard_constraints:
     structure="|".join(STRUCTURES) if STRUCTURES else "^$",
     variant="|".join(VARIANTS),
     shard=r"\d{3}",
+    seed="|".join(str(seed) for seed in SEEDS),
     particle_set=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
@@ -75,13 +80,22 @@ def structure_params(wildcards):
     }
 
 
+def per_seed_path(wildcards, *parts):
+    """A path in the folder of the job's seed (an input function's paths must be complete)."""
+    return "/".join([R.format(seed=wildcards.seed), *map(str, parts)])
+
+
 def extraction_inputs(wildcards):
     """The tomogram and pick list of one extraction shard: the user's (extract) or the
     simulated tomogram's own ground truth (tomograms)."""
     if SOURCE == "tomograms":
         return {
-            "tomogram": f"{R}/tomograms/{wildcards.shard}/tomogram.mrc",
-            "particles": f"{R}/tomograms/{wildcards.shard}/particles.star",
+            "tomogram": per_seed_path(
+                wildcards, "tomograms", wildcards.shard, "tomogram.mrc"
+            ),
+            "particles": per_seed_path(
+                wildcards, "tomograms", wildcards.shard, "particles.star"
+            ),
         }
     entry = config["extraction"]["tomograms"][int(wildcards.shard)]
     return {"tomogram": entry["tomogram"], "particles": entry["particles"]}
@@ -114,21 +128,23 @@ def training_params(wildcards):
 
 
 def structure_files():
-    return expand(f"{R}/structures/{{structure}}.cif.gz", structure=STRUCTURES)
+    return expand(f"{S}/structures/{{structure}}.cif.gz", structure=STRUCTURES)
 
 
 def map_files():
-    return expand(f"{R}/maps/{{structure}}.mrc", structure=STRUCTURES)
+    return expand(f"{S}/maps/{{structure}}.mrc", structure=STRUCTURES)
 
 
 def symmetry_files():
     """maps/symmetry.json when evaluation.symmetry names a point group, else nothing."""
-    return [f"{R}/maps/symmetry.json"] if config["evaluation"]["symmetry"] else []
+    return [f"{S}/maps/symmetry.json"] if config["evaluation"]["symmetry"] else []
 
 
 def particle_stacks():
     """The stacks the study made (a STAR study reads the user's own files in place)."""
-    return expand(f"{R}/particles/shard_{{shard}}.mrcs", shard=SHARDS)
+    return expand(
+        f"{R}/particles/shard_{{shard}}.mrcs", shard=SHARDS, allow_missing=True
+    )
 
 
 def source_particles():
@@ -167,20 +183,29 @@ def microscope():
 def benchmark_files():
     """The benchmark file (time, peak memory, I/O) of every job the study runs before its
     summary, for the resource table."""
-    b = f"{R}/benchmarks"
-    files = expand(f"{b}/fetch_structure/{{s}}.tsv", s=STRUCTURES)
-    files += expand(f"{b}/make_density_map/{{s}}.tsv", s=STRUCTURES)
+    shared = f"{S}/benchmarks"
+    files = expand(f"{shared}/fetch_structure/{{s}}.tsv", s=STRUCTURES)
+    files += expand(f"{shared}/make_density_map/{{s}}.tsv", s=STRUCTURES)
     affinity = (
         "compute_glyph_affinity" if SOURCE == "characters" else "compute_affinity"
     )
-    files.append(f"{b}/{affinity}.tsv")
+    files.append(f"{shared}/{affinity}.tsv")
+    b = f"{R}/benchmarks"  # the seed's own jobs; {seed} is the summary's
     if SOURCE == "simulate":
-        files += expand(f"{b}/simulate_subtomograms/{{k}}.tsv", k=SHARDS)
+        files += expand(
+            f"{b}/simulate_subtomograms/{{k}}.tsv", k=SHARDS, allow_missing=True
+        )
     elif SOURCE == "extract":
-        files += expand(f"{b}/extract_subtomograms/{{k}}.tsv", k=SHARDS)
+        files += expand(
+            f"{b}/extract_subtomograms/{{k}}.tsv", k=SHARDS, allow_missing=True
+        )
     elif SOURCE == "tomograms":
-        files += expand(f"{b}/simulate_tomogram/{{k}}.tsv", k=SHARDS)
-        files += expand(f"{b}/extract_subtomograms/{{k}}.tsv", k=SHARDS)
+        files += expand(
+            f"{b}/simulate_tomogram/{{k}}.tsv", k=SHARDS, allow_missing=True
+        )
+        files += expand(
+            f"{b}/extract_subtomograms/{{k}}.tsv", k=SHARDS, allow_missing=True
+        )
         files.append(f"{b}/plot_tomogram_particles.tsv")
     elif SOURCE == "characters":
         files.append(f"{b}/generate_characters.tsv")
@@ -195,20 +220,31 @@ def benchmark_files():
         "annotate_particles",
         "average_particles",
     ):
-        files += expand(f"{b}/{rule_name}/{{v}}.tsv", v=VARIANTS)
+        files += expand(f"{b}/{rule_name}/{{v}}.tsv", v=VARIANTS, allow_missing=True)
     sets = list(config["apply"]["particle_sets"])
-    files += expand(f"{b}/apply_model/{{v}}/{{p}}.tsv", v=VARIANTS, p=sets)
+    files += expand(
+        f"{b}/apply_model/{{v}}/{{p}}.tsv", v=VARIANTS, p=sets, allow_missing=True
+    )
     return files
 
 
+def study_command():
+    """The command that runs this study, as results tables quote it."""
+    files = " ".join(
+        f"--configfile {config_source([path])}" for path in workflow.configfiles
+    )
+    return f"snakemake --cores 2 {files}".strip()
+
+
 def model_outputs(name):
-    return expand(f"{R}/models/{{variant}}/{name}", variant=VARIANTS)
+    """``name`` of every variant, in the folder of the job's seed."""
+    return expand(
+        f"{R}/models/{{variant}}/{name}", variant=VARIANTS, allow_missing=True
+    )
 
 
 def all_targets():
-    return [
-        f"{R}/affinity/affinity.csv",
-        f"{R}/affinity/affinity_heatmap.png",
+    per_seed = [
         *model_outputs("metrics.json"),
         *model_outputs("umap.png"),
         *model_outputs("particles_annotated.star"),
@@ -219,5 +255,12 @@ def all_targets():
             f"{R}/applied/{{variant}}/{{particle_set}}.tsv",
             variant=VARIANTS,
             particle_set=list(config["apply"]["particle_sets"]),
+            allow_missing=True,
         ),
+    ]
+    return [
+        f"{S}/affinity/affinity.csv",
+        f"{S}/affinity/affinity_heatmap.png",
+        *expand(per_seed, seed=SEEDS),
+        f"{S}/summary.md",
     ]

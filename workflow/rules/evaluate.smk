@@ -6,7 +6,7 @@ rule evaluate_model:
     """Metrics and figures of one variant's latent space, and its training curves."""
     input:
         latents=f"{R}/models/{{variant}}/latents.tsv",
-        affinity=f"{R}/affinity/affinity.csv",
+        affinity=f"{S}/affinity/affinity.csv",
         train_summary=f"{R}/models/{{variant}}/train_summary.json",
         history=f"{R}/models/{{variant}}/history.tsv",
         model=f"{R}/models/{{variant}}/model.pt",
@@ -72,7 +72,7 @@ rule evaluate_model:
     params:
         class_names=CLASSES,
         evaluation=config["evaluation"],
-        seed=config["seed"],
+        seed=lambda wildcards: int(wildcards.seed),
         numba_cache="results/cache/numba",  # shared by studies, like the structure cache
     script:
         "../../scripts/evaluate_model.py"
@@ -116,6 +116,6 @@ rule average_particles:
         wedge_tilt_max_deg=wedge_tilt_max_deg(),
         symmetry=config["evaluation"]["symmetry"],
         shape_rotations=config["evaluation"]["shape_rotations"],
-        seed=config["seed"],
+        seed=lambda wildcards: int(wildcards.seed),
     script:
         "../../scripts/average_particles.py"

@@ -23,7 +23,7 @@ rule embed_particles:
         runtime=30,
     params:
         orientation=orientation_params(),
-        seed=config["seed"],
+        seed=lambda wildcards: int(wildcards.seed),
         microscope=microscope(),
     script:
         "../../scripts/embed_particles.py"
@@ -77,7 +77,7 @@ rule apply_model:
         runtime=30,
     params:
         orientation=orientation_params(),
-        seed=config["seed"],
+        seed=lambda wildcards: int(wildcards.seed),
         microscope=microscope(),
     script:
         "../../scripts/apply_model.py"

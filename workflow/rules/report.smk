@@ -3,7 +3,7 @@ rule summarize_study:
     input:
         metrics=model_outputs("metrics.json"),
         summaries=model_outputs("train_summary.json"),
-        affinity_info=f"{R}/affinity/affinity_info.json",
+        affinity_info=f"{S}/affinity/affinity_info.json",
         benchmarks=benchmark_files(),
     output:
         summary=report(
@@ -44,3 +44,29 @@ rule summarize_study:
         config=config,
     script:
         "../../scripts/summarize_study.py"
+
+
+rule aggregate_seeds:
+    """Every seed's metrics in one table: mean and standard deviation over the study's seeds."""
+    input:
+        metrics=expand(
+            f"{R}/models/{{variant}}/metrics.json", seed=SEEDS, variant=VARIANTS
+        ),
+    output:
+        summary=f"{S}/summary.tsv",
+        markdown=f"{S}/summary.md",
+    log:
+        f"{S}/logs/aggregate_seeds.log",
+    conda:
+        "../../envs/cryoavae.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        variants=VARIANTS,
+        seeds=SEEDS,
+        study=STUDY,
+        command=study_command(),
+    script:
+        "../../scripts/aggregate_seeds.py"

@@ -25,7 +25,7 @@ if SOURCE == "simulate":
             unseen=UNSEEN,
             simulation=simulation_params(),
             voxel_size_angstrom=config["density"]["voxel_size_angstrom"],
-            seed=config["seed"],
+            seed=lambda wildcards: int(wildcards.seed),
         script:
             "../../scripts/simulate_subtomograms.py"
 
@@ -55,7 +55,7 @@ elif SOURCE == "star":
                 for k, v in config["star"].items()
                 if k not in ("particles", "classes", "unseen")
             },
-            seed=config["seed"],
+            seed=lambda wildcards: int(wildcards.seed),
         script:
             "../../scripts/import_star_particles.py"
 
@@ -78,7 +78,7 @@ elif SOURCE == "characters":
             runtime=10,
         params:
             characters=config["characters"],
-            seed=config["seed"],
+            seed=lambda wildcards: int(wildcards.seed),
         script:
             "../../scripts/generate_characters.py"
 
@@ -117,7 +117,7 @@ elif SOURCE == "tomograms":
             tomograms=tomogram_params(),
             voxel_size_angstrom=config["density"]["voxel_size_angstrom"],
             box_size_px=config["extraction"]["box_size_px"],
-            seed=config["seed"],
+            seed=lambda wildcards: int(wildcards.seed),
         script:
             "../../scripts/simulate_tomogram.py"
 
@@ -145,15 +145,19 @@ elif SOURCE == "tomograms":
             class_names=CLASSES,
             unseen=UNSEEN,
             extraction=extraction_params(for_study=False),
-            seed=config["seed"],
+            seed=lambda wildcards: int(wildcards.seed),
         script:
             "../../scripts/extract_picks.py"
 
     rule plot_tomogram_particles:
         """A few extracted subtomograms of every class (central slices), across the tomograms."""
         input:
-            stars=expand(f"{R}/particles/shard_{{shard}}.star", shard=SHARDS),
-            stacks=expand(f"{R}/particles/shard_{{shard}}.mrcs", shard=SHARDS),
+            stars=expand(
+                f"{R}/particles/shard_{{shard}}.star", shard=SHARDS, allow_missing=True
+            ),
+            stacks=expand(
+                f"{R}/particles/shard_{{shard}}.mrcs", shard=SHARDS, allow_missing=True
+            ),
         output:
             report(
                 f"{R}/tomograms/extracted_subtomograms.png",
@@ -173,7 +177,7 @@ elif SOURCE == "tomograms":
         params:
             class_names=CLASSES,
             unseen=UNSEEN,
-            seed=config["seed"],
+            seed=lambda wildcards: int(wildcards.seed),
         script:
             "../../scripts/plot_tomogram_particles.py"
 
@@ -203,7 +207,7 @@ if SOURCE in ("extract", "tomograms"):
             class_names=CLASSES,
             unseen=UNSEEN,
             extraction=extraction_params(),
-            seed=config["seed"],
+            seed=lambda wildcards: int(wildcards.seed),
         script:
             "../../scripts/extract_subtomograms.py"
 
@@ -213,8 +217,12 @@ if SOURCE != "star":
     rule collect_particles:
         """All shards in one STAR table (rows point into the shard stacks)."""
         input:
-            stars=expand(f"{R}/particles/shard_{{shard}}.star", shard=SHARDS),
-            stacks=expand(f"{R}/particles/shard_{{shard}}.mrcs", shard=SHARDS),
+            stars=expand(
+                f"{R}/particles/shard_{{shard}}.star", shard=SHARDS, allow_missing=True
+            ),
+            stacks=expand(
+                f"{R}/particles/shard_{{shard}}.mrcs", shard=SHARDS, allow_missing=True
+            ),
         output:
             f"{R}/particles/particles.star",
         log:

@@ -1,11 +1,11 @@
 rule fetch_structure:
     """Fetch a PDB entry (bundled copy, cache or archive) or import the user's own model."""
     output:
-        f"{R}/structures/{{structure}}.cif.gz",
+        f"{S}/structures/{{structure}}.cif.gz",
     log:
-        f"{R}/logs/fetch_structure/{{structure}}.log",
+        f"{S}/logs/fetch_structure/{{structure}}.log",
     benchmark:
-        f"{R}/benchmarks/fetch_structure/{{structure}}.tsv"
+        f"{S}/benchmarks/fetch_structure/{{structure}}.tsv"
     conda:
         "../../envs/cryoavae.yaml"
     threads: 1
@@ -21,13 +21,13 @@ rule fetch_structure:
 rule make_density_map:
     """Atoms -> potential map at the study's voxel size, centred in the study's box."""
     input:
-        f"{R}/structures/{{structure}}.cif.gz",
+        f"{S}/structures/{{structure}}.cif.gz",
     output:
-        f"{R}/maps/{{structure}}.mrc",
+        f"{S}/maps/{{structure}}.mrc",
     log:
-        f"{R}/logs/make_density_map/{{structure}}.log",
+        f"{S}/logs/make_density_map/{{structure}}.log",
     benchmark:
-        f"{R}/benchmarks/make_density_map/{{structure}}.tsv"
+        f"{S}/benchmarks/make_density_map/{{structure}}.tsv"
     conda:
         "../../envs/cryoavae.yaml"
     threads: 1
@@ -46,11 +46,11 @@ rule fit_symmetry:
     input:
         maps=map_files(),
     output:
-        f"{R}/maps/symmetry.json",
+        f"{S}/maps/symmetry.json",
     log:
-        f"{R}/logs/fit_symmetry.log",
+        f"{S}/logs/fit_symmetry.log",
     benchmark:
-        f"{R}/benchmarks/fit_symmetry.tsv"
+        f"{S}/benchmarks/fit_symmetry.tsv"
     conda:
         "../../envs/cryoavae.yaml"
     threads: THREADS

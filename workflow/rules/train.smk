@@ -3,7 +3,7 @@ rule train_model:
     input:
         particles=f"{R}/particles/particles.star",
         stacks=particle_stacks(),
-        affinity=f"{R}/affinity/affinity.csv",
+        affinity=f"{S}/affinity/affinity.csv",
     output:
         model=f"{R}/models/{{variant}}/model.pt",
         history=f"{R}/models/{{variant}}/history.tsv",
@@ -25,7 +25,9 @@ rule train_model:
         class_names=CLASSES,
         model=model_params,
         training=training_params,
-        seed=config["seed"],
-        work_dir=lambda wildcards: f"{R}/models/{wildcards.variant}/checkpoints",
+        seed=lambda wildcards: int(wildcards.seed),
+        work_dir=lambda wildcards: per_seed_path(
+            wildcards, "models", wildcards.variant, "checkpoints"
+        ),
     script:
         "../../scripts/train_model.py"

@@ -1,0 +1,23 @@
+"""Rule aggregate_seeds: every seed's metrics in one table, mean ± sd, and its Markdown."""
+
+import json
+from pathlib import Path
+
+from cryoavae.core.atomic import write_text_atomic
+from cryoavae.core.runlog import rule_logging
+from cryoavae.evaluate.seeds import seed_summary_markdown, seed_summary_table
+
+with rule_logging(snakemake.log[0], rule="aggregate_seeds"):
+    params = snakemake.params
+    runs = [(v, s) for s in params.seeds for v in params.variants]  # the input's order
+    metrics = {
+        run: json.loads(Path(path).read_text())
+        for run, path in zip(runs, snakemake.input.metrics, strict=True)
+    }
+    table = seed_summary_table(params.variants, params.seeds, metrics)
+    write_text_atomic(snakemake.output.summary, table.to_csv(sep="\t", index=False))
+    splits = sorted({m.get("scored_split", "val") for m in metrics.values()})
+    markdown = seed_summary_markdown(
+        params.study, table, params.seeds, "/".join(splits), params.command
+    )
+    write_text_atomic(snakemake.output.markdown, markdown)

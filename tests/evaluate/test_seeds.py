@@ -1,0 +1,51 @@
+"""The seeds' aggregate (cryoavae.evaluate.seeds): mean and sample sd per metric, computed from
+each seed's metrics.json, with per-class fractions, and missing values left out, not zeroed."""
+
+import math
+
+import numpy as np
+import pytest
+
+from cryoavae.evaluate.seeds import seed_summary_markdown, seed_summary_table
+
+
+def run(accuracy, auroc, within20=None, per_class=None):
+    metrics = {"accuracy": accuracy, "macro_f1": accuracy - 0.01, "novelty_auroc": auroc}
+    if within20 is not None:
+        metrics["pose_within_20deg"] = within20
+        metrics["pose_within_20deg_per_class"] = per_class
+    return metrics
+
+
+def test_mean_and_sample_sd_over_seeds_per_variant_and_class():
+    metrics = {
+        ("avae", 1): run(0.80, 0.70, 0.5, {"a": 0.9, "b": 0.1}),
+        ("avae", 2): run(0.90, None, 0.7, {"a": 0.7, "b": 0.3}),
+        ("avae", 3): run(0.70, 0.60, 0.6, {"a": 0.8, "b": 0.2}),
+        ("beta_vae", 1): run(0.50, 0.55),
+        ("beta_vae", 2): run(0.60, 0.65),
+        ("beta_vae", 3): run(0.55, 0.60),
+    }
+    table = seed_summary_table(["avae", "beta_vae"], [1, 2, 3], metrics).set_index("variant")
+    assert table.loc["avae", "accuracy_mean"] == pytest.approx(0.8)
+    assert table.loc["avae", "accuracy_sd"] == pytest.approx(np.std([0.8, 0.9, 0.7], ddof=1))
+    # a seed without the number is left out, not counted as 0
+    assert table.loc["avae", "novelty_auroc_mean"] == pytest.approx(0.65)
+    assert table.loc["avae", "within_20deg:b_mean"] == pytest.approx(0.2)
+    assert table.loc["avae", "within_20deg:b_sd"] == pytest.approx(0.1)
+    assert math.isnan(table.loc["beta_vae", "pose_within_20deg_mean"])
+    assert (table["n_seeds"] == 3).all()
+
+    text = seed_summary_markdown("s", table.reset_index(), [1, 2, 3], "test", "snakemake -c2")
+    assert "mean ± sd over seeds 1, 2, 3, scored on the test split" in text
+    assert "`snakemake -c2`" in text
+    assert "| avae | 0.800 ± 0.100 |" in text
+    assert "| beta_vae | 0.550 ± 0.050 |" in text
+    assert "| avae | 0.80 ± 0.10 | 0.20 ± 0.10 |" in text  # the per-class table
+
+
+def test_one_seed_has_no_sd_and_says_so_by_omission():
+    table = seed_summary_table(["avae"], [42], {("avae", 42): run(0.75, 0.6)})
+    assert math.isnan(table.loc[0, "accuracy_sd"])
+    text = seed_summary_markdown("s", table, [42], "val", "snakemake")
+    assert "| avae | 0.750 | 0.740 | 0.600 |" in text and "±" not in text.split("\n", 2)[2]
