@@ -1,11 +1,13 @@
-"""FSC and the resolution read off it (cryoavae.evaluate.averages), on known curves."""
+"""FSC and the resolution read off it (cryoavae.evaluate.averages), on known curves; class averages
+from the model's classes and orientations, which wrong orientations fail."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from cryoavae.evaluate.averages import fsc, resolution_angstrom
+from cryoavae.evaluate.averages import average_classes, fsc, resolution_angstrom
 
 
 def test_resolution_at_a_threshold():
@@ -25,3 +27,76 @@ def test_fsc_is_one_for_a_scaled_copy_minus_one_for_a_negated_one_and_near_zero_
     np.testing.assert_allclose(fsc(a, -a)[1], -1.0)
     unrelated = fsc(a, rng.standard_normal((16, 16, 16)))[1]
     assert np.abs(unrelated[3:]).max() < 0.15  # shells of hundreds of samples each
+
+
+def _study(tmp_path, model_rotations, predicted_b_fraction=0.0):
+    """Two classes of 30 particles each (asymmetric blob maps, SNR 2, wedge +-60) with latents:
+    true angles, the model's angles ``model_rotations`` ``(60, 3, 3)`` and mu on two axes, a
+    fraction of class b's particles given class a's mu (the model assigns them to a)."""
+    from scipy.spatial.transform import Rotation
+    from volume_fixtures import blobs, measured
+
+    from cryoavae import particles as P
+    from cryoavae.geometry.rotations import matrices_to_relion_angles
+
+    rng = np.random.default_rng(3)
+    maps = {"a": blobs(rng), "b": blobs(rng)}
+    truth = Rotation.random(60, random_state=4).as_matrix()
+    volumes = np.concatenate(
+        [measured(maps[c], truth[k * 30 : (k + 1) * 30], rng, snr=2.0) for k, c in enumerate("ab")]
+    )
+    P.write_stack(tmp_path / "p.mrcs", volumes, 10.0)
+    names = np.repeat(["a", "b"], 30)
+    split = np.tile(["train"] * 20 + ["test"] * 10, 2)
+    table = P.particle_table("p.mrcs", np.repeat([1, 2], 30), names, split)
+    P.write_particle_table(tmp_path / "p.star", table)
+    mu = np.where(names[:, None] == "a", [1.0, 0.0], [0.0, 1.0]) + 0.01 * rng.normal(size=(60, 2))
+    moved = np.flatnonzero((names == "b") & (split == "test"))[: round(10 * predicted_b_fraction)]
+    mu[moved] = [1.0, 0.0]
+    latents = pd.DataFrame(
+        {"class_name": names, "split": split, "mu_0": mu[:, 0], "mu_1": mu[:, 1]}
+    )
+    angles = matrices_to_relion_angles(truth)
+    latents[["angle_rot", "angle_tilt", "angle_psi"]] = angles
+    latents[["inferred_rot", "inferred_tilt", "inferred_psi"]] = matrices_to_relion_angles(
+        model_rotations
+    )
+    images = P.ParticleImages(table, tmp_path / "p.star")
+    return average_classes(latents, images, ["a", "b"], maps, 10.0, 60.0, {}, seed=0)
+
+
+def test_averages_from_the_models_classes_and_poses_match_the_true_ones_when_right(tmp_path):
+    from scipy.spatial.transform import Rotation
+
+    truth = Rotation.random(60, random_state=4).as_matrix()
+    _, table, _ = _study(tmp_path, truth)
+    row = table.set_index("class_name").loc["a"]
+    assert row["average_from"] == "predicted" and row["predicted_purity"] == 1.0
+    assert row["predicted_fsc_area_vs_map"] > 0.9 * row["true_fsc_area_vs_map"]
+    assert row["predicted_fsc5_vs_map_angstrom"] <= 1.5 * row["true_fsc5_vs_map_angstrom"]
+
+
+def test_wrong_orientations_fail_the_average_test(tmp_path):
+    """Orientations 100 degrees off (about random axes) fail both tests the right ones pass: the
+    resolution within 1.5x of the true-pose average's and the FSC area within 0.6 of it."""
+    from scipy.spatial.transform import Rotation
+
+    truth = Rotation.random(60, random_state=4).as_matrix()
+    axes = Rotation.random(60, random_state=5).as_rotvec()
+    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    off = Rotation.from_rotvec(axes * np.radians(100)).as_matrix() @ truth
+    _, table, _ = _study(tmp_path, off)
+    for _, row in table.iterrows():
+        assert row["predicted_fsc_area_vs_map"] < 0.6 * row["true_fsc_area_vs_map"]
+        assert row["predicted_fsc5_vs_map_angstrom"] > 1.5 * row["true_fsc5_vs_map_angstrom"]
+
+
+def test_predicted_class_averages_include_what_the_model_puts_there(tmp_path):
+    from scipy.spatial.transform import Rotation
+
+    truth = Rotation.random(60, random_state=4).as_matrix()
+    _, table, _ = _study(tmp_path, truth, predicted_b_fraction=1.0)
+    rows = table.set_index("class_name")
+    assert rows.loc["a", "n_predicted"] == 40 and rows.loc["a", "n_particles"] == 30
+    assert rows.loc["a", "predicted_purity"] == pytest.approx(0.75)
+    assert rows.loc["a", "predicted_fsc_area_vs_map"] < rows.loc["a", "inferred_fsc_area_vs_map"]

@@ -4,11 +4,18 @@ The test a cryo-ET user would apply to a pose: turn every particle of a class ba
 orientation and average (:func:`cryoavae.orientation.averaging.class_average`, missing-wedge
 weighted).
 
-The model's orientations are in its own canonical frame; when the true orientations are known
-the frame is aligned with the reference's first
-(:func:`~cryoavae.geometry.rotations.align_rotations` on the class's training particles), so the
-average can be compared with the class's map, and with the average made from the true orientations
-(the best these particles allow).
+Three averages per class, from what a user has to what only a simulation knows: ``predicted``,
+the particles the model assigns to the class (nearest training centroid of mu, whatever their
+true class or split) turned back by the model's orientations, which is what a user can compute;
+``inferred``, the class's true members with the model's orientations; ``true``, the true members
+with the true orientations (the ceiling these particles allow). The model's orientations are in
+its own canonical frame; when the true orientations are known the frame is aligned with the
+reference's first (:func:`~cryoavae.geometry.rotations.align_rotations` on the class's training
+particles), so the averages can be compared with the class's map.
+
+At 10 Å per voxel an FSC against the map reaches Nyquist for any roughly right average, so the
+threshold resolutions saturate; the FSC's area (its mean over the shells up to Nyquist, 1 for a
+perfect match, about 0 for an unrelated volume) keeps ranking averages that both reach Nyquist.
 """
 
 from __future__ import annotations
@@ -19,7 +26,13 @@ import numpy as np
 import pandas as pd
 
 from cryoavae.geometry.rotations import align_rotations, relion_angles_to_matrices
-from cryoavae.inference.latents import INFERRED_ANGLES, INFERRED_SHIFTS
+from cryoavae.inference.latents import (
+    INFERRED_ANGLES,
+    INFERRED_SHIFTS,
+    assign_nearest_class,
+    class_centroids,
+    latent_columns,
+)
 from cryoavae.orientation.averaging import class_average
 from cryoavae.particles import ParticleImages
 
@@ -66,6 +79,25 @@ def resolution_angstrom(
     return float(voxel_size_angstrom / crossing)
 
 
+def fsc_area(curve: np.ndarray) -> float:
+    """The mean of an FSC curve over its shells: a resolution summary that does not saturate at
+    Nyquist as the threshold resolutions do."""
+    return float(np.mean(curve))
+
+
+def _predicted_classes(latents: pd.DataFrame, seen: list[str]) -> np.ndarray | None:
+    """Each particle's class as the model assigns it: the seen class whose training centroid of
+    mu is nearest by cosine (as ``particles_annotated.star``'s nearest class); None without mu."""
+    mu_cols = latent_columns(latents, "mu")
+    if not mu_cols:
+        return None
+    mu = latents[mu_cols].to_numpy(np.float64)
+    train = latents["split"].astype(str).to_numpy() == "train"
+    names = latents["class_name"].astype(str).to_numpy()
+    centroids = class_centroids(mu[train], names[train], seen)
+    return assign_nearest_class(mu, centroids, seen)["nearest_seen"].to_numpy().astype(str)
+
+
 def _model_poses(latents: pd.DataFrame, voxel_size_angstrom: float):
     """The model's rotations ``(n, 3, 3)`` and shifts ``(n, 3)`` voxels of every particle, each
     None when the latents table has none (shifts: when matching searched them)."""
@@ -88,13 +120,14 @@ def average_classes(
     seed: int,
     max_per_class: int = MAX_PER_CLASS,
 ) -> tuple[np.ndarray, pd.DataFrame, dict]:
-    """Per seen class (3-D): the average from the model's orientations (aligned to the
-    reference frame when the truth is known) and from the true ones, and their FSC against the
-    class's noise-free map (when ``maps`` has it) and against each other.
+    """Per seen class (3-D): the ``predicted``, ``inferred`` and ``true`` averages (module
+    docstring) that the latents allow, each one's FSC against the class's noise-free map (when
+    ``maps`` has it; resolutions in Å at FSC 0.5 and 0.143, and the curve's area) and the model's
+    averages' FSC against the true-pose one.
 
-    ``latents`` rows line up with ``images``. Returns the averages ``(c, d, d, d)`` (the
-    model's, else the true-pose ones, in ``class_names`` order of the seen classes), a table with
-    one row per class (resolutions in Å at FSC 0.5 and 0.143) and the FSC curves for figures.
+    ``latents`` rows line up with ``images``. Returns the averages ``(c, d, d, d)`` (the first of
+    predicted, inferred, true that exists, in ``class_names`` order of the seen classes), a table
+    with one row per class and the FSC curves for figures.
     """
     names = latents["class_name"].astype(str).to_numpy()
     split = latents["split"].astype(str).to_numpy()
@@ -111,46 +144,88 @@ def average_classes(
         log.info(
             "class averages: missing-wedge weighted (tilts through +-%g degrees)", tilt_max_deg
         )
-    true_angles = latents[["angle_rot", "angle_tilt", "angle_psi"]].to_numpy(np.float64)
-    has_truth = np.isfinite(true_angles).all(axis=1)
-    inferred, shifts = _model_poses(latents, voxel_size_angstrom)
+    poses = _Poses(latents, voxel_size_angstrom, symmetry)
+    predicted = _predicted_classes(latents, seen) if poses.inferred is not None else None
     rng = np.random.default_rng(seed)
+
+    def draw(members: np.ndarray) -> np.ndarray:
+        if len(members) <= max_per_class:
+            return members
+        return np.sort(rng.choice(members, size=max_per_class, replace=False))
+
     volumes, rows, curves = [], [], {}
     for c in seen:
-        members = np.flatnonzero((names == c) & (split != "unseen"))
-        if len(members) > max_per_class:
-            members = np.sort(rng.choice(members, size=max_per_class, replace=False))
-        truth_known = has_truth[members].all()
-        true = relion_angles_to_matrices(true_angles[members]) if truth_known else None
-        row = {"class_name": c, "n_particles": len(members)}
-        found = {}
-        if inferred is not None:
-            model = inferred[members]
-            train = (split[members] == "train") & truth_known
-            if truth_known and train.sum() >= 3:  # into the reference's frame
-                q, _ = align_rotations(model[train], true[train], symmetry.get(c))
-                model = model @ q
-            moved = None if shifts is None else shifts[members]
-            found["inferred"] = class_average(images, members, model, tilt_max_deg, moved)
-        if truth_known:
-            found["true"] = class_average(images, members, true, tilt_max_deg)
-        for label, volume in found.items():
-            if c in maps:
-                frequency, curve = fsc(volume, maps[c])
-                curves[(c, label)] = (frequency, curve)
-                for threshold in (0.5, 0.143):
-                    key = f"{label}_fsc{str(threshold)[2:]}_vs_map_angstrom"
-                    row[key] = resolution_angstrom(frequency, curve, threshold, voxel_size_angstrom)
-        if {"inferred", "true"} <= set(found):
-            frequency, curve = fsc(found["inferred"], found["true"])
-            row["inferred_vs_true_fsc05_angstrom"] = resolution_angstrom(
-                frequency, curve, 0.5, voxel_size_angstrom
-            )
-        row["average_from"] = "inferred poses" if "inferred" in found else "true poses"
-        if not found:  # neither: the plain mean, unaligned
+        members = draw(np.flatnonzero((names == c) & (split != "unseen")))
+        assigned = None if predicted is None else draw(np.flatnonzero(predicted == c))
+        found, row = _class_averages(
+            c, members, assigned, poses, names, split, images, tilt_max_deg
+        )
+        _score(c, found, row, maps, voxel_size_angstrom, curves)
+        if not found:  # no poses at all: the plain mean, unaligned
             found["mean"] = images.gather(members).mean(axis=0)
-            row["average_from"] = "no poses (plain mean)"
-        volumes.append(found.get("inferred", found.get("true", found.get("mean"))))
+        row["average_from"] = next(iter(found))
+        volumes.append(next(iter(found.values())))
         rows.append(row)
     table = pd.DataFrame(rows)
     return (np.stack(volumes) if volumes else np.empty((0,))), table, curves
+
+
+class _Poses:
+    """The latents' poses: true rotations (where known), the model's rotations and shifts, and
+    per class the rotation taking the model's frame to the reference's."""
+
+    def __init__(self, latents: pd.DataFrame, voxel_size_angstrom: float, symmetry):
+        true_angles = latents[["angle_rot", "angle_tilt", "angle_psi"]].to_numpy(np.float64)
+        self.has_truth = np.isfinite(true_angles).all(axis=1)
+        self.true = np.full((len(latents), 3, 3), np.nan)
+        self.true[self.has_truth] = relion_angles_to_matrices(true_angles[self.has_truth])
+        self.inferred, self.shifts = _model_poses(latents, voxel_size_angstrom)
+        self.symmetry = symmetry
+
+    def frame(self, c: str, members: np.ndarray, split: np.ndarray) -> np.ndarray:
+        """The rotation aligning the model's frame of class ``c`` with its map's, from the
+        class's training particles (the identity when their truth is unknown)."""
+        train = members[(split[members] == "train") & self.has_truth[members]]
+        if len(train) < 3 or not self.has_truth[members].all():
+            return np.eye(3)
+        q, _ = align_rotations(self.inferred[train], self.true[train], self.symmetry.get(c))
+        return q
+
+    def model_average(self, images, rows, q, tilt_max_deg) -> np.ndarray:
+        moved = None if self.shifts is None else self.shifts[rows]
+        return class_average(images, rows, self.inferred[rows] @ q, tilt_max_deg, moved)
+
+
+def _class_averages(c, members, assigned, poses: _Poses, names, split, images, tilt_max_deg):
+    """The averages of class ``c`` its poses allow (predicted first), and the table row."""
+    row = {"class_name": c, "n_particles": len(members)}
+    found = {}
+    if poses.inferred is not None:
+        q = poses.frame(c, members, split)
+        if assigned is not None and len(assigned):
+            found["predicted"] = poses.model_average(images, assigned, q, tilt_max_deg)
+            row["n_predicted"] = len(assigned)
+            row["predicted_purity"] = float(np.mean(names[assigned] == c))
+        found["inferred"] = poses.model_average(images, members, q, tilt_max_deg)
+    if poses.has_truth[members].all():
+        found["true"] = class_average(images, members, poses.true[members], tilt_max_deg)
+    return found, row
+
+
+def _score(c, found, row, maps, voxel_size_angstrom, curves) -> None:
+    """FSC of each average against the class's map and the model's against the true-pose one."""
+    for label, volume in found.items():
+        if c in maps:
+            frequency, curve = fsc(volume, maps[c])
+            curves[(c, label)] = (frequency, curve)
+            for threshold in (0.5, 0.143):
+                key = f"{label}_fsc{str(threshold)[2:]}_vs_map_angstrom"
+                row[key] = resolution_angstrom(frequency, curve, threshold, voxel_size_angstrom)
+            row[f"{label}_fsc_area_vs_map"] = fsc_area(curve)
+    for label in ("predicted", "inferred"):
+        if {label, "true"} <= set(found):
+            frequency, curve = fsc(found[label], found["true"])
+            row[f"{label}_vs_true_fsc05_angstrom"] = resolution_angstrom(
+                frequency, curve, 0.5, voxel_size_angstrom
+            )
+            row[f"{label}_vs_true_fsc_area"] = fsc_area(curve)

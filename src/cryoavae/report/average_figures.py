@@ -11,8 +11,10 @@ from cryoavae.report.figure import save_figure
 
 
 def plot_average_fsc(path: str | os.PathLike, curves: dict, voxel_size_angstrom: float) -> None:
-    """One panel per class: FSC against the noise-free map of the average from the model's
-    orientations (solid) and from the true ones (dashed), with the 0.5 and 0.143 thresholds."""
+    """One panel per class: FSC against the noise-free map of the averages (module
+    :mod:`cryoavae.evaluate.averages`): the model's classes and orientations (solid), the true
+    members with the model's orientations (dash-dot) and with the true ones (dashed), with the 0.5
+    and 0.143 thresholds."""
     classes = list(dict.fromkeys(c for c, _ in curves))
     if not classes:
         fig, ax = plt.subplots(figsize=(6, 2))
@@ -30,10 +32,14 @@ def plot_average_fsc(path: str | os.PathLike, curves: dict, voxel_size_angstrom:
     rows = math.ceil(len(classes) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
     for ax, c in zip(axes.ravel(), classes, strict=False):
-        for label, style in (("inferred", "-"), ("true", "--")):
+        for label, style, legend in (
+            ("predicted", "-", "model's class and pose"),
+            ("inferred", "-.", "true class, model's pose"),
+            ("true", "--", "true class and pose"),
+        ):
             if (c, label) in curves:
                 frequency, curve = curves[(c, label)]
-                ax.plot(frequency / voxel_size_angstrom, curve, style, label=f"{label} poses")
+                ax.plot(frequency / voxel_size_angstrom, curve, style, label=legend)
         for threshold in (0.5, 0.143):
             ax.axhline(threshold, color="grey", linewidth=0.6)
         ax.set_title(c, fontsize=9)
@@ -45,7 +51,7 @@ def plot_average_fsc(path: str | os.PathLike, curves: dict, voxel_size_angstrom:
     axes[0, 0].legend(fontsize=7)
     inferred = any(label == "inferred" for _, label in curves)
     fig.suptitle(
-        "Class averages from the model's orientations (solid) and the true ones (dashed)"
+        "Class averages from the model's classes and orientations, against the true ones"
         if inferred
         else "Class averages from the true orientations (the model's pose gives none)"
     )
