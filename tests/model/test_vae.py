@@ -167,3 +167,17 @@ def test_global_shape_pooling_keeps_mu_when_the_particle_moves(pooling):
         assert difference < 1e-5
     else:
         assert difference > 1e-2
+
+
+def test_input_blur_is_a_normalised_gaussian_the_encoder_reads_first():
+    from cryoavae.model.layers import GaussianBlur
+
+    point = torch.zeros(1, 1, 17, 17, 17)
+    point[0, 0, 8, 8, 8] = 1.0
+    blurred = GaussianBlur(3, 1.5)(point)[0, 0]
+    assert float(blurred.sum()) == pytest.approx(1.0, abs=1e-5)
+    z, y, x = torch.meshgrid(*[torch.arange(17.0) - 8] * 3, indexing="ij")
+    expected = torch.exp(-(x**2 + y**2 + z**2) / (2 * 1.5**2))
+    torch.testing.assert_close(blurred, expected / expected.sum(), atol=2e-4, rtol=0)
+    config = ModelConfig(ndim=3, box_size_px=16, channels=(4, 8), input_blur_px=1.0)
+    assert isinstance(build_model(config, 0).encoder.features[0], GaussianBlur)

@@ -3,10 +3,13 @@ sub-pixel upsampling layer."""
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SubpixelUpsample", "batch_norm", "conv", "conv_transpose"]
+__all__ = ["GaussianBlur", "SubpixelUpsample", "batch_norm", "conv", "conv_transpose"]
 
 
 def conv(ndim: int) -> type[nn.Module]:
@@ -19,6 +22,27 @@ def conv_transpose(ndim: int) -> type[nn.Module]:
 
 def batch_norm(ndim: int) -> type[nn.Module]:
     return nn.BatchNorm2d if ndim == 2 else nn.BatchNorm3d
+
+
+class GaussianBlur(nn.Module):
+    """A fixed Gaussian low pass of standard deviation ``sigma_px`` over the spatial axes of
+    ``(n, 1, *box)``, as one 1-D convolution per axis (kernel out to 3 sd, zero padding)."""
+
+    def __init__(self, ndim: int, sigma_px: float):
+        super().__init__()
+        self.ndim = ndim
+        radius = max(1, math.ceil(3 * sigma_px))
+        taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1.0) / sigma_px) ** 2)
+        self.register_buffer("taps", taps / taps.sum(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        convolve = F.conv2d if self.ndim == 2 else F.conv3d
+        k = len(self.taps)
+        for axis in range(self.ndim):
+            shape = [1, 1] + [k if a == axis else 1 for a in range(self.ndim)]
+            padding = [k // 2 if a == axis else 0 for a in range(self.ndim)]
+            x = convolve(x, self.taps.to(x.dtype).view(shape), padding=padding)
+        return x
 
 
 class SubpixelUpsample(nn.Module):

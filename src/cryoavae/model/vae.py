@@ -32,7 +32,7 @@ from torch import nn
 from cryoavae.core.errors import InputError
 from cryoavae.model.config import ModelConfig
 from cryoavae.model.decoders import CNNDecoder, GaussianSplatDecoder
-from cryoavae.model.layers import batch_norm, conv
+from cryoavae.model.layers import GaussianBlur, batch_norm, conv
 from cryoavae.model.measurement import WedgeMeasurement
 from cryoavae.model.pose import pose_to_rotation
 from cryoavae.model.pose_search import best_orientation, offset_rotations
@@ -78,6 +78,8 @@ class Encoder(nn.Module):
                     layers.append(batch_norm(config.ndim)(c_out))
                 layers.append(nn.ReLU(inplace=True))
             c_in = c_out
+        if config.input_blur_px > 0:
+            layers.insert(0, GaussianBlur(config.ndim, config.input_blur_px))
         self.features = nn.Sequential(*layers)
         n_features = config.channels[-1] * config.feature_size_px**config.ndim
         n_shape = 2 * config.channels[-1] if config.shape_pooling == "global" else n_features
