@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["GaussianBlur", "SubpixelUpsample", "batch_norm", "conv", "conv_transpose"]
@@ -26,23 +25,34 @@ def batch_norm(ndim: int) -> type[nn.Module]:
 
 class GaussianBlur(nn.Module):
     """A fixed Gaussian low pass of standard deviation ``sigma_px`` over the spatial axes of
-    ``(n, 1, *box)``, as one 1-D convolution per axis (kernel out to 3 sd, zero padding)."""
+    ``(n, 1, *box)``: the spectrum times ``exp(-2 pi^2 sigma^2 |k|^2)`` (circular at the box's
+    edges, where z-scored particles are background). In Fourier space because a one-channel
+    convolution with a long kernel takes a slow path on CPU (measured ~35x the encoder's first
+    layer on a batch of 64 x 32^3; this is ~4x)."""
 
     def __init__(self, ndim: int, sigma_px: float):
         super().__init__()
-        self.ndim = ndim
-        radius = max(1, math.ceil(3 * sigma_px))
-        taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1.0) / sigma_px) ** 2)
-        self.register_buffer("taps", taps / taps.sum(), persistent=False)
+        self.ndim, self.sigma_px = ndim, float(sigma_px)
+        self._transfer: dict[tuple, torch.Tensor] = {}
+
+    def transfer(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """The low pass on the ``rfftn`` grid of ``shape`` (cached per shape and device)."""
+        key = (shape, str(device))
+        if key not in self._transfer:
+            axes = [torch.fft.fftfreq(n, device=device) for n in shape[:-1]]
+            axes.append(torch.fft.rfftfreq(shape[-1], device=device))
+            k2 = sum(
+                a.view([-1 if i == j else 1 for j in range(len(shape))]) ** 2
+                for i, a in enumerate(axes)
+            )
+            self._transfer[key] = torch.exp(-2 * math.pi**2 * self.sigma_px**2 * k2)
+        return self._transfer[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        convolve = F.conv2d if self.ndim == 2 else F.conv3d
-        k = len(self.taps)
-        for axis in range(self.ndim):
-            shape = [1, 1] + [k if a == axis else 1 for a in range(self.ndim)]
-            padding = [k // 2 if a == axis else 0 for a in range(self.ndim)]
-            x = convolve(x, self.taps.to(x.dtype).view(shape), padding=padding)
-        return x
+        dims = tuple(range(-self.ndim, 0))
+        shape = tuple(x.shape[-self.ndim :])
+        spectrum = torch.fft.rfftn(x.float(), dim=dims) * self.transfer(shape, x.device)
+        return torch.fft.irfftn(spectrum, s=shape, dim=dims).to(x.dtype)
 
 
 class SubpixelUpsample(nn.Module):
