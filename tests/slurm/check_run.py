@@ -110,7 +110,7 @@ def check_ranks(jobs: list[dict[str, str]], gpu_rules: set[str], devices: int, r
     for j in jobs:
         if rule_of(j.get("Comment", "")) in gpu_rules and gpus_asked(j) != devices:
             problems.append(f"SLURM job {j['JobId']} asked for {gpus_asked(j)} GPUs, not {devices}")
-    summaries = sorted(results.glob("*/models/*/train_summary.json"))
+    summaries = sorted(results.glob("*/seed*/models/*/train_summary.json"))
     if not summaries:
         problems.append(f"no train_summary.json under {results}")
     for path in summaries:
