@@ -48,4 +48,5 @@ def test_one_seed_has_no_sd_and_says_so_by_omission():
     table = seed_summary_table(["avae"], [42], {("avae", 42): run(0.75, 0.6)})
     assert math.isnan(table.loc[0, "accuracy_sd"])
     text = seed_summary_markdown("s", table, [42], "val", "snakemake")
-    assert "| avae | 0.750 | 0.740 | 0.600 |" in text and "±" not in text.split("\n", 2)[2]
+    assert "| avae | 0.750 | 0.740 | 0.600 |" in text and "±" not in text
+    assert "**Study `s`**, seed 42, scored on the val split" in text

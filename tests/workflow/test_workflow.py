@@ -132,7 +132,7 @@ def test_tiny_study_outputs(tiny_study):
     assert metrics["scored_split"] == "test"
     aggregate = pd.read_csv(study / "summary.tsv", sep="\t")
     assert aggregate["accuracy_mean"].tolist() == [metrics["accuracy"]]
-    assert "mean ± sd over seeds 7" in (study / "summary.md").read_text()
+    assert "seed 7, scored on the test split" in (study / "summary.md").read_text()
 
 
 def test_forcerun_training_reruns_downstream_only(tiny_study):

@@ -78,9 +78,14 @@ def seed_summary_markdown(
     made it, which particles were scored, one row per variant and, when there is a pose, each
     class's fraction within 20° (a median pooled over classes hides a class that fails)."""
     digits = {"pose_geodesic_median_deg": 1}
+    over = (
+        f"seed {seeds[0]}"
+        if len(seeds) == 1
+        else f"mean ± sd over seeds {', '.join(map(str, seeds))}"
+    )
     lines = [
-        f"**Study `{study}`**, mean ± sd over seeds {', '.join(map(str, seeds))}, scored on the "
-        f"{scored_split} split (written by the pipeline: `{command}`):",
+        f"**Study `{study}`**, {over}, scored on the {scored_split} split (written by the "
+        f"pipeline: `{command}`):",
         "",
         "| variant | " + " | ".join(title for _, title in SEED_METRICS) + " |",
         "|---|" + "---|" * len(SEED_METRICS),
