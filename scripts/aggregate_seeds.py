@@ -17,7 +17,11 @@ with rule_logging(snakemake.log[0], rule="aggregate_seeds"):
     table = seed_summary_table(params.variants, params.seeds, metrics)
     write_text_atomic(snakemake.output.summary, table.to_csv(sep="\t", index=False))
     splits = sorted({m.get("scored_split", "val") for m in metrics.values()})
+    figures = {
+        name: f"docs/images/{params.study}/{name}.png"
+        for name in ("umap", "confusion_matrix", "pose_correlation")
+    }
     markdown = seed_summary_markdown(
-        params.study, table, params.seeds, "/".join(splits), params.command
+        params.study, table, params.seeds, "/".join(splits), params.command, figures
     )
     write_text_atomic(snakemake.output.markdown, markdown)

@@ -72,11 +72,18 @@ def _cell(row: pd.Series, key: str, digits: int) -> str:
 
 
 def seed_summary_markdown(
-    study: str, table: pd.DataFrame, seeds: Sequence[int], scored_split: str, command: str
+    study: str,
+    table: pd.DataFrame,
+    seeds: Sequence[int],
+    scored_split: str,
+    command: str,
+    figures: Mapping[str, str] | None = None,
 ) -> str:
     """The aggregate as a Markdown fragment for README and ``docs/science.md``: the command that
     made it, which particles were scored, one row per variant and, when there is a pose, each
-    class's fraction within 20° (a median pooled over classes hides a class that fails)."""
+    class's fraction within 20° (a median pooled over classes hides a class that fails).
+    ``figures`` maps a caption to a path relative to the repository root: thumbnails of the
+    first seed's first variant (``tools/update_readme_results.py`` copies them there)."""
     digits = {"pose_geodesic_median_deg": 1}
     over = (
         f"seed {seeds[0]}"
@@ -106,6 +113,9 @@ def seed_summary_markdown(
         for _, row in table.iterrows():
             cells = [_cell(row, f"within_20deg:{c}", 2) for c in classes]
             lines.append(f"| {row['variant']} | " + " | ".join(cells) + " |")
+    if figures:
+        thumbnails = " ".join(f'<img src="{p}" alt="{c}" width="260">' for c, p in figures.items())
+        lines += ["", thumbnails]
     return "\n".join(lines) + "\n"
 
 

@@ -101,8 +101,8 @@ def plot_umap(path: str | os.PathLike, result: EvaluationResult) -> None:
     m = result.metrics
     ax.set_title(
         f"UMAP of the latent means mu (cosine), {len(xy)} particles\n"
-        f"dots: seen classes (train + val); stars: unseen classes, never trained on. "
-        f"Silhouette (val, cosine) = {_fmt(m.get('silhouette'))}",
+        f"dots: seen classes (train and held out); stars: unseen classes, never trained on. "
+        f"Silhouette ({m.get('scored_split', 'val')}, cosine) = {_fmt(m.get('silhouette'))}",
         fontsize=10,
     )
     ax.legend(
@@ -134,7 +134,8 @@ def _heatmap(ax, values, labels_y, labels_x, vmin, vmax, cmap, number_format, ti
 
 
 def plot_confusion_matrix(path: str | os.PathLike, result: EvaluationResult) -> None:
-    """Confusion matrix of the val particles: counts (left) and row-normalised (right)."""
+    """Confusion matrix of the held-out particles (``scored_split``): counts (left) and
+    row-normalised (right)."""
     counts = np.asarray(result.confusion_counts)
     fractions = confusion_fractions(result)
     classes = list(result.seen_classes)
@@ -162,7 +163,7 @@ def plot_confusion_matrix(path: str | os.PathLike, result: EvaluationResult) -> 
     m = result.metrics
     fig.suptitle(
         f"{m.get('classifier', 'classifier')} trained on mu of {m.get('n_train')} train particles, "
-        f"scored on {int(counts.sum())} val particles\n"
+        f"scored on {int(counts.sum())} {m.get('scored_split', 'val')} particles\n"
         f"accuracy {_fmt(m.get('accuracy'), '.3f')}, macro-F1 {_fmt(m.get('macro_f1'), '.3f')}",
         fontsize=11,
     )
@@ -193,7 +194,7 @@ def _panel_grid(n: int, panel_inches: float = 3.0, max_columns: int = 4):
 
 
 def plot_pose_correlation(path: str | os.PathLike, result: EvaluationResult) -> None:
-    """Pose against the true orientation, one panel per seen class (val particles).
+    """Pose against the true orientation, one panel per seen class (held-out particles).
 
     2-D: the chosen pose feature against the true in-plane angle; 3-D: rotation-matrix entries
     predicted from the pose against the true ones. Without pose dimensions: a note saying so.
@@ -234,7 +235,8 @@ def plot_pose_correlation(path: str | os.PathLike, result: EvaluationResult) -> 
             ax.set_title(f"{c}: r = {_fmt(per_class.get(c))}, error {error:.0f} deg", fontsize=9)
     if result.ndim == 2:
         headline = (
-            f"Pose vs true in-plane angle (val particles). Mean |r| over classes = "
+            f"Pose vs true in-plane angle ({m.get('scored_split', 'val')} particles). "
+            f"Mean |r| over classes = "
             f"{_fmt(m.get('pose_correlation'))}; median angle error of the map fitted on train = "
             f"{_fmt(m.get('pose_angle_median_error_deg'), '.0f')} deg\n"
             "|r| = 1: the pose tracks the angle; 0: no relation (the sign may differ by class). "
@@ -242,8 +244,9 @@ def plot_pose_correlation(path: str | os.PathLike, result: EvaluationResult) -> 
         )
     else:
         headline = (
-            "True rotation predicted from the pose (quadratic map fitted on train, val particles "
-            f"shown). Mean r = {_fmt(m.get('pose_correlation'))}; median geodesic error = "
+            "True rotation predicted from the pose (quadratic map fitted on train, "
+            f"{m.get('scored_split', 'val')} particles shown). "
+            f"Mean r = {_fmt(m.get('pose_correlation'))}; median geodesic error = "
             f"{_fmt(m.get('pose_angle_median_error_deg'), '.0f')} deg\n"
             "r = 1: the pose determines the orientation; 0: it carries none (error about 132 deg "
             "for orientations over all of SO(3)). Symmetric molecules raise the error."
