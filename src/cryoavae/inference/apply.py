@@ -11,8 +11,8 @@ added (nearest seen class, cosine, novelty); otherwise a TSV of the latents and 
 
 Command line::
 
-    python -m cryoavae.inference.apply --model results/<study>/models/<variant>/model.pt \\
-        --reference results/<study>/models/<variant>/latents.tsv \\
+    python -m cryoavae.inference.apply --model results/<study>/seed<k>/models/<variant>/model.pt \\
+        --reference results/<study>/seed<k>/models/<variant>/latents.tsv \\
         --particles new_particles.star --out new_particles_annotated.star
 """
 
