@@ -6,7 +6,7 @@ costs when the orientation comes from template matching after training instead.
 Each goes through ``train_model`` (validation included), one epoch per run, the three
 alternating so that the shared machine's swings fall on all of them; the figures are ratios of
 the medians. Run alone with ``PYTHONPATH=src python benchmarks/bench_pose.py [--quick]``, or on
-a study's own simulated particles and its prior with ``--study results/<study>``.
+a study's own simulated particles and its prior with ``--study results/<study>/seed<k>``.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ def pose_search_epoch_ratio_3d32(quick: bool, study: Path | None = None) -> list
         else:
             star = study / "particles" / "particles.star"
             names = class_names_from_table(read_particle_table(star))  # train_model's order
-            prior = read_affinity_csv(study / "affinity" / "affinity.csv", names)
+            shared = study if (study / "affinity").is_dir() else study.parent  # seed<k>/ -> study
+            prior = read_affinity_csv(shared / "affinity" / "affinity.csv", names)
         for k in range(repeats):
             for name, config in MODELS.items():
                 out = Path(tmp) / f"{name}_{k}"
@@ -86,7 +87,10 @@ if __name__ == "__main__":
     if "--study" in sys.argv:
         after = sys.argv[sys.argv.index("--study") + 1 :]
         if not after or not (Path(after[0]) / "particles" / "particles.star").is_file():
-            sys.exit("--study: expected a study folder holding particles/particles.star")
+            sys.exit(
+                "--study: expected a seed folder, results/<study>/seed<k>, holding "
+                "particles/particles.star"
+            )
         study = Path(after[0])
     for figure in pose_search_epoch_ratio_3d32("--quick" in sys.argv, study):
         print(json.dumps(figure))

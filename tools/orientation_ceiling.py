@@ -1,7 +1,7 @@
 """How well can these particles' orientations be found at all? Match each against its class's
 noise-free map.
 
-Usage: ``python tools/orientation_ceiling.py results/<study> [--per-class 100] [--no-ctf]
+Usage: ``python tools/orientation_ceiling.py results/<study>/seed<k> [--per-class 100] [--no-ctf]
 [--symmetry maps/symmetry.json]``
 
 The study's own val particles of every seen class are matched (``cryoavae.orientation.matcher``)
@@ -54,12 +54,13 @@ def main() -> int:
         images = ParticleImages(table, star)
         if args.symmetry and not args.symmetry.is_file():
             raise InputError(f"{args.symmetry}: symmetry file not found")
-        symmetry = args.symmetry or args.results / "maps" / "symmetry.json"
+        shared = args.results if (args.results / "maps").is_dir() else args.results.parent
+        symmetry = args.symmetry or shared / "maps" / "symmetry.json"
         groups = read_symmetry(symmetry) if args.symmetry or symmetry.is_file() else {}
         names = table[CLASS_NAME].astype(str).to_numpy()
         split = table[SPLIT].astype(str).to_numpy()
         seen = sorted(set(names[split == "train"]))
-        maps = np.stack([_read_map(args.results / "maps" / f"{c}.mrc") for c in seen])
+        maps = np.stack([_read_map(shared / "maps" / f"{c}.mrc") for c in seen])
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
