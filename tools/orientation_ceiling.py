@@ -2,7 +2,7 @@
 noise-free map.
 
 Usage: ``python tools/orientation_ceiling.py results/<study>/seed<k> [--per-class 100] [--no-ctf]
-[--symmetry maps/symmetry.json]``
+[--symmetry maps/symmetry.json] [--max-shift-angstrom 30]``
 
 The study's own val particles of every seen class are matched (``cryoavae.orientation.matcher``)
 against the map they were simulated from, as they were measured (the study's missing wedge and,
@@ -38,11 +38,27 @@ from cryoavae.particles import (
 from cryoavae.structures.symmetry import read_symmetry
 
 
+def _max_shift_angstrom(config: dict, args) -> float:
+    """The translation search's radius: asked for, the study's own, or 3 sd of its simulated
+    pick error (0 for centred particles)."""
+    if args.max_shift_angstrom is not None:
+        return args.max_shift_angstrom
+    own = config["orientation"]["max_shift_angstrom"]
+    simulated = 3 * config["simulation"]["shift_sd_angstrom"]
+    return own or (simulated if config.get("particle_source") == "simulate" else 0.0)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path, help="a study's results folder")
     parser.add_argument("--per-class", type=int, default=100, help="val particles per class")
     parser.add_argument("--no-ctf", action="store_true", help="leave the CTF out of the match")
+    parser.add_argument(
+        "--max-shift-angstrom",
+        type=float,
+        help="how far to search each particle's centre (default: the study's own search, else 3 "
+        "sd of its simulated pick error)",
+    )
     parser.add_argument(
         "--symmetry", type=Path, help="a symmetry.json (default: the study's maps/symmetry.json)"
     )
@@ -77,7 +93,8 @@ def main() -> int:
     )
     template = np.searchsorted(seen, names[rows])
     started = time.perf_counter()
-    matcher = TemplateMatcher(maps, tilt, microscope)
+    max_shift_px = _max_shift_angstrom(config, args) / config["density"]["voxel_size_angstrom"]
+    matcher = TemplateMatcher(maps, tilt, microscope, max_shift_px=max_shift_px)
     defocus = table[DEFOCUS].to_numpy(np.float64)[rows] / 1e4
     found = matcher.match(images.gather(rows), template, defocus).rotations
     true = relion_angles_to_matrices(
