@@ -26,16 +26,12 @@ import numpy as np
 import pandas as pd
 
 from cryoavae.geometry.rotations import align_rotations, relion_angles_to_matrices
-from cryoavae.inference.latents import (
-    INFERRED_ANGLES,
-    INFERRED_SHIFTS,
-    assign_nearest_class,
-    class_centroids,
-    latent_columns,
-)
+from cryoavae.inference.annotate import COLUMNS, class_assignments
+from cryoavae.inference.latents import INFERRED_ANGLES, INFERRED_SHIFTS, latent_columns
 from cryoavae.orientation.averaging import class_average
 from cryoavae.particles import ParticleImages
 
+PREDICTED_CLASS = COLUMNS[0]  # the nearest seen class, as the annotated STAR file names it
 MAX_PER_CLASS = 1000  # a seeded draw of a larger class: the average is then already converged
 
 log = logging.getLogger(__name__)
@@ -86,16 +82,12 @@ def fsc_area(curve: np.ndarray) -> float:
 
 
 def _predicted_classes(latents: pd.DataFrame, seen: list[str]) -> np.ndarray | None:
-    """Each particle's class as the model assigns it: the seen class whose training centroid of
-    mu is nearest by cosine (as ``particles_annotated.star``'s nearest class); None without mu."""
-    mu_cols = latent_columns(latents, "mu")
-    if not mu_cols:
+    """Each particle's class as the model assigns it, exactly as ``particles_annotated.star``
+    does (:func:`cryoavae.inference.annotate.class_assignments`); None without mu."""
+    if not latent_columns(latents, "mu"):
         return None
-    mu = latents[mu_cols].to_numpy(np.float64)
-    train = latents["split"].astype(str).to_numpy() == "train"
-    names = latents["class_name"].astype(str).to_numpy()
-    centroids = class_centroids(mu[train], names[train], seen)
-    return assign_nearest_class(mu, centroids, seen)["nearest_seen"].to_numpy().astype(str)
+    assigned = class_assignments(latents, latents, seen)
+    return assigned[PREDICTED_CLASS].to_numpy().astype(str)
 
 
 def _model_poses(latents: pd.DataFrame, voxel_size_angstrom: float):
