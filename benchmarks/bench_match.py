@@ -4,8 +4,9 @@ The particles are the templates turned at random and moved by about a voxel (sd 
 10 Å per voxel, as picks bring them), measured through a +-60 degree wedge at SNR 1. Each
 particle is matched against its own template (``orientation.assignment: nearest_centre``) on the
 project's default schedule (10 degree global grid at a quarter of the band, three refinements),
-with the translation search (``max_shift_px`` 2: 33 whole-voxel shifts in the global search) and
-without it; 1,024 particles in batches of 256 through one matcher, as a study matches them.
+with the translation search (``max_shift_px`` 2) and without it; 1,024 particles in batches of
+256 through one matcher, as a study matches them. The maps are centred on their mass, as a
+study's templates are (:func:`cryoavae.orientation.averaging.centre_on_mass`).
 
 ``match_efficiency_32`` divides the time of the bare work the search cannot avoid, the same
 number of template x particle correlations as batched matrix products over coefficients already
@@ -24,6 +25,7 @@ from scipy.spatial.transform import Rotation
 
 from cryoavae.geometry.volume_rotation import padded_spectra, rotate_spectra
 from cryoavae.geometry.wedge import missing_wedge_mask
+from cryoavae.orientation.averaging import centre_on_mass
 from cryoavae.orientation.fourier import shift_grid
 from cryoavae.orientation.matcher import TemplateMatcher
 
@@ -45,7 +47,7 @@ def _maps(rng: np.random.Generator) -> np.ndarray:
                 -((x - centre[0]) ** 2 + (y - centre[1]) ** 2 + (z - centre[2]) ** 2)
                 / (2 * width**2)
             )
-    return maps
+    return centre_on_mass(maps)
 
 
 def _particles(maps: np.ndarray, n: int, rng: np.random.Generator):
@@ -74,27 +76,29 @@ def _median_seconds(work, repeats: int) -> float:
 
 def _bare_seconds(matcher: TemplateMatcher, n: int, repeats: int) -> float:
     """The correlations the matcher makes, as plain batched products of ready coefficients: the
-    global grid (particles x shifts against every rotation, low band) and the refinements
-    (33 rotations per particle and level, full band, and the shifts after each)."""
-    low, full = matcher.low, matcher.full
-    s, r, levels = len(matcher.shifts), len(matcher.grid), len(matcher.local)
+    global grid (particles x shifts against every rotation, low band) and the refinements (each
+    level's lattice and fitted peak per particle on its band, and the shifts after each)."""
+    low = matcher.low
+    s = len(matcher.shifts)
+    r = len(matcher.grid)
 
     def randn(*shape):
         return torch.randn(*shape, device=DEVICE)
 
     particles = randn(n * s, 2 * len(low.flat))
     rotated = randn(min(r, 2048), 2 * len(low.flat))
-    refined = randn(n, 33, 2 * len(full.flat))
-    x = randn(n, 2 * len(full.flat), 1)
-    shifted = randn(n, len(shift_grid(np.sqrt(3) * 0.5 + 1e-6, 0.5)), 2 * len(full.flat))
+    levels = []
+    for lattice, band in zip(matcher.local, matcher.level_bands, strict=True):
+        k = 2 * len(band.flat)
+        shifted = len(shift_grid(np.sqrt(3) * 0.5 + 1e-6, 0.5)) if matcher.max_shift_px > 0 else 0
+        levels.append((randn(n, len(lattice) + 1, k), randn(n, shifted, k), randn(n, k, 1)))
 
     def work():
         for _ in range(0, r, len(rotated)):
             particles @ rotated.T
-        for _ in range(levels):
+        for refined, shifted, x in levels:
             torch.bmm(refined, x)
-            if matcher.max_shift_px > 0:
-                torch.bmm(shifted, x)
+            torch.bmm(shifted, x)
 
     work()
     return _median_seconds(work, repeats)

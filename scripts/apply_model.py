@@ -6,9 +6,9 @@ from pathlib import Path
 import torch
 
 from cryoavae.core.runlog import rule_logging
+from cryoavae.geometry.ctf import CtfModel
 from cryoavae.inference.apply import apply_model, write_assignments, write_results
 from cryoavae.inference.latents import read_latents
-from cryoavae.orientation.matcher import CtfModel
 from cryoavae.orientation.templates import OrientationConfig
 
 inputs, wildcards, params = snakemake.input, snakemake.wildcards, snakemake.params

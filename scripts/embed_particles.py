@@ -1,28 +1,13 @@
-"""Rule embed_particles: encode every particle with a trained model -> latents table (TSV)."""
-
-from pathlib import Path
-
-import torch
+"""Rule embed_particles: the inference jobs' parts gathered into the latents table (TSV)."""
 
 from cryoavae.core.atomic import atomic_path
 from cryoavae.core.runlog import rule_logging
-from cryoavae.inference.embed import embed_particles
-from cryoavae.orientation.matcher import CtfModel
-from cryoavae.orientation.templates import OrientationConfig
-from cryoavae.particles import ParticleImages, read_particle_table
+from cryoavae.inference.embed import with_matches
+from cryoavae.inference.jobs import gather_parts
 
 with rule_logging(snakemake.log[0], rule="embed_particles", variant=snakemake.wildcards.variant):
-    torch.set_num_threads(snakemake.threads)
-    table = read_particle_table(snakemake.input.particles)
-    images = ParticleImages(table, snakemake.input.particles)
-    params = snakemake.params
-    latents = embed_particles(
-        Path(snakemake.input.model),
-        table,
-        images,
-        orientation=OrientationConfig.from_dict(params.orientation),
-        seed=params.seed,
-        ctf=CtfModel(**params.microscope) if params.microscope else None,
-    )
+    latents = gather_parts(snakemake.input.encoded)
+    if snakemake.input.matched:
+        latents = with_matches(latents, gather_parts(snakemake.input.matched))
     with atomic_path(snakemake.output[0]) as tmp:
         latents.to_csv(tmp, sep="\t", index=False)

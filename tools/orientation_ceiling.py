@@ -25,8 +25,9 @@ import numpy as np
 
 from cryoavae.core.config import particle_wedge, validate_config
 from cryoavae.core.errors import InputError
+from cryoavae.geometry.ctf import CtfModel
 from cryoavae.geometry.rotations import geodesic_deg, relion_angles_to_matrices
-from cryoavae.orientation.matcher import CtfModel, TemplateMatcher
+from cryoavae.orientation.matcher import TemplateMatcher
 from cryoavae.particles import (
     ANGLES,
     CLASS_NAME,

@@ -2,23 +2,27 @@
 reports them, reference iterations sharpen a blurred template, multi-reference assignment, and the
 template centres of the latent space."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.fft
+from rule_scripts import run_rule
 from scipy.spatial.transform import Rotation
 from volume_fixtures import D, blobs, measured
 
 from cryoavae import particles
-from cryoavae.geometry.ctf import frequency_squared_index
-from cryoavae.geometry.rotations import align_rotations, geodesic_deg
+from cryoavae.geometry.ctf import CtfModel, frequency_squared_index
+from cryoavae.geometry.rotations import align_rotations, geodesic_deg, relion_angles_to_matrices
 from cryoavae.inference.embed import embed_particles
 from cryoavae.inference.latents import INFERRED_SHIFTS
 from cryoavae.model.config import ModelConfig
 from cryoavae.orientation.averaging import centre_on_mass
-from cryoavae.orientation.matcher import CtfModel, TemplateMatcher
+from cryoavae.orientation.matcher import TemplateMatcher
 from cryoavae.orientation.templates import (
     OrientationConfig,
+    References,
     match_with_references,
     template_centres,
 )
@@ -217,8 +221,12 @@ def test_cosine_centres_keep_classes_whose_lengths_differ_many_fold_apart():
     def purity(labels):
         return sum(np.bincount(truth[labels == c]).max() for c in np.unique(labels)) / len(labels)
 
-    _, euclidean = template_centres(mu[rows], mu, 3, "euclidean", seed=1)
-    centres, cosine = template_centres(mu[rows], mu, 3, "cosine", seed=1)
+    def nearest(metric):
+        rendered, fitted = template_centres(mu[rows], 3, metric, seed=1)
+        return rendered, References(np.zeros((3, 1, 1, 1)), fitted, metric).nearest(mu)
+
+    _, euclidean = nearest("euclidean")
+    centres, cosine = nearest("cosine")
     assert purity(euclidean) < 0.8  # the two short classes share a centre
     assert purity(cosine) == 1.0
     order = [np.bincount(cosine[truth == c]).argmax() for c in range(3)]
@@ -246,3 +254,97 @@ def test_embedding_with_a_shift_search_reports_each_particles_offset(splat_study
         checkpoint, table, images, orientation=OrientationConfig(method="template_matching"), seed=3
     )
     assert not set(INFERRED_SHIFTS) & set(centred.columns)  # no search, no columns
+
+
+@pytest.mark.slow  # 13 rule scripts, each a fresh process
+def test_inference_in_jobs_writes_the_latents_one_job_writes(splat_study, tmp_path):
+    """The workflow's inference split over 3 jobs (encode, shared references, match, gather)
+    writes the latents table one job writes, and embedding in one process finds, with a
+    translation search and references refined on a subset of the particles."""
+    checkpoint, table, _ = splat_study
+    star = checkpoint.parent / "particles.star"
+    orientation = {
+        "method": "template_matching",
+        "grid_step_deg": 20.0,
+        "refinement_levels": 1,
+        "reference_iterations": 1,
+        "reference_particles": 4,  # a subset per template: every job must share the same one
+        "wedge_tilt_max_deg": 60.0,
+        "max_shift_angstrom": 15.0,
+    }
+
+    def run_jobs(jobs: int) -> Path:
+        out = tmp_path / f"jobs{jobs}"
+        common = {"variant": "avae"}
+        parts = {"encoded": [], "matched": []}
+        for job in range(jobs):
+            parts["encoded"].append(out / f"encoded_{job}.tsv")
+            result, log = run_rule(
+                tmp_path,
+                "encode_particles",
+                input={"model": str(checkpoint), "particles": str(star)},
+                output={"out": parts["encoded"][-1]},
+                params={"jobs": jobs},
+                wildcards={**common, "job": str(job)},
+            )
+            assert result.returncode == 0, log + result.stderr[-2000:]
+        references = out / "references.npz"
+        result, log = run_rule(
+            tmp_path,
+            "fit_references",
+            input={
+                "model": str(checkpoint),
+                "particles": str(star),
+                "encoded": [str(p) for p in parts["encoded"]],
+            },
+            output={"out": references},
+            params={"orientation": orientation, "seed": 3, "microscope": None},
+            wildcards=common,
+        )
+        assert result.returncode == 0, log + result.stderr[-2000:]
+        for job in range(jobs):
+            parts["matched"].append(out / f"matched_{job}.tsv")
+            result, log = run_rule(
+                tmp_path,
+                "match_particles",
+                input={
+                    "references": str(references),
+                    "encoded": str(parts["encoded"][job]),
+                    "particles": str(star),
+                },
+                output={"out": parts["matched"][-1]},
+                params={"jobs": jobs, "orientation": orientation, "microscope": None},
+                wildcards={**common, "job": str(job)},
+            )
+            assert result.returncode == 0, log + result.stderr[-2000:]
+        latents = out / "latents.tsv"
+        result, log = run_rule(
+            tmp_path,
+            "embed_particles",
+            input={k: [str(p) for p in v] for k, v in parts.items()},
+            output={"out": latents},
+            wildcards=common,
+        )
+        assert result.returncode == 0, log + result.stderr[-2000:]
+        return latents
+
+    one, three = (pd.read_csv(run_jobs(jobs), sep="\t") for jobs in (1, 3))
+    in_process = embed_particles(
+        checkpoint, table, splat_study[2], orientation=OrientationConfig(**orientation), seed=3
+    )
+    assert one["image"].tolist() == table[particles.IMAGE].tolist()
+    for other in (three, in_process):
+        assert list(other.columns) == list(one.columns)
+        assert_same_latents(one, other)
+
+
+def assert_same_latents(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    """Equal labels and templates; numbers equal to float rounding (matrix products of other
+    shapes round differently in the last bits); orientations within a thousandth of a degree."""
+    angles = ["inferred_rot", "inferred_tilt", "inferred_psi"]
+    numbers = [c for c in a.columns if c.startswith(("mu_", "pose_", "inferred_shift"))]
+    labels = [c for c in a.columns if c not in numbers + angles]
+    pd.testing.assert_frame_equal(a[labels], b[labels], check_dtype=False)
+    np.testing.assert_allclose(a[numbers], b[numbers], rtol=1e-5, atol=1e-5)
+    rotations = [relion_angles_to_matrices(t[angles].to_numpy(np.float64)) for t in (a, b)]
+    assert geodesic_deg(*rotations).max() < 1e-3

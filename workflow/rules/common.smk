@@ -54,12 +54,15 @@ N_SHARDS = {
 SHARDS = [f"{k:03d}" for k in range(N_SHARDS)]
 STRUCTURES = CLASSES if classes_from_structures(config) else []
 THREADS = config["resources"]["threads"]
+INFERENCE_JOBS = config["inference"]["jobs"]
+MATCHING = config["orientation"]["method"] == "template_matching"
 
 
 wildcard_constraints:
     structure="|".join(STRUCTURES) if STRUCTURES else "^$",
     variant="|".join(VARIANTS),
     shard=r"\d{3}",
+    job=r"\d+",
     seed="|".join(str(seed) for seed in SEEDS),
     particle_set=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 
@@ -152,6 +155,15 @@ def source_particles():
     if SOURCE == "star":
         return config["star"]["particles"]
     return f"{R}/particles/particles.star"
+
+
+def inference_parts(kind):
+    """The inference jobs' tables of one kind (encoded, matched), in job order."""
+    return expand(
+        f"{R}/models/{{variant}}/inference/{kind}_{{job}}.tsv",
+        job=range(INFERENCE_JOBS),
+        allow_missing=True,
+    )
 
 
 def wedge_tilt_max_deg():

@@ -2,19 +2,46 @@
 # back onto the input particles, and new particle sets placed in the latent space.
 
 
-rule embed_particles:
-    """Encode every particle (train, val, unseen) with the trained model: mu, pose, labels, and
-    orientation (the encoder's, or matched against its decoder: config orientation)."""
+rule encode_particles:
+    """Encode one part of the particle table (inference.jobs parts) with the trained model: mu,
+    pose, labels and the encoder's orientation."""
     input:
         model=f"{R}/models/{{variant}}/model.pt",
         particles=f"{R}/particles/particles.star",
         stacks=particle_stacks(),
     output:
-        f"{R}/models/{{variant}}/latents.tsv",
+        f"{R}/models/{{variant}}/inference/encoded_{{job}}.tsv",
     log:
-        f"{R}/logs/embed_particles/{{variant}}.log",
+        f"{R}/logs/encode_particles/{{variant}}_{{job}}.log",
     benchmark:
-        f"{R}/benchmarks/embed_particles/{{variant}}.tsv"
+        f"{R}/benchmarks/encode_particles/{{variant}}_{{job}}.tsv"
+    conda:
+        "../../envs/cryoavae.yaml"
+    threads: THREADS
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        jobs=INFERENCE_JOBS,
+    script:
+        "../../scripts/encode_particles.py"
+
+
+rule fit_references:
+    """The templates every matching job shares: k-means centres of the train particles' mu,
+    rendered by the decoder and refined on a subset of the particles (config orientation).
+    """
+    input:
+        model=f"{R}/models/{{variant}}/model.pt",
+        particles=f"{R}/particles/particles.star",
+        stacks=particle_stacks(),
+        encoded=inference_parts("encoded"),
+    output:
+        f"{R}/models/{{variant}}/inference/references.npz",
+    log:
+        f"{R}/logs/fit_references/{{variant}}.log",
+    benchmark:
+        f"{R}/benchmarks/fit_references/{{variant}}.tsv"
     conda:
         "../../envs/cryoavae.yaml"
     threads: THREADS
@@ -25,6 +52,56 @@ rule embed_particles:
         orientation=orientation_params(),
         seed=lambda wildcards: int(wildcards.seed),
         microscope=microscope(),
+    script:
+        "../../scripts/fit_references.py"
+
+
+rule match_particles:
+    """Match one part of the particle table against the shared references: each particle's
+    orientation, shift and template (config orientation)."""
+    input:
+        references=f"{R}/models/{{variant}}/inference/references.npz",
+        encoded=f"{R}/models/{{variant}}/inference/encoded_{{job}}.tsv",
+        particles=f"{R}/particles/particles.star",
+        stacks=particle_stacks(),
+    output:
+        f"{R}/models/{{variant}}/inference/matched_{{job}}.tsv",
+    log:
+        f"{R}/logs/match_particles/{{variant}}_{{job}}.log",
+    benchmark:
+        f"{R}/benchmarks/match_particles/{{variant}}_{{job}}.tsv"
+    conda:
+        "../../envs/cryoavae.yaml"
+    threads: THREADS
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        jobs=INFERENCE_JOBS,
+        orientation=orientation_params(),
+        microscope=microscope(),
+    script:
+        "../../scripts/match_particles.py"
+
+
+rule embed_particles:
+    """Every particle's latents, pose and orientation: the inference jobs' parts gathered in
+    table order."""
+    input:
+        encoded=inference_parts("encoded"),
+        matched=inference_parts("matched") if MATCHING else [],
+    output:
+        f"{R}/models/{{variant}}/latents.tsv",
+    log:
+        f"{R}/logs/embed_particles/{{variant}}.log",
+    benchmark:
+        f"{R}/benchmarks/embed_particles/{{variant}}.tsv"
+    conda:
+        "../../envs/cryoavae.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     script:
         "../../scripts/embed_particles.py"
 

@@ -17,14 +17,27 @@ the last three axes ``(z, y, x)``: shape ``(d, d, d // 2 + 1)``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 __all__ = [
+    "CtfModel",
     "ctf_1d",
     "ctf_radial_table",
     "electron_wavelength_angstrom",
     "frequency_squared_index",
 ]
+
+
+@dataclass(frozen=True)
+class CtfModel:
+    """The microscope whose CTF (at each particle's defocus) the particles carry."""
+
+    voxel_size_angstrom: float
+    voltage_kv: float = 300.0
+    cs_mm: float = 2.7
+    amplitude_contrast: float = 0.07
 
 
 def electron_wavelength_angstrom(voltage_kv: float | np.ndarray) -> np.ndarray:

@@ -33,6 +33,7 @@ from cryoavae.core.config import (
 )
 from cryoavae.core.errors import InputError
 from cryoavae.core.runlog import command_line_errors
+from cryoavae.geometry.ctf import CtfModel
 from cryoavae.inference.annotate import annotate_particles
 from cryoavae.inference.embed import embed_particles
 from cryoavae.inference.latents import (
@@ -41,7 +42,6 @@ from cryoavae.inference.latents import (
     latent_columns,
     read_latents,
 )
-from cryoavae.orientation.matcher import CtfModel
 from cryoavae.orientation.templates import OrientationConfig
 from cryoavae.particles import ParticleImages, read_star_particles
 

@@ -13,12 +13,17 @@ import pandas as pd
 import torch
 
 from cryoavae.core.errors import InputError
+from cryoavae.geometry.ctf import CtfModel
 from cryoavae.geometry.rotations import matrices_to_relion_angles
 from cryoavae.inference.latents import INFERRED_ANGLES, INFERRED_SHIFTS
 from cryoavae.model.config import ModelConfig
 from cryoavae.model.vae import AffinityVAE, load_model
-from cryoavae.orientation.matcher import CtfModel, Matches
-from cryoavae.orientation.templates import OrientationConfig, matched_orientations
+from cryoavae.orientation.templates import (
+    OrientationConfig,
+    References,
+    fit_references,
+    match_references,
+)
 from cryoavae.particles import (
     ANGLES,
     CLASS_NAME,
@@ -61,18 +66,35 @@ def embed_particles(
     Where each particle's centre sits (``inferred_shift_x/y/z_angstrom``, 3-D) comes from the
     translation search (``orientation.max_shift_angstrom``), else from the encoder of a model
     with ``translation_px``.
+
+    The workflow runs the same steps as separate jobs over parts of the table
+    (:mod:`cryoavae.inference.jobs`): :func:`encode_particles`, :func:`fit_study_references`,
+    :func:`match_encoded`, :func:`with_matches`.
     """
+    encoded = encode_particles(checkpoint_path, table, images, batch_size, device)
+    if not needs_matching(encoded, orientation):
+        return encoded
+    model, _, _ = load_model(checkpoint_path, device)
+    references = fit_study_references(
+        model, encoded, table, images, orientation, seed, ctf, reference
+    )
+    matched = match_encoded(references, encoded, table, images, orientation, ctf)
+    return with_matches(encoded, matched)
+
+
+def encode_particles(
+    checkpoint_path: Path,
+    table: pd.DataFrame,
+    images: ParticleImages,
+    batch_size: int = 512,
+    device: str = "cpu",
+) -> pd.DataFrame:
+    """The labels, ``mu_*``, ``pose_*`` and, where the model gives them, the encoder's
+    ``inferred_*`` angles and shifts of every row of ``table`` (see :func:`embed_particles`)."""
     model, model_config, _ = load_model(checkpoint_path, device)
     _check_box_shape(images, model_config, checkpoint_path)
     n = len(table)
     mu, pose, rotation, shift_px = _encode(model, model_config, images, n, batch_size, device)
-    found = None
-    matching = orientation is not None and orientation.method == "template_matching"
-    if matching and model_config.ndim == 3 and np.isfinite(rotation).all() and n:
-        found = _match_to_templates(model, mu, table, images, orientation, seed, ctf, reference)
-        rotation = found.rotations
-        if orientation.max_shift_angstrom > 0:
-            shift_px = found.shifts_px
     k, p = model_config.latent_dims, model_config.pose_dims
     latent = pd.DataFrame(
         np.concatenate([mu, pose], axis=1),
@@ -81,12 +103,104 @@ def embed_particles(
     tables = [_labels(table), latent]
     if np.isfinite(rotation).all() and n:
         tables.append(inferred_angles(rotation))
-    if found is not None:
-        tables.append(pd.DataFrame({"orientation_template": found.templates}))
     if shift_px is not None and shift_px.shape[1] == len(INFERRED_SHIFTS) and n:
         shifts = shift_px * images.voxel_size_angstrom
         tables.append(pd.DataFrame(shifts, columns=list(INFERRED_SHIFTS)))
     return pd.concat(tables, axis=1)
+
+
+def needs_matching(encoded: pd.DataFrame, orientation: OrientationConfig | None) -> bool:
+    """Whether these particles' orientations come from template matching: asked for, and a 3-D
+    decoder that turns (its encoder gave ``inferred_rot``)."""
+    matching = orientation is not None and orientation.method == "template_matching"
+    return matching and INFERRED_ANGLES[0] in encoded.columns and len(encoded) > 0
+
+
+def fit_study_references(
+    model: AffinityVAE,
+    encoded: pd.DataFrame,
+    table: pd.DataFrame,
+    images: ParticleImages,
+    orientation: OrientationConfig,
+    seed: int,
+    ctf: CtfModel | None,
+    reference: pd.DataFrame | None = None,
+) -> References:
+    """The templates every particle is matched against, clustered from the train particles
+    (the reference's when given; else this table's, or every particle when none is labelled
+    train), one template per class unless ``orientation.templates`` says how many."""
+    mu = _mu(encoded)
+    fit_mu = None
+    if reference is not None:
+        trained = reference[reference["split"].astype(str) == "train"]
+        fit_mu = _mu(trained)
+        names = trained["class_name"].astype(str).to_numpy()
+        train = np.arange(0)
+    else:
+        split = encoded["split"].astype(str).to_numpy()
+        train = np.flatnonzero(split == "train")
+        train = train if len(train) else np.arange(len(encoded))
+        names = encoded["class_name"].astype(str).to_numpy()[train]
+    return fit_references(
+        model,
+        mu,
+        train,
+        orientation.templates or len(np.unique(names)),
+        images,
+        orientation,
+        seed,
+        _defocus_um(table),
+        ctf,
+        fit_mu,
+    )
+
+
+def match_encoded(
+    references: References,
+    encoded: pd.DataFrame,
+    table: pd.DataFrame,
+    images: ParticleImages,
+    orientation: OrientationConfig,
+    ctf: CtfModel | None,
+) -> pd.DataFrame:
+    """``inferred_*`` angles, ``orientation_template`` and (with a translation search) shifts of
+    the particles of ``encoded`` (rows of ``table``, images in ``images``), matched against
+    ``references``."""
+    found = match_references(references, _mu(encoded), images, orientation, _defocus_um(table), ctf)
+    tables = [
+        inferred_angles(found.rotations),
+        pd.DataFrame({"orientation_template": found.templates}),
+    ]
+    if orientation.max_shift_angstrom > 0:
+        shifts = found.shifts_px * images.voxel_size_angstrom
+        tables.append(pd.DataFrame(shifts, columns=list(INFERRED_SHIFTS)))
+    return pd.concat(tables, axis=1)
+
+
+def with_matches(encoded: pd.DataFrame, matched: pd.DataFrame) -> pd.DataFrame:
+    """The latents table: ``encoded`` with its encoder's angles (and shifts, where matching found
+    them) replaced by ``matched``'s, the matched template after the angles."""
+    inferred = (*INFERRED_ANGLES, *INFERRED_SHIFTS)
+    base = encoded.drop(columns=[c for c in inferred if c in encoded.columns])
+    searched = all(c in matched.columns for c in INFERRED_SHIFTS)
+    source = matched if searched else encoded
+    tables = [
+        base,
+        matched[[*INFERRED_ANGLES, "orientation_template"]],
+        source[[c for c in INFERRED_SHIFTS if c in source.columns]],
+    ]
+    return pd.concat([t.reset_index(drop=True) for t in tables], axis=1)
+
+
+def _mu(latents: pd.DataFrame) -> np.ndarray:
+    columns = [c for c in latents.columns if c.startswith("mu_")]
+    return latents[columns].to_numpy(np.float32)
+
+
+def _defocus_um(table: pd.DataFrame) -> np.ndarray | None:
+    """Each particle's defocus (µm) from the table, None unless every row has one."""
+    defocus = _column(table, DEFOCUS, np.nan).astype(float) / 1e4  # Å -> µm
+    return defocus if np.isfinite(defocus).all() else None
 
 
 def _check_box_shape(
@@ -134,45 +248,6 @@ def _encode(
             if shift_px is not None:
                 shift_px[idx.numpy()] = encoding.shift_px.double().cpu().numpy()
     return mu, pose, rotation, shift_px
-
-
-def _match_to_templates(
-    model: AffinityVAE,
-    mu: np.ndarray,
-    table: pd.DataFrame,
-    images: ParticleImages,
-    orientation: OrientationConfig,
-    seed: int,
-    ctf: CtfModel | None,
-    reference: pd.DataFrame | None,
-) -> Matches:
-    """Each particle's rotation, shift and template from the decoder's templates, clustered from the
-    train particles (the reference's when given; else this table's, or every particle when none
-    is labelled train), one template per class unless ``orientation.templates`` says how many."""
-    fit_mu = None
-    if reference is not None:
-        trained = reference[reference["split"].astype(str) == "train"]
-        fit_mu = trained[[f"mu_{i}" for i in range(mu.shape[1])]].to_numpy(np.float32)
-        names = trained["class_name"].astype(str).to_numpy()
-        train = np.arange(0)
-    else:
-        split = _column(table, SPLIT, "unseen").astype(str)
-        train = np.flatnonzero(split == "train")
-        train = train if len(train) else np.arange(len(table))
-        names = _column(table, CLASS_NAME, "unknown").astype(str)[train]
-    defocus = _column(table, DEFOCUS, np.nan).astype(float) / 1e4  # Å -> µm
-    return matched_orientations(
-        model,
-        mu,
-        train,
-        orientation.templates or len(np.unique(names)),
-        images,
-        orientation,
-        seed,
-        defocus if np.isfinite(defocus).all() else None,
-        ctf,
-        fit_mu,
-    )
 
 
 def _labels(table: pd.DataFrame) -> pd.DataFrame:

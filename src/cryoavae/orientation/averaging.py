@@ -15,6 +15,7 @@ import numpy as np
 
 from cryoavae.geometry.volume_rotation import rotate_volumes
 from cryoavae.geometry.wedge import missing_wedge_mask
+from cryoavae.orientation.fourier import moved
 from cryoavae.particles import ParticleImages
 
 __all__ = ["centre_on_mass", "class_average"]
@@ -81,16 +82,4 @@ def centre_on_mass(volumes: np.ndarray) -> np.ndarray:
         )
         / total[:, None]
     )
-    k = np.fft.fftfreq(d)
-    kz, ky, kx = k[:, None, None], k[None, :, None], np.fft.rfftfreq(d)[None, None, :]
-    phase = np.exp(
-        2j
-        * np.pi
-        * (
-            kx * offset_xyz[:, 0, None, None, None]
-            + ky * offset_xyz[:, 1, None, None, None]
-            + kz * offset_xyz[:, 2, None, None, None]
-        )
-    )  # moving by -offset multiplies the spectrum by exp(+2 pi i k . offset)
-    spectrum = np.fft.rfftn(volumes, axes=(1, 2, 3)) * phase
-    return np.fft.irfftn(spectrum, s=(d, d, d), axes=(1, 2, 3)).astype(np.float32)
+    return moved(volumes, -offset_xyz)

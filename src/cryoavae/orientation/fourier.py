@@ -28,7 +28,15 @@ from cryoavae.geometry.volume_rotation import (
     padded_spectra,
 )
 
-__all__ = ["Band", "RotatedTemplates", "shift_grid", "shift_phases"]
+__all__ = [
+    "Band",
+    "RotatedTemplates",
+    "correlation_peaks",
+    "moved",
+    "radial_average",
+    "shift_grid",
+    "shift_phases",
+]
 
 
 @dataclass(frozen=True)
@@ -152,3 +160,64 @@ def shift_phases(band: Band, shifts: torch.Tensor, d: int) -> tuple[torch.Tensor
     particle that sits at ``t`` back to the centre."""
     angle = torch.matmul(shifts.to(band.frequency), band.frequency.T) * (2 * math.pi / d)
     return torch.cos(angle), torch.sin(angle)
+
+
+def radial_average(volumes: np.ndarray) -> np.ndarray:
+    """Each volume ``(m, d, d, d)`` averaged over all rotations about voxel ``d // 2``: its mean
+    on each shell of whole-voxel radius, interpolated linearly between shells. It is the same in
+    every orientation, so a particle's shift can be found against it before its rotation."""
+    volumes = np.asarray(volumes, dtype=np.float64)
+    d = volumes.shape[-1]
+    c = np.arange(d) - d // 2
+    radius = np.sqrt(c[:, None, None] ** 2 + c[None, :, None] ** 2 + c[None, None, :] ** 2)
+    shell = np.rint(radius).astype(np.int64).ravel()
+    counts = np.bincount(shell)
+    averages = [
+        np.interp(radius, np.arange(len(counts)), np.bincount(shell, v.ravel()) / counts)
+        for v in volumes
+    ]
+    return np.stack(averages).astype(np.float32)
+
+
+def moved(volumes: np.ndarray, shifts_px: np.ndarray) -> np.ndarray:
+    """Each volume ``(m, d, d, d)`` moved by its shift ``(m, 3)`` (x, y, z voxels) as a Fourier
+    phase: exact to a fraction of a voxel, the box wrapping around."""
+    volumes = np.asarray(volumes, dtype=np.float64)
+    d = volumes.shape[-1]
+    shifts = np.asarray(shifts_px, dtype=np.float64).reshape(-1, 3, 1, 1, 1)
+    kz, ky = np.fft.fftfreq(d)[:, None, None], np.fft.fftfreq(d)[None, :, None]
+    kx = np.fft.rfftfreq(d)[None, None, :]
+    phase = np.exp(-2j * np.pi * (kx * shifts[:, 0] + ky * shifts[:, 1] + kz * shifts[:, 2]))
+    spectra = np.fft.rfftn(volumes, axes=(1, 2, 3)) * phase
+    return np.fft.irfftn(spectra, s=(d, d, d), axes=(1, 2, 3)).astype(np.float32)
+
+
+def correlation_peaks(cc: torch.Tensor, limit: torch.Tensor) -> torch.Tensor:
+    """Where each correlation ``cc`` ``(p, d, d, d)`` (index ``t`` mod ``d``: a shift by ``t``)
+    peaks within ``limit`` ``(p,)`` voxels of no shift: ``(p, 3)`` x, y, z voxels, float64, to a
+    fraction of a voxel by a parabola through the peak and its neighbours on each axis."""
+    p, d = len(cc), cc.shape[-1]
+    signed = torch.fft.fftfreq(d, 1.0 / d, device=cc.device)  # voxel index -> offset
+    z, y, x = torch.meshgrid(signed, signed, signed, indexing="ij")
+    outside = (x * x + y * y + z * z)[None] > limit.reshape(-1, 1, 1, 1).float() ** 2 + 1e-9
+    flat = cc.reshape(p, -1)
+    peak = cc.masked_fill(outside, -math.inf).reshape(p, -1).argmax(dim=1)
+    index = torch.stack(torch.unravel_index(peak, (d, d, d)), dim=1)  # (p, 3): z, y, x
+    everyone = torch.arange(p, device=cc.device)
+    at = flat[everyone, peak]
+    fraction = []
+    for axis in (2, 1, 0):  # x, y, z
+        neighbours = []
+        for step in (-1, 1):
+            moved_index = index.clone()
+            moved_index[:, axis] = (moved_index[:, axis] + step) % d
+            where = (moved_index[:, 0] * d + moved_index[:, 1]) * d + moved_index[:, 2]
+            neighbours.append(flat[everyone, where])
+        below, above = neighbours
+        curvature = below - 2 * at + above
+        offset = torch.where(curvature < 0, 0.5 * (below - above) / curvature, 0.0)
+        fraction.append(offset.clamp(-0.5, 0.5))
+    whole = torch.stack([signed[index[:, 2]], signed[index[:, 1]], signed[index[:, 0]]], 1)
+    centres = (whole + torch.stack(fraction, dim=1)).double()
+    radius = centres.norm(dim=1).clamp(min=1e-12)
+    return centres * (limit.double().to(cc.device) / radius).clamp(max=1.0)[:, None]

@@ -10,17 +10,24 @@ orientations, the model's decoder supplies the reference and a search supplies t
 1. Templates: the decoder renders ``z`` in its canonical frame (the identity pose). The caller
    chooses which ``z`` (:mod:`cryoavae.orientation.templates`: k-means centres of the
    particles' ``mu``).
-2. Global search over a near-uniform grid of SO(3) (teamtomo's ``torch-so3``, Hopf fibration),
-   on the Fourier coefficients below a low pass, and, with ``max_shift_px``, over whole-voxel
-   shifts within that radius: a picked particle is rarely centred to the voxel. A template turned
-   by ``R`` is sampled at the rotated frequencies (:class:`~.fourier.RotatedTemplates`) and
-   compared with the particle as it was measured: each template coefficient is multiplied by the
-   particle's filter ``G`` (0 in the missing wedge; its CTF when one is given), each particle
-   coefficient by the phase that undoes a shift. The score is the least-squares fit with a free
-   positive scale, ``max(0, <G T_R, X_t>)^2 / |G T_R|^2``.
-3. Local refinement around each particle's best, at the full band, on successively finer
-   lattices of rotations (each half the previous step; :func:`local_grid`), each followed by a
-   finer lattice of shifts (half a voxel, then a quarter, ...).
+2. Centre: with ``max_shift_px``, each particle's centre is first found against its template's
+   spherical average (which looks the same in every orientation), over every shift at once by one
+   inverse FFT, to a fraction of a voxel: a picked particle is rarely centred to the voxel, and
+   searching every whole-voxel shift with every rotation costs the shifts' number (123 within 3
+   voxels) times the rotations.
+3. Global search over a near-uniform grid of SO(3) (teamtomo's ``torch-so3``, Hopf fibration),
+   on the Fourier coefficients below a low pass, with the whole-voxel shifts within
+   ``shift_reach_px`` of that centre. A template turned by ``R`` is sampled at the rotated
+   frequencies (:class:`~.fourier.RotatedTemplates`) and compared with the particle as it was
+   measured: each template coefficient is multiplied by the particle's filter ``G`` (0 in the
+   missing wedge; its CTF when one is given), each particle coefficient by the phase that undoes
+   a shift. The score is the least-squares fit with a free positive scale,
+   ``max(0, <G T_R, X_t>)^2 / |G T_R|^2``.
+4. Local refinement around each particle's best on successively finer lattices of rotations
+   (:func:`~.grids.local_grid`, each half the previous step, each on the band that can tell its
+   points apart), the peak of a quadratic fitted to each lattice's scores
+   (:class:`~.grids.QuadraticPeak`), each followed by a finer lattice of shifts (a voxel and
+   half a voxel, then a quarter, ...).
 
 The work is batched tensor work in torch (particles x rotations x shifts as matrix products), the
 same on a CPU and on CUDA. Scores and filters are real: an rfftn coefficient of a real volume
@@ -35,52 +42,33 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.spatial.transform import Rotation
 
-from cryoavae.geometry.ctf import ctf_1d
+from cryoavae.geometry.ctf import CtfModel, ctf_1d
 from cryoavae.geometry.volume_rotation import spectrum_band_limit
 from cryoavae.geometry.wedge import missing_wedge_mask
-from cryoavae.orientation.fourier import Band, RotatedTemplates, shift_grid, shift_phases
+from cryoavae.orientation.fourier import (
+    Band,
+    RotatedTemplates,
+    correlation_peaks,
+    moved,
+    radial_average,
+    shift_grid,
+    shift_phases,
+)
+from cryoavae.orientation.grids import QuadraticPeak, local_grid, rotation_matrices, uniform_grid
 
-__all__ = ["CtfModel", "Matches", "TemplateMatcher", "local_grid", "uniform_grid"]
+__all__ = ["Matches", "TemplateMatcher"]
 
 GRID_CHUNK = 2048  # grid rotations scored at once
+# the global search tries whole-voxel shifts within this radius of each particle's centre, as
+# found against its template's spherical average
+SHIFT_REACH_PX = 1.5
+REFINEMENT_CYCLES = 1.0
+CENTRING_CYCLES = 8.0
 SCORES_AT_ONCE = 2**24  # (particles x shifts x rotations) scores held at once (64 MB)
 LOCAL_CHUNK = 2048  # candidate rotations sampled at once in the local refinement
 # the global grid's template coefficients are kept across batches of particles up to this size
 GRID_CACHE_BYTES = 512 * 2**20
-
-
-def uniform_grid(step_deg: float) -> np.ndarray:
-    """Rotations ``(N, 3, 3)`` covering SO(3) with about ``step_deg`` between neighbours."""
-    import torch_so3
-
-    angles = torch_so3.get_uniform_euler_angles(psi_step=step_deg, theta_step=step_deg)
-    return Rotation.from_euler("ZYZ", angles.numpy(), degrees=True).as_matrix()
-
-
-def local_grid(step_deg: float) -> np.ndarray:
-    """Rotations ``(33, 3, 3)`` near the identity (which is first): rotation vectors on a cubic
-    lattice of spacing ``step_deg / 2`` within ``step_deg``, the same reach about every axis.
-
-    (torch-so3's local grid samples tilts about axes near y only, reaching under 2 degrees about
-    x, so a refinement on it cannot correct an error about x.)
-    """
-    steps = np.arange(-2, 3)
-    lattice = np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), -1).reshape(-1, 3)
-    lattice = lattice[np.einsum("ij,ij->i", lattice, lattice) <= 4]
-    lattice = lattice[np.argsort(np.abs(lattice).sum(axis=1), kind="stable")]  # identity first
-    return Rotation.from_rotvec(lattice * (step_deg / 2), degrees=True).as_matrix()
-
-
-@dataclass(frozen=True)
-class CtfModel:
-    """The microscope whose CTF (at each particle's defocus) the particles carry."""
-
-    voxel_size_angstrom: float
-    voltage_kv: float = 300.0
-    cs_mm: float = 2.7
-    amplitude_contrast: float = 0.07
 
 
 @dataclass(frozen=True)
@@ -106,8 +94,12 @@ class TemplateMatcher:
     that angle (None: nothing missing). ``ctf``: they carry a CTF at the defocus given to
     :meth:`match` (None: no CTF). ``low_pass_px``: radius (cycles per box) of the global search;
     default ``d / 4``. ``max_shift_px``: how far (voxels) a particle's centre may sit from the
-    box centre (0: particles are centred, rotations only), searched in steps of ``shift_step_px``
-    in the global search. ``device``: where the work runs.
+    box centre (0: particles are centred, rotations only); the global search tries whole-voxel
+    shifts within ``shift_reach_px`` of each particle's centre (found against the template's
+    spherical average) and each refinement a finer lattice. ``refinement_cycles``: each
+    refinement level works on the coefficients up to that many cycles per radian of its lattice
+    spacing (at least the global search's band, at most the full band). ``device``: where the
+    work runs.
     """
 
     def __init__(
@@ -120,7 +112,8 @@ class TemplateMatcher:
         low_pass_px: float | None = None,
         max_shift_px: float = 0.0,
         device: torch.device | str = "cpu",
-        shift_step_px: float = 1.0,
+        shift_reach_px: float = SHIFT_REACH_PX,
+        refinement_cycles: float = REFINEMENT_CYCLES,
     ):
         templates = np.asarray(templates, dtype=np.float32)
         if templates.ndim != 4 or len(set(templates.shape[1:])) != 1:
@@ -129,7 +122,6 @@ class TemplateMatcher:
             )
         self.d = d = templates.shape[-1]
         self.device = torch.device(device)
-        self.templates = RotatedTemplates(templates, self.device)
         self.wedge_tilt_max_deg = wedge_tilt_max_deg
         self.ctf = ctf
         low = low_pass_px if low_pass_px is not None else d / 4
@@ -137,16 +129,45 @@ class TemplateMatcher:
         if wedge_tilt_max_deg is not None:
             measured = missing_wedge_mask(d, wedge_tilt_max_deg)
         self.low = Band.up_to(d, low, self.device, measured)
-        self.full = Band.up_to(d, math.sqrt(spectrum_band_limit(d)), self.device, measured)
-        self.grid = torch.from_numpy(uniform_grid(grid_step_deg)).to(self.device)
-        self.local = [
-            torch.from_numpy(local_grid(grid_step_deg / 2**level)).to(self.device)
+        full = math.sqrt(spectrum_band_limit(d))
+        self.full = Band.up_to(d, full, self.device, measured)
+        self.centring = Band.up_to(d, min(full, CENTRING_CYCLES), self.device, measured)
+        # a refinement level tells apart rotations one lattice spacing apart, which moves the
+        # coefficients at radius k by k * spacing (radians) cycles: beyond about
+        # REFINEMENT_CYCLES / spacing they add work, not information
+        radii = [
+            min(full, max(low, refinement_cycles / math.radians(grid_step_deg / 2 ** (level + 1))))
             for level in range(refinement_levels)
         ]
+        bands = {k: Band.up_to(d, k, self.device, measured) for k in set(radii)}
+        self.level_bands = [bands[k] for k in radii]
+        self.grid = torch.from_numpy(uniform_grid(grid_step_deg)).to(self.device)
+        lattices = [local_grid(grid_step_deg / 2**level) for level in range(refinement_levels)]
+        self.local = [torch.from_numpy(lattice).to(self.device) for lattice in lattices]
+        self.peaks = [QuadraticPeak(lattice) for lattice in lattices]
         self._grid_cache: dict[int, torch.Tensor] = {}
         self.max_shift_px = float(max_shift_px)
-        global_shifts = shift_grid(self.max_shift_px, shift_step_px)
-        self.shifts = torch.from_numpy(global_shifts).to(self.device)
+        self.radial = None
+        # where each template's own centre sits (x, y, z voxels): the search works on templates
+        # moved to put it on the box centre, so that a particle's centre, found before its
+        # rotation, is where its template's centre went whatever the rotation
+        self.offsets = torch.zeros((len(templates), 3), dtype=torch.float64, device=self.device)
+        reach = min(self.max_shift_px, shift_reach_px)
+        self.shifts = torch.from_numpy(shift_grid(reach, 1.0)).to(self.device)
+        if self.max_shift_px > 0:
+            self.radial = self._radial_spectra(templates)
+            ones = torch.ones((len(templates), len(self.centring.flat)), device=self.device)
+            self.offsets = self._centres(self._spectra(templates), np.arange(len(templates)), ones)
+            templates = moved(templates, -self.offsets.cpu().numpy())
+            self.radial = self._radial_spectra(templates)
+        self.templates = RotatedTemplates(templates, self.device)
+
+    def _radial_spectra(self, templates: np.ndarray) -> torch.Tensor:
+        """rfftn ``(m, d, d, d // 2 + 1)`` of each template's spherical average about the box
+        centre; like a particle's, its phase origin is voxel 0, so their correlation peaks at
+        index ``t`` (mod d) for a particle whose centre sits at ``t``."""
+        radial = torch.from_numpy(radial_average(templates))
+        return torch.fft.rfftn(radial, dim=(1, 2, 3)).to(self.device)
 
     def match(
         self,
@@ -163,7 +184,9 @@ class TemplateMatcher:
         for c in np.unique(template_index):
             rows = torch.from_numpy(np.flatnonzero(template_index == c)).to(self.device)
             filters = self._filters(self.low, rows, defocus_um)
-            rotations[rows], shifts[rows], _ = self._global(spectra[rows], int(c), filters)
+            centring = self._filters(self.centring, rows, defocus_um)
+            centres = self._centres(spectra[rows], int(c), centring)
+            rotations[rows], shifts[rows], _ = self._global(spectra[rows], int(c), filters, centres)
         return self._refine_all(spectra, template_index, rotations, shifts, defocus_um)
 
     def match_any(self, volumes: np.ndarray, defocus_um: np.ndarray | None = None) -> Matches:
@@ -174,12 +197,14 @@ class TemplateMatcher:
         n = len(volumes)
         spectra = self._spectra(volumes)
         filters = self._filters(self.low, torch.arange(n, device=self.device), defocus_um)
+        centring = self._filters(self.centring, torch.arange(n, device=self.device), defocus_um)
         rotations = torch.empty((n, 3, 3), dtype=torch.float64, device=self.device)
         shifts = torch.zeros((n, 3), dtype=torch.float64, device=self.device)
         top = torch.full((n,), -math.inf, dtype=torch.float64, device=self.device)
         template_index = np.zeros(n, dtype=np.int64)
         for c in range(len(self.templates)):
-            rotation, shift, score = self._global(spectra, c, filters)
+            centres = self._centres(spectra, c, centring)
+            rotation, shift, score = self._global(spectra, c, filters, centres)
             better = score > top
             rotations[better], shifts[better], top[better] = (
                 rotation[better],
@@ -215,12 +240,32 @@ class TemplateMatcher:
         x = spectra[:, band.index] * (filters * band.weight)
         return x.real.contiguous(), x.imag.contiguous(), filters**2 * band.weight
 
-    def _global(self, spectra: torch.Tensor, template: int, filters: torch.Tensor):
-        """Best grid rotation ``(p, 3, 3)``, whole-voxel shift ``(p, 3)`` and score ``(p,)`` per
-        particle (rows of ``spectra``, all matched to ``template``)."""
+    def _centres(self, spectra: torch.Tensor, template, filters: torch.Tensor):
+        """Each particle's centre ``(p, 3)`` (x, y, z voxels, within ``max_shift_px`` of where
+        its template's centre can go): where its correlation with its template's spherical
+        average, as measured, peaks (:func:`~.fourier.correlation_peaks`). That average looks the
+        same in every orientation, so the centre is found before any rotation is tried, over
+        every shift at once."""
+        p, d = len(spectra), self.d
+        if self.radial is None:
+            return torch.zeros((p, 3), dtype=torch.float64, device=self.device)
+        band = self.centring
+        reference = self.radial.reshape(len(self.radial), -1)[:, band.index][template]
+        limit = (self.max_shift_px + self.offsets[template].norm(dim=-1)).reshape(-1)
+        full = torch.zeros((p, d * d * (d // 2 + 1)), dtype=spectra.dtype, device=self.device)
+        full[:, band.index] = spectra[:, band.index] * reference.conj() * filters
+        cc = torch.fft.irfftn(full.reshape(p, d, d, d // 2 + 1), s=(d, d, d), dim=(1, 2, 3))
+        return correlation_peaks(cc, limit)
+
+    def _global(self, spectra, template: int, filters: torch.Tensor, centres: torch.Tensor):
+        """Best grid rotation ``(p, 3, 3)``, shift ``(p, 3)`` and score ``(p,)`` per particle
+        (rows of ``spectra``, all matched to ``template``), the shifts tried around ``centres``."""
         band, p, s = self.low, len(spectra), len(self.shifts)
         xr, xi, power_weight = self._weighted(spectra, band, filters)
-        cos, sin = shift_phases(band, self.shifts, self.d)  # (S, K)
+        tried = centres[:, None, :] + self.shifts[None]  # (p, S, 3)
+        reach = self.max_shift_px + float(self.offsets[template].norm())
+        allowed = tried.norm(dim=-1) <= reach + 1e-9
+        cos, sin = shift_phases(band, tried, self.d)  # (p, S, K)
         centred_r = xr[:, None] * cos - xi[:, None] * sin  # (p, S, K): the particle at each shift
         centred_i = xr[:, None] * sin + xi[:, None] * cos
         features = torch.cat([centred_r, centred_i], dim=-1).reshape(p * s, -1)  # (p S, 2K)
@@ -233,12 +278,13 @@ class TemplateMatcher:
             cross = (features @ rotated.T).reshape(p, s, -1)  # (p, S, r)
             power = power_weight @ rotated.square().reshape(len(rotated), 2, -1).sum(1).T
             score = cross.clamp(min=0).square_() / power.clamp(min=1e-30)[:, None, :]
+            score.masked_fill_(~allowed[:, :, None], -1.0)
             value, where = score.reshape(p, -1).max(dim=1)
             better = value.double() > top
             top[better] = value.double()[better]
             best[better] = start + where[better] % score.shape[-1]
             best_shift[better] = where[better] // score.shape[-1]
-        return self.grid[best], self.shifts[best_shift], top
+        return self.grid[best], tried[torch.arange(p), best_shift], top
 
     def _grid_template(self, template: int, start: int, chunk: int) -> torch.Tensor:
         """Template ``template`` turned by grid rotations ``start:start + chunk``, real and
@@ -262,21 +308,35 @@ class TemplateMatcher:
 
     def _refine_all(self, spectra, template_index, rotations, shifts, defocus_um) -> Matches:
         """The local refinements, level after level, from each particle's global best: a finer
-        lattice of rotations, then (when shifts are searched) a finer lattice of shifts."""
-        band = self.full
-        filters = self._filters(band, torch.arange(len(rotations), device=self.device), defocus_um)
-        xr, xi, power_weight = self._weighted(spectra, band, filters)
+        lattice of rotations, then (when shifts are searched) a finer lattice of shifts, each
+        level on its own band (:attr:`level_bands`). Shifts are found for the templates moved to
+        their centres and reported for the templates as given."""
+        everyone = torch.arange(len(rotations), device=self.device)
         score = torch.zeros(len(rotations), dtype=torch.float64, device=self.device)
-        for level, offsets in enumerate(self.local):
+        own = self.offsets[torch.from_numpy(np.asarray(template_index)).to(self.device)]
+        if self.max_shift_px > 0:  # the global search's shift, brought within max_shift_px
+            origin = (rotations @ own[..., None])[..., 0]
+            given = shifts - origin
+            radius = given.norm(dim=1, keepdim=True).clamp(min=1e-12)
+            shifts = given * (self.max_shift_px / radius).clamp(max=1.0) + origin
+        for level, band in enumerate(self.level_bands):
+            filters = self._filters(band, everyone, defocus_um)
+            xr, xi, power_weight = self._weighted(spectra, band, filters)
             cos, sin = shift_phases(band, shifts, self.d)  # (n, K)
             centred = (xr * cos - xi * sin, xr * sin + xi * cos)
             rotations, template, score = self._refine_rotations(
-                centred, power_weight, template_index, rotations, offsets
+                centred, power_weight, template_index, rotations, level, band
             )
             if self.max_shift_px > 0:
-                shifts, score = self._refine_shifts(
-                    (xr, xi), template, power_weight, shifts, 0.5 / 2**level
-                )
+                origin = (rotations @ own[..., None])[..., 0]  # where the given centre went
+                # the first level also steps whole voxels: the centre the global search started
+                # from may be off by more than the finer steps add up to
+                for step in (1.0, 0.5) if level == 0 else (0.5 / 2**level,):
+                    shifts, score = self._refine_shifts(
+                        (xr, xi), template, power_weight, shifts - origin, step, band, origin
+                    )
+        if self.max_shift_px > 0:
+            shifts = shifts - (rotations @ own[..., None])[..., 0]
         return Matches(
             rotations.cpu().numpy(),
             shifts.cpu().numpy(),
@@ -284,42 +344,56 @@ class TemplateMatcher:
             np.asarray(template_index, dtype=np.int64),
         )
 
-    def _refine_rotations(self, x, power_weight, template_index, best, offsets):
-        """Each particle's best among ``best @ offsets`` (the identity first), full band; also
+    def _refine_rotations(self, x, power_weight, template_index, best, level, band):
+        """Each particle's best among ``best @ offsets`` (the identity first) or, where it scores
+        higher, the peak of a quadratic fitted to those scores (:class:`QuadraticPeak`); also
         the winning template coefficients (real, imaginary ``(n, K)``)."""
-        (xr, xi), n, m = x, len(best), len(offsets)
+        offsets, n = self.local[level], len(best)
         new = torch.empty_like(best)
-        chosen = (torch.empty_like(xr), torch.empty_like(xi))
+        chosen = (torch.empty_like(x[0]), torch.empty_like(x[1]))
         score = torch.empty(n, dtype=torch.float64, device=self.device)
-        per = max(1, LOCAL_CHUNK // m)
+        per = max(1, LOCAL_CHUNK // (len(offsets) + 1))
         for c in np.unique(template_index):
             members = torch.from_numpy(np.flatnonzero(template_index == c)).to(self.device)
             for rows in members.split(per):
-                k = len(rows)
-                candidates = (best[rows, None] @ offsets[None]).reshape(k * m, 3, 3)
-                tr, ti = self.templates.sample(int(c), candidates, self.full)
-                tr, ti = tr.reshape(k, m, -1), ti.reshape(k, m, -1)
-                cross = torch.bmm(tr, xr[rows, :, None]) + torch.bmm(ti, xi[rows, :, None])
-                power = torch.bmm(tr * tr + ti * ti, power_weight[rows, :, None])
-                s = (cross.clamp(min=0).square_() / power.clamp(min=1e-30))[..., 0]  # (k, m)
+                everyone = torch.arange(len(rows), device=self.device)
+                lattice = best[rows, None] @ offsets[None]  # (k, m, 3, 3)
+                s, (tr, ti) = self._scores(int(c), lattice, rows, x, power_weight, band)
                 value, j = s.max(dim=1)
-                new[rows] = candidates.reshape(k, m, 3, 3)[torch.arange(k), j]
-                chosen[0][rows], chosen[1][rows] = tr[torch.arange(k), j], ti[torch.arange(k), j]
-                score[rows] = value.double()
+                turn = rotation_matrices(self.peaks[level].offsets(s)).to(best.dtype)
+                fitted = best[rows] @ turn  # (k, 3, 3)
+                f, (fr, fi) = self._scores(int(c), fitted[:, None], rows, x, power_weight, band)
+                use = f[:, 0] > value
+                new[rows] = torch.where(use[:, None, None], fitted, lattice[everyone, j])
+                chosen[0][rows] = torch.where(use[:, None], fr[:, 0], tr[everyone, j])
+                chosen[1][rows] = torch.where(use[:, None], fi[:, 0], ti[everyone, j])
+                score[rows] = torch.maximum(value, f[:, 0]).double()
         return new, chosen, score
 
-    def _refine_shifts(self, x, template, power_weight, shifts, step_px):
+    def _scores(self, template: int, rotations, rows, x, power_weight, band):
+        """Scores ``(k, m)`` of particles ``rows`` against ``template`` turned by each of
+        ``rotations`` ``(k, m, 3, 3)``, with those turned templates' coefficients (real,
+        imaginary ``(k, m, K)``)."""
+        k, m = rotations.shape[:2]
+        tr, ti = self.templates.sample(template, rotations.reshape(k * m, 3, 3), band)
+        tr, ti = tr.reshape(k, m, -1), ti.reshape(k, m, -1)
+        cross = torch.bmm(tr, x[0][rows, :, None]) + torch.bmm(ti, x[1][rows, :, None])
+        power = torch.bmm(tr * tr + ti * ti, power_weight[rows, :, None])
+        return (cross.clamp(min=0).square_() / power.clamp(min=1e-30))[..., 0], (tr, ti)
+
+    def _refine_shifts(self, x, template, power_weight, shifts, step_px, band, origin):
         """Each particle's best shift among ``shifts`` plus a lattice of ``step_px`` (within
-        ``max_shift_px`` of the centre), its template at the rotation just found."""
+        ``max_shift_px`` of the centre), its template at the rotation just found; the search
+        frame's shifts are these plus ``origin`` (where the template's own centre went)."""
         (xr, xi), (tr, ti) = x, template
         lattice = torch.from_numpy(shift_grid(math.sqrt(3) * step_px + 1e-6, step_px))
         candidates = shifts[:, None, :] + lattice.to(self.device)[None]  # (n, S, 3)
         inside = candidates.norm(dim=-1) <= self.max_shift_px + 1e-9
         qr, qi = xr * tr + xi * ti, xi * tr - xr * ti  # x conj(t)
-        cos, sin = shift_phases(self.full, candidates, self.d)  # (n, S, K)
+        cos, sin = shift_phases(band, candidates + origin[:, None], self.d)  # (n, S, K)
         cross = torch.bmm(cos, qr[:, :, None]) - torch.bmm(sin, qi[:, :, None])  # (n, S, 1)
         power = (power_weight * (tr * tr + ti * ti)).sum(-1)[:, None]
         score = cross[..., 0].clamp(min=0).square_() / power.clamp(min=1e-30)
         score = torch.where(inside, score, -1.0)
         value, j = score.max(dim=1)
-        return candidates[torch.arange(len(xr)), j], value.double()
+        return candidates[torch.arange(len(xr)), j] + origin, value.double()

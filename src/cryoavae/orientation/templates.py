@@ -20,19 +20,26 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from sklearn.cluster import KMeans
 
+from cryoavae.core.atomic import atomic_path
 from cryoavae.core.schema import section_dataclass
+from cryoavae.geometry.ctf import CtfModel
 from cryoavae.orientation.averaging import centre_on_mass, class_average
-from cryoavae.orientation.matcher import CtfModel, Matches, TemplateMatcher
+from cryoavae.orientation.matcher import Matches, TemplateMatcher
 
 __all__ = [
     "OrientationConfig",
+    "References",
+    "fit_references",
+    "match_references",
     "match_with_references",
     "matched_orientations",
+    "refine_references",
     "template_centres",
 ]
 
@@ -51,6 +58,37 @@ class OrientationConfig(
     ``missing_wedge``, None for none), which templates are matched and averaged through."""
 
 
+@dataclass(frozen=True)
+class References:
+    """What every matching job of a variant shares: the ``templates`` ``(m, d, d, d)`` the
+    particles are matched against (the decoder's renderings, refined into averages), and the
+    k-means ``centres`` ``(m, k)``, in the space they were fitted in (``metric``), that choose
+    each particle's template from its ``mu``."""
+
+    templates: np.ndarray
+    centres: np.ndarray
+    metric: str
+
+    def nearest(self, mu: np.ndarray) -> np.ndarray:
+        """Each row of ``mu``'s template ``(n,)``: its nearest centre, as k-means assigns."""
+        points = _directions(mu) if self.metric == "cosine" else np.asarray(mu, np.float64)
+        distances = (
+            (points**2).sum(1)[:, None]
+            - 2 * points @ self.centres.T
+            + (self.centres**2).sum(1)[None, :]
+        )
+        return distances.argmin(axis=1).astype(np.int64)
+
+    def save(self, path) -> None:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, templates=self.templates, centres=self.centres, metric=self.metric)
+
+    @classmethod
+    def load(cls, path) -> References:
+        with np.load(path, allow_pickle=False) as saved:
+            return cls(saved["templates"], saved["centres"], str(saved["metric"]))
+
+
 def matched_orientations(
     model,
     mu: np.ndarray,
@@ -64,58 +102,68 @@ def matched_orientations(
     fit_mu: np.ndarray | None = None,
 ) -> Matches:
     """Rotations ``(n, 3, 3)`` (RELION's ``A`` in the model's canonical frame), shifts and the
-    template each particle was matched against; ``images`` gives the ``n`` rows of ``mu``.
+    template each particle was matched against; ``images`` gives the ``n`` rows of ``mu``: the
+    references of :func:`fit_references`, then every particle matched against them."""
+    references = fit_references(
+        model, mu, train_rows, n_templates, images, config, seed, defocus_um, ctf, fit_mu
+    )
+    return match_references(references, mu, images, config, defocus_um, ctf)
 
-    The template centres are fitted on ``mu[train_rows]``, or on ``fit_mu`` when given: a new
-    particle set is matched against the templates of the study's own training particles."""
+
+def fit_references(
+    model,
+    mu: np.ndarray,
+    train_rows: np.ndarray,
+    n_templates: int,
+    images,
+    config: OrientationConfig,
+    seed: int,
+    defocus_um: np.ndarray | None = None,
+    ctf: CtfModel | None = None,
+    fit_mu: np.ndarray | None = None,
+) -> References:
+    """The templates of ``n_templates`` k-means centres fitted on ``mu[train_rows]`` (or on
+    ``fit_mu``: a new particle set is matched against the templates of the study's own training
+    particles), rendered by the decoder and refined on a seeded subset of the particles (at most
+    ``config.reference_particles`` per template; ``images`` gives the rows of ``mu``)."""
     started = time.perf_counter()
     fit = mu[train_rows] if fit_mu is None else fit_mu
-    centres, template = template_centres(fit, mu, n_templates, config.centre_metric, seed)
-    n_templates = len(centres)
+    centres, space_centres = template_centres(fit, n_templates, config.centre_metric, seed)
     with torch.inference_mode():
         device = next(model.parameters()).device
-        centres = torch.from_numpy(centres.astype(np.float32)).to(device)
-        templates = model.decode(centres)[:, 0].float().cpu().numpy()  # identity pose
+        rendered = torch.from_numpy(centres.astype(np.float32)).to(device)
+        templates = model.decode(rendered)[:, 0].float().cpu().numpy()  # identity pose
     if config.max_shift_angstrom > 0:  # shifts are then found relative to each centre of mass
         templates = centre_on_mass(templates)
-    found = match_with_references(templates, template, images, config, defocus_um, ctf)
+    references = References(templates, space_centres, config.centre_metric)
+    template = references.nearest(mu)
+    rows = _reference_rows(template, config.reference_particles, seed)
+    focus = None if defocus_um is None else defocus_um[rows]
+    templates = refine_references(
+        templates, template[rows], images.subset(rows), config, focus, ctf
+    )
     log.info(
-        "template matching (%s): %d particles against %d templates, %d reference iterations: "
-        "%.1f s",
-        config.assignment,
-        len(mu),
-        n_templates,
+        "references: %d templates, %d reference iterations on %d of %d particles: %.1f s",
+        len(templates),
         config.reference_iterations,
+        len(rows),
+        len(mu),
         time.perf_counter() - started,
     )
-    return found
+    return References(templates, space_centres, config.centre_metric)
 
 
-def template_centres(
-    fit_mu: np.ndarray, mu: np.ndarray, n_templates: int, metric: str, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded k-means centres ``(k, latent_dims)`` of ``fit_mu`` (the training particles) and the
-    nearest centre ``(n,)`` of each row of ``mu``. With ``cosine`` the clustering sees only
-    directions, so a class whose ``|mu|`` is many times another's is neither split along its
-    length nor a merger of the small ones near the origin; each centre is then the mean ``mu`` of
-    its cluster."""
-    n_templates = max(1, min(n_templates, len(fit_mu)))
-
-    def directions(x: np.ndarray) -> np.ndarray:
-        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-    fit_points, points = (
-        (fit_mu, mu) if metric != "cosine" else (directions(fit_mu), directions(mu))
-    )
-    kmeans = KMeans(n_clusters=n_templates, n_init=4, random_state=seed).fit(fit_points)
-    template = kmeans.predict(points).astype(np.int64)
-    if metric != "cosine":
-        return kmeans.cluster_centers_, template
-    labels = kmeans.labels_
-    totals = np.zeros((n_templates, mu.shape[1]))
-    np.add.at(totals, labels, fit_mu)
-    counts = np.bincount(labels, minlength=n_templates)[:, None]
-    return totals / np.maximum(counts, 1), template
+def match_references(
+    references: References,
+    mu: np.ndarray,
+    images,
+    config: OrientationConfig,
+    defocus_um: np.ndarray | None = None,
+    ctf: CtfModel | None = None,
+) -> Matches:
+    """Each particle (a row of ``mu``, its image in ``images``) matched against its nearest
+    centre's template, or with ``config.assignment: best_match`` against whichever fits best."""
+    return _match_all(references.templates, references.nearest(mu), images, config, defocus_um, ctf)
 
 
 def match_with_references(
@@ -126,17 +174,68 @@ def match_with_references(
     defocus_um: np.ndarray | None = None,
     ctf: CtfModel | None = None,
 ) -> Matches:
-    """Each of the ``n`` particles of ``images`` matched against ``templates[template_index]``
-    (with ``config.assignment: best_match``, against whichever template fits it best), then
-    ``config.reference_iterations`` times against the averages of the particles matched to each
-    template (turned and moved back by what was found). Matching and averaging see the particles
-    through their missing wedge, ``config.wedge_tilt_max_deg``; shifts up to
-    ``config.max_shift_angstrom`` are searched."""
+    """The particles of ``images`` matched against the references :func:`refine_references`
+    makes of ``templates`` from them (each against ``templates[template_index]``, or the best)."""
+    refined = refine_references(templates, template_index, images, config, defocus_um, ctf)
+    return _match_all(refined, template_index, images, config, defocus_um, ctf)
+
+
+def _reference_rows(template: np.ndarray, per_template: int, seed: int) -> np.ndarray:
+    """The rows ``(r,)`` (sorted) the references are refined on: of each template's particles,
+    at most ``per_template`` drawn with ``seed`` (0: every particle)."""
+    if per_template <= 0:
+        return np.arange(len(template))
+    rng = np.random.default_rng(seed)
+    chosen = [
+        rng.permutation(np.flatnonzero(template == c))[:per_template] for c in np.unique(template)
+    ]
+    return np.sort(np.concatenate(chosen)) if chosen else np.arange(0)
+
+
+def template_centres(
+    fit_mu: np.ndarray, n_templates: int, metric: str, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded k-means centres ``(k, latent_dims)`` of ``fit_mu`` (the training particles), to
+    render, and the same centres in the space the clustering saw, to assign particles by. With
+    ``cosine`` the clustering sees only directions, so a class whose ``|mu|`` is many times
+    another's is neither split along its length nor a merger of the small ones near the origin;
+    each centre to render is then the mean ``mu`` of its cluster."""
+    n_templates = max(1, min(n_templates, len(fit_mu)))
+    points = fit_mu if metric != "cosine" else _directions(fit_mu)
+    kmeans = KMeans(n_clusters=n_templates, n_init=4, random_state=seed).fit(points)
+    if metric != "cosine":
+        return kmeans.cluster_centers_, kmeans.cluster_centers_
+    labels = kmeans.labels_
+    totals = np.zeros((n_templates, fit_mu.shape[1]))
+    np.add.at(totals, labels, fit_mu)
+    counts = np.bincount(labels, minlength=n_templates)[:, None]
+    return totals / np.maximum(counts, 1), kmeans.cluster_centers_
+
+
+def _directions(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def refine_references(
+    templates: np.ndarray,
+    template_index: np.ndarray,
+    images,
+    config: OrientationConfig,
+    defocus_um: np.ndarray | None = None,
+    ctf: CtfModel | None = None,
+) -> np.ndarray:
+    """The templates after ``config.reference_iterations`` rounds of averaging: the particles of
+    ``images`` matched against ``templates[template_index]`` (with ``config.assignment:
+    best_match``, against whichever fits best), each template replaced by the average of its
+    particles turned and moved back by what was found (through their missing wedge,
+    ``config.wedge_tilt_max_deg``), and matched again for the next round."""
     templates = np.array(templates, dtype=np.float32)  # a copy: the averages replace it
-    args = (images, config, defocus_um, ctf)
     searched = config.max_shift_angstrom > 0  # then every reference is kept centred on its mass
-    found = _match_all(templates, np.array(template_index, dtype=np.int64), *args)
+    found = None
     for _ in range(config.reference_iterations):
+        index = template_index if found is None else found.templates
+        found = _match_all(templates, index, images, config, defocus_um, ctf)
         for c in np.unique(found.templates):  # a template no particle chose stays as it was
             rows = np.flatnonzero(found.templates == c)
             average = class_average(
@@ -147,8 +246,7 @@ def match_with_references(
                 found.shifts_px[rows],
             )
             templates[c] = centre_on_mass(average[None])[0] if searched else average
-        found = _match_all(templates, found.templates, *args)
-    return found
+    return templates
 
 
 def _match_all(templates, template, images, config, defocus_um, ctf) -> Matches:

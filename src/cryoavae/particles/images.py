@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import threading
@@ -51,6 +52,18 @@ class ParticleImages:
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def subset(self, rows: Sequence[int] | np.ndarray) -> ParticleImages:
+        """The images of table ``rows`` only, as their own ``ParticleImages`` (row ``i`` of the
+        subset is table row ``rows[i]``): a job that works on part of a table reads only that
+        part. Shares the stacks' headers already read, not the open files."""
+        rows = np.asarray(rows, dtype=np.int64)
+        part = copy.copy(self)
+        part.index, part.stack_of_row = self.index[rows], self.stack_of_row[rows]
+        part.top_index = np.zeros(len(self.stack_names), dtype=np.int64)
+        np.maximum.at(part.top_index, part.stack_of_row, part.index)
+        part._layouts, part._fds, part._lock = dict(self._layouts), {}, threading.Lock()
+        return part
 
     def __del__(self) -> None:
         self.close()
