@@ -27,7 +27,7 @@ from cryoavae.geometry.volume_rotation import padded_spectra, rotate_spectra
 from cryoavae.geometry.wedge import missing_wedge_mask
 from cryoavae.orientation.averaging import centre_on_mass
 from cryoavae.orientation.fourier import shift_grid
-from cryoavae.orientation.matcher import TemplateMatcher
+from cryoavae.orientation.matcher import GRID_CANDIDATES, RANKING_SHIFTS, TemplateMatcher
 
 BOX = 32
 TEMPLATES = 8
@@ -76,29 +76,36 @@ def _median_seconds(work, repeats: int) -> float:
 
 def _bare_seconds(matcher: TemplateMatcher, n: int, repeats: int) -> float:
     """The correlations the matcher makes, as plain batched products of ready coefficients: the
-    global grid (particles x shifts against every rotation, low band) and the refinements (each
-    level's lattice and fitted peak per particle on its band, and the shifts after each)."""
+    global grid (particles at a few shifts against every rotation, low band), the best grid
+    rotations at every shift, and the refinements (each level's lattice and fitted peak per
+    particle on its band, and the shifts after each)."""
     low = matcher.low
-    s = len(matcher.shifts)
     r = len(matcher.grid)
+    ranked = min(RANKING_SHIFTS, len(matcher.shifts))
+    kept = min(GRID_CANDIDATES, r)
 
     def randn(*shape):
         return torch.randn(*shape, device=DEVICE)
 
-    particles = randn(n * s, 2 * len(low.flat))
+    particles = randn(n * ranked, 2 * len(low.flat))
     rotated = randn(min(r, 2048), 2 * len(low.flat))
+    shifted_particles = randn(n, len(matcher.shifts), 2 * len(low.flat))
+    candidates = randn(n, 2 * len(low.flat), kept)
     levels = []
-    for lattice, band in zip(matcher.local, matcher.level_bands, strict=True):
-        k = 2 * len(band.flat)
-        shifted = len(shift_grid(np.sqrt(3) * 0.5 + 1e-6, 0.5)) if matcher.max_shift_px > 0 else 0
-        levels.append((randn(n, len(lattice) + 1, k), randn(n, shifted, k), randn(n, k, 1)))
+    lattice = len(shift_grid(np.sqrt(3) * 0.5 + 1e-6, 0.5)) if matcher.max_shift_px > 0 else 0
+    for level, (rotations, band) in enumerate(zip(matcher.local, matcher.level_bands, strict=True)):
+        k = len(band.flat)
+        steps = (2 if level == 0 else 1) * lattice
+        levels.append((randn(n, len(rotations) + 1, 2 * k), randn(n, 2 * k, 1), randn(n, k)))
+        levels[-1] += (randn(2 * k, steps),)
 
     def work():
         for _ in range(0, r, len(rotated)):
             particles @ rotated.T
-        for refined, shifted, x in levels:
+        torch.bmm(shifted_particles, candidates)
+        for refined, x, q, phases in levels:
             torch.bmm(refined, x)
-            torch.bmm(shifted, x)
+            torch.cat([q, q], -1) @ phases
 
     work()
     return _median_seconds(work, repeats)

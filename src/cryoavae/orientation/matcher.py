@@ -60,6 +60,8 @@ from cryoavae.orientation.grids import QuadraticPeak, local_grid, rotation_matri
 __all__ = ["Matches", "TemplateMatcher"]
 
 GRID_CHUNK = 2048  # grid rotations scored at once
+GRID_CANDIDATES = 64  # the grid rotations that go on to the shift search
+RANKING_SHIFTS = 7  # the shifts they are ranked at: the centre and a voxel along each axis
 # the global search tries whole-voxel shifts within this radius of each particle's centre, as
 # found against its template's spherical average
 SHIFT_REACH_PX = 1.5
@@ -259,39 +261,68 @@ class TemplateMatcher:
 
     def _global(self, spectra, template: int, filters: torch.Tensor, centres: torch.Tensor):
         """Best grid rotation ``(p, 3, 3)``, shift ``(p, 3)`` and score ``(p,)`` per particle
-        (rows of ``spectra``, all matched to ``template``), the shifts tried around ``centres``."""
-        band, p, s = self.low, len(spectra), len(self.shifts)
+        (rows of ``spectra``, all matched to ``template``): every grid rotation scored with the
+        particle at its centre, then the ``GRID_CANDIDATES`` best of them with every shift around
+        it (``shift_reach_px``)."""
+        band, p = self.low, len(spectra)
         xr, xi, power_weight = self._weighted(spectra, band, filters)
+        cos, sin = shift_phases(band, centres, self.d)  # (p, K)
+        xr, xi = xr * cos - xi * sin, xr * sin + xi * cos  # each particle at its centre
+        # the phase of centre + shift is the product of the two phases
+        cos, sin = (c[None] for c in shift_phases(band, self.shifts, self.d))  # (1, S, K)
+        features = torch.cat(
+            [xr[:, None] * cos - xi[:, None] * sin, xr[:, None] * sin + xi[:, None] * cos], -1
+        )  # (p, S, 2K), the shifts nearest the centre first
+        candidates = self._grid_candidates(template, features[:, :RANKING_SHIFTS], power_weight)
+        rotated = self._grid_rows(template, candidates)  # (p, N, 2K)
+        cross = torch.bmm(features, rotated.transpose(1, 2))  # (p, S, N)
+        power = (
+            rotated.square().reshape(p, candidates.shape[1], 2, -1).sum(2) * power_weight[:, None]
+        ).sum(-1)
+        score = cross.clamp(min=0).square_() / power.clamp(min=1e-30)[:, None, :]
         tried = centres[:, None, :] + self.shifts[None]  # (p, S, 3)
         reach = self.max_shift_px + float(self.offsets[template].norm())
-        allowed = tried.norm(dim=-1) <= reach + 1e-9
-        cos, sin = shift_phases(band, tried, self.d)  # (p, S, K)
-        centred_r = xr[:, None] * cos - xi[:, None] * sin  # (p, S, K): the particle at each shift
-        centred_i = xr[:, None] * sin + xi[:, None] * cos
-        features = torch.cat([centred_r, centred_i], dim=-1).reshape(p * s, -1)  # (p S, 2K)
-        top = torch.full((p,), -math.inf, dtype=torch.float64, device=self.device)
-        best = torch.zeros(p, dtype=torch.int64, device=self.device)
-        best_shift = torch.zeros(p, dtype=torch.int64, device=self.device)
+        score.masked_fill_(~(tried.norm(dim=-1) <= reach + 1e-9)[:, :, None], -1.0)
+        value, where = score.reshape(p, -1).max(dim=1)
+        everyone = torch.arange(p, device=self.device)
+        best = candidates[everyone, where % candidates.shape[1]]
+        return self.grid[best], tried[everyone, where // candidates.shape[1]], value.double()
+
+    def _grid_candidates(self, template: int, features: torch.Tensor, power_weight) -> torch.Tensor:
+        """The indices ``(p, N)`` of the grid rotations that score best for each particle at any
+        of a few shifts (its coefficients ``features`` ``(p, S, 2K)``, real then imaginary)."""
+        (p, s), n = features.shape[:2], min(GRID_CANDIDATES, len(self.grid))
+        features = features.reshape(p * s, -1)
+        top = torch.full((p, 0), -math.inf, device=self.device)
+        index = torch.zeros((p, 0), dtype=torch.int64, device=self.device)
         chunk = max(1, min(GRID_CHUNK, SCORES_AT_ONCE // (p * s)))
         for start in range(0, len(self.grid), chunk):
             rotated = self._grid_template(template, start, chunk)  # (r, 2K): real, imaginary
-            cross = (features @ rotated.T).reshape(p, s, -1)  # (p, S, r)
             power = power_weight @ rotated.square().reshape(len(rotated), 2, -1).sum(1).T
-            score = cross.clamp(min=0).square_() / power.clamp(min=1e-30)[:, None, :]
-            score.masked_fill_(~allowed[:, :, None], -1.0)
-            value, where = score.reshape(p, -1).max(dim=1)
-            better = value.double() > top
-            top[better] = value.double()[better]
-            best[better] = start + where[better] % score.shape[-1]
-            best_shift[better] = where[better] // score.shape[-1]
-        return self.grid[best], tried[torch.arange(p), best_shift], top
+            cross = (features @ rotated.T).reshape(p, s, -1).amax(dim=1)  # (p, r)
+            score = cross.clamp(min=0).square_() / power.clamp(min=1e-30)
+            found = torch.arange(start, start + len(rotated), device=self.device).expand(p, -1)
+            top, keep = torch.cat([top, score], 1).topk(
+                min(n, top.shape[1] + score.shape[1]), dim=1
+            )
+            index = torch.cat([index, found], 1).gather(1, keep)
+        return index
+
+    def _grid_rows(self, template: int, index: torch.Tensor) -> torch.Tensor:
+        """Template ``template`` turned by grid rotations ``index`` ``(p, N)``: ``(p, N, 2K)``."""
+        cache = self._grid_cache.get(template)
+        if cache is not None:
+            return cache[index].float()
+        real, imag = self.templates.sample(template, self.grid[index.reshape(-1)], self.low)
+        return torch.cat([real, imag], -1).reshape(*index.shape, -1)
 
     def _grid_template(self, template: int, start: int, chunk: int) -> torch.Tensor:
         """Template ``template`` turned by grid rotations ``start:start + chunk``, real and
-        imaginary parts side by side ``(r, 2K)``; the whole grid is sampled once per template and
-        kept (within ``GRID_CACHE_BYTES``), so batches of particles after the first reuse it."""
+        imaginary parts side by side ``(r, 2K)`` float32; the whole grid is sampled once per
+        template and kept (in bfloat16, within ``GRID_CACHE_BYTES``: it only ranks the grid's
+        rotations), so batches of particles after the first reuse it."""
         if template not in self._grid_cache:
-            size = len(self.grid) * 2 * len(self.low.flat) * 4
+            size = len(self.grid) * 2 * len(self.low.flat) * 2
             if size * (len(self._grid_cache) + 1) > GRID_CACHE_BYTES:
                 real, imag = self.templates.sample(
                     template, self.grid[start : start + chunk], self.low
@@ -300,11 +331,11 @@ class TemplateMatcher:
             parts = [
                 torch.cat(
                     self.templates.sample(template, self.grid[i : i + GRID_CHUNK], self.low), -1
-                )
+                ).bfloat16()
                 for i in range(0, len(self.grid), GRID_CHUNK)
             ]
             self._grid_cache[template] = torch.cat(parts)
-        return self._grid_cache[template][start : start + chunk]
+        return self._grid_cache[template][start : start + chunk].float()
 
     def _refine_all(self, spectra, template_index, rotations, shifts, defocus_um) -> Matches:
         """The local refinements, level after level, from each particle's global best: a finer
@@ -390,10 +421,12 @@ class TemplateMatcher:
         candidates = shifts[:, None, :] + lattice.to(self.device)[None]  # (n, S, 3)
         inside = candidates.norm(dim=-1) <= self.max_shift_px + 1e-9
         qr, qi = xr * tr + xi * ti, xi * tr - xr * ti  # x conj(t)
-        cos, sin = shift_phases(band, candidates + origin[:, None], self.d)  # (n, S, K)
-        cross = torch.bmm(cos, qr[:, :, None]) - torch.bmm(sin, qi[:, :, None])  # (n, S, 1)
+        cos, sin = shift_phases(band, shifts + origin, self.d)  # (n, K)
+        qr, qi = qr * cos - qi * sin, qr * sin + qi * cos  # at the current shift
+        cos, sin = shift_phases(band, lattice.to(self.device), self.d)  # (S, K), shared
+        cross = qr @ cos.T - qi @ sin.T  # (n, S)
         power = (power_weight * (tr * tr + ti * ti)).sum(-1)[:, None]
-        score = cross[..., 0].clamp(min=0).square_() / power.clamp(min=1e-30)
+        score = cross.clamp(min=0).square_() / power.clamp(min=1e-30)
         score = torch.where(inside, score, -1.0)
         value, j = score.max(dim=1)
         return candidates[torch.arange(len(xr)), j] + origin, value.double()
