@@ -64,6 +64,18 @@ def test_default_study_dry_run_plans_every_stage(tmp_path):
         assert jobs[rule] >= 1
 
 
+def test_a_million_particles_plan_their_inference_as_many_jobs(tmp_path):
+    """config/scale_1e6_pose.yaml: 100 encoding and 100 matching jobs around one that refines
+    the references they share, so a cluster spreads the inference."""
+    config = REPO / "config" / "scale_1e6_pose.yaml"
+    result = snakemake(
+        "-n", "--cores", "2", "--configfile", str(config), "--directory", str(tmp_path)
+    )
+    jobs = planned_jobs(result.stdout)
+    assert jobs["encode_particles"] == 100 and jobs["match_particles"] == 100
+    assert jobs["fit_references"] == 1 and jobs["embed_particles"] == 1
+
+
 def test_bad_config_stops_before_any_job(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("study: bad\nstructures: {ids: [1bxn, 1s3x]}\nsimulation: {snr: -2}\n")
