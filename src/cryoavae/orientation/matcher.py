@@ -68,7 +68,7 @@ SHIFT_REACH_PX = 1.5
 REFINEMENT_CYCLES = 1.0
 CENTRING_CYCLES = 8.0
 SCORES_AT_ONCE = 2**24  # (particles x shifts x rotations) scores held at once (64 MB)
-LOCAL_CHUNK = 2048  # candidate rotations sampled at once in the local refinement
+LOCAL_CHUNK = 512  # candidate rotations sampled at once in the local refinement
 # the global grid's template coefficients are kept across batches of particles up to this size
 GRID_CACHE_BYTES = 512 * 2**20
 
