@@ -1,5 +1,5 @@
-"""The rotations a search tries: a near-uniform grid over SO(3), lattices around a rotation, and
-the peak of a quadratic fitted to a lattice's scores.
+"""The rotations a search tries: a near-uniform grid over SO(3) and the templates turned by it,
+lattices around a rotation, and the peak of a quadratic fitted to a lattice's scores.
 
 Rotations near the identity are written as rotation vectors (axis times angle, radians); a
 lattice ``L`` around a particle's current best ``B`` is the set ``B @ exp(l)``, so each ``l`` turns
@@ -8,11 +8,20 @@ the template about its own axes.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-__all__ = ["QuadraticPeak", "local_grid", "rotation_matrices", "uniform_grid"]
+from cryoavae.orientation.fourier import Band, RotatedTemplates
+
+__all__ = ["GridTemplates", "QuadraticPeak", "local_grid", "rotation_matrices", "uniform_grid"]
+
+GRID_CHUNK = 2048  # grid rotations scored at once
+SCORES_AT_ONCE = 2**24  # (particles x shifts x rotations) scores held at once (64 MB)
+# the grid's template coefficients are kept across batches of particles up to this size
+GRID_CACHE_BYTES = 512 * 2**20
 
 
 def uniform_grid(step_deg: float) -> np.ndarray:
@@ -90,3 +99,63 @@ class QuadraticPeak:
         peak = -torch.linalg.solve(safe, gradient[:, :, None])[..., 0]
         usable = concave & (peak.norm(dim=1) <= self.reach)
         return torch.where(usable[:, None], peak, torch.zeros_like(peak))
+
+
+class GridTemplates:
+    """Templates turned by every rotation of a global grid, at a band's coefficients: sampled
+    once per template and kept (in bfloat16, within ``GRID_CACHE_BYTES``: they only rank the
+    grid's rotations), so that batches of particles after the first reuse them."""
+
+    def __init__(self, templates: RotatedTemplates, grid: torch.Tensor, band: Band):
+        self.templates, self.grid, self.band = templates, grid, band
+        self._cache: dict[int, torch.Tensor] = {}
+
+    def chunk(self, template: int, start: int, size: int) -> torch.Tensor:
+        """Template ``template`` turned by grid rotations ``start:start + size``, real and
+        imaginary parts side by side ``(r, 2K)`` float32."""
+        if template not in self._cache:
+            bytes_each = len(self.grid) * 2 * len(self.band.flat) * 2
+            if bytes_each * (len(self._cache) + 1) > GRID_CACHE_BYTES:
+                return torch.cat(self._sample(template, self.grid[start : start + size]), -1)
+            cache = torch.empty(
+                (len(self.grid), 2 * len(self.band.flat)),
+                dtype=torch.bfloat16,
+                device=self.grid.device,
+            )
+            for i in range(0, len(self.grid), GRID_CHUNK):
+                part = torch.cat(self._sample(template, self.grid[i : i + GRID_CHUNK]), -1)
+                cache[i : i + len(part)] = part
+            self._cache[template] = cache
+        return self._cache[template][start : start + size].float()
+
+    def rows(self, template: int, index: torch.Tensor) -> torch.Tensor:
+        """Template ``template`` turned by grid rotations ``index`` ``(p, N)``: ``(p, N, 2K)``."""
+        cache = self._cache.get(template)
+        if cache is not None:
+            return cache[index].float()
+        real, imag = self._sample(template, self.grid[index.reshape(-1)])
+        return torch.cat([real, imag], -1).reshape(*index.shape, -1)
+
+    def best(self, template: int, features: torch.Tensor, power_weight, n: int) -> torch.Tensor:
+        """The indices ``(p, n)`` of the grid rotations that score best for each particle at any
+        of a few shifts (its coefficients ``features`` ``(p, S, 2K)``, real then imaginary, and
+        the weight ``power_weight`` ``(p, K)`` of a template's power), by the least-squares
+        score of :class:`~.matcher.TemplateMatcher`."""
+        (p, s), n = features.shape[:2], min(n, len(self.grid))
+        features = features.reshape(p * s, -1)
+        top = torch.full((p, 0), -math.inf, device=features.device)
+        index = torch.zeros((p, 0), dtype=torch.int64, device=features.device)
+        size = max(1, min(GRID_CHUNK, SCORES_AT_ONCE // (p * s)))
+        for start in range(0, len(self.grid), size):
+            rotated = self.chunk(template, start, size)  # (r, 2K): real, imaginary
+            power = power_weight @ rotated.square().reshape(len(rotated), 2, -1).sum(1).T
+            cross = (features @ rotated.T).reshape(p, s, -1).amax(dim=1)  # (p, r)
+            score = cross.clamp(min=0).square_() / power.clamp(min=1e-30)
+            found = torch.arange(start, start + len(rotated), device=features.device)
+            keep = min(n, top.shape[1] + score.shape[1])
+            top, kept = torch.cat([top, score], 1).topk(keep, dim=1)
+            index = torch.cat([index, found.expand(p, -1)], 1).gather(1, kept)
+        return index
+
+    def _sample(self, template: int, rotations: torch.Tensor):
+        return self.templates.sample(template, rotations, self.band)

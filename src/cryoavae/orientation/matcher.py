@@ -55,11 +55,16 @@ from cryoavae.orientation.fourier import (
     shift_grid,
     shift_phases,
 )
-from cryoavae.orientation.grids import QuadraticPeak, local_grid, rotation_matrices, uniform_grid
+from cryoavae.orientation.grids import (
+    GridTemplates,
+    QuadraticPeak,
+    local_grid,
+    rotation_matrices,
+    uniform_grid,
+)
 
 __all__ = ["Matches", "TemplateMatcher"]
 
-GRID_CHUNK = 2048  # grid rotations scored at once
 GRID_CANDIDATES = 64  # the grid rotations that go on to the shift search
 RANKING_SHIFTS = 7  # the shifts they are ranked at: the centre and a voxel along each axis
 # the global search tries whole-voxel shifts within this radius of each particle's centre, as
@@ -67,10 +72,7 @@ RANKING_SHIFTS = 7  # the shifts they are ranked at: the centre and a voxel alon
 SHIFT_REACH_PX = 1.5
 REFINEMENT_CYCLES = 1.0
 CENTRING_CYCLES = 8.0
-SCORES_AT_ONCE = 2**24  # (particles x shifts x rotations) scores held at once (64 MB)
 LOCAL_CHUNK = 512  # candidate rotations sampled at once in the local refinement
-# the global grid's template coefficients are kept across batches of particles up to this size
-GRID_CACHE_BYTES = 512 * 2**20
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,6 @@ class TemplateMatcher:
         lattices = [local_grid(grid_step_deg / 2**level) for level in range(refinement_levels)]
         self.local = [torch.from_numpy(lattice).to(self.device) for lattice in lattices]
         self.peaks = [QuadraticPeak(lattice) for lattice in lattices]
-        self._grid_cache: dict[int, torch.Tensor] = {}
         self.max_shift_px = float(max_shift_px)
         self.radial = None
         # where each template's own centre sits (x, y, z voxels): the search works on templates
@@ -163,6 +164,7 @@ class TemplateMatcher:
             templates = moved(templates, -self.offsets.cpu().numpy())
             self.radial = self._radial_spectra(templates)
         self.templates = RotatedTemplates(templates, self.device)
+        self.grid_templates = GridTemplates(self.templates, self.grid, self.low)
 
     def _radial_spectra(self, templates: np.ndarray) -> torch.Tensor:
         """rfftn ``(m, d, d, d // 2 + 1)`` of each template's spherical average about the box
@@ -273,8 +275,9 @@ class TemplateMatcher:
         features = torch.cat(
             [xr[:, None] * cos - xi[:, None] * sin, xr[:, None] * sin + xi[:, None] * cos], -1
         )  # (p, S, 2K), the shifts nearest the centre first
-        candidates = self._grid_candidates(template, features[:, :RANKING_SHIFTS], power_weight)
-        rotated = self._grid_rows(template, candidates)  # (p, N, 2K)
+        ranked = features[:, :RANKING_SHIFTS]
+        candidates = self.grid_templates.best(template, ranked, power_weight, GRID_CANDIDATES)
+        rotated = self.grid_templates.rows(template, candidates)  # (p, N, 2K)
         cross = torch.bmm(features, rotated.transpose(1, 2))  # (p, S, N)
         power = (
             rotated.square().reshape(p, candidates.shape[1], 2, -1).sum(2) * power_weight[:, None]
@@ -287,55 +290,6 @@ class TemplateMatcher:
         everyone = torch.arange(p, device=self.device)
         best = candidates[everyone, where % candidates.shape[1]]
         return self.grid[best], tried[everyone, where // candidates.shape[1]], value.double()
-
-    def _grid_candidates(self, template: int, features: torch.Tensor, power_weight) -> torch.Tensor:
-        """The indices ``(p, N)`` of the grid rotations that score best for each particle at any
-        of a few shifts (its coefficients ``features`` ``(p, S, 2K)``, real then imaginary)."""
-        (p, s), n = features.shape[:2], min(GRID_CANDIDATES, len(self.grid))
-        features = features.reshape(p * s, -1)
-        top = torch.full((p, 0), -math.inf, device=self.device)
-        index = torch.zeros((p, 0), dtype=torch.int64, device=self.device)
-        chunk = max(1, min(GRID_CHUNK, SCORES_AT_ONCE // (p * s)))
-        for start in range(0, len(self.grid), chunk):
-            rotated = self._grid_template(template, start, chunk)  # (r, 2K): real, imaginary
-            power = power_weight @ rotated.square().reshape(len(rotated), 2, -1).sum(1).T
-            cross = (features @ rotated.T).reshape(p, s, -1).amax(dim=1)  # (p, r)
-            score = cross.clamp(min=0).square_() / power.clamp(min=1e-30)
-            found = torch.arange(start, start + len(rotated), device=self.device).expand(p, -1)
-            top, keep = torch.cat([top, score], 1).topk(
-                min(n, top.shape[1] + score.shape[1]), dim=1
-            )
-            index = torch.cat([index, found], 1).gather(1, keep)
-        return index
-
-    def _grid_rows(self, template: int, index: torch.Tensor) -> torch.Tensor:
-        """Template ``template`` turned by grid rotations ``index`` ``(p, N)``: ``(p, N, 2K)``."""
-        cache = self._grid_cache.get(template)
-        if cache is not None:
-            return cache[index].float()
-        real, imag = self.templates.sample(template, self.grid[index.reshape(-1)], self.low)
-        return torch.cat([real, imag], -1).reshape(*index.shape, -1)
-
-    def _grid_template(self, template: int, start: int, chunk: int) -> torch.Tensor:
-        """Template ``template`` turned by grid rotations ``start:start + chunk``, real and
-        imaginary parts side by side ``(r, 2K)`` float32; the whole grid is sampled once per
-        template and kept (in bfloat16, within ``GRID_CACHE_BYTES``: it only ranks the grid's
-        rotations), so batches of particles after the first reuse it."""
-        if template not in self._grid_cache:
-            size = len(self.grid) * 2 * len(self.low.flat) * 2
-            if size * (len(self._grid_cache) + 1) > GRID_CACHE_BYTES:
-                real, imag = self.templates.sample(
-                    template, self.grid[start : start + chunk], self.low
-                )
-                return torch.cat([real, imag], dim=-1)
-            parts = [
-                torch.cat(
-                    self.templates.sample(template, self.grid[i : i + GRID_CHUNK], self.low), -1
-                ).bfloat16()
-                for i in range(0, len(self.grid), GRID_CHUNK)
-            ]
-            self._grid_cache[template] = torch.cat(parts)
-        return self._grid_cache[template][start : start + chunk].float()
 
     def _refine_all(self, spectra, template_index, rotations, shifts, defocus_um) -> Matches:
         """The local refinements, level after level, from each particle's global best: a finer
