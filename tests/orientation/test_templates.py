@@ -2,6 +2,8 @@
 reports them, reference iterations sharpen a blurred template, multi-reference assignment, and the
 template centres of the latent space."""
 
+import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ from cryoavae.geometry.rotations import align_rotations, geodesic_deg, relion_an
 from cryoavae.inference.embed import embed_particles
 from cryoavae.inference.latents import INFERRED_SHIFTS
 from cryoavae.model.config import ModelConfig
+from cryoavae.orientation import templates as templates_module
 from cryoavae.orientation.averaging import centre_on_mass
 from cryoavae.orientation.matcher import TemplateMatcher
 from cryoavae.orientation.templates import (
@@ -166,6 +169,29 @@ def _image_set(tmp_path, volumes):
     return particles.ParticleImages(
         particles.read_particle_table(tmp_path / "p.star"), tmp_path / "p.star"
     )
+
+
+def test_matching_logs_its_progress_batch_by_batch(tmp_path, caplog, monkeypatch):
+    """Twelve particles in batches of four: each pass (the reference iteration's, then the
+    final one) logs a line at a third and two thirds, with rate and time left, then done."""
+    rng = np.random.default_rng(8)
+    volume = blobs(rng)
+    images = _image_set(
+        tmp_path, measured(volume, Rotation.random(12, random_state=rng).as_matrix(), rng, snr=1.0)
+    )
+    monkeypatch.setattr(templates_module, "MATCH_BATCH", 4)
+    config = OrientationConfig(grid_step_deg=30.0, reference_iterations=1, wedge_tilt_max_deg=60.0)
+    with caplog.at_level(logging.INFO, logger="cryoavae.orientation.templates"):
+        match_with_references(volume[None], np.zeros(12), images, config)
+    logged = [r.getMessage() for r in caplog.records if r.name == "cryoavae.orientation.templates"]
+    step = r"{}: {}% \({}/12\), [0-9.?]+/s, \d+ s elapsed, about [0-9?][\w ]* left"
+    done = r"{}: done, 12 in \d+ s \([0-9.?]+/s\)"
+    expected = []
+    for what in ("matching reference particles \\(iteration 1/1\\)", "matching particles"):
+        expected += [step.format(what, 33, 4), step.format(what, 66, 8), done.format(what)]
+    assert len(logged) == len(expected), logged
+    for line, pattern in zip(logged, expected, strict=True):
+        assert re.fullmatch(pattern, line), line
 
 
 def test_best_match_puts_each_particle_with_its_own_map_whatever_its_first_template(tmp_path):

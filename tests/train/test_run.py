@@ -81,10 +81,15 @@ def test_from_dict_builds_nested_schedules_and_refuses_unknown_keys():
 # --- a run -------------------------------------------------------------------------------------
 
 
-def test_run_writes_history_and_a_self_describing_checkpoint(star, tmp_path):
-    summary = run_training(
-        star, tmp_path, epochs=3, gamma=ScheduleConfig(2.0, "cycle_linear", n_cycles=1)
-    )
+def test_run_writes_history_and_a_self_describing_checkpoint(star, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="cryoavae.train.run"):
+        summary = run_training(
+            star, tmp_path, epochs=3, gamma=ScheduleConfig(2.0, "cycle_linear", n_cycles=1)
+        )
+    # how far the whole training is (train and val particles of every epoch), then done
+    progress = [m for m in caplog.messages if m.startswith("training (24 train + 8 val")]
+    assert len(progress) >= 10 and "% (" in progress[0] and " left" in progress[0]
+    assert progress[-1].startswith("training (24 train + 8 val particles x 3 epochs): done, 96 in")
     history = pd.read_csv(tmp_path / "history.tsv", sep="\t")
     assert list(history.columns) == list(HISTORY_COLUMNS)
     assert history["epoch"].tolist() == [1, 2, 3]

@@ -7,5 +7,6 @@
   and ``section_dataclass``, which makes every ``*Config`` from its section;
 - :mod:`.config`: a whole study config: validation, variants, class lists, settings shared by
   several stages (the missing wedge);
-- :mod:`.runlog`: run logs and ``provenance.json``.
+- :mod:`.runlog`: run logs and ``provenance.json``;
+- :mod:`.progress`: how far a long step is (training, encoding, matching), as lines in its log.
 """

@@ -6,6 +6,7 @@ never saw (open-set use): labels are copied through, never used.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pandas as pd
 import torch
 
 from cryoavae.core.errors import InputError
+from cryoavae.core.progress import Progress
 from cryoavae.geometry.ctf import CtfModel
 from cryoavae.geometry.rotations import matrices_to_relion_angles
 from cryoavae.inference.latents import INFERRED_ANGLES, INFERRED_SHIFTS
@@ -34,6 +36,8 @@ from cryoavae.particles import (
     ParticleImages,
 )
 from cryoavae.particles.batches import Split, StreamedBatches, batch_indices
+
+log = logging.getLogger(__name__)
 
 
 def embed_particles(
@@ -226,7 +230,8 @@ def _encode(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """``mu`` ``(n, k)``, ``pose`` ``(n, p)``, the decoder's rotation ``(n, d, d)`` of every
     particle (NaN where the decoder does not turn) and the encoder's shift ``(n, d)`` (voxels;
-    None when the model renders centred), read by the training's prefetching reader."""
+    None when the model renders centred), read by the training's prefetching reader; its progress
+    logged a batch at a time."""
     every = Split(np.arange(n), np.zeros(n, dtype=np.int64))
     source = StreamedBatches(images, every, torch.device(device))
     k, p = model_config.latent_dims, model_config.pose_dims
@@ -235,10 +240,11 @@ def _encode(
     d = model_config.ndim
     rotation = np.full((n, d, d), np.nan, np.float64)
     shift_px = np.empty((n, d), np.float64) if model_config.translation_px > 0 else None
-    with torch.inference_mode():
-        for idx, (x, _) in zip(
-            batch_indices(n, batch_size), source.iterate(batch_indices(n, batch_size)), strict=True
-        ):
+    batches = zip(
+        batch_indices(n, batch_size), source.iterate(batch_indices(n, batch_size)), strict=True
+    )
+    with torch.inference_mode(), Progress(n, "encoding particles", log) as progress:
+        for idx, (x, _) in batches:
             encoding = model.encode(x)  # x: (b, 1, *box)
             mu[idx.numpy()] = encoding.mu.float().cpu().numpy()
             pose[idx.numpy()] = encoding.pose.float().cpu().numpy()
@@ -247,6 +253,7 @@ def _encode(
                 rotation[idx.numpy()] = turned.double().cpu().numpy()
             if shift_px is not None:
                 shift_px[idx.numpy()] = encoding.shift_px.double().cpu().numpy()
+            progress.advance(len(idx))
     return mu, pose, rotation, shift_px
 
 

@@ -27,6 +27,7 @@ import torch
 from sklearn.cluster import KMeans
 
 from cryoavae.core.atomic import atomic_path
+from cryoavae.core.progress import Progress
 from cryoavae.core.schema import section_dataclass
 from cryoavae.geometry.ctf import CtfModel
 from cryoavae.orientation.averaging import centre_on_mass, class_average
@@ -233,9 +234,11 @@ def refine_references(
     templates = np.array(templates, dtype=np.float32)  # a copy: the averages replace it
     searched = config.max_shift_angstrom > 0  # then every reference is kept centred on its mass
     found = None
-    for _ in range(config.reference_iterations):
+    rounds = config.reference_iterations
+    for iteration in range(rounds):
         index = template_index if found is None else found.templates
-        found = _match_all(templates, index, images, config, defocus_um, ctf)
+        what = f"matching reference particles (iteration {iteration + 1}/{rounds})"
+        found = _match_all(templates, index, images, config, defocus_um, ctf, what)
         for c in np.unique(found.templates):  # a template no particle chose stays as it was
             rows = np.flatnonzero(found.templates == c)
             average = class_average(
@@ -249,9 +252,11 @@ def refine_references(
     return templates
 
 
-def _match_all(templates, template, images, config, defocus_um, ctf) -> Matches:
+def _match_all(
+    templates, template, images, config, defocus_um, ctf, what="matching particles"
+) -> Matches:
     """Every particle matched against its template (or, with ``best_match``, the best one), a
-    batch of images at a time."""
+    batch of images at a time, its progress logged as ``what``."""
     max_shift_px = 0.0
     if config.max_shift_angstrom > 0:
         max_shift_px = config.max_shift_angstrom / images.voxel_size_angstrom
@@ -263,19 +268,14 @@ def _match_all(templates, template, images, config, defocus_um, ctf) -> Matches:
         config.refinement_levels,
         max_shift_px=max_shift_px,
     )
-    batches, n, started = [], len(template), time.perf_counter()
-    for start in range(0, n, MATCH_BATCH):
-        rows = np.arange(start, min(n, start + MATCH_BATCH))
-        focus = None if defocus_um is None else defocus_um[rows]
-        if config.assignment == "best_match":
-            batches.append(matcher.match_any(images.gather(rows), focus))
-        else:
-            batches.append(matcher.match(images.gather(rows), template[rows], focus))
-        _log_progress(rows[-1] + 1, n, time.perf_counter() - started)
+    batches, n = [], len(template)
+    with Progress(n, what, log) as progress:
+        for start in range(0, n, MATCH_BATCH):
+            rows = np.arange(start, min(n, start + MATCH_BATCH))
+            focus = None if defocus_um is None else defocus_um[rows]
+            if config.assignment == "best_match":
+                batches.append(matcher.match_any(images.gather(rows), focus))
+            else:
+                batches.append(matcher.match(images.gather(rows), template[rows], focus))
+            progress.advance(len(rows))
     return Matches(*(np.concatenate([getattr(b, f) for b in batches]) for f in Matches.FIELDS))
-
-
-def _log_progress(done: int, n: int, seconds: float) -> None:
-    """One line per batch: how far matching is, its rate and the time it still needs."""
-    rate = done / max(seconds, 1e-9)
-    log.info("matched %d of %d particles (%.1f /s, %.0f s to go)", done, n, rate, (n - done) / rate)

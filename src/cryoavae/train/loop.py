@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from cryoavae.core.progress import Progress
 from cryoavae.model.vae import AffinityVAE
 from cryoavae.particles.batches import ResidentBatches, StreamedBatches, batch_indices
 from cryoavae.train.augment import wedge_turns
@@ -96,8 +97,11 @@ class TrainingLoop:
         whole = [b for b in batches if len(b) >= world] if world > 1 else batches
         return whole, [self.cluster.shard(b) for b in whole]
 
-    def train_epoch(self, beta: float, gamma: float, bar=None) -> list[float]:
-        """One shuffled pass over the train split; mean loss terms."""
+    def train_epoch(
+        self, beta: float, gamma: float, progress: Progress | None = None
+    ) -> list[float]:
+        """One shuffled pass over the train split; mean loss terms. ``progress`` counts the
+        global batch's particles after each step (no device sync: it only reads the clock)."""
         self.model.train()
         device = self.affinity.device
         sums = LossSums(device)
@@ -116,18 +120,21 @@ class TrainingLoop:
             terms.total.backward()
             self.optimizer.step()
             sums.add(terms, len(y))
-            if bar is not None:
-                bar.update(len(batch))
+            if progress is not None:
+                progress.advance(len(batch))
         return sums.means(self.cluster)
 
-    def evaluate(self, beta: float, gamma: float) -> list[float]:
-        """Mean loss terms over the val split with ``z = mu``, in eval mode, without gradients."""
+    def evaluate(self, beta: float, gamma: float, progress: Progress | None = None) -> list[float]:
+        """Mean loss terms over the val split with ``z = mu``, in eval mode, without gradients
+        (``progress`` counts the particles, as in :meth:`train_epoch`)."""
         self.model.eval()
         sums = LossSums(self.affinity.device)
         whole, pieces = self._pieces(list(batch_indices(len(self.val), self.config.batch_size)))
         with torch.inference_mode():
             for (x, y), batch in zip(self.val.iterate(pieces), whole, strict=True):
                 sums.add(self.loss(x, y, None, beta, gamma, len(batch), grad=False), len(y))
+                if progress is not None:
+                    progress.advance(len(batch))
         self.model.train()
         return sums.means(self.cluster)
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ import torch
 
 from cryoavae import __version__
 from cryoavae.core.atomic import write_text_atomic
+from cryoavae.core.progress import Progress
 from cryoavae.core.runlog import cpu_model
 from cryoavae.model.config import ModelConfig
 from cryoavae.model.vae import build_model
@@ -51,11 +51,6 @@ from cryoavae.train.config import TrainingConfig, resolve_device
 from cryoavae.train.distributed import Cluster, join, leave
 from cryoavae.train.inputs import check_augmentation, check_inputs, place_splits, select_splits
 from cryoavae.train.loop import TrainingLoop, make_optimizer, make_scheduler
-
-try:  # optional: a progress bar on terminals
-    from tqdm import tqdm
-except ImportError:  # pragma: no cover
-    tqdm = None
 
 log = logging.getLogger(__name__)
 
@@ -176,9 +171,8 @@ def train_model(
     loop = _build_loop(model_config, config, seed, place, train, val, affinity)
     fingerprint = run_fingerprint(model_dict, training_dict, seed, len(train), len(val))
     history, first_epoch = _resume(loop, resume_path, fingerprint)
-    show_bar = tqdm is not None and sys.stderr.isatty() and place.cluster.main
     startup_seconds = _seconds_since_process_start()
-    _run_epochs(loop, history, first_epoch, show_bar, history_path, resume_path, fingerprint)
+    _run_epochs(loop, history, first_epoch, history_path, resume_path, fingerprint)
 
     if place.cluster.main:  # one set of outputs, whatever the number of ranks
         save_final(checkpoint_path, resume_path, loop, model_dict, training_dict, seed, class_names)
@@ -308,44 +302,45 @@ def _run_epochs(
     loop: TrainingLoop,
     history: list[dict[str, float]],
     first_epoch: int,
-    show_bar: bool,
     history_path: Path,
     resume_path: Path,
     fingerprint: dict[str, Any],
 ) -> None:
     """Train from ``first_epoch`` to the last, appending to ``history``; the table is rewritten
     after every epoch and the resume file every ``checkpoint_every_epochs`` (not after the last:
-    the final checkpoint follows)."""
+    the final checkpoint follows). Besides each epoch's line, the log shows how far the whole
+    training is, with the time it still needs, within epochs too (an epoch of a large set can
+    take hours); validation counts, so the time left includes it."""
     config, cluster = loop.config, loop.cluster
-    for epoch in range(first_epoch, config.epochs):
-        row = _train_epoch(loop, epoch, show_bar)
-        history.append(row)
-        loop.scheduler.step()  # the next epoch's learning rate
-        if cluster.main:  # one set of outputs, whatever the number of ranks
-            write_text_atomic(history_path, _history_tsv(history))
-        log.info(
-            "epoch %d/%d: loss %.4g (reconstruction %.4g, kl %.4g, affinity %.4g; beta %.3g, "
-            "gamma %.3g) val loss %.4g (reconstruction %.4g, kl %.4g, affinity %.4g) "
-            "%.2f s, %.0f samples/s",
-            *(row["epoch"], config.epochs, *(row[k] for k in _LOGGED_COLUMNS)),
-        )
-        done = epoch + 1
-        if done % config.checkpoint_every_epochs == 0 and done < config.epochs and cluster.main:
-            save_resume(resume_path, fingerprint, history, done, loop)
+    epochs, per_epoch = config.epochs - first_epoch, len(loop.train) + len(loop.val)
+    what = f"training ({len(loop.train)} train + {len(loop.val)} val particles x {epochs} epochs)"
+    with Progress(per_epoch * epochs, what, log) as progress:
+        for epoch in range(first_epoch, config.epochs):
+            row = _train_epoch(loop, epoch, progress)
+            history.append(row)
+            loop.scheduler.step()  # the next epoch's learning rate
+            if cluster.main:  # one set of outputs, whatever the number of ranks
+                write_text_atomic(history_path, _history_tsv(history))
+            log.info(
+                "epoch %d/%d: loss %.4g (reconstruction %.4g, kl %.4g, affinity %.4g; beta %.3g, "
+                "gamma %.3g) val loss %.4g (reconstruction %.4g, kl %.4g, affinity %.4g) "
+                "%.2f s, %.0f samples/s",
+                *(row["epoch"], config.epochs, *(row[k] for k in _LOGGED_COLUMNS)),
+            )
+            done = epoch + 1
+            if done % config.checkpoint_every_epochs == 0 and done < config.epochs and cluster.main:
+                save_resume(resume_path, fingerprint, history, done, loop)
 
 
-def _train_epoch(loop: TrainingLoop, epoch: int, show_bar: bool) -> dict[str, float]:
+def _train_epoch(loop: TrainingLoop, epoch: int, progress: Progress) -> dict[str, float]:
     """One training pass and one validation pass, as the epoch's row of the history table."""
     config = loop.config
     epoch_start = time.perf_counter()
     beta = config.beta.value_at(epoch, config.epochs)
     gamma = config.gamma.value_at(epoch, config.epochs)
-    bar = tqdm(total=len(loop.train), desc=f"epoch {epoch + 1}", leave=False) if show_bar else None
-    train_terms = loop.train_epoch(beta, gamma, bar)
-    if bar is not None:
-        bar.close()
+    train_terms = loop.train_epoch(beta, gamma, progress)
     val_start = time.perf_counter()
-    val_terms = loop.evaluate(beta, gamma)
+    val_terms = loop.evaluate(beta, gamma, progress)
     epoch_end = time.perf_counter()
     seconds = epoch_end - epoch_start
     return {
