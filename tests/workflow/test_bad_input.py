@@ -96,6 +96,23 @@ END
 """
 
 
+def test_nan_coordinates_are_refused_when_the_users_file_is_imported(tmp_path):
+    """fetch_structure refuses the user's own file, naming it (not a copy in results/)."""
+    source = tmp_path / "mine.pdb"
+    source.write_text(NAN_PDB)
+    out = tmp_path / "results" / "structures" / "mine.cif.gz"
+    result, log = run_rule(
+        tmp_path,
+        "fetch_structure",
+        output={"x": out},
+        params=fetch_params(source),
+        wildcards={"structure": "mine"},
+    )
+    line = assert_refused(result, log, "atom 2", "not a finite number", outputs=[out])
+    assert f"{source}: atom 2" in line and "results" not in line
+    assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
 def test_nan_coordinates_are_refused_when_atoms_are_read(tmp_path):
     structure = tmp_path / "mine.pdb"
     structure.write_text(NAN_PDB)
