@@ -350,6 +350,25 @@ def test_the_original_codes_folder_with_nan_images(tmp_path):
     assert_cli_refused(result, "a file stands where its folder should be")
 
 
+@pytest.mark.parametrize("suffix", [".npy", ".mrc"])
+def test_the_original_codes_folder_with_empty_images(tmp_path, suffix):
+    """Arrays of shape (0, 0): one line naming the file and the shape expected, exit 1, no
+    RuntimeWarning printed before it, no output folder."""
+    folder = tmp_path / "legacy"
+    folder.mkdir()
+    for name in ("a_0", "a_1", "b_0", "b_1"):
+        empty = np.zeros((0, 0), dtype=np.float32)
+        if suffix == ".npy":
+            np.save(folder / f"{name}.npy", empty)
+        else:
+            write_tomogram(folder / f"{name}.mrc", empty)
+    result = cli("cryoavae.sources.legacy_folder", folder, tmp_path / "out", cwd=tmp_path)
+    assert_cli_refused(result, f"a_0{suffix}: holds a float32 array of shape (0, 0)")
+    assert "expected a 2-D image or a 3-D volume" in result.stderr
+    assert "RuntimeWarning" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 # --------------------------------------------------------------------------- through snakemake
 
 
