@@ -6,8 +6,10 @@ import pytest
 
 from cryoavae.core.config import (
     class_names,
+    configfile_arguments,
     model_settings,
     particle_wedge,
+    refuse_bad_configfiles,
     unseen_classes,
     validate_config,
     variant_sections,
@@ -127,6 +129,44 @@ def test_yaml_errors_name_the_file(tmp_path):
         load_yaml(path)
     with pytest.raises(InputError, match="missing.yaml: file not found"):
         load_yaml(tmp_path / "missing.yaml")
+
+
+CONFIGFILE_LINES = [
+    (["--cores", "2", "--configfile", "a.yaml"], ["a.yaml"]),
+    (["--configfile", "a.yaml", "b.yaml", "-n"], ["a.yaml", "b.yaml"]),
+    (["--configfiles=a.yaml", "target"], ["a.yaml"]),
+    (["--configfile", "a.yaml", "--configfile", "b.yaml"], ["b.yaml"]),  # the last wins
+    (["--config", "study=x.yaml", "-C", "seed=1", "--directory", "w"], []),
+    (["-n", "--configf", "a.yaml"], []),  # ambiguous (Python 3.11): Snakemake's to refuse
+    (["-n", "--", "--configfile", "a.yaml"], []),  # a target after --
+]
+
+
+@pytest.mark.parametrize(("argv", "files"), CONFIGFILE_LINES)
+def test_configfile_arguments_read_as_snakemake_reads_them(argv, files):
+    """The same files as Snakemake's own command-line parser finds (none where it refuses)."""
+    cli = pytest.importorskip("snakemake.cli")
+    try:
+        expected = [str(path) for path in cli.get_argument_parser().parse_args(argv).configfile]
+    except SystemExit:
+        expected = []
+    assert configfile_arguments(argv) == expected
+    if "--configf" not in argv:  # the abbreviation's fate depends on the Python version
+        assert expected == files
+
+
+def test_a_configfile_that_is_a_list_ends_the_run_in_one_line_naming_it(tmp_path, capsys):
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text("study: t\n")
+    bad.write_text("- a\n- b\n")
+    refuse_bad_configfiles(["-n", "--configfile", str(good)])  # a mapping: nothing to say
+    assert capsys.readouterr().err == ""
+    with pytest.raises(SystemExit) as info:
+        refuse_bad_configfiles(["--configfile", str(good), str(bad), "--cores", "1"])
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {bad}: ")
+    assert "a study config is a mapping of sections" in err and "holds a list" in err
 
 
 def test_config_readme_documents_every_key(repo, schema_path):

@@ -119,13 +119,30 @@ def test_mixed_box_sizes_refused(tmp_path):
     _expect(tmp_path, folder, r"b_50_img.npy: shape \(9, 9\) differs from \(8, 8\)")
 
 
-def test_empty_arrays_are_refused_not_converted(tmp_path):
-    """A folder whose .npy arrays are empty (shape (0, 0)) is no particle set: one line naming
-    the first file, and nothing written."""
+@pytest.mark.parametrize("shape", [(0, 0), (0,), (1, 0, 0), (0, 8, 8), (8, 0), (1, 8)])
+def test_empty_arrays_are_refused_not_converted(tmp_path, shape):
+    """A folder whose .npy arrays are empty (shape (0, 0), or a line) is no particle set: one
+    line naming the first file and the shape expected, and nothing written."""
     folder = tmp_path / "data"
-    _npy_folder(folder, shape=(0, 0))
-    _expect(tmp_path, folder, r"a_0_img.npy: holds a float64 array of shape \(0, 0\)")
-    assert not (tmp_path / "out" / "legacy.mrcs").exists()
+    _npy_folder(folder, shape=shape)
+    with pytest.raises(InputError) as info:
+        _convert(tmp_path, folder)
+    message = str(info.value)
+    assert message.startswith(f"{folder / 'a_0_img.npy'}: holds a float64 array of shape")
+    assert "expected a 2-D image or a 3-D volume" in message and "at least 2 pixels" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_command_line_refuses_an_empty_folder_in_one_line(tmp_path, capsys):
+    from cryoavae.sources.legacy_folder import main
+
+    _npy_folder(tmp_path / "data", shape=(0, 0))
+    with pytest.raises(SystemExit) as info:
+        main([str(tmp_path / "data"), str(tmp_path / "out")])
+    assert info.value.code == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "a_0_img.npy: holds a float64 array of shape (0, 0)" in errors[0]
+    assert not (tmp_path / "out").exists()
 
 
 def test_no_files_refused(tmp_path):

@@ -340,17 +340,39 @@ def test_silent_server_times_out(tmp_path):
     assert not (tmp_path / "1abc.cif.gz").exists()
 
 
-def test_a_users_file_with_a_nan_coordinate_is_refused_at_import_naming_it(tmp_path):
+def _three_atoms_as(fmt: str, bad_x: str) -> bytes:
+    """Three CA atoms, the second's x written as ``bad_x``, as a PDB or mmCIF file's bytes."""
+    lines = [_atom(k, "CA", "ALA", "A", k, (3.8 * k, 0.0, 0.0), "C") for k in (1, 2, 3)]
+    pdb = "\n".join(lines) + "\nEND\n"
+    if fmt == "pdb":
+        return pdb.replace("   7.600", f"{bad_x:>8}", 1).encode()
+    st = gemmi.read_pdb_string(pdb)
+    st.setup_entities()
+    text = st.make_mmcif_document().as_string()
+    row = next(line for line in text.splitlines() if line.startswith("ATOM 2 "))
+    assert " 7.6 " in row
+    return text.replace(row, row.replace(" 7.6 ", f" {bad_x} ", 1)).encode()
+
+
+@pytest.mark.parametrize("bad_x", ["nan", "inf"])
+@pytest.mark.parametrize("name", ["mine.pdb", "mine.cif", "mine.cif.gz"])
+def test_a_users_file_with_a_nan_coordinate_is_refused_at_import_naming_it(tmp_path, name, bad_x):
     """Refused where the user's own file is named, before a copy of it reaches results/."""
-    mine = tmp_path / "mine.pdb"
-    mine.write_text(
-        "ATOM      1  CA  ALA A   1       1.000   2.000   3.000  1.00  0.00           C\n"
-        "ATOM      2  CA  ALA A   2         nan   5.000   6.000  1.00  0.00           C\n"
-        "END\n"
-    )
+    mine = tmp_path / name
+
+    def write(x: str) -> None:
+        raw = _three_atoms_as("pdb" if name.endswith(".pdb") else "cif", x)
+        mine.write_bytes(gzip.compress(raw) if name.endswith(".gz") else raw)
+
+    write(bad_x)
     dest = tmp_path / "results" / "mine.cif.gz"
-    with pytest.raises(
-        InputError, match=r"mine\.pdb: atom 2 has a coordinate that is not a finite"
-    ):
+    with pytest.raises(InputError) as info:
         import_structure_file(mine, dest)
-    assert not dest.exists()
+    message = str(info.value)
+    assert message.startswith(f"{mine}: atom 2 has a coordinate that is not a finite number")
+    assert "\n" not in message
+    assert not dest.parent.exists() or not any(dest.parent.iterdir())  # no copy, no temporary
+    # the same file with a number there is imported: only the coordinate was refused
+    write("7.6")
+    import_structure_file(mine, dest)
+    assert gemmi.read_structure(str(dest))[0].count_atom_sites() == 3

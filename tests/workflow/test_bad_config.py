@@ -115,6 +115,26 @@ def test_files_that_are_not_a_study_config(tmp_path, text, words):
     assert all(word in message for word in words), message
 
 
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("- a\n- b\n", ["a study config is a mapping of sections", "holds a list"]),
+        ('["a", "b"]\n', ["a study config is a mapping of sections", "holds a list"]),
+        ("study: [unclosed\n", ["not valid YAML", "line 2"]),
+    ],
+)
+def test_a_configfile_snakemake_itself_refuses_is_named_in_one_line(tmp_path, text, words):
+    """Snakemake loads --configfile before the Snakefile and refuses these without naming the
+    file; the workflow profile reads them first, so the one line names the user's file."""
+    path = tmp_path / "mine.yaml"
+    path.write_text(text)
+    work = tmp_path / "work"
+    result = snakemake_dry_run(path, work)
+    assert_one_line_refusal(result, f"{path}: ", *words)
+    assert "WorkflowError" not in result.stderr
+    assert not work.exists()  # not even .snakemake: nothing ran
+
+
 # --------------------------------------------------------------------------- names and paths
 
 BAD_NAMES = ["x\n", "../x", "a/b", "x" * 65, "x\x00y", ".hidden", "", "a b", "x\ty"]

@@ -96,6 +96,23 @@ END
 """
 
 
+def test_nan_coordinates_are_refused_when_the_users_file_is_imported(tmp_path):
+    """fetch_structure refuses the user's own file, naming it (not a copy in results/)."""
+    source = tmp_path / "mine.pdb"
+    source.write_text(NAN_PDB)
+    out = tmp_path / "results" / "structures" / "mine.cif.gz"
+    result, log = run_rule(
+        tmp_path,
+        "fetch_structure",
+        output={"x": out},
+        params=fetch_params(source),
+        wildcards={"structure": "mine"},
+    )
+    line = assert_refused(result, log, "atom 2", "not a finite number", outputs=[out])
+    assert f"{source}: atom 2" in line and "results" not in line
+    assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
 def test_nan_coordinates_are_refused_when_atoms_are_read(tmp_path):
     structure = tmp_path / "mine.pdb"
     structure.write_text(NAN_PDB)
@@ -331,6 +348,25 @@ def test_the_original_codes_folder_with_nan_images(tmp_path):
     np.save(folder / "a_1.npy", np.ones((8, 8), np.float32))
     result = cli("cryoavae.sources.legacy_folder", folder, tmp_path / "blocked", cwd=tmp_path)
     assert_cli_refused(result, "a file stands where its folder should be")
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".mrc"])
+def test_the_original_codes_folder_with_empty_images(tmp_path, suffix):
+    """Arrays of shape (0, 0): one line naming the file and the shape expected, exit 1, no
+    RuntimeWarning printed before it, no output folder."""
+    folder = tmp_path / "legacy"
+    folder.mkdir()
+    for name in ("a_0", "a_1", "b_0", "b_1"):
+        empty = np.zeros((0, 0), dtype=np.float32)
+        if suffix == ".npy":
+            np.save(folder / f"{name}.npy", empty)
+        else:
+            write_tomogram(folder / f"{name}.mrc", empty)
+    result = cli("cryoavae.sources.legacy_folder", folder, tmp_path / "out", cwd=tmp_path)
+    assert_cli_refused(result, f"a_0{suffix}: holds a float32 array of shape (0, 0)")
+    assert "expected a 2-D image or a 3-D volume" in result.stderr
+    assert "RuntimeWarning" not in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 # --------------------------------------------------------------------------- through snakemake

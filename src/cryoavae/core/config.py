@@ -4,13 +4,17 @@
 home of names, defaults and bounds), validates every model variant as strictly as the base
 sections, and checks what a schema cannot say (relations between sections), so a bad config
 stops before any job runs with one line naming the YAML path, the value and what is accepted.
+:func:`refuse_bad_configfiles` reads a command line's ``--configfile`` files earlier still, from
+the workflow profile, where Snakemake would refuse a file that is not a mapping without naming it.
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from cryoavae.core.errors import InputError
@@ -22,11 +26,13 @@ __all__ = [
     "class_names",
     "classes_from_structures",
     "config_source",
+    "configfile_arguments",
     "deep_merge",
     "load_study_file",
     "model_settings",
     "particle_microscope",
     "particle_wedge",
+    "refuse_bad_configfiles",
     "unseen_classes",
     "validate_config",
     "variant_sections",
@@ -64,6 +70,44 @@ def load_study_file(path: str | os.PathLike) -> dict:
             f"...); this file holds a {type(data).__name__}"
         )
     return data
+
+
+class _ConfigfileParser(argparse.ArgumentParser):
+    """Reads only --configfile out of a snakemake command line; never prints or exits."""
+
+    def error(self, message):
+        raise ValueError(message)
+
+
+def configfile_arguments(argv: Sequence[str]) -> list[str]:
+    """The files a ``snakemake`` command line gives with ``--configfile`` (or ``--configfiles``),
+    read as Snakemake's own parser reads them: several files after one option, ``=`` or an
+    unambiguous abbreviation, the last option winning. Empty where the line cannot be read (it
+    is then Snakemake's to report)."""
+    parser = _ConfigfileParser(add_help=False, exit_on_error=False)
+    parser.add_argument("--configfile", "--configfiles", nargs="+", default=[])
+    parser.add_argument("--config", "-C", nargs="*")  # so that --config is not read as ours
+    try:
+        known, _ = parser.parse_known_args(list(argv))
+    except (argparse.ArgumentError, ValueError):
+        return []
+    return [str(path) for path in known.configfile]
+
+
+def refuse_bad_configfiles(argv: Sequence[str]) -> None:
+    """Read every ``--configfile`` of a snakemake command line as the workflow will
+    (:func:`load_study_file`); end the process with one line naming the first bad one.
+
+    Why here and not in the Snakefile: Snakemake loads these files before it reads the Snakefile
+    and refuses one that is not a mapping (a YAML list, say) or not YAML with a message that does
+    not name the file, so the workflow profile (``profiles/default``) calls this first.
+    """
+    for path in configfile_arguments(argv):
+        try:
+            load_study_file(path)
+        except InputError as error:
+            print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+            raise SystemExit(1) from None
 
 
 def canonical_order(value):

@@ -230,7 +230,12 @@ def _voxel_size(files: list[Path], given: float | None, folder: Path) -> float:
     sizes = {}
     for path in files:
         if path.suffix.lower() in (".mrc", ".mrcs"):
-            with mrcfile.open(path, mode="r", header_only=True, permissive=True) as mrc:
+            # an empty file's header divides by a zero size: NaN, left out below, and refused
+            # with its shape when its image is read (no warning printed first)
+            with (
+                np.errstate(divide="ignore", invalid="ignore"),
+                mrcfile.open(path, mode="r", header_only=True, permissive=True) as mrc,
+            ):
                 sizes[path] = float(mrc.voxel_size.x)
     values = np.array([v for v in sizes.values() if v > 0])
     if len(values) == 0:
