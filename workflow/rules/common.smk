@@ -187,6 +187,14 @@ def orientation_params():
     return {**config["orientation"], "wedge_tilt_max_deg": wedge_tilt_max_deg()}
 
 
+def angles_from():
+    """Where the particles' angles come from when they are not a simulation's truth: averages
+    and summaries name it (None: simulated, the truth)."""
+    return {"star": "the STAR file's angles", "extract": "the pick lists' angles"}.get(
+        SOURCE
+    )
+
+
 def microscope():
     """The CTF's microscope when the study simulated one (else None: no CTF to match)."""
     return particle_microscope(config)
