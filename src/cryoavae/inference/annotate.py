@@ -8,8 +8,10 @@ file, every data block, rows in their order) with columns added per particle:
   in the study's class list;
 - ``cryoavaeCentroidCosine``: the cosine to that centroid; ``cryoavaeNovelty`` = 1 - that cosine
   (0 on the centroid, up to 2 opposite every centroid): the open-set score;
-- ``cryoavaeSplit``: how the study used the particle (train / val / unseen);
-- ``cryoavaeUmapX``, ``cryoavaeUmapY``: its position in the study's UMAP of mu, when there is one;
+- ``cryoavaeSplit``: how the study used the particle (train / val / test / unseen: a class held
+  out of training), or ``applied`` for a new particle set (:mod:`cryoavae.inference.apply`);
+- ``cryoavaeUmapX``, ``cryoavaeUmapY``: its position in the study's UMAP of mu, when there is one
+  (a new set's particles are placed by their nearest study particles);
 - ``cryoavaeAngleRot``, ``cryoavaeAngleTilt``, ``cryoavaeAnglePsi`` (3-D) or ``cryoavaeAnglePsi``
   (2-D): the model's orientation of the particle (RELION's ZYZ convention, degrees), when its
   decoder turns by the pose. The frame is the model's own, one per class: the angles agree with
