@@ -1,8 +1,11 @@
 """The comparison table and figure across model variants."""
 
-import pandas as pd
+from pathlib import Path
 
-from cryoavae.evaluate.summary import summary_table
+import pandas as pd
+import pytest
+
+from cryoavae.evaluate.summary import SUMMARY_FIGURES, figure_links, summary_table
 from cryoavae.report.summary_figures import plot_variant_comparison
 
 
@@ -34,7 +37,27 @@ def test_summary_markdown_reports_the_metrics_it_was_given():
         },
     ]
     table = summary_table(["avae"], metrics, [{"epochs": 2}])
-    text = summary_markdown("chars", table, metrics, {"UMAP": "docs/images/chars/umap.png"})
+    text = summary_markdown("chars", table, metrics, {"UMAP": "models/avae/umap.png"})
     assert "| avae | 0.912 | 0.900 | 0.500 | – |" in text
     assert "unseen v lands nearest a; its highest-affinity seen class is a (match)" in text
-    assert 'src="docs/images/chars/umap.png"' in text
+    assert 'src="models/avae/umap.png"' in text
+    assert "known truth" not in text
+    users = summary_markdown("mine", table, metrics, {}, angles_from="the STAR file's angles")
+    assert "compare the model's pose with the STAR file's angles, not with a known truth" in users
+
+
+@pytest.mark.parametrize("where", ["seed7", "."])
+def test_summary_figures_are_the_studys_own_linked_from_where_summary_md_is(tmp_path, where):
+    """seed<k>/summary.md and the study's summary.md both link the first variant's figures under
+    results/<study>/, relative to their own folder, so the links open in any Markdown viewer."""
+    study = tmp_path / "results" / "mine"
+    models = study / "seed7" / "models" / "avae"
+    models.mkdir(parents=True)
+    for name in SUMMARY_FIGURES:
+        (models / f"{name}.png").write_bytes(b"\x89PNG")
+    markdown = study / where / "summary.md"
+    links = figure_links(models / "metrics.json", markdown)
+    assert sorted(links) == sorted(SUMMARY_FIGURES)
+    for link in links.values():
+        assert not Path(link).is_absolute() and "docs/images" not in link
+        assert (markdown.parent / link).is_file()

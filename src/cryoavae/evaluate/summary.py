@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
+#: The figures of a study's first variant that its summary.md shows, beside metrics.json.
+SUMMARY_FIGURES = ("umap", "confusion_matrix", "pose_correlation")
+
 COLUMNS = (
     "accuracy",
     "macro_f1",
@@ -37,13 +40,38 @@ def summary_table(
     return pd.DataFrame(rows)
 
 
-def summary_markdown(
-    study: str, table: pd.DataFrame, metrics: Sequence[Mapping], figures: Mapping[str, str]
-) -> str:
-    """The study's results as a Markdown fragment for the README: one table row per variant,
-    where each unseen class landed, and thumbnails of the first variant's figures.
+def figure_links(metrics_json: str | os.PathLike, markdown: str | os.PathLike) -> dict[str, str]:
+    """Caption -> link of the :data:`SUMMARY_FIGURES` beside ``metrics_json`` (the evaluation
+    writes them there), relative to the folder of ``markdown``: the study's own figures, so the
+    links work wherever the results folder is (``tools/update_readme_results.py`` copies them to
+    ``docs/images/`` for the README and rewrites the links there)."""
+    folder = Path(os.path.relpath(Path(metrics_json).parent, Path(markdown).parent))
+    return {name: (folder / f"{name}.png").as_posix() for name in SUMMARY_FIGURES}
 
-    ``figures`` maps a caption to a path relative to the repository root (the README's folder).
+
+def angles_note(angles_from: str | None) -> list[str]:
+    """A line saying what the pose scores compare with, when it is not a simulation's truth."""
+    if angles_from is None:
+        return []
+    return [
+        "",
+        f"The pose scores compare the model's pose with {angles_from}, not with a known truth.",
+    ]
+
+
+def summary_markdown(
+    study: str,
+    table: pd.DataFrame,
+    metrics: Sequence[Mapping],
+    figures: Mapping[str, str],
+    angles_from: str | None = None,
+) -> str:
+    """The study's results as a Markdown fragment: one table row per variant, where each unseen
+    class landed, and thumbnails of the first variant's figures.
+
+    ``figures`` maps a caption to a link relative to the Markdown file's folder
+    (:func:`figure_links`); ``angles_from`` says what the pose was scored against when it is not
+    a simulation's truth (e.g. "the STAR file's angles").
     """
     lines = [
         f"**Study `{study}`** (numbers from its `metrics.json` files, written by the pipeline):",
@@ -58,6 +86,7 @@ def summary_markdown(
             f"| {row['variant']} | {' | '.join(cells)} | {_fmt(row['novelty_auroc'])} | "
             f"{row['unseen_matched']} | {_fmt(row['train_seconds'], 0)} | {row['device']} |"
         )
+    lines += angles_note(angles_from)
     lines.append("")
     for name, m in zip(table["variant"], metrics, strict=True):
         for cls, u in (m.get("unseen") or {}).items():
