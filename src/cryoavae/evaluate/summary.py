@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -135,3 +136,119 @@ def resource_table(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
     columns = ["rule", "job", *RESOURCE_COLUMNS.values()]
     table = pd.DataFrame(rows, columns=columns)
     return table.sort_values("max_rss_mb", ascending=False, ignore_index=True)
+
+
+# --------------------------------------------------------------------------- the console's end
+
+MAX_VARIANT_LINES = 8
+MAX_UNSEEN_CLASSES = 3
+KEYS = ("macro_f1", "accuracy")  # the headline scores of each variant, in this order
+
+
+def run_summary(
+    study_dir: str | os.PathLike,
+    study: str,
+    seeds: Sequence[int],
+    variants: Sequence[str],
+    report_command: str,
+) -> list[str]:
+    """The few lines (at most 14) a successful run ends the console with: each variant's macro-F1
+    and accuracy (mean over the seeds whose ``metrics.json`` exist), where its unseen classes
+    landed, and the files to open next, so that a user need not dig through the job log.
+
+    Read from the files on disk alone; none (a partial target that stopped before evaluation)
+    gives no lines, and an unreadable one is left out: a summary must never fail a run.
+    """
+    study_dir = Path(study_dir)
+    found = {}
+    for variant in variants:
+        runs = [_metrics(study_dir / f"seed{s}/models/{variant}/metrics.json") for s in seeds]
+        if any(runs):
+            found[variant] = [m for m in runs if m]
+    if not found:
+        return []
+    runs = [m for ms in found.values() for m in ms]
+    split = "/".join(sorted({str(m.get("scored_split", "val")) for m in runs}))
+    lines = [f"cryoavae: study {study}, scored on the {split} split:"]
+    for variant, ms in list(found.items())[:MAX_VARIANT_LINES]:
+        lines.append(f"  {variant}: {_variant_scores(ms)}{_unseen_landing(ms)}")
+    if len(found) > MAX_VARIANT_LINES:
+        lines.append(f"  ... {len(found) - MAX_VARIANT_LINES} more variants in summary.md")
+    return lines + _files_to_open(study_dir, seeds, list(found), report_command)
+
+
+def _metrics(path: Path) -> dict | None:
+    """A metrics.json, None when it is missing, unreadable or not an object."""
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return metrics if isinstance(metrics, dict) else None
+
+
+def _variant_scores(runs: Sequence[Mapping]) -> str:
+    """``macro-F1 0.812 (accuracy 0.850)``; over several seeds the mean ± sd and their count."""
+    macro_f1, accuracy = (_mean_sd([_number(m.get(k)) for m in runs]) for k in KEYS)
+    seeds = f" over {len(runs)} seeds" if len(runs) > 1 else ""
+    return f"macro-F1 {macro_f1} (accuracy {accuracy}){seeds}"
+
+
+def _mean_sd(values: Sequence[float]) -> str:
+    finite = [v for v in values if v == v]
+    if not finite:
+        return "–"
+    mean = sum(finite) / len(finite)
+    if len(finite) == 1:
+        return f"{mean:.3f}"
+    sd = (sum((v - mean) ** 2 for v in finite) / (len(finite) - 1)) ** 0.5
+    return f"{mean:.3f} ± {sd:.3f}"
+
+
+def _unseen_landing(runs: Sequence[Mapping]) -> str:
+    """``; unseen 3h84 → 1s3x (prior agrees)``: each unseen class's nearest seen class (the most
+    common over the seeds, with how many agree) and whether the prior put it there too."""
+    classes = list(dict.fromkeys(c for m in runs for c in (m.get("unseen") or {})))
+    if not classes:
+        return ""
+    parts = []
+    for cls in classes[:MAX_UNSEEN_CLASSES]:
+        reports = [(m.get("unseen") or {}).get(cls) or {} for m in runs]
+        nearest = [str(r.get("nearest_seen")) for r in reports if r.get("nearest_seen")]
+        if not nearest:
+            continue
+        landed = max(dict.fromkeys(nearest), key=nearest.count)
+        agree = f" in {nearest.count(landed)} of {len(runs)} seeds" if len(runs) > 1 else ""
+        prior = next((r.get("highest_affinity_seen") for r in reports if r), None)
+        verdict = {None: "", landed: " (prior agrees)"}.get(prior, f" (prior: {prior})")
+        parts.append(f"{cls} → {landed}{agree}{verdict}")
+    hidden = len(classes) - MAX_UNSEEN_CLASSES
+    more = f", +{hidden} more" if hidden > 0 else ""
+    return f"; unseen {', '.join(parts)}{more}" if parts else ""
+
+
+def _number(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _files_to_open(
+    study_dir: Path, seeds: Sequence[int], variants: Sequence[str], report_command: str
+) -> list[str]:
+    """The study's summary.md, its first annotated particle table and the report command."""
+    lines = ["Open:"]
+    summary = study_dir / "summary.md"
+    if summary.is_file():
+        lines.append(f"  {summary}: every variant's metrics and figures")
+    annotated = [
+        study_dir / f"seed{s}" / "models" / v / "particles_annotated.star"
+        for s in seeds
+        for v in variants
+    ]
+    first = next((path for path in annotated if path.is_file()), None)
+    if first is not None:
+        each = " (one per variant and seed)" if len(annotated) > 1 else ""
+        lines.append(f"  {first}: your particles with the cryoavae* columns{each}")
+    lines.append(f"  {report_command}: every figure in one HTML page")
+    return lines
