@@ -92,7 +92,7 @@ def test_the_run_summary_gives_scores_landings_and_files_from_what_is_on_disk(tm
         "  beta_vae: macro-F1 0.500 (accuracy 0.550)",
         "Open:",
         f"  {study / 'summary.md'}: every variant's metrics and figures",
-        f"  {study / 'seed1/models/avae/particles_annotated.star'}: your particles with the "
+        f"  {study / 'seed1/models/avae/particles_annotated.star'}: the particles with the "
         "cryoavae* columns (one per variant and seed)",
         "  snakemake --report r: every figure in one HTML page",
     ]

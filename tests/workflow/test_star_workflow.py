@@ -103,7 +103,7 @@ def test_a_relion5_star_study_writes_the_users_table_back_annotated(tmp_path):
     # the console ends with what came out, though this partial target wrote no summary.md
     end = result.stderr[result.stderr.rindex("cryoavae: study mine") :]
     assert "  avae: macro-F1 " in end and "unseen other → " in end
-    assert f"{out}/particles_annotated.star: your particles" in end
+    assert f"{out}/particles_annotated.star: the particles" in end
     assert "snakemake --report results/mine/report.html --configfile " in end
     assert "summary.md" not in end
 

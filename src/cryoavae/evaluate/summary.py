@@ -249,6 +249,6 @@ def _files_to_open(
     first = next((path for path in annotated if path.is_file()), None)
     if first is not None:
         each = " (one per variant and seed)" if len(annotated) > 1 else ""
-        lines.append(f"  {first}: your particles with the cryoavae* columns{each}")
+        lines.append(f"  {first}: the particles with the cryoavae* columns{each}")
     lines.append(f"  {report_command}: every figure in one HTML page")
     return lines
