@@ -6,6 +6,7 @@ from pathlib import Path
 from cryoavae.core.atomic import write_text_atomic
 from cryoavae.core.runlog import rule_logging
 from cryoavae.evaluate.seeds import seed_summary_markdown, seed_summary_table
+from cryoavae.evaluate.summary import figure_links
 
 with rule_logging(snakemake.log[0], rule="aggregate_seeds"):
     params = snakemake.params
@@ -17,11 +18,15 @@ with rule_logging(snakemake.log[0], rule="aggregate_seeds"):
     table = seed_summary_table(params.variants, params.seeds, metrics)
     write_text_atomic(snakemake.output.summary, table.to_csv(sep="\t", index=False))
     splits = sorted({m.get("scored_split", "val") for m in metrics.values()})
-    figures = {
-        name: f"docs/images/{params.study}/{name}.png"
-        for name in ("umap", "confusion_matrix", "pose_correlation")
-    }
+    # the first seed's first variant (the input's first metrics.json)
+    figures = figure_links(snakemake.input.metrics[0], snakemake.output.markdown)
     markdown = seed_summary_markdown(
-        params.study, table, params.seeds, "/".join(splits), params.command, figures
+        params.study,
+        table,
+        params.seeds,
+        "/".join(splits),
+        params.command,
+        figures,
+        params.angles_from,
     )
     write_text_atomic(snakemake.output.markdown, markdown)

@@ -1,5 +1,5 @@
-"""Rule apply_model: latents, nearest seen class and novelty of a new particle set (a TSV, and
-the set's own STAR file with those columns added)."""
+"""Rule apply_model: latents, nearest seen class, novelty and place in the study's UMAP of a new
+particle set (a TSV, and the set's own STAR file with those columns added)."""
 
 from pathlib import Path
 
@@ -7,6 +7,7 @@ import torch
 
 from cryoavae.core.runlog import rule_logging
 from cryoavae.geometry.ctf import CtfModel
+from cryoavae.inference.annotate import read_umap
 from cryoavae.inference.apply import apply_model, write_assignments, write_results
 from cryoavae.inference.latents import read_latents
 from cryoavae.orientation.templates import OrientationConfig
@@ -22,6 +23,7 @@ with rule_logging(snakemake.log[0], rule="apply_model", variant=wildcards.varian
         orientation=OrientationConfig.from_dict(params.orientation),
         seed=params.seed,
         ctf=CtfModel(**params.microscope) if params.microscope else None,
+        umap=read_umap(inputs.umap_table),
     )
     write_assignments(snakemake.output.table, result)
     write_results(snakemake.output.star, Path(inputs.particles), result, reference)

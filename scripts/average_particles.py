@@ -32,6 +32,7 @@ with rule_logging(snakemake.log[0], rule="average_particles", variant=snakemake.
         params.wedge_tilt_max_deg,
         read_symmetry(inputs.symmetry[0]) if inputs.symmetry else params.symmetry,
         seed=params.seed,
+        angles_from=params.angles_from,
     )
     with_map = [c for c in summary["class_name"] if c in maps]
     if volumes.ndim == 4 and with_map:  # 3-D: is the decoder a model of each class's shape?
@@ -43,4 +44,4 @@ with rule_logging(snakemake.log[0], rule="average_particles", variant=snakemake.
     write_stack(out.stack, volumes, voxel)
     with atomic_path(out.table) as tmp:
         summary.to_csv(tmp, sep="\t", index=False, float_format="%.4g")
-    plot_average_fsc(out.figure, curves, voxel)
+    plot_average_fsc(out.figure, curves, voxel, params.angles_from)

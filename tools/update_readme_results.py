@@ -2,36 +2,47 @@
 
 Usage: ``python tools/update_readme_results.py STUDY [STUDY ...]``
 
-For each study, copies the first model variant's UMAP, confusion matrix and pose figures from
-its first seed (``results/<study>/seed<k>/models/<variant>/``) to ``docs/images/<study>/`` and
-replaces the README text between ``<!-- results:<study> -->`` and ``<!-- /results:<study> -->``
-with ``results/<study>/summary.md`` (mean ± sd over the study's seeds, written by the
-aggregate_seeds rule with the command that made it). Nothing is typed by hand, so the README's
-numbers are those of the metrics.json files.
+For each study, replaces the README text between ``<!-- results:<study> -->`` and
+``<!-- /results:<study> -->`` with ``results/<study>/summary.md`` (mean ± sd over the study's
+seeds, written by the aggregate_seeds rule with the command that made it). The fragment links the
+study's own figures (``seed<k>/models/<variant>/umap.png`` etc., relative to ``results/<study>/``);
+each is copied to ``docs/images/<study>/`` and its link rewritten to that copy, so the README
+shows figures that are kept in the repository. Nothing is typed by hand, so the README's numbers
+are those of the metrics.json files.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 REPO = Path(__file__).resolve().parents[1]
+LINK = re.compile(r'src="([^"]+\.png)"')
+
+
+def readme_fragment(results: Path, images: Path, repo: Path = REPO) -> str:
+    """``results/summary.md`` with every figure it links copied to ``images`` and its link
+    rewritten relative to ``repo`` (the README's folder)."""
+    fragment = (results / "summary.md").read_text()
+    images.mkdir(parents=True, exist_ok=True)
+
+    def copied(match: re.Match) -> str:
+        source = results / match.group(1)
+        if not source.is_file():
+            raise SystemExit(f"{source}: figure linked by {results / 'summary.md'} not found")
+        shutil.copyfile(source, images / source.name)
+        return f'src="{(images / source.name).relative_to(repo).as_posix()}"'
+
+    return LINK.sub(copied, fragment)
 
 
 def update(study: str, readme: Path = REPO / "README.md") -> None:
     results = REPO / "results" / study
-    fragment = (results / "summary.md").read_text()
-    first = pd.read_csv(results / "summary.tsv", sep="\t")["variant"].iloc[0]
-    seeds = sorted(results.glob("seed*"), key=lambda path: int(path.name[len("seed") :]))
-    if not seeds:
-        raise SystemExit(f"{results}: no seed<k> folder; run the study first")
-    images = REPO / "docs" / "images" / study
-    images.mkdir(parents=True, exist_ok=True)
-    for name in ("umap", "confusion_matrix", "pose_correlation"):
-        shutil.copyfile(seeds[0] / "models" / first / f"{name}.png", images / f"{name}.png")
+    if not (results / "summary.md").is_file():
+        raise SystemExit(f"{results}: no summary.md; run the study first")
+    fragment = readme_fragment(results, REPO / "docs" / "images" / study)
     text = readme.read_text()
     start, end = f"<!-- results:{study} -->", f"<!-- /results:{study} -->"
     if start not in text or end not in text:

@@ -29,10 +29,11 @@ def test_fsc_is_one_for_a_scaled_copy_minus_one_for_a_negated_one_and_near_zero_
     assert np.abs(unrelated[3:]).max() < 0.15  # shells of hundreds of samples each
 
 
-def _study(tmp_path, model_rotations, predicted_b_fraction=0.0):
+def _study(tmp_path, model_rotations, predicted_b_fraction=0.0, applied=0, **options):
     """Two classes of 30 particles each (asymmetric blob maps, SNR 2, wedge +-60) with latents:
-    true angles, the model's angles ``model_rotations`` ``(60, 3, 3)`` and mu on two axes, a
-    fraction of class b's particles given class a's mu (the model assigns them to a)."""
+    true angles, the model's angles ``model_rotations`` ``(60, 3, 3)`` (None: the model gives
+    none) and mu on two axes, a fraction of class b's particles given class a's mu (the model
+    assigns them to a), ``applied`` of class a's test particles labelled ``applied``."""
     from scipy.spatial.transform import Rotation
     from volume_fixtures import blobs, measured
 
@@ -58,11 +59,12 @@ def _study(tmp_path, model_rotations, predicted_b_fraction=0.0):
     )
     angles = matrices_to_relion_angles(truth)
     latents[["angle_rot", "angle_tilt", "angle_psi"]] = angles
-    latents[["inferred_rot", "inferred_tilt", "inferred_psi"]] = matrices_to_relion_angles(
-        model_rotations
-    )
+    if model_rotations is not None:
+        inferred = matrices_to_relion_angles(model_rotations)
+        latents[["inferred_rot", "inferred_tilt", "inferred_psi"]] = inferred
+    latents.loc[np.flatnonzero((names == "a") & (split == "test"))[:applied], "split"] = "applied"
     images = P.ParticleImages(table, tmp_path / "p.star")
-    return average_classes(latents, images, ["a", "b"], maps, 10.0, 60.0, {}, seed=0)
+    return average_classes(latents, images, ["a", "b"], maps, 10.0, 60.0, {}, seed=0, **options)
 
 
 def test_averages_from_the_models_classes_and_poses_match_the_true_ones_when_right(tmp_path):
@@ -100,3 +102,33 @@ def test_predicted_class_averages_include_what_the_model_puts_there(tmp_path):
     assert rows.loc["a", "n_predicted"] == 40 and rows.loc["a", "n_particles"] == 30
     assert rows.loc["a", "predicted_purity"] == pytest.approx(0.75)
     assert rows.loc["a", "predicted_fsc_area_vs_map"] < rows.loc["a", "inferred_fsc_area_vs_map"]
+
+
+def test_averages_from_a_users_own_angles_are_not_called_true(tmp_path):
+    """A STAR study's angles are the user's refinement, not a truth: the average made with them
+    is labelled given, says where its angles came from and names its columns so."""
+    from scipy.spatial.transform import Rotation
+
+    truth = Rotation.random(60, random_state=4).as_matrix()
+    _, simulated, _ = _study(tmp_path / "sim", truth)
+    (tmp_path / "star").mkdir()
+    angles_from = "the STAR file's angles"
+    _, table, curves = _study(tmp_path / "star", truth, angles_from=angles_from)
+    assert not [c for c in table.columns if "true" in c]
+    assert {label for _, label in curves} == {"predicted", "inferred", "given"}
+    row, same = table.set_index("class_name").loc["a"], simulated.set_index("class_name").loc["a"]
+    assert row["given_fsc_area_vs_map"] == pytest.approx(same["true_fsc_area_vs_map"])
+    assert row["predicted_vs_given_fsc_area"] == pytest.approx(same["predicted_vs_true_fsc_area"])
+
+
+def test_without_the_models_poses_the_average_says_where_its_angles_came_from(tmp_path):
+    _, table, _ = _study(tmp_path, None, angles_from="the STAR file's angles")
+    assert set(table["average_from"]) == {"given (the STAR file's angles)"}
+
+
+def test_particles_of_an_applied_set_are_no_class_members(tmp_path):
+    from scipy.spatial.transform import Rotation
+
+    truth = Rotation.random(60, random_state=4).as_matrix()
+    _, table, _ = _study(tmp_path, truth, applied=10)
+    assert table.set_index("class_name")["n_particles"].to_dict() == {"a": 20, "b": 30}

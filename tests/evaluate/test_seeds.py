@@ -42,6 +42,11 @@ def test_mean_and_sample_sd_over_seeds_per_variant_and_class():
     assert "| avae | 0.800 ± 0.100 |" in text
     assert "| beta_vae | 0.550 ± 0.050 |" in text
     assert "| avae | 0.80 ± 0.10 | 0.20 ± 0.10 |" in text  # the per-class table
+    assert "within 20° of the truth" in text and "not with a known truth" not in text
+    star = "the STAR file's angles"
+    users = seed_summary_markdown("s", table.reset_index(), [1], "test", "x", angles_from=star)
+    assert "within 20° of the STAR file's angles" in users and "of the truth" not in users
+    assert "compare the model's pose with the STAR file's angles, not with a known truth" in users
 
 
 def test_one_seed_has_no_sd_and_says_so_by_omission():

@@ -47,12 +47,28 @@ def test_inferred_angles_are_written_under_cryoavae_names_next_to_the_users_own(
     assert out[list(COLUMNS[:5])].notna().all().all()
 
 
-def test_a_model_without_orientations_adds_no_angle_columns(tmp_path):
+def test_a_model_without_orientations_adds_no_angle_columns_and_says_what_gives_them(
+    tmp_path, caplog
+):
     latents = latents_table(6, np.random.default_rng(1), angles=False)
     source_star(tmp_path / "in.star", 6)
     annotate_particles(tmp_path / "in.star", latents, latents, ["a", "b"], tmp_path / "out.star")
     out = starfile.read(tmp_path / "out.star")
     assert not set(ANGLE_COLUMNS.values()) & set(out.columns)
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    for setting in (
+        "model.decoder: gaussian_splat",
+        "model.pose_encoding: rotation6d",
+        "orientation.method: template_matching",
+    ):
+        assert setting in warning
+
+
+def test_a_model_with_orientations_warns_of_nothing(tmp_path, caplog):
+    latents = latents_table(6, np.random.default_rng(1), angles=True)
+    source_star(tmp_path / "in.star", 6)
+    annotate_particles(tmp_path / "in.star", latents, latents, ["a", "b"], tmp_path / "out.star")
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
 
 
 def test_matched_shifts_become_origins_in_relions_sign(tmp_path):

@@ -6,12 +6,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import starfile
 from volume_fixtures import blobs
 
 from cryoavae import particles
 from cryoavae.core.atomic import atomic_path
 from cryoavae.core.errors import InputError
-from cryoavae.inference.apply import apply_model
+from cryoavae.inference.apply import apply_model, reference_classes, write_results
 from cryoavae.inference.embed import embed_particles
 from cryoavae.inference.latents import read_latents
 from cryoavae.model.config import ModelConfig
@@ -108,3 +109,50 @@ def test_a_reference_without_training_particles_is_refused(study):
     checkpoint, star, reference = study
     with pytest.raises(InputError, match="no training particles"):
         apply_model(checkpoint, star, reference[reference["split"] != "train"])
+
+
+def users_set(star: Path, numbers: list[int]) -> Path:
+    """A RELION-style table of the study's particles: images and class numbers, nothing of ours."""
+    path = star.with_name("users_set.star")
+    images = [particles.image_reference(i, "s.mrcs") for i in range(len(numbers))]
+    table = pd.DataFrame({particles.IMAGE: images, particles.CLASS_NUMBER: numbers})
+    starfile.write({"particles": table}, path, overwrite=True)
+    return path
+
+
+def study_umap(reference: pd.DataFrame) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    xy = rng.uniform(-5, 5, (len(reference), 2))
+    return pd.DataFrame({"image": reference["image"], "umap_x": xy[:, 0], "umap_y": xy[:, 1]})
+
+
+def test_an_applied_set_is_split_applied_named_by_number_and_placed_in_the_umap(study, tmp_path):
+    """Not unseen (a held-out class): applied; class number k named as the study names it, 0 and
+    numbers the study never named stay unknown; a place in the study's UMAP, in the TSV and in
+    the annotated STAR file."""
+    checkpoint, star, reference = study
+    umap = study_umap(reference)
+    user = users_set(star, [1, 2, 0, 9] * 3)
+    applied = apply_model(checkpoint, user, reference, umap=umap)
+    assert set(applied["split"]) == {"applied"}
+    assert applied["class_name"].tolist()[:4] == ["a", "b", "unknown", "unknown"]
+    xy = applied[["umap_x", "umap_y"]].to_numpy()
+    assert np.isfinite(xy).all() and (np.abs(xy) <= 5).all()
+    write_results(tmp_path / "out.star", user, applied, reference)
+    out = starfile.read(tmp_path / "out.star")
+    assert set(out["cryoavaeSplit"]) == {"applied"}
+    np.testing.assert_allclose(out[["cryoavaeUmapX", "cryoavaeUmapY"]], xy, atol=1e-4)
+
+
+def test_a_umap_table_of_other_particles_is_refused(study):
+    checkpoint, star, reference = study
+    umap = study_umap(reference).iloc[::-1]
+    with pytest.raises(InputError, match="umap.tsv of the same variant"):
+        apply_model(checkpoint, users_set(star, [1] * 12), reference, umap=umap)
+
+
+def test_predicted_class_numbers_are_the_studys_whatever_classes_lack_particles():
+    """A class outside the study's list (number 0) and a number without particles do not shift
+    the numbers written beside the predicted class."""
+    reference = pd.DataFrame({"class_number": [0, 3, 1, 3], "class_name": ["junk", "c", "a", "c"]})
+    assert reference_classes(reference) == ["a", "", "c"]

@@ -11,6 +11,7 @@ from cryoavae.inference.latents import (
     class_centroids,
     class_cosine_matrix,
     latent_columns,
+    place_by_neighbours,
     read_latents,
 )
 
@@ -102,3 +103,16 @@ def test_read_latents_refuses_a_bad_table_in_one_line_naming_the_file(tmp_path, 
     assert "\n" not in str(err.value)
     with pytest.raises(InputError, match="latents table not found"):
         read_latents(tmp_path / "missing.tsv")
+
+
+def test_a_new_particle_lands_among_its_nearest_fitted_particles_by_direction():
+    """Three directions of mu (lengths 0.5, 5 and 1), five fitted particles each at one place in
+    the map: a new particle goes to the place of the direction it shares (cosine), not of the
+    fitted particles nearest by distance (the short first direction, for the first one here)."""
+    rng = np.random.default_rng(0)
+    fitted = np.repeat(np.eye(3) * [[0.5], [5.0], [1.0]], 5, axis=0)
+    fitted += 0.01 * rng.normal(size=fitted.shape)
+    places = np.repeat([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]], 5, axis=0)
+    new = np.array([[0.3, 0.4, 0.0], [0.02, 0.0, 3.0]])
+    np.testing.assert_allclose(place_by_neighbours(fitted, places, new), [[10, 0], [0, 10]])
+    assert place_by_neighbours(fitted, places, np.empty((0, 3))).shape == (0, 2)

@@ -97,7 +97,7 @@ def test_voxel_size_from_optics_then_header_then_config(tmp_path):
         do_import(unknown, tmp_path / "b")
 
 
-def test_a_named_class_column_and_a_given_split(tmp_path):
+def test_a_named_class_column_and_a_given_split(tmp_path, caplog):
     star = relion_star(tmp_path / "data")
     blocks = starfile.read(star, always_dict=True)
     names = np.array(["Ribo", "PROTEASOME", "junk"] * 4)
@@ -105,10 +105,27 @@ def test_a_named_class_column_and_a_given_split(tmp_path):
     blocks["particles"]["mySplit"] = ["train", "val", "train"] * 4
     starfile.write(blocks, star, overwrite=True)
     config = StarSourceConfig(class_column="tmLabel", split_column="mySplit")
+    caplog.set_level("INFO", logger="cryoavae.sources.star")
     table, _ = do_import(star, tmp_path, config, unseen=())
+    read_as = "(tmLabel → name: particles): Ribo → ribo: 4, PROTEASOME → proteasome: 4, junk → not"
+    assert read_as in caplog.text
     assert table[P.CLASS_NAME][:3].tolist() == ["ribo", "proteasome", "junk"]
     assert table[P.CLASS_NUMBER][:3].tolist() == [1, 2, 0]  # junk: outside the class list
     assert table[P.SPLIT][:3].tolist() == ["train", "val", "unseen"]
+
+
+def test_the_log_maps_each_class_number_to_its_name_in_number_order(tmp_path, caplog):
+    """Number k is the k-th name of star.classes, whatever the names' alphabetical order; the
+    log says so with each class's count, in plain names (not numpy's reprs)."""
+    star = relion_star(tmp_path / "data")  # class numbers 1, 2, 3, four particles each
+    caplog.set_level("INFO", logger="cryoavae.sources.star")
+    do_import(star, tmp_path, classes=["ribo", "proteasome"], unseen=("proteasome",))
+    expected = (
+        "classes (rlnClassNumber → name: particles): 1 → ribo: 4, 2 → proteasome (unseen): 4, "
+        "3 → not in star.classes (class 0, unseen): 4"
+    )
+    assert expected in caplog.text
+    assert "np.str_" not in caplog.text
 
 
 def test_class_numbers_without_names_are_refused(tmp_path):

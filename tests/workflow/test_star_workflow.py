@@ -68,6 +68,7 @@ def test_a_relion5_star_study_writes_the_users_table_back_annotated(tmp_path):
             P.CLASS_NUMBER: classes + 1,
             "rlnOpticsGroup": 1,
             "rlnCenteredCoordinateXAngst": rng.uniform(-500, 500, len(names)),
+            **{angle: rng.uniform(-180, 180, len(names)) for angle in P.ANGLES},
         }
     )
     starfile.write({"optics": optics, "particles": particles}, tmp_path / "particles.star")
@@ -81,7 +82,8 @@ def test_a_relion5_star_study_writes_the_users_table_back_annotated(tmp_path):
         "affinity: {source: csv, csv_path: prior.csv}\n" + TINY_MODEL
     )
     out = "results/mine/seed0/models/avae"
-    snakemake(tmp_path, config, f"{out}/particles_annotated.star", f"{out}/latent_space.html")
+    targets = ("particles_annotated.star", "latent_space.html", "class_averages.tsv")
+    result = snakemake(tmp_path, config, *(f"{out}/{target}" for target in targets))
     assert list((tmp_path / "results").rglob("*.mrc")) == []  # read in place, never copied
     blocks = starfile.read(tmp_path / out / "particles_annotated.star", always_dict=True)
     assert list(blocks) == ["optics", "particles"]
@@ -92,6 +94,18 @@ def test_a_relion5_star_study_writes_the_users_table_back_annotated(tmp_path):
     assert set(annotated["cryoavaePredictedClass"]) <= {"ribo", "proteasome"}
     assert set(annotated.loc[classes == 2, "cryoavaeSplit"]) == {"unseen"}
     assert (annotated["cryoavaeNovelty"] >= 0).all()
+    logs = tmp_path / "results" / "mine" / "seed0" / "logs"
+    imported = (logs / "import_star_particles.log").read_text()
+    assert "1 → ribo: 12, 2 → proteasome: 12, 3 → other (unseen): 12" in imported
+    assert "model.decoder: gaussian_splat" in (logs / "annotate_particles" / "avae.log").read_text()
+    averages = pd.read_csv(tmp_path / out / "class_averages.tsv", sep="\t")
+    assert set(averages["average_from"]) == {"given (the STAR file's angles)"}
+    # the console ends with what came out, though this partial target wrote no summary.md
+    end = result.stderr[result.stderr.rindex("cryoavae: study mine") :]
+    assert "  avae: macro-F1 " in end and "unseen other → " in end
+    assert f"{out}/particles_annotated.star: the particles" in end
+    assert "snakemake --report results/mine/report.html --configfile " in end
+    assert "summary.md" not in end
 
 
 def reference_3d_folder(root: Path, rng) -> None:

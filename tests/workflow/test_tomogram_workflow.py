@@ -106,6 +106,10 @@ def test_tiny_tomogram_study_runs_end_to_end(tmp_path):
     assert "missing-wedge weighted (tilts through +-60 degrees)" in log
     applied = pd.read_csv(out / "applied" / "avae" / "picks.tsv", sep="\t")
     assert "background" in set(applied["class_name"]) and "novelty" in applied
+    assert set(applied["split"]) == {"applied"}  # not unseen: no class was held out of them
+    annotated = starfile.read(out / "applied" / "avae" / "picks.star")
+    assert set(annotated["cryoavaeSplit"]) == {"applied"}
+    assert annotated[["cryoavaeUmapX", "cryoavaeUmapY"]].notna().all().all()  # the study's UMAP
     resources = pd.read_csv(out / "resources.tsv", sep="\t")
     assert "simulate_tomogram" in " ".join(resources.astype(str).to_numpy().ravel())
     report = out / "report.html"

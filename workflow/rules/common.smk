@@ -187,6 +187,14 @@ def orientation_params():
     return {**config["orientation"], "wedge_tilt_max_deg": wedge_tilt_max_deg()}
 
 
+def angles_from():
+    """Where the particles' angles come from when they are not a simulation's truth: averages
+    and summaries name it (None: simulated, the truth)."""
+    return {"star": "the STAR file's angles", "extract": "the pick lists' angles"}.get(
+        SOURCE
+    )
+
+
 def microscope():
     """The CTF's microscope when the study simulated one (else None: no CTF to match)."""
     return particle_microscope(config)
@@ -240,12 +248,33 @@ def benchmark_files():
     return files
 
 
-def study_command():
-    """The command that runs this study, as results tables quote it."""
-    files = " ".join(
+def configfile_args():
+    """The --configfile arguments of this study, as a command line gives them."""
+    return " ".join(
         f"--configfile {config_source([path])}" for path in workflow.configfiles
     )
-    return f"snakemake --cores 2 {files}".strip()
+
+
+def study_command():
+    """The command that runs this study, as results tables quote it."""
+    return f"snakemake --cores 2 {configfile_args()}".strip()
+
+
+def print_run_summary():
+    """The console's last lines after a successful run: each variant's scores, where the unseen
+    classes landed and the files to open (cryoavae.evaluate.summary.run_summary), in place of
+    hundreds of job blocks. Nothing is printed before an evaluation exists (a partial target),
+    and no error here may fail a run that succeeded."""
+    command = f"snakemake --report {S}/report.html {configfile_args()}".strip()
+    try:
+        # imported only here: the evaluation's packages would slow every parse of the workflow
+        from cryoavae.evaluate.summary import run_summary
+
+        lines = run_summary(S, STUDY, SEEDS, VARIANTS, command)
+    except Exception as error:  # a summary is a courtesy, the run has succeeded
+        lines = [f"cryoavae: no summary of this run ({type(error).__name__}: {error})"]
+    if lines:
+        print("\n".join(lines), file=sys.stderr)
 
 
 def model_outputs(name):

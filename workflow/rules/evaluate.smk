@@ -117,5 +117,6 @@ rule average_particles:
         symmetry=config["evaluation"]["symmetry"],
         shape_rotations=config["evaluation"]["shape_rotations"],
         seed=lambda wildcards: int(wildcards.seed),
+        angles_from=angles_from(),
     script:
         "../../scripts/average_particles.py"

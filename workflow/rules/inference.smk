@@ -132,10 +132,12 @@ rule annotate_particles:
 
 
 rule apply_model:
-    """Place a new particle set (e.g. from a tomogram) in a trained model's latent space."""
+    """Place a new particle set (e.g. from a tomogram) in a trained model's latent space and in
+    the study's UMAP."""
     input:
         model=f"{R}/models/{{variant}}/model.pt",
         reference=f"{R}/models/{{variant}}/latents.tsv",
+        umap_table=f"{R}/models/{{variant}}/umap.tsv",
         particles=lambda wildcards: config["apply"]["particle_sets"][
             wildcards.particle_set
         ],

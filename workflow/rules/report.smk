@@ -42,6 +42,7 @@ rule summarize_study:
         variants=VARIANTS,
         study=STUDY,
         config=config,
+        angles_from=angles_from(),
     script:
         "../../scripts/summarize_study.py"
 
@@ -68,5 +69,6 @@ rule aggregate_seeds:
         seeds=SEEDS,
         study=STUDY,
         command=study_command(),
+        angles_from=angles_from(),
     script:
         "../../scripts/aggregate_seeds.py"

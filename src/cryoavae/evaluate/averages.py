@@ -13,6 +13,10 @@ its own canonical frame; when the true orientations are known the frame is align
 reference's first (:func:`~cryoavae.geometry.rotations.align_rotations` on the class's training
 particles), so the averages can be compared with the class's map.
 
+Where the particles' angles are not a simulation's truth but a user's own (a STAR file's, a pick
+list's), the third average is labelled ``given`` instead of ``true`` and ``average_from`` says
+where its angles came from: calling a user's refinement "true" would claim what nobody knows.
+
 At 10 Å per voxel an FSC against the map reaches Nyquist for any roughly right average, so the
 threshold resolutions saturate; the FSC's area (its mean over the shells up to Nyquist, 1 for a
 perfect match, about 0 for an unrelated volume) keeps ranking averages that both reach Nyquist.
@@ -31,6 +35,7 @@ from cryoavae.inference.latents import INFERRED_ANGLES, INFERRED_SHIFTS, latent_
 from cryoavae.orientation.averaging import class_average
 from cryoavae.particles import ParticleImages
 
+SEEN_SPLITS = ("train", "val", "test")  # a study's particles of seen classes (not unseen/applied)
 PREDICTED_CLASS = COLUMNS[0]  # the nearest seen class, as the annotated STAR file names it
 MAX_PER_CLASS = 1000  # a seeded draw of a larger class: the average is then already converged
 
@@ -111,22 +116,26 @@ def average_classes(
     symmetry: dict[str, str | np.ndarray],
     seed: int,
     max_per_class: int = MAX_PER_CLASS,
+    angles_from: str | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame, dict]:
     """Per seen class (3-D): the ``predicted``, ``inferred`` and ``true`` averages (module
     docstring) that the latents allow, each one's FSC against the class's noise-free map (when
     ``maps`` has it; resolutions in Å at FSC 0.5 and 0.143, and the curve's area) and the model's
     averages' FSC against the true-pose one.
 
-    ``latents`` rows line up with ``images``. Returns the averages ``(c, d, d, d)`` (the first of
-    predicted, inferred, true that exists, in ``class_names`` order of the seen classes), a table
-    with one row per class and the FSC curves for figures.
+    ``latents`` rows line up with ``images``. ``angles_from`` says where the latents' ``angle_*``
+    columns came from when they are not a simulation's truth (e.g. "the STAR file's angles"):
+    the ``true`` average is then ``given`` (:func:`known_label`). Returns the averages
+    ``(c, d, d, d)`` (the first of predicted, inferred, true that exists, in ``class_names``
+    order of the seen classes), a table with one row per class and the FSC curves for figures.
     """
     names = latents["class_name"].astype(str).to_numpy()
     split = latents["split"].astype(str).to_numpy()
     seen = [c for c in class_names if c in set(names[split == "train"])]
     if len(images.shape) == 3:  # 2-D images: no rotation here, the plain means
         means = [
-            images.gather(np.flatnonzero((names == c) & (split != "unseen"))).mean(0) for c in seen
+            images.gather(np.flatnonzero((names == c) & np.isin(split, SEEN_SPLITS))).mean(0)
+            for c in seen
         ]
         table = pd.DataFrame({"class_name": seen, "average_from": "2-D images (plain mean)"})
         return np.stack(means), table, {}
@@ -136,7 +145,9 @@ def average_classes(
         log.info(
             "class averages: missing-wedge weighted (tilts through +-%g degrees)", tilt_max_deg
         )
-    poses = _Poses(latents, voxel_size_angstrom, symmetry)
+    if angles_from is not None:
+        log.info("class averages: the 'given' average turns the particles by %s", angles_from)
+    poses = _Poses(latents, voxel_size_angstrom, symmetry, known_label(angles_from))
     predicted = _predicted_classes(latents, seen) if poses.inferred is not None else None
     rng = np.random.default_rng(seed)
 
@@ -147,7 +158,7 @@ def average_classes(
 
     volumes, rows, curves = [], [], {}
     for c in seen:
-        members = draw(np.flatnonzero((names == c) & (split != "unseen")))
+        members = draw(np.flatnonzero((names == c) & np.isin(split, SEEN_SPLITS)))
         assigned = None if predicted is None else draw(np.flatnonzero(predicted == c))
         found, row = _class_averages(
             c, members, assigned, poses, names, split, images, tilt_max_deg
@@ -155,7 +166,7 @@ def average_classes(
         _score(c, found, row, maps, voxel_size_angstrom, curves)
         if not found:  # no poses at all: the plain mean, unaligned
             found["mean"] = images.gather(members).mean(axis=0)
-        row["average_from"] = next(iter(found))
+        row["average_from"] = _source(next(iter(found)), angles_from)
         volumes.append(next(iter(found.values())))
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -166,13 +177,14 @@ class _Poses:
     """The latents' poses: true rotations (where known), the model's rotations and shifts, and
     per class the rotation taking the model's frame to the reference's."""
 
-    def __init__(self, latents: pd.DataFrame, voxel_size_angstrom: float, symmetry):
+    def __init__(self, latents: pd.DataFrame, voxel_size_angstrom: float, symmetry, known: str):
         true_angles = latents[["angle_rot", "angle_tilt", "angle_psi"]].to_numpy(np.float64)
         self.has_truth = np.isfinite(true_angles).all(axis=1)
         self.true = np.full((len(latents), 3, 3), np.nan)
         self.true[self.has_truth] = relion_angles_to_matrices(true_angles[self.has_truth])
         self.inferred, self.shifts = _model_poses(latents, voxel_size_angstrom)
         self.symmetry = symmetry
+        self.known = known  # the label of the average from the table's own angles
 
     def frame(self, c: str, members: np.ndarray, split: np.ndarray) -> np.ndarray:
         """The rotation aligning the model's frame of class ``c`` with its map's, from the
@@ -200,12 +212,25 @@ def _class_averages(c, members, assigned, poses: _Poses, names, split, images, t
             row["predicted_purity"] = float(np.mean(names[assigned] == c))
         found["inferred"] = poses.model_average(images, members, q, tilt_max_deg)
     if poses.has_truth[members].all():
-        found["true"] = class_average(images, members, poses.true[members], tilt_max_deg)
+        found[poses.known] = class_average(images, members, poses.true[members], tilt_max_deg)
     return found, row
 
 
+def known_label(angles_from: str | None) -> str:
+    """The label of the average made with the particle table's own angles: ``true`` when they
+    are a simulation's truth (``angles_from`` None), else ``given``."""
+    return "true" if angles_from is None else "given"
+
+
+def _source(label: str, angles_from: str | None) -> str:
+    """``average_from`` of a class: the label, and for ``given`` where its angles came from."""
+    return f"{label} ({angles_from})" if label == "given" else label
+
+
 def _score(c, found, row, maps, voxel_size_angstrom, curves) -> None:
-    """FSC of each average against the class's map and the model's against the true-pose one."""
+    """FSC of each average against the class's map and the model's against the one from the
+    table's own angles (``true`` or ``given``)."""
+    known = next((label for label in ("true", "given") if label in found), None)
     for label, volume in found.items():
         if c in maps:
             frequency, curve = fsc(volume, maps[c])
@@ -215,9 +240,9 @@ def _score(c, found, row, maps, voxel_size_angstrom, curves) -> None:
                 row[key] = resolution_angstrom(frequency, curve, threshold, voxel_size_angstrom)
             row[f"{label}_fsc_area_vs_map"] = fsc_area(curve)
     for label in ("predicted", "inferred"):
-        if {label, "true"} <= set(found):
-            frequency, curve = fsc(found[label], found["true"])
-            row[f"{label}_vs_true_fsc05_angstrom"] = resolution_angstrom(
+        if known is not None and label in found:
+            frequency, curve = fsc(found[label], found[known])
+            row[f"{label}_vs_{known}_fsc05_angstrom"] = resolution_angstrom(
                 frequency, curve, 0.5, voxel_size_angstrom
             )
-            row[f"{label}_vs_true_fsc_area"] = fsc_area(curve)
+            row[f"{label}_vs_{known}_fsc_area"] = fsc_area(curve)

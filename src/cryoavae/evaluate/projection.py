@@ -10,12 +10,9 @@ import numpy as np
 import sklearn
 from sklearn.neighbors import NearestNeighbors
 
-log = logging.getLogger(__name__)
+from cryoavae.inference.latents import PLACEMENT_NEIGHBOURS, WORKING_MEMORY_MB, place_by_neighbours
 
-PLACEMENT_NEIGHBOURS = 5
-# scikit-learn computes pairwise distances in chunks of this many MB (its default, 1 GB, made
-# the evaluation of 10^4 particles peak at 2.3 GB; at 128 MB it peaks at 0.8 GB, as fast)
-WORKING_MEMORY_MB = 128
+log = logging.getLogger(__name__)
 
 
 def cache_umap_compilation(cache_dir: str | os.PathLike) -> None:
@@ -65,8 +62,9 @@ def umap_projection(
     with ``cache_dir`` that compile is paid once per machine (:func:`cache_umap_compilation`).
 
     Above ``max_points`` particles UMAP is fitted on a draw of that many (seeded) and the others
-    are placed at the mean position of their :data:`PLACEMENT_NEIGHBOURS` nearest fitted
-    particles (cosine): the neighbour search grows with the square of the fitted count.
+    are placed at the mean position of their ``PLACEMENT_NEIGHBOURS`` nearest fitted particles
+    (cosine, :func:`cryoavae.inference.latents.place_by_neighbours`, which also places a new
+    particle set): the neighbour search grows with the square of the fitted count.
     """
     n = len(mu)
     if max_points is not None and n > max_points:
@@ -74,12 +72,7 @@ def umap_projection(
         xy = np.empty((n, 2))
         xy[fitted] = umap_projection(mu[fitted], n_neighbors, min_dist, seed, cache_dir)
         rest = np.setdiff1d(np.arange(n), fitted)
-        near = NearestNeighbors(
-            n_neighbors=PLACEMENT_NEIGHBOURS, metric="cosine", algorithm="brute"
-        )
-        with sklearn.config_context(working_memory=WORKING_MEMORY_MB):
-            _, index = near.fit(mu[fitted]).kneighbors(mu[rest])  # (m, k) into fitted
-        xy[rest] = xy[fitted][index].mean(axis=1)
+        xy[rest] = place_by_neighbours(mu[fitted], xy[fitted], mu[rest], PLACEMENT_NEIGHBOURS)
         log.info("UMAP fitted on %d of %d particles (the rest placed by neighbours)", max_points, n)
         return xy
     if n < 4:

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from cryoavae.evaluate.summary import angles_note
+
 __all__ = ["SEED_METRICS", "seed_summary_markdown", "seed_summary_table"]
 
 #: (metrics.json key, column heading): the headline numbers, with those that show a failure
@@ -78,12 +80,15 @@ def seed_summary_markdown(
     scored_split: str,
     command: str,
     figures: Mapping[str, str] | None = None,
+    angles_from: str | None = None,
 ) -> str:
     """The aggregate as a Markdown fragment for README and ``docs/science.md``: the command that
     made it, which particles were scored, one row per variant and, when there is a pose, each
     class's fraction within 20° (a median pooled over classes hides a class that fails).
-    ``figures`` maps a caption to a path relative to the repository root: thumbnails of the
-    first seed's first variant (``tools/update_readme_results.py`` copies them there)."""
+    ``figures`` maps a caption to a link relative to the Markdown file's folder: thumbnails of
+    the first seed's first variant (``tools/update_readme_results.py`` copies them to the
+    README's ``docs/images/``). ``angles_from``: what the pose was scored against when it is not
+    a simulation's truth (e.g. "the STAR file's angles")."""
     digits = {"pose_geodesic_median_deg": 1}
     over = (
         f"seed {seeds[0]}"
@@ -100,12 +105,13 @@ def seed_summary_markdown(
     for _, row in table.iterrows():
         cells = [_cell(row, key, digits.get(key, 3)) for key, _ in SEED_METRICS]
         lines.append(f"| {row['variant']} | " + " | ".join(cells) + " |")
+    lines += angles_note(angles_from)
     classes = [c.split(":", 1)[1][: -len("_mean")] for c in table.columns if _is_class(c)]
     if classes:
         lines += [
             "",
-            "Fraction of each class's scored particles whose orientation is within 20° of the "
-            "truth (modulo the class's symmetry):",
+            "Fraction of each class's scored particles whose orientation is within 20° of "
+            f"{angles_from or 'the truth'} (modulo the class's symmetry):",
             "",
             "| variant | " + " | ".join(classes) + " |",
             "|---|" + "---|" * len(classes),

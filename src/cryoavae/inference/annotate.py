@@ -8,11 +8,15 @@ file, every data block, rows in their order) with columns added per particle:
   in the study's class list;
 - ``cryoavaeCentroidCosine``: the cosine to that centroid; ``cryoavaeNovelty`` = 1 - that cosine
   (0 on the centroid, up to 2 opposite every centroid): the open-set score;
-- ``cryoavaeSplit``: how the study used the particle (train / val / unseen);
-- ``cryoavaeUmapX``, ``cryoavaeUmapY``: its position in the study's UMAP of mu, when there is one;
+- ``cryoavaeSplit``: how the study used the particle (train / val / test / unseen: a class held
+  out of training), or ``applied`` for a new particle set (:mod:`cryoavae.inference.apply`);
+- ``cryoavaeUmapX``, ``cryoavaeUmapY``: its position in the study's UMAP of mu, when there is one
+  (a new set's particles are placed by their nearest study particles);
 - ``cryoavaeAngleRot``, ``cryoavaeAngleTilt``, ``cryoavaeAnglePsi`` (3-D) or ``cryoavaeAnglePsi``
   (2-D): the model's orientation of the particle (RELION's ZYZ convention, degrees), when its
-  decoder turns by the pose. The frame is the model's own, one per class: the angles agree with
+  decoder turns by the pose (``model.decoder: gaussian_splat`` with a rotation pose, e.g.
+  ``model.pose_encoding: rotation6d``; the default CNN decoder gives none, and says so in the
+  log). The frame is the model's own, one per class: the angles agree with
   that class's ``class_averages.mrcs`` volume, not with an outside reference, so they are named
   apart from ``rlnAngleRotPrior`` etc. rather than silently taken as priors;
 - ``cryoavaeOriginXAngst``, ``cryoavaeOriginYAngst``, ``cryoavaeOriginZAngst`` (when template
@@ -130,6 +134,14 @@ def annotate_particles(
     for source, column in ANGLE_COLUMNS.items():
         if source in latents.columns:
             added[column] = latents[source].to_numpy(np.float64)
+    if not set(ANGLE_COLUMNS) & set(latents.columns):
+        log.warning(
+            "%s gets no orientations (cryoavaeAngle*): this model's decoder does not turn its "
+            "particle; for orientations train with model.decoder: gaussian_splat and "
+            "model.pose_encoding: rotation6d (pose_dims: 6; 2-D: circular), and set "
+            "orientation.method: template_matching to match them against its templates",
+            out_path,
+        )
     for source, column in ORIGIN_COLUMNS.items():
         if source in latents.columns:
             added[column] = -latents[source].to_numpy(np.float64)

@@ -7,13 +7,23 @@ nearest in cosine, and its novelty (1 - that cosine) says how unlike every train
 The particles may be any STAR file of subtomograms: this pipeline's own tables, or a RELION /
 Warp one (``rlnImageName`` as ``index@stack`` or one file per particle). With ``--out`` ending in
 ``.star`` the result is that same STAR file with the columns of :mod:`cryoavae.inference.annotate`
-added (nearest seen class, cosine, novelty); otherwise a TSV of the latents and the assignments.
+added (nearest seen class, cosine, novelty, split ``applied``, UMAP position); otherwise a TSV of
+the latents and the assignments.
+
+Every row's split is ``applied``: the study never trained on, chose by nor held out these
+particles (``unseen`` means a class held out of training). A set whose table has no
+``cryoavaeClassName`` but an ``rlnClassNumber`` gets the study's name of that number, as a STAR
+study reads its own file. With the study's ``umap.tsv`` each particle is placed in the study's
+UMAP at the mean position of its nearest study particles
+(:func:`cryoavae.inference.latents.place_by_neighbours`: the UMAP itself is not kept).
 
 Command line::
 
     python -m cryoavae.inference.apply --model results/<study>/seed<k>/models/<variant>/model.pt \\
         --reference results/<study>/seed<k>/models/<variant>/latents.tsv \\
         --particles new_particles.star --out new_particles_annotated.star
+
+(``--umap`` defaults to the ``umap.tsv`` beside ``--reference``.)
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import argparse
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from cryoavae.core.atomic import atomic_path
@@ -34,16 +45,18 @@ from cryoavae.core.config import (
 from cryoavae.core.errors import InputError
 from cryoavae.core.runlog import command_line_errors
 from cryoavae.geometry.ctf import CtfModel
-from cryoavae.inference.annotate import annotate_particles
+from cryoavae.inference.annotate import annotate_particles, read_umap
 from cryoavae.inference.embed import embed_particles
 from cryoavae.inference.latents import (
+    APPLIED,
     assign_nearest_class,
     class_centroids,
     latent_columns,
+    place_by_neighbours,
     read_latents,
 )
 from cryoavae.orientation.templates import OrientationConfig
-from cryoavae.particles import ParticleImages, read_star_particles
+from cryoavae.particles import CLASS_NAME, ParticleImages, read_star_particles
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +68,12 @@ def apply_model(
     orientation: OrientationConfig | None = None,
     seed: int = 0,
     ctf: CtfModel | None = None,
+    umap: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Latents of the particles in ``particles_star`` plus ``nearest_seen``, ``nearest_cosine``
-    and ``novelty``, against the class centroids of the reference's training particles.
+    and ``novelty``, against the class centroids of the reference's training particles; split
+    ``applied``; with the study's UMAP table ``umap`` (rows of ``reference``) also ``umap_x``,
+    ``umap_y`` (module docstring).
 
     ``orientation``, ``seed`` and ``ctf`` are the study's: with ``template_matching`` the new
     particles are matched against templates of the reference's training particles, as the
@@ -82,8 +98,14 @@ def apply_model(
     )
     if latent_columns(latents, "mu") != mu_columns:
         raise InputError(f"{checkpoint_path}: latent size differs from the reference latents")
+    latents["split"] = APPLIED
+    if CLASS_NAME not in table.columns:
+        latents["class_name"] = _names_of_numbers(latents["class_number"], reference)
     assigned = assign_nearest_class(latents[mu_columns].to_numpy(), centroids, seen)
     result = pd.concat([latents, assigned], axis=1)
+    if umap is not None:
+        placed = umap_positions(reference, umap, latents[mu_columns].to_numpy())
+        result[["umap_x", "umap_y"]] = placed
     log.info(
         "applied %s to %d particles: nearest classes %s, median novelty %.3f",
         checkpoint_path,
@@ -94,10 +116,42 @@ def apply_model(
     return result
 
 
+def _names_of_numbers(numbers: pd.Series, reference: pd.DataFrame) -> list[str]:
+    """The study's class name of each class number (``unknown`` for 0 or a number the study
+    never named), read from the reference's pairs of number and name."""
+    if "class_number" not in reference.columns:
+        return ["unknown"] * len(numbers)
+    pairs = reference[reference["class_number"] > 0].drop_duplicates("class_number")
+    named = pd.Series(pairs["class_name"].astype(str).to_numpy(), index=pairs["class_number"])
+    return numbers.map(named).fillna("unknown").astype(str).tolist()
+
+
+def umap_positions(reference: pd.DataFrame, umap: pd.DataFrame, mu: np.ndarray) -> np.ndarray:
+    """Where particles ``mu`` ``(m, k)`` sit in the study's UMAP ``(m, 2)``: ``umap`` is the
+    study's ``umap.tsv`` (``image``, ``umap_x``, ``umap_y``, one row per ``reference`` row).
+
+    Raises:
+        InputError: the UMAP table does not hold the reference's particles in their order.
+    """
+    images = reference["image"].astype(str).to_numpy()
+    if len(umap) != len(reference) or not (umap["image"].astype(str).to_numpy() == images).all():
+        raise InputError(
+            f"the UMAP table ({len(umap)} rows) does not list the reference latents' "
+            f"{len(reference)} particles in their order: give the umap.tsv of the same variant"
+        )
+    fitted = reference[latent_columns(reference, "mu")].to_numpy()
+    return place_by_neighbours(fitted, umap[["umap_x", "umap_y"]].to_numpy(), mu)
+
+
 def reference_classes(reference: pd.DataFrame) -> list[str]:
-    """The study's class names in class-number order, as far as the reference latents show."""
-    pairs = reference[["class_number", "class_name"]].drop_duplicates()
-    return pairs.sort_values("class_number")["class_name"].astype(str).tolist()
+    """The study's class list as far as the reference latents show: entry ``k - 1`` names class
+    number ``k`` (``""`` for a number without particles), so that a predicted class's number is
+    its number in the study; names outside the list (class number 0) are left out."""
+    pairs = reference[reference["class_number"] > 0].drop_duplicates("class_number")
+    names = [""] * int(pairs["class_number"].max() if len(pairs) else 0)
+    for number, name in zip(pairs["class_number"], pairs["class_name"], strict=True):
+        names[int(number) - 1] = str(name)
+    return names
 
 
 def write_results(
@@ -106,7 +160,9 @@ def write_results(
     """``.star``: the particle STAR file annotated (:mod:`cryoavae.inference.annotate`); else a
     TSV."""
     if Path(path).suffix.lower() == ".star":
-        annotate_particles(particles_star, result, reference, reference_classes(reference), path)
+        umap_xy = result[["umap_x", "umap_y"]] if "umap_x" in result.columns else None
+        classes = reference_classes(reference)
+        annotate_particles(particles_star, result, reference, classes, path, umap_xy=umap_xy)
     else:
         write_assignments(path, result)
 
@@ -129,6 +185,18 @@ def _study_settings(path: Path) -> dict:
     }
 
 
+def _study_umap(path: Path | None, reference: Path) -> pd.DataFrame | None:
+    """The UMAP table named, else the one beside the reference latents (as the workflow writes
+    them), else None: the particles are then not placed in the UMAP."""
+    if path is not None:
+        return read_umap(path)
+    beside = reference.with_name("umap.tsv")
+    if beside.is_file():
+        return read_umap(beside)
+    log.info("no %s: the particles get no UMAP position (give --umap)", beside)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m cryoavae.inference.apply", description=__doc__.splitlines()[0]
@@ -138,6 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--particles", required=True, type=Path, help="STAR table of new particles")
     parser.add_argument(
         "--out", required=True, type=Path, help="output: annotated .star, or .tsv of latents"
+    )
+    parser.add_argument(
+        "--umap",
+        type=Path,
+        help="umap.tsv of its study, to place the particles in the study's UMAP (default: the "
+        "umap.tsv beside --reference, when there is one)",
     )
     parser.add_argument(
         "--config",
@@ -150,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     with command_line_errors(parser.prog):
         reference = read_latents(args.reference)
         settings = _study_settings(args.config) if args.config else {}
-        result = apply_model(args.model, args.particles, reference, **settings)
+        umap = _study_umap(args.umap, args.reference)
+        result = apply_model(args.model, args.particles, reference, umap=umap, **settings)
         write_results(args.out, args.particles, result, reference)
     return 0
 

@@ -10,11 +10,20 @@ import matplotlib.pyplot as plt
 from cryoavae.report.figure import save_figure
 
 
-def plot_average_fsc(path: str | os.PathLike, curves: dict, voxel_size_angstrom: float) -> None:
+def plot_average_fsc(
+    path: str | os.PathLike,
+    curves: dict,
+    voxel_size_angstrom: float,
+    angles_from: str | None = None,
+) -> None:
     """One panel per class: FSC against the noise-free map of the averages (module
     :mod:`cryoavae.evaluate.averages`): the model's classes and orientations (solid), the true
     members with the model's orientations (dash-dot) and with the true ones (dashed), with the 0.5
-    and 0.143 thresholds."""
+    and 0.143 thresholds. ``angles_from``: where the table's angles came from when they are not a
+    simulation's truth (e.g. "the STAR file's angles"); the figure then says so instead of
+    "true"."""
+    known = "true" if angles_from is None else "given"  # the classes and angles of the table
+    angles = "the true orientations" if angles_from is None else angles_from
     classes = list(dict.fromkeys(c for c, _ in curves))
     if not classes:
         fig, ax = plt.subplots(figsize=(6, 2))
@@ -34,8 +43,8 @@ def plot_average_fsc(path: str | os.PathLike, curves: dict, voxel_size_angstrom:
     for ax, c in zip(axes.ravel(), classes, strict=False):
         for label, style, legend in (
             ("predicted", "-", "model's class and pose"),
-            ("inferred", "-.", "true class, model's pose"),
-            ("true", "--", "true class and pose"),
+            ("inferred", "-.", f"{known} class, model's pose"),
+            (known, "--", f"given class, {angles}" if angles_from else "true class and pose"),
         ):
             if (c, label) in curves:
                 frequency, curve = curves[(c, label)]
@@ -51,9 +60,9 @@ def plot_average_fsc(path: str | os.PathLike, curves: dict, voxel_size_angstrom:
     axes[0, 0].legend(fontsize=7)
     inferred = any(label == "inferred" for _, label in curves)
     fig.suptitle(
-        "Class averages from the model's classes and orientations, against the true ones"
+        f"Class averages from the model's classes and orientations, against {angles}"
         if inferred
-        else "Class averages from the true orientations (the model's pose gives none)"
+        else f"Class averages from {angles} (the model's pose gives none)"
     )
     fig.tight_layout()
     save_figure(fig, path)

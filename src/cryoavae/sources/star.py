@@ -97,16 +97,38 @@ def import_star_particles(
     table[P.VOXEL_SIZE] = _voxel_size(user, optics, images, config, star_path)
     P.write_particle_table(out_path, table)
     log.info(
-        "%s: %d particles of %s in %d file(s), box %s, %.4g Å/voxel (%s)",
+        "%s: %d particles in %d file(s), box %s, %.4g Å/voxel (%s)",
         star_path,
         len(table),
-        sorted(set(spelled)),
         len(images.stack_names),
         images.shape[1:],
         table[P.VOXEL_SIZE].iloc[0],
         ", ".join(f"{s} {int((splits == s).sum())}" for s in P.SPLITS),
     )
+    log.info("%s", _class_mapping(user[config.class_column], numbers, spelled, is_unseen))
     return table
+
+
+def _class_mapping(
+    given: pd.Series, numbers: np.ndarray, spelled: np.ndarray, is_unseen: np.ndarray
+) -> str:
+    """How the user's class column was read, in class-number order with each class's count:
+    ``classes (rlnClassNumber → name: particles): 1 → 1bxn: 120, 2 → 1s3x: 118, 3 → 3h84
+    (unseen): 40``, values outside the class list last. Logged so that a user can check that
+    number k is the k-th name of ``star.classes`` before a model is trained on a wrong mapping."""
+    numeric = pd.to_numeric(given, errors="coerce")
+    if numeric.notna().all() and (numeric == numeric.round()).all():
+        values = numeric.astype(np.int64).astype(str).to_numpy()
+    else:
+        values = given.astype(str).str.strip().to_numpy()
+    rows = pd.DataFrame({"value": values, "number": numbers, "name": spelled, "unseen": is_unseen})
+    rows["outside"] = rows["number"] == 0
+    groups = rows.groupby(["outside", "number", "value", "name", "unseen"]).size()
+    parts = []
+    for (outside, _, value, name, unseen), count in groups.items():  # sorted: number, value
+        target = "not in star.classes (class 0, unseen)" if outside else str(name)
+        parts.append(f"{value} → {target}{' (unseen)' if unseen and not outside else ''}: {count}")
+    return f"classes ({given.name} → name: particles): " + ", ".join(parts)
 
 
 def _class_names_of(
