@@ -38,3 +38,14 @@ def test_summary_markdown_reports_the_metrics_it_was_given():
     assert "| avae | 0.912 | 0.900 | 0.500 | – |" in text
     assert "unseen v lands nearest a; its highest-affinity seen class is a (match)" in text
     assert 'src="docs/images/chars/umap.png"' in text
+
+
+def test_an_identity_prior_is_reported_as_no_prior_not_as_a_miss():
+    from cryoavae.evaluate.summary import summary_markdown
+
+    unseen = {"v": {"nearest_seen": "a", "highest_affinity_seen": None, "match": None}}
+    metrics = [{"accuracy": 0.5, "unseen": unseen}]
+    table = summary_table(["beta_vae"], metrics, [{"epochs": 2}])
+    assert list(table["unseen_matched"]) == ["–"]
+    text = summary_markdown("mine", table, metrics, {})
+    assert "unseen v lands nearest a; the prior ranks no seen class above another" in text
