@@ -14,7 +14,12 @@ from rule_scripts import assert_refused, run_rule
 
 from cryoavae import particles as P
 from cryoavae.core.errors import InputError
-from cryoavae.sources.star import SOURCE_ROW, StarSourceConfig, import_star_particles
+from cryoavae.sources.star import (
+    SOURCE_ROW,
+    StarSourceConfig,
+    describe_star_particles,
+    import_star_particles,
+)
 
 BOX = 8
 CLASSES = ["ribo", "proteasome", "other"]
@@ -115,6 +120,28 @@ def test_class_numbers_without_names_are_refused(tmp_path):
     star = relion_star(tmp_path / "data")
     with pytest.raises(InputError, match="give every number a name"):
         do_import(star, tmp_path, classes=[], unseen=())
+
+
+def test_a_star_file_is_described_without_a_study(tmp_path):
+    """What `cryoavae init` writes a config around: classes with their counts, box, voxel size
+    and where it was read; numbers ascending, names in order of first appearance (any case)."""
+    star = relion_star(tmp_path / "data")
+    seen = describe_star_particles(star)
+    assert seen.numbered and seen.classes == ["1", "2", "3"] and seen.counts == [4, 4, 4]
+    assert seen.box_shape == (BOX, BOX, BOX) and seen.n_files == 7 and seen.n_particles == 12
+    assert seen.voxel_size_angstrom == 12.5 and "optics" in seen.voxel_size_from
+    edit_particles(star, lambda t: t.__setitem__("tmLabel", ["proteasome", "Ribo", "ribo"] * 4))
+    named = describe_star_particles(star, "tmLabel")
+    assert not named.numbered
+    assert named.classes == ["proteasome", "Ribo"] and named.counts == [4, 8]
+    no_optics = describe_star_particles(
+        relion_star(tmp_path / "b", optics_voxel=None, header_voxel=7.0)
+    )
+    assert no_optics.voxel_size_angstrom == 7.0 and "p000.mrc" in no_optics.voxel_size_from
+    unknown = describe_star_particles(relion_star(tmp_path / "c", optics_voxel=None))
+    assert unknown.voxel_size_angstrom is None and unknown.voxel_size_from == ""
+    with pytest.raises(InputError, match=r"particles.star: class column 'rlnClass' \(star"):
+        describe_star_particles(star, "rlnClass")
 
 
 # --------------------------------------------------------------------------- broken tables
