@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import mrcfile
 import numpy as np
-import pandas as pd
 import pytest
 import starfile
 from rule_scripts import assert_refused, run_rule
+from star_fixtures import BOX, relion_star, write_volume
 
 from cryoavae import particles as P
 from cryoavae.core.errors import InputError
@@ -21,50 +20,7 @@ from cryoavae.sources.star import (
     import_star_particles,
 )
 
-BOX = 8
 CLASSES = ["ribo", "proteasome", "other"]
-
-
-def write_volume(path: Path, volume: np.ndarray, voxel: float = 0.0) -> None:
-    with mrcfile.new(path, overwrite=True) as mrc:
-        mrc.set_data(volume.astype(np.float32))
-        mrc.voxel_size = voxel
-
-
-def relion_star(root: Path, n: int = 12, optics_voxel: float | None = 12.5, header_voxel=0.0):
-    """A RELION 5-style STAR file: optics + particles blocks; the first half of the particles
-    are one .mrc each, the rest ``index@stack.mrcs``; volume i is filled with the value i."""
-    (root / "Subtomograms").mkdir(parents=True, exist_ok=True)
-    rows, stack = [], []
-    for i in range(n):
-        volume = np.full((BOX, BOX, BOX), float(i))
-        if i < n // 2:
-            name = f"Subtomograms/p{i:03d}.mrc"
-            write_volume(root / name, volume, header_voxel)
-        else:
-            stack.append(volume)
-            name = f"{len(stack):06d}@Subtomograms/rest.mrcs"
-        rows.append(
-            {
-                P.IMAGE: name,
-                P.CLASS_NUMBER: 1 + i % 3,
-                "rlnOpticsGroup": 1,
-                "rlnAngleRot": 10.0 * i,
-                "rlnAngleTilt": 90.0,
-                "rlnAnglePsi": -5.0,
-                "rlnDefocusU": 25000.0,
-            }
-        )
-    with mrcfile.new(root / "Subtomograms" / "rest.mrcs", overwrite=True) as mrc:
-        mrc.set_data(np.concatenate(stack).astype(np.float32))
-        mrc.header.ispg, mrc.header.mz = 401, BOX
-        mrc.voxel_size = header_voxel
-    blocks = {"particles": pd.DataFrame(rows)}
-    if optics_voxel is not None:
-        optics = {"rlnOpticsGroup": [1], "rlnImagePixelSize": [optics_voxel]}
-        blocks = {"optics": pd.DataFrame({**optics, "rlnImageSize": [BOX]}), **blocks}
-    starfile.write(blocks, root / "particles.star")
-    return root / "particles.star"
 
 
 def do_import(star, tmp_path, config=None, unseen=("other",), classes=CLASSES):
