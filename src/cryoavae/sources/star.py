@@ -139,11 +139,12 @@ class StarContents:
 
 
 def describe_star_particles(
-    star_path: str | os.PathLike, class_column: str = P.CLASS_NUMBER
+    star_path: str | os.PathLike, class_column: str = P.CLASS_NUMBER, option: str = ""
 ) -> StarContents:
     """Read a user's STAR file as :func:`import_star_particles` would, without a study: its
     classes, box and voxel size, so that a study config can be written for it
-    (``cryoavae init``). Every file it names is checked, as on import.
+    (``cryoavae init``). Every file it names is checked, as on import. ``option`` names the
+    setting that chose ``class_column`` in error messages (default ``star.class_column``).
 
     Raises:
         InputError: as :func:`import_star_particles` (a missing column or file, mixed boxes).
@@ -152,7 +153,7 @@ def describe_star_particles(
     user, optics = P.read_star_particles(star_path)
     if user.empty:
         raise InputError(f"{star_path}: the particle table has no rows")
-    names, numbers = _class_column(user, class_column, star_path)
+    names, numbers = _class_column(user, class_column, star_path, option or "star.class_column")
     if numbers is not None:
         found, counts = np.unique(numbers, return_counts=True)
         classes = [str(n) for n in found]
@@ -196,13 +197,13 @@ def _class_names_of(
 
 
 def _class_column(
-    user: pd.DataFrame, column: str, path: Path
+    user: pd.DataFrame, column: str, path: Path, option: str = "star.class_column"
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The class column as names ``(n,)`` and, when every value is an integer, as class numbers
     ``(n,)`` (else None): one reading of the column for the import and for ``cryoavae init``."""
     if column not in user.columns:
         raise InputError(
-            f"{path}: class column {column!r} (star.class_column) is not in the table; its "
+            f"{path}: class column {column!r} ({option}) is not in the table; its "
             f"columns are {list(user.columns)}"
         )
     values = user[column]
