@@ -166,8 +166,10 @@ def test_model_settings_follow_the_box():
     assert model_for_box(64, 2)["pose_dims"] == 1
 
 
-@pytest.mark.parametrize("value", ["ribo", "a,b", "null", "yes", "1e3", "x: y", "#x", "", "Å"])
-def test_strings_are_written_so_that_they_read_back_as_themselves(value, tmp_path):
+@pytest.mark.parametrize(
+    "value", ["ribo", "a,b", "null", "yes", "1e3", "x: y", "#x", "", "Å", 1e-05, 2.5e20, 0.001, 3]
+)
+def test_values_are_written_so_that_they_read_back_as_themselves(value, tmp_path):
     path = tmp_path / "v.yaml"
     path.write_text(f"key: {flow(value)}\nlist: {flow([value, value])}\n")
     assert load_yaml(path) == {"key": value, "list": [value, value]}

@@ -231,8 +231,11 @@ def flow(value) -> str:
         return "[" + ", ".join(flow(v) for v in value) + "]"
     if value is None or isinstance(value, bool):
         return {None: "null", True: "true", False: "false"}[value]
-    if isinstance(value, int | float):
+    if isinstance(value, int):
         return repr(value)
+    if isinstance(value, float):  # PyYAML reads 1e-05 as a string: its floats need a dot
+        mantissa, e, exponent = repr(value).partition("e")
+        return f"{mantissa}{'' if '.' in mantissa else '.0'}{e}{exponent}" if e else repr(value)
     text = str(value)
     try:
         plain = text and yaml.safe_load(f"[{text}]") == [text] and "#" not in text
