@@ -4,7 +4,13 @@ from pathlib import Path
 
 import numpy as np
 
-from cryoavae.affinity import AffinityConfig, compute_affinity, soap_selection, write_affinity_csv
+from cryoavae.affinity import (
+    UNINFORMED,
+    AffinityConfig,
+    compute_affinity,
+    soap_selection,
+    write_affinity_csv,
+)
 from cryoavae.core.atomic import write_text_atomic
 from cryoavae.core.runlog import dump_json, rule_logging
 from cryoavae.report.affinity_figures import plot_affinity_heatmap
@@ -22,6 +28,8 @@ with rule_logging(snakemake.log[0], rule="compute_affinity", seed=params.seed):
     write_affinity_csv(snakemake.output.csv, params.class_names, matrix)
     agreement = info.get("spearman_vs_map_cc")
     title = f"Affinity prior ({config.source})"
+    if config.source in UNINFORMED:
+        title += ": the identity, no knowledge of how the classes relate"
     if agreement is not None and config.source != "map_cc":
         title += f"; agreement with the map cross-correlation prior: Spearman {agreement:.2f}"
     plot_affinity_heatmap(snakemake.output.heatmap, params.class_names, matrix, title=title)

@@ -376,6 +376,23 @@ def test_compute_affinity_for_each_source(clouds, tmp_path):
         af.compute_affinity(names, clouds[:3], None, config, seed=0)
 
 
+@pytest.mark.parametrize("source", ["uniform", "none"])
+def test_classes_known_by_name_only_get_the_identity(source, caplog):
+    """uniform and none need no structures, maps nor file: the identity, a valid prior that
+    says nothing of how the classes relate (uniform warns that it carries no knowledge)."""
+    names = ["ribo", "proteasome", "other"]
+    with caplog.at_level("INFO", logger="cryoavae.affinity"):
+        a, info = af.compute_affinity(names, [], None, af.AffinityConfig(source=source), seed=0)
+    np.testing.assert_array_equal(a, np.eye(3))
+    _assert_valid_prior(a)
+    json.dumps(info)
+    assert info["source"] == source and info["spearman_vs_map_cc"] is None
+    warned = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert bool(warned) == (source == "uniform")
+    if warned:
+        assert "carries no knowledge" in warned[0].getMessage()
+
+
 def test_heatmap_is_written_in_cluster_order(tmp_path):
     a = np.array(
         [

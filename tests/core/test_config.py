@@ -103,6 +103,45 @@ def test_bad_config_one_line_error(schema_path, overrides, expected):
     assert "\n" not in message
 
 
+STAR_BY_NAME = {
+    "particle_source": "star",
+    "star": {"particles": "p.star", "classes": ["ribo", "proteasome", "other"]},
+    "structures": {},
+}
+
+
+@pytest.mark.parametrize("prior", ["uniform", "none"])
+def test_classes_known_by_name_only_take_a_prior_chosen_knowingly(schema_path, prior):
+    gamma = {"gamma": {"value": 0}} if prior == "none" else {}
+    config = validated(schema_path, **STAR_BY_NAME, affinity={"source": prior}, training=gamma)
+    assert config["affinity"]["source"] == prior and class_names(config)[0] == "ribo"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"affinity": {"source": "none"}},  # gamma left at its default, 10
+            "affinity.source 'none' trains without a prior, but variant 'avae' has "
+            "training.gamma.value = 10.0; set it to 0",
+        ),
+        (
+            {
+                "affinity": {"source": "none"},
+                "training": {"gamma": {"value": 0}},
+                "variants": {"beta": {}, "avae": {"training": {"gamma": {"value": 2}}}},
+            },
+            "variant 'avae' has training.gamma.value = 2",
+        ),
+        ({"affinity": {"source": "soap"}}, "or uniform, or none: no prior"),
+    ],
+)
+def test_no_prior_refuses_an_affinity_weight_in_one_line(schema_path, overrides, expected):
+    with pytest.raises(InputError) as info:
+        validated(schema_path, **STAR_BY_NAME, **overrides)
+    assert expected in str(info.value) and "\n" not in str(info.value)
+
+
 def test_template_matching_is_accepted_for_a_3d_splat_decoder(schema_path):
     model = {"decoder": "gaussian_splat", "pose_dims": 6, "pose_encoding": "rotation6d"}
     config = validated(schema_path, model=model, orientation={"method": "template_matching"})

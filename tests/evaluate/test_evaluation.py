@@ -172,6 +172,18 @@ def test_unseen_class_that_disagrees_with_the_prior_is_not_a_match(separated):
     assert report["affinity_rank_of_nearest"] == 2
 
 
+def test_an_identity_prior_ranks_no_seen_class_for_the_unseen(separated):
+    """affinity.source uniform/none: the identity says nothing of where an unseen class
+    belongs, so it never counts as a match (an argmax over equal values would always agree)."""
+    latents, classes, affinity, _ = separated
+    m = evaluate(latents, classes, np.eye(len(affinity))).metrics
+    report = m["unseen"]["u"]
+    assert report["nearest_seen"] == "b"
+    assert report["highest_affinity_seen"] is None and report["match"] is None
+    assert report["affinity_rank_of_nearest"] is None
+    assert m["unseen_match_fraction"] is None
+
+
 def test_novelty_auroc_is_one_for_distinct_and_half_for_identical_distributions(separated):
     _, _, _, result = separated
     # Unseen points sit exactly on 'b' so they are no more novel than val particles: ~0.5.

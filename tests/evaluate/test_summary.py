@@ -114,3 +114,14 @@ def test_a_sweep_of_many_variants_stays_short(tmp_path):
     lines = run_summary(study, "sweep", [0], variants, "r")
     assert len(lines) <= 15
     assert "  ... 12 more variants in summary.md" in lines
+
+
+def test_an_identity_prior_is_reported_as_no_prior_not_as_a_miss():
+    from cryoavae.evaluate.summary import summary_markdown
+
+    unseen = {"v": {"nearest_seen": "a", "highest_affinity_seen": None, "match": None}}
+    metrics = [{"accuracy": 0.5, "unseen": unseen}]
+    table = summary_table(["beta_vae"], metrics, [{"epochs": 2}])
+    assert list(table["unseen_matched"]) == ["–"]
+    text = summary_markdown("mine", table, metrics, {})
+    assert "unseen v lands nearest a; the prior ranks no seen class above another" in text

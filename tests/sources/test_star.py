@@ -5,61 +5,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import mrcfile
 import numpy as np
-import pandas as pd
 import pytest
 import starfile
 from rule_scripts import assert_refused, run_rule
+from star_fixtures import BOX, relion_star, write_volume
 
 from cryoavae import particles as P
 from cryoavae.core.errors import InputError
-from cryoavae.sources.star import SOURCE_ROW, StarSourceConfig, import_star_particles
+from cryoavae.sources.star import (
+    SOURCE_ROW,
+    StarSourceConfig,
+    describe_star_particles,
+    import_star_particles,
+)
 
-BOX = 8
 CLASSES = ["ribo", "proteasome", "other"]
-
-
-def write_volume(path: Path, volume: np.ndarray, voxel: float = 0.0) -> None:
-    with mrcfile.new(path, overwrite=True) as mrc:
-        mrc.set_data(volume.astype(np.float32))
-        mrc.voxel_size = voxel
-
-
-def relion_star(root: Path, n: int = 12, optics_voxel: float | None = 12.5, header_voxel=0.0):
-    """A RELION 5-style STAR file: optics + particles blocks; the first half of the particles
-    are one .mrc each, the rest ``index@stack.mrcs``; volume i is filled with the value i."""
-    (root / "Subtomograms").mkdir(parents=True, exist_ok=True)
-    rows, stack = [], []
-    for i in range(n):
-        volume = np.full((BOX, BOX, BOX), float(i))
-        if i < n // 2:
-            name = f"Subtomograms/p{i:03d}.mrc"
-            write_volume(root / name, volume, header_voxel)
-        else:
-            stack.append(volume)
-            name = f"{len(stack):06d}@Subtomograms/rest.mrcs"
-        rows.append(
-            {
-                P.IMAGE: name,
-                P.CLASS_NUMBER: 1 + i % 3,
-                "rlnOpticsGroup": 1,
-                "rlnAngleRot": 10.0 * i,
-                "rlnAngleTilt": 90.0,
-                "rlnAnglePsi": -5.0,
-                "rlnDefocusU": 25000.0,
-            }
-        )
-    with mrcfile.new(root / "Subtomograms" / "rest.mrcs", overwrite=True) as mrc:
-        mrc.set_data(np.concatenate(stack).astype(np.float32))
-        mrc.header.ispg, mrc.header.mz = 401, BOX
-        mrc.voxel_size = header_voxel
-    blocks = {"particles": pd.DataFrame(rows)}
-    if optics_voxel is not None:
-        optics = {"rlnOpticsGroup": [1], "rlnImagePixelSize": [optics_voxel]}
-        blocks = {"optics": pd.DataFrame({**optics, "rlnImageSize": [BOX]}), **blocks}
-    starfile.write(blocks, root / "particles.star")
-    return root / "particles.star"
 
 
 def do_import(star, tmp_path, config=None, unseen=("other",), classes=CLASSES):
@@ -132,6 +93,28 @@ def test_class_numbers_without_names_are_refused(tmp_path):
     star = relion_star(tmp_path / "data")
     with pytest.raises(InputError, match="give every number a name"):
         do_import(star, tmp_path, classes=[], unseen=())
+
+
+def test_a_star_file_is_described_without_a_study(tmp_path):
+    """What `cryoavae init` writes a config around: classes with their counts, box, voxel size
+    and where it was read; numbers ascending, names in order of first appearance (any case)."""
+    star = relion_star(tmp_path / "data")
+    seen = describe_star_particles(star)
+    assert seen.numbered and seen.classes == ["1", "2", "3"] and seen.counts == [4, 4, 4]
+    assert seen.box_shape == (BOX, BOX, BOX) and seen.n_files == 7 and seen.n_particles == 12
+    assert seen.voxel_size_angstrom == 12.5 and "optics" in seen.voxel_size_from
+    edit_particles(star, lambda t: t.__setitem__("tmLabel", ["proteasome", "Ribo", "ribo"] * 4))
+    named = describe_star_particles(star, "tmLabel")
+    assert not named.numbered
+    assert named.classes == ["proteasome", "Ribo"] and named.counts == [4, 8]
+    no_optics = describe_star_particles(
+        relion_star(tmp_path / "b", optics_voxel=None, header_voxel=7.0)
+    )
+    assert no_optics.voxel_size_angstrom == 7.0 and "p000.mrc" in no_optics.voxel_size_from
+    unknown = describe_star_particles(relion_star(tmp_path / "c", optics_voxel=None))
+    assert unknown.voxel_size_angstrom is None and unknown.voxel_size_from == ""
+    with pytest.raises(InputError, match=r"particles.star: class column 'rlnClass' \(star"):
+        describe_star_particles(star, "rlnClass")
 
 
 # --------------------------------------------------------------------------- broken tables

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import starfile
+from star_fixtures import blobs
 
 from cryoavae import particles as P
 from cryoavae.inference.annotate import COLUMNS
@@ -33,20 +34,6 @@ def snakemake(workdir: Path, config: Path, *targets: str):
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result
-
-
-def blobs(n: int, box: int, ndim: int, rng) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` noisy particles of three classes (a blob at a class-specific place); classes (n,)."""
-    grid = np.indices((box,) * ndim) - box // 2
-    places = [(-box // 4, 0, 0), (box // 4, 0, 0), (0, box // 4, 0)]
-    classes = np.arange(n) % 3
-    out = np.empty((n, *(box,) * ndim), dtype=np.float32)
-    for i, c in enumerate(classes):
-        offset = np.array(places[c][:ndim]).reshape(-1, *(1,) * ndim)
-        out[i] = np.exp(-((grid - offset) ** 2).sum(0) / (box / 4)) + 0.2 * rng.normal(
-            size=(box,) * ndim
-        )
-    return out, classes
 
 
 def test_a_relion5_star_study_writes_the_users_table_back_annotated(tmp_path):

@@ -38,6 +38,7 @@ from cryoavae.core.schema import section_dataclass
 from cryoavae.structures import AtomArrays
 
 __all__ = [
+    "UNINFORMED",
     "AffinityConfig",
     "SoapConfig",
     "best_achievable_l1",
@@ -59,14 +60,18 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SECTION = "affinity"
-SOURCES = ("soap", "map_cc", "csv")  # the schema also lists "glyph", for the character set
+SOURCES = ("soap", "map_cc", "csv", "uniform", "none")  # and "glyph", for the character set
+# Sources that know nothing of the classes: the identity, for classes known by name only.
+UNINFORMED = ("uniform", "none")
 
 
 class AffinityConfig(section_dataclass(SECTION, nested={"soap": SoapConfig})):
     """Which prior to build (the ``affinity`` section). ``source``: "soap", "map_cc"
     (normalised cross-correlation of the density maps maximised over ``map_cc_rotations`` random
-    rotations) or "csv" (``csv_path``); "glyph" belongs to the character set
-    (:func:`cryoavae.sources.characters.glyph_affinity`)."""
+    rotations), "csv" (``csv_path``), or the identity for classes known by name only: "uniform"
+    (a prior that says each class is like itself alone) or "none" (a beta-VAE: training.gamma
+    is 0, the identity is there only for evaluation to read); "glyph" belongs to the character
+    set (:func:`cryoavae.sources.characters.glyph_affinity`)."""
 
 
 def compute_affinity(
@@ -96,7 +101,7 @@ def compute_affinity(
     _check_sources(n, atoms, maps, config)
 
     map_raw, map_seconds = None, None
-    if maps is not None:
+    if maps is not None and config.source not in UNINFORMED:  # no agreement for the identity
         start = time.perf_counter()
         map_raw = map_cc_similarity(maps, config.map_cc_rotations, seed)
         map_seconds = time.perf_counter() - start
@@ -165,7 +170,10 @@ def _prior_from_source(
     SOAP similarities are calibrated rather than spread, and a user's CSV is taken as it is, so
     only the map cross-correlation is spread."""
     calibration = None
-    if config.source == "soap":
+    if config.source in UNINFORMED:
+        raw = _identity_prior(len(names), config.source)
+        final, info = build_affinity(raw, spread=False)
+    elif config.source == "soap":
         raw = soap_similarity(atoms, config.soap)
         calibrated, calibration = calibrate_similarity(raw, config.soap.calibration)
         final, info = build_affinity(calibrated, spread=False)
@@ -176,6 +184,25 @@ def _prior_from_source(
         raw = read_affinity_csv(config.csv_path, names)
         final, info = build_affinity(raw, spread=False)
     return raw, final, info, calibration
+
+
+def _identity_prior(n: int, source: str) -> np.ndarray:
+    """The (n, n) identity, with a warning where it is trained towards: it only asks every
+    class to be unlike every other (orthogonal mean directions), which is no knowledge of how
+    the classes relate; the point of an affinity prior is lost."""
+    if source == "uniform":
+        log.warning(
+            "affinity.source uniform: the identity prior (each class similar only to itself) "
+            "carries no knowledge of how the classes relate; the affinity term only pushes "
+            "every pair of classes apart. Give a prior (affinity.source: csv, or structures "
+            "with soap/map_cc) to shape the latent space by it"
+        )
+    else:
+        log.info(
+            "affinity.source none: no prior (a beta-VAE, training.gamma 0); the identity is "
+            "written only so that evaluation has a matrix to read"
+        )
+    return np.eye(n)
 
 
 def _agreement_with_map_cc(

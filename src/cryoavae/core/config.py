@@ -233,8 +233,9 @@ def _check_study(config: dict, source: str) -> None:
     if affinity_source == "glyph":
         raise InputError(
             f"{source}: affinity.source = 'glyph' needs particle_source 'characters'; "
-            f"expected one of ['soap', 'map_cc', 'csv']"
+            f"expected one of ['soap', 'map_cc', 'csv', 'uniform', 'none']"
         )
+    _check_no_prior(config, source)
     if particle_source == "extract":
         if not config["extraction"]["tomograms"]:
             raise InputError(f"{source}: particle_source 'extract' needs extraction.tomograms")
@@ -277,6 +278,21 @@ def _check_study(config: dict, source: str) -> None:
         raise InputError(f"{source}: affinity.source = 'csv' needs affinity.csv_path")
 
 
+def _check_no_prior(config: dict, source: str) -> None:
+    """``affinity.source: none`` promises a beta-VAE: a variant that still weights the affinity
+    term would train towards the placeholder identity as if it were a prior."""
+    if config["affinity"]["source"] != "none":
+        return
+    for name in config["variants"]:
+        gamma = variant_sections(config, name)[1]["gamma"]["value"]
+        if gamma > 0:
+            raise InputError(
+                f"{source}: affinity.source 'none' trains without a prior, but variant {name!r} "
+                f"has training.gamma.value = {gamma}; set it to 0, or choose a prior "
+                "(affinity.source: uniform or csv)"
+            )
+
+
 def _check_orientation(config: dict, source: str) -> None:
     """Template matching needs a 3-D decoder that turns a canonical particle, in every variant."""
     orientation = config["orientation"]
@@ -310,7 +326,7 @@ def _check_star(config: dict, source: str) -> None:
         raise InputError(
             f"{source}: affinity.source = {affinity!r} needs a structure per class; list them "
             "in structures.ids/files (and leave star.classes empty), or use affinity.source: "
-            "csv with your own prior"
+            "csv with your own prior (or uniform, or none: no prior)"
         )
 
 

@@ -128,7 +128,9 @@ def evaluate_latents(
     - ``unseen``: ``{class: {nearest_seen, nearest_seen_cosine, highest_affinity_seen,
       highest_affinity, affinity_rank_of_nearest, match}}``, nearest by cosine between the unseen
       class's centroid and the seen classes' training centroids (centroid = mean unit mu); a tie
-      for the highest affinity counts as a match; ``unseen_match_fraction``.
+      for the highest affinity counts as a match; ``unseen_match_fraction``. A prior equal for
+      every seen class (``affinity.source`` uniform or none) ranks none: highest, rank and match
+      are None there, and the fraction counts only the classes it ranks.
     - ``novelty_auroc``: AUROC of the novelty score (cosine distance to the nearest seen training
       centroid) for unseen versus seen held-out particles; 0.5 = indistinguishable; None without
       unseen.

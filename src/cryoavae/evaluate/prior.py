@@ -9,7 +9,12 @@ from cryoavae.inference.latents import class_centroids
 
 
 def unseen_neighbours(mu, names, unseen_classes, centroids, seen, affinity, index):
-    """Per unseen class: the nearest seen class by centroid cosine and the highest-affinity one."""
+    """Per unseen class: the nearest seen class by centroid cosine and the highest-affinity one.
+
+    A prior that is the same for every seen class (the identity of ``affinity.source`` uniform or
+    none) names no highest-affinity class: its ``highest_affinity_seen``, rank and ``match`` are
+    None, and the match fraction counts only the classes the prior does rank (None if none),
+    so an uninformed prior never scores as a perfect one."""
     if not unseen_classes:
         return {}, None
     unseen_centroids = class_centroids(mu, names, unseen_classes)
@@ -21,16 +26,17 @@ def unseen_neighbours(mu, names, unseen_classes, centroids, seen, affinity, inde
         prior = affinity[index[name], seen_ids]
         top = int(np.argmax(prior))
         rank = int(1 + np.sum(prior > prior[nearest]))
+        ranked = bool(np.ptp(prior) > 0)
         report[name] = {
             "nearest_seen": seen[nearest],
             "nearest_seen_cosine": float(cos[row, nearest]),
-            "highest_affinity_seen": seen[top],
+            "highest_affinity_seen": seen[top] if ranked else None,
             "highest_affinity": float(prior[top]),
-            "affinity_rank_of_nearest": rank,
-            "match": bool(rank == 1),
+            "affinity_rank_of_nearest": rank if ranked else None,
+            "match": bool(rank == 1) if ranked else None,
         }
-    matches = [v["match"] for v in report.values()]
-    return report, float(np.mean(matches))
+    matches = [v["match"] for v in report.values() if v["match"] is not None]
+    return report, (float(np.mean(matches)) if matches else None)
 
 
 def prior_agreement(cosine: np.ndarray, prior: np.ndarray) -> dict:

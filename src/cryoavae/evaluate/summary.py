@@ -33,8 +33,11 @@ def summary_table(
     for name, m, s in zip(variants, metrics, summaries, strict=True):
         row = {"variant": name, **{key: m.get(key) for key in COLUMNS}}
         unseen = m.get("unseen") or {}
+        ranked = [u for u in unseen.values() if u.get("match") is not None]  # prior ranks them
         row["unseen_matched"] = (
-            f"{sum(bool(u.get('match')) for u in unseen.values())}/{len(unseen)}"
+            f"{sum(bool(u['match']) for u in ranked)}/{len(ranked)}"
+            if ranked or not unseen
+            else "–"
         )
         row["epochs"] = s.get("epochs")
         rows.append(row)
@@ -91,10 +94,15 @@ def summary_markdown(
     lines.append("")
     for name, m in zip(table["variant"], metrics, strict=True):
         for cls, u in (m.get("unseen") or {}).items():
+            if "match" in u and u["match"] is None:  # an identity prior ranks no seen class
+                where = "the prior ranks no seen class above another (uniform or none)"
+            else:
+                where = (
+                    f"its highest-affinity seen class is {u.get('highest_affinity_seen')} "
+                    f"({'match' if u.get('match') else 'no match'})"
+                )
             lines.append(
-                f"- `{name}`: unseen {cls} lands nearest {u.get('nearest_seen')}; its "
-                f"highest-affinity seen class is {u.get('highest_affinity_seen')}"
-                f" ({'match' if u.get('match') else 'no match'})."
+                f"- `{name}`: unseen {cls} lands nearest {u.get('nearest_seen')}; {where}."
             )
     if figures:
         lines += [

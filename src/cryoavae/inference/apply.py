@@ -197,9 +197,20 @@ def _study_umap(path: Path | None, reference: Path) -> pd.DataFrame | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
+EXAMPLE = """example:
+  {prog} --model results/mine/seed0/models/avae/model.pt \\
+      --reference results/mine/seed0/models/avae/latents.tsv \\
+      --particles new_particles.star --out new_particles_annotated.star \\
+      --config config/mine.yaml"""
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m cryoavae.inference.apply") -> int:
+    """The command line; ``prog`` is how it was called (``cryoavae apply`` hands it on)."""
     parser = argparse.ArgumentParser(
-        prog="python -m cryoavae.inference.apply", description=__doc__.splitlines()[0]
+        prog=prog,
+        description=__doc__.splitlines()[0],
+        epilog=EXAMPLE.format(prog=prog),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model", required=True, type=Path, help="trained model.pt")
     parser.add_argument("--reference", required=True, type=Path, help="latents.tsv of its study")

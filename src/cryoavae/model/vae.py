@@ -195,19 +195,15 @@ def build_model(config: ModelConfig, seed: int) -> AffinityVAE:
         return AffinityVAE(config)
 
 
-def load_model(
+def read_checkpoint(
     checkpoint_path: str | Path, device: str | torch.device = "cpu"
-) -> tuple[AffinityVAE, ModelConfig, dict[str, Any]]:
-    """Rebuild a trained model from its checkpoint alone -> ``(model in eval mode, ModelConfig,
-    checkpoint dict)``.
-
-    A checkpoint is ``{"model_config": ..., "state_dict": ..., ...}`` (see
-    :func:`cryoavae.train.train_model`), read with ``torch.load(weights_only=True)``: a file that
-    holds pickled Python code is refused, never run.
+) -> dict[str, Any]:
+    """A checkpoint file's contents, read with ``torch.load(weights_only=True)``: a file that
+    holds pickled Python code is refused, never run. Any cryoavae ``.pt`` (the final model, a
+    resume file) reads here; :func:`load_model` then checks that it is a model.
 
     Raises:
-        InputError: one line naming the file: missing, unreadable, unsafe, not a cryoavae
-            checkpoint, or weights that do not fit its own model config.
+        InputError: one line naming the file: missing, unreadable, unsafe, not a dict.
     """
     path = Path(checkpoint_path)
     if not path.is_file():
@@ -227,6 +223,28 @@ def load_model(
         raise InputError(f"{path}: not a loadable checkpoint ({reason})") from None
     if not isinstance(checkpoint, dict):
         raise InputError(f"{path}: not a cryoavae model checkpoint (holds a {type(checkpoint)})")
+    return checkpoint
+
+
+def load_model(
+    checkpoint_path: str | Path,
+    device: str | torch.device = "cpu",
+    checkpoint: dict[str, Any] | None = None,
+) -> tuple[AffinityVAE, ModelConfig, dict[str, Any]]:
+    """Rebuild a trained model from its checkpoint alone -> ``(model in eval mode, ModelConfig,
+    checkpoint dict)``.
+
+    A checkpoint is ``{"model_config": ..., "state_dict": ..., ...}`` (see
+    :func:`cryoavae.train.train_model`), read by :func:`read_checkpoint` (or handed over as
+    ``checkpoint`` when the caller has read it already).
+
+    Raises:
+        InputError: one line naming the file: missing, unreadable, unsafe, not a cryoavae
+            checkpoint, or weights that do not fit its own model config.
+    """
+    path = Path(checkpoint_path)
+    if checkpoint is None:
+        checkpoint = read_checkpoint(path, device)
     missing = [k for k in ("model_config", "state_dict") if k not in checkpoint]
     if missing or not isinstance(checkpoint["model_config"], dict):
         raise InputError(f"{path}: not a cryoavae model checkpoint (no {missing or 'config'})")

@@ -275,17 +275,24 @@ def _read_affinity(path: Path) -> tuple[list[str], np.ndarray]:
     return names, (matrix + matrix.T) / 2
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(
+    argv: list[str] | None = None, prog: str = "python -m cryoavae.sources.legacy_folder"
+) -> int:
     """``python -m cryoavae.sources.legacy_folder FOLDER OUT_DIR``: convert a folder of the
     original code.
 
     Writes ``OUT_DIR/particles.mrcs``, ``OUT_DIR/particles.star`` and, when the folder has one,
-    ``OUT_DIR/affinity.csv``; prints the class list, unseen classes marked.
+    ``OUT_DIR/affinity.csv``; prints the class list, unseen classes marked. ``prog`` is how it
+    was called (``cryoavae convert-legacy`` hands it on).
     """
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="python -m cryoavae.sources.legacy_folder", description=main.__doc__.splitlines()[0]
+        prog=prog,
+        description=main.__doc__.splitlines()[0],
+        epilog=f"example:\n  {prog} affinity-vae/tests/testdata_mrc data/converted "
+        "--voxel-size-angstrom 10\n  then paste the printed lines into a study config",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("folder", type=Path)
     parser.add_argument("out_dir", type=Path)

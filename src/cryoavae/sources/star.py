@@ -18,6 +18,8 @@ again nor in memory. Columns taken from the user's table:
 
 The table also records ``cryoavaeSourceRow`` (the particle's 0-based row in the user's table), so
 results can be written back onto the user's own rows (:mod:`cryoavae.inference.annotate`).
+:func:`describe_star_particles` reads the same file without a study (its classes, box and voxel
+size), for ``cryoavae init`` to write a study config around it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -131,19 +134,79 @@ def _class_mapping(
     return f"classes ({given.name} → name: particles): " + ", ".join(parts)
 
 
+@dataclass(frozen=True)
+class StarContents:
+    """What a user's STAR file holds, as :func:`describe_star_particles` reads it.
+
+    ``classes`` are the class column's distinct values: integer class numbers ascending
+    (``numbered``) or names in order of first appearance (one spelling per name, as names match
+    in any case); ``counts`` the particles of each. ``voxel_size_angstrom`` is None when neither
+    the optics block nor the first stack's header gives one; ``voxel_size_from`` says where it
+    was read.
+    """
+
+    path: Path
+    class_column: str
+    numbered: bool
+    classes: list[str]
+    counts: list[int]
+    box_shape: tuple[int, ...]
+    n_files: int
+    voxel_size_angstrom: float | None
+    voxel_size_from: str
+
+    @property
+    def n_particles(self) -> int:
+        return sum(self.counts)
+
+
+def describe_star_particles(
+    star_path: str | os.PathLike, class_column: str = P.CLASS_NUMBER, option: str = ""
+) -> StarContents:
+    """Read a user's STAR file as :func:`import_star_particles` would, without a study: its
+    classes, box and voxel size, so that a study config can be written for it
+    (``cryoavae init``). Every file it names is checked, as on import. ``option`` names the
+    setting that chose ``class_column`` in error messages (default ``star.class_column``).
+
+    Raises:
+        InputError: as :func:`import_star_particles` (a missing column or file, mixed boxes).
+    """
+    star_path = Path(star_path)
+    user, optics = P.read_star_particles(star_path)
+    if user.empty:
+        raise InputError(f"{star_path}: the particle table has no rows")
+    names, numbers = _class_column(user, class_column, star_path, option or "star.class_column")
+    if numbers is not None:
+        found, counts = np.unique(numbers, return_counts=True)
+        classes = [str(n) for n in found]
+    else:
+        keys = pd.Series(names).str.lower()
+        first = ~keys.duplicated()
+        classes = [str(n) for n in names[first.to_numpy()]]
+        counts_by_key = keys.value_counts()
+        counts = [int(counts_by_key[k]) for k in keys[first]]
+    images = P.ParticleImages(user, star_path)
+    images.validate()
+    voxel, where = _voxel_size_in_files(user, optics, images, star_path)
+    return StarContents(
+        path=star_path,
+        class_column=class_column,
+        numbered=numbers is not None,
+        classes=classes,
+        counts=[int(c) for c in counts],
+        box_shape=tuple(int(e) for e in images.shape[1:]),
+        n_files=len(images.stack_names),
+        voxel_size_angstrom=voxel,
+        voxel_size_from=where,
+    )
+
+
 def _class_names_of(
     user: pd.DataFrame, column: str, class_names: list[str], path: Path
 ) -> np.ndarray:
     """Each particle's class name from ``column``: integers index ``class_names`` (1-based)."""
-    if column not in user.columns:
-        raise InputError(
-            f"{path}: class column {column!r} (star.class_column) is not in the table; its "
-            f"columns are {list(user.columns)}"
-        )
-    values = user[column]
-    numeric = pd.to_numeric(values, errors="coerce")
-    if numeric.notna().all() and (numeric == numeric.round()).all():
-        numbers = numeric.astype(np.int64).to_numpy()
+    values, numbers = _class_column(user, column, path)
+    if numbers is not None:
         known = (numbers >= 1) & (numbers <= len(class_names))
         if not known.any():
             raise InputError(
@@ -152,9 +215,27 @@ def _class_names_of(
             )
         lookup = np.asarray(["", *class_names], dtype=object)
         return np.where(known, lookup[np.clip(numbers, 0, len(class_names))], numbers.astype(str))
+    return values
+
+
+def _class_column(
+    user: pd.DataFrame, column: str, path: Path, option: str = "star.class_column"
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The class column as names ``(n,)`` and, when every value is an integer, as class numbers
+    ``(n,)`` (else None): one reading of the column for the import and for ``cryoavae init``."""
+    if column not in user.columns:
+        raise InputError(
+            f"{path}: class column {column!r} ({option}) is not in the table; its "
+            f"columns are {list(user.columns)}"
+        )
+    values = user[column]
+    numeric = pd.to_numeric(values, errors="coerce")
+    if numeric.notna().all() and (numeric == numeric.round()).all():
+        numbers = numeric.astype(np.int64).to_numpy()
+        return numbers.astype(str).astype(object), numbers
     if values.isna().any():
         raise InputError(f"{path}: {column} is empty in row {int(values.isna().argmax()) + 1}")
-    return values.astype(str).str.strip().to_numpy(dtype=object)
+    return values.astype(str).str.strip().to_numpy(dtype=object), None
 
 
 def _splits(user, config, numbers, is_unseen, seed, path: Path) -> np.ndarray:
@@ -185,6 +266,19 @@ def _splits(user, config, numbers, is_unseen, seed, path: Path) -> np.ndarray:
 
 def _voxel_size(user, optics, images, config, path: Path) -> float:
     """Optics block, then the first stack's header, then the config; one size for all."""
+    found, _ = _voxel_size_in_files(user, optics, images, path)
+    if found is not None:
+        return found
+    if config.voxel_size_angstrom is not None:
+        return float(config.voxel_size_angstrom)
+    raise InputError(
+        f"{path}: no voxel size in its optics block nor in {images.stack_names[0]}'s header "
+        "(0 means unknown); set star.voxel_size_angstrom"
+    )
+
+
+def _voxel_size_in_files(user, optics, images, path: Path) -> tuple[float | None, str]:
+    """The voxel size the files give and where it was read (None, "" when they give none)."""
     if optics is not None and P.VOXEL_SIZE in optics.columns:
         sizes = pd.to_numeric(optics[P.VOXEL_SIZE], errors="coerce")
         if "rlnOpticsGroup" in user.columns and "rlnOpticsGroup" in optics.columns:
@@ -199,13 +293,8 @@ def _voxel_size(user, optics, images, config, path: Path) -> float:
                 "(rescale the particles, or split the table)"
             )
         if used and used[0] > 0:
-            return float(used[0])
+            return float(used[0]), f"the optics block's {P.VOXEL_SIZE}"
     header = P.stack_voxel_size(images.root / images.stack_names[0])
     if header > 0:
-        return header
-    if config.voxel_size_angstrom is not None:
-        return float(config.voxel_size_angstrom)
-    raise InputError(
-        f"{path}: no voxel size in its optics block nor in {images.stack_names[0]}'s header "
-        "(0 means unknown); set star.voxel_size_angstrom"
-    )
+        return header, f"the MRC header of {images.stack_names[0]}"
+    return None, ""
