@@ -92,54 +92,80 @@ class Band:
 class RotatedTemplates:
     """Templates ``(m, d, d, d)`` whose rotated rfftn coefficients are sampled in batches.
 
-    The oversampled, gridding-corrected spectra (:func:`padded_spectra`) are kept as a
-    ``(m, 2, P, P, P)`` real tensor (real and imaginary parts as two channels), so that
-    ``grid_sample`` interpolates both at once for any number of rotations.
+    The oversampled, gridding-corrected spectra (:func:`padded_spectra`) are kept as images
+    ``(m, 2, (P + 2)(P + 1), P)``: real and imaginary parts as two channels, so that
+    ``grid_sample`` interpolates both at once for any number of rotations, and the z-slices
+    stacked as rows, so that a trilinear sample is two bilinear ones and a step between them
+    (on a CPU several times faster than ``grid_sample``'s 3-D kernel; the same rotations to
+    1e-3 degrees and scores to 1e-5 in the matcher: float32 coordinates on an image of
+    ~4,000 rows place a point to ~3e-4 of a voxel).
     """
 
     def __init__(self, templates: np.ndarray, device: torch.device | str = "cpu"):
         spectra = padded_spectra(np.asarray(templates, np.float32))  # (m, P, P, P) complex64
         self.d = int(np.asarray(templates).shape[-1])
-        self.size = spectra.shape[-1]
+        self.size = p = spectra.shape[-1]
         self.device = torch.device(device)
-        stacked = np.stack([spectra.real, spectra.imag], axis=1).astype(np.float32)
-        self.spectra = torch.from_numpy(stacked).to(self.device)
+        # Trilinear sampling as two bilinear ones (grid_sample's 2-D kernel is several times
+        # faster per point on a CPU than its 3-D one): the z-slices stacked as rows of one image,
+        # each with a row of zeros after it and a slice of zeros at both ends, so that a point
+        # beside the cube reads zeros, as 3-D zero padding would.
+        slabs = np.zeros((len(spectra), 2, p + 2, p + 1, p), np.float32)
+        slabs[:, 0, 1:-1, :-1] = spectra.real
+        slabs[:, 1, 1:-1, :-1] = spectra.imag
+        self.rows = (p + 2) * (p + 1)
+        self.slabs = torch.from_numpy(slabs.reshape(len(spectra), 2, self.rows, p)).to(self.device)
 
     def __len__(self) -> int:
-        return len(self.spectra)
+        return len(self.slabs)
 
     def sample(
-        self, template: int, rotations: torch.Tensor, band: Band
+        self, template: int, rotations: torch.Tensor, band: Band, phased: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Real and imaginary parts ``(r, K)`` float32 of the coefficients at ``band``'s
         frequencies of template ``template`` turned actively by each of ``rotations``
-        ``(r, 3, 3)``. (Kept apart: every score is a real sum of their products.)"""
-        # the sample index of frequency f is PAD_FACTOR * A^T f + P // 2 on each axis; as
-        # grid_sample's [-1, 1] coordinates (align_corners): index * 2 / (P - 1) - 1
-        scale = 2.0 * PAD_FACTOR / (self.size - 1)
-        origin = (self.size // 2) * 2.0 / (self.size - 1) - 1.0
-        grid = (
-            torch.matmul(band.frequency, rotations.to(self.device, torch.float32) * scale) + origin
-        )
+        ``(r, 3, 3)``. (Kept apart: every score is a real sum of their products.) With
+        ``phased=False`` the phase that moves the origin to voxel 0 (``band.centre_*``) is left
+        out: a score that multiplies the particle by its conjugate instead does that once per
+        particle rather than once per rotation."""
+        p, rows = self.size, self.rows
         # grid_sample spreads its batch over the CPU's threads, not one item's points: the
         # rotations go in as that many batch items (one on a GPU, which spreads everything)
-        r = len(grid)
+        r = len(rotations)
         parts = 1 if self.device.type == "cuda" else max(1, min(torch.get_num_threads(), r))
         padded = -(-r // parts) * parts
+        turns = rotations.to(self.device, torch.float32)
         if padded > r:
-            grid = torch.cat([grid, grid[-1:].expand(padded - r, -1, -1)])
+            turns = torch.cat([turns, turns[-1:].expand(padded - r, -1, -1)])
+        # The sample index of frequency f is PAD_FACTOR * A^T f + P // 2 on each axis (x, y, z);
+        # x and y come out as grid_sample's [-1, 1] coordinates (align_corners), z as an index.
+        to_x, to_row = 2.0 / (p - 1), 2.0 / (rows - 1)
+        scale = torch.tensor([to_x, to_row, 1.0], device=self.device) * PAD_FACTOR
+        start = torch.tensor([(p // 2) * to_x - 1.0, (p // 2) * to_row - 1.0, p // 2])
+        index = torch.matmul(band.frequency, turns * scale) + start.to(self.device)
+        z = index[..., 2].clamp_(-1.0, p - 1e-3)  # (padded, K); no band reaches past the cube
+        below = torch.floor(z)
+        weight = (z - below).reshape(parts, 1, padded // parts, -1)  # of the slice above
+        grid = torch.empty((parts, 2, padded // parts, len(band.flat), 2), device=self.device)
+        by_part = (parts, padded // parts, -1)
+        grid[:, 0, ..., 0] = grid[:, 1, ..., 0] = index[..., 0].reshape(by_part)
+        # the row of y in the slice below the point (image slice below + 1), then the one above
+        lower_rows = torch.addcmul(index[..., 1], below + 1.0, torch.tensor(to_row * (p + 1)))
+        grid[:, 0, ..., 1] = lower_rows.reshape(by_part)
+        grid[:, 1, ..., 1] = lower_rows.reshape(by_part) + to_row * (p + 1)
         values = F.grid_sample(
-            self.spectra[template : template + 1].expand(parts, -1, -1, -1, -1),
-            grid.reshape(parts, padded // parts, -1, 1, 3),  # (x, y, z) into (z, y, x) arrays
+            self.slabs[template : template + 1].expand(parts, -1, -1, -1),
+            grid.reshape(parts, 2 * (padded // parts), -1, 2),
             mode="bilinear",
             padding_mode="zeros",
             align_corners=True,
-        )  # (parts, 2, r / parts, K, 1)
-        values = values[..., 0].transpose(0, 1).reshape(2, padded, -1)[:, :r]  # (2, r, K)
+        ).reshape(parts, 2, 2, padded // parts, -1)  # (part, re/im, slice, r / parts, K)
+        values = torch.lerp(values[:, :, 0], values[:, :, 1], weight)  # (part, re/im, r/p, K)
+        values = values.transpose(0, 1).reshape(2, padded, -1)[:, :r]
+        if not phased:
+            return values[0], values[1]
         cos, sin = band.centre_cos, band.centre_sin
-        real = values[0] * cos - values[1] * sin
-        imag = values[0] * sin + values[1] * cos
-        return real, imag
+        return values[0] * cos - values[1] * sin, values[0] * sin + values[1] * cos
 
 
 def shift_grid(max_shift_px: float, step_px: float) -> np.ndarray:

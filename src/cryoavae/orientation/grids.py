@@ -104,7 +104,9 @@ class QuadraticPeak:
 class GridTemplates:
     """Templates turned by every rotation of a global grid, at a band's coefficients: sampled
     once per template and kept (in bfloat16, within ``GRID_CACHE_BYTES``: they only rank the
-    grid's rotations), so that batches of particles after the first reuse them."""
+    grid's rotations), so that batches of particles after the first reuse them. Kept without the
+    phase that moves the origin to voxel 0 (``phased=False``): the matcher puts its conjugate on
+    the particles instead."""
 
     def __init__(self, templates: RotatedTemplates, grid: torch.Tensor, band: Band):
         self.templates, self.grid, self.band = templates, grid, band
@@ -158,4 +160,4 @@ class GridTemplates:
         return index
 
     def _sample(self, template: int, rotations: torch.Tensor):
-        return self.templates.sample(template, rotations, self.band)
+        return self.templates.sample(template, rotations, self.band, phased=False)

@@ -242,6 +242,9 @@ class TemplateMatcher:
         """The particles' coefficients on ``band`` as the scores weigh them (``w G X``), real and
         imaginary parts ``(p, K)``, and the weight ``w G^2`` of a template's power ``(p, K)``."""
         x = spectra[:, band.index] * (filters * band.weight)
+        # times the conjugate of the phase that moves the origin to voxel 0: the templates are
+        # then compared as sampled (``phased=False``), without that phase on every rotation
+        x = x * torch.complex(band.centre_cos, -band.centre_sin)
         return x.real.contiguous(), x.imag.contiguous(), filters**2 * band.weight
 
     def _centres(self, spectra: torch.Tensor, template, filters: torch.Tensor):
@@ -360,7 +363,7 @@ class TemplateMatcher:
         ``rotations`` ``(k, m, 3, 3)``, with those turned templates' coefficients (real,
         imaginary ``(k, m, K)``)."""
         k, m = rotations.shape[:2]
-        tr, ti = self.templates.sample(template, rotations.reshape(k * m, 3, 3), band)
+        tr, ti = self.templates.sample(template, rotations.reshape(k * m, 3, 3), band, phased=False)
         tr, ti = tr.reshape(k, m, -1), ti.reshape(k, m, -1)
         cross = torch.bmm(tr, x[0][rows, :, None]) + torch.bmm(ti, x[1][rows, :, None])
         power = torch.bmm(tr * tr + ti * ti, power_weight[rows, :, None])
