@@ -16,6 +16,7 @@ import numpy as np
 
 from cryoavae.sources.extract import (
     ExtractionConfig,
+    Tomogram,
     cut_particles,
     extract_subtomograms,
     normalize_boxes,
@@ -80,7 +81,8 @@ def extract_subtomograms_per_s_32(quick: bool) -> list[dict]:
         for _ in range(repeats):
             start = time.perf_counter()
             with mrcfile.mmap(tmp / "tomo.mrc", mode="r") as mrc:
-                normalize_boxes(cut_particles(mrc, xyz, BOX, 1.0, "skip")[0])
+                tomogram = Tomogram(mrc.data, 10.0, "tomo.mrc")
+                normalize_boxes(cut_particles(tomogram, xyz, BOX, 1.0, "skip")[0])
             ours.append(n / (time.perf_counter() - start))
             start = time.perf_counter()
             _naive(tmp / "tomo.mrc", xyz)

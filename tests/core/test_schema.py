@@ -10,6 +10,7 @@ from cryoavae.core.schema import section_schema
 from cryoavae.evaluate import EvaluationConfig
 from cryoavae.model.config import ModelConfig
 from cryoavae.sources.characters import CharacterConfig
+from cryoavae.sources.copick import CopickConfig
 from cryoavae.sources.extract import ExtractionConfig
 from cryoavae.sources.simulate import CtfConfig, SimulationConfig
 from cryoavae.structures import AtomSelection, FetchConfig
@@ -22,6 +23,7 @@ SECTIONS = [
     (AffinityConfig, "affinity", set(), set()),
     (SoapConfig, "affinity.soap", set(), set()),
     (CharacterConfig, "characters", set(), set()),
+    (CopickConfig, "copick", set(), set()),
     (DensityConfig, "density", set(), set()),
     (EvaluationConfig, "evaluation", set(), set()),
     (ExtractionConfig, "extraction", set(), {"tomograms"}),

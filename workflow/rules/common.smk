@@ -15,6 +15,7 @@ from cryoavae.core.config import (
     validate_config,
     variant_sections,
 )
+from cryoavae.core.copick_config import structure_ids, study_runs
 from cryoavae.core.errors import InputError
 
 try:
@@ -44,15 +45,20 @@ CLASSES = class_names(config)
 UNSEEN = unseen_classes(config)
 VARIANTS = list(config["variants"])
 SOURCE = config["particle_source"]
+# a copick study's runs, one shard each (shard k reads run COPICK_RUNS[k])
+COPICK_RUNS = study_runs(config) if SOURCE == "copick" else []
 N_SHARDS = {
     "simulate": config["simulation"]["n_shards"],
     "extract": len(config["extraction"]["tomograms"]),
     "characters": 1,
     "star": 0,  # the user's own files, read in place
     "tomograms": config["tomograms"]["n_tomograms"],  # one simulated tomogram a shard
+    "copick": len(COPICK_RUNS),
 }[SOURCE]
 SHARDS = [f"{k:03d}" for k in range(N_SHARDS)]
 STRUCTURES = CLASSES if classes_from_structures(config) else []
+# the PDB ID behind a class named otherwise (a copick object's pdb_id); else the class's name
+STRUCTURE_IDS = structure_ids(config) if SOURCE == "copick" else {}
 THREADS = config["resources"]["threads"]
 INFERENCE_JOBS = config["inference"]["jobs"]
 MATCHING = config["orientation"]["method"] == "template_matching"
@@ -76,7 +82,11 @@ def structure_params(wildcards):
     if fetch["cache_dir"] is None:
         fetch["cache_dir"] = "results/cache/pdb"
     return {
-        "pdb_id": None if wildcards.structure in s["files"] else wildcards.structure,
+        "pdb_id": (
+            None
+            if wildcards.structure in s["files"]
+            else STRUCTURE_IDS.get(wildcards.structure, wildcards.structure)
+        ),
         "local_file": s["files"].get(wildcards.structure),
         "resources_dir": str(Path(workflow.basedir) / s["resources_dir"]),
         "fetch": fetch,
@@ -190,9 +200,11 @@ def orientation_params():
 def angles_from():
     """Where the particles' angles come from when they are not a simulation's truth: averages
     and summaries name it (None: simulated, the truth)."""
-    return {"star": "the STAR file's angles", "extract": "the pick lists' angles"}.get(
-        SOURCE
-    )
+    return {
+        "star": "the STAR file's angles",
+        "extract": "the pick lists' angles",
+        "copick": "the copick picks' orientations",
+    }.get(SOURCE)
 
 
 def microscope():
@@ -227,6 +239,8 @@ def benchmark_files():
             f"{b}/extract_subtomograms/{{k}}.tsv", k=SHARDS, allow_missing=True
         )
         files.append(f"{b}/plot_tomogram_particles.tsv")
+    elif SOURCE == "copick":
+        files += expand(f"{b}/extract_copick/{{k}}.tsv", k=SHARDS, allow_missing=True)
     elif SOURCE == "characters":
         files.append(f"{b}/generate_characters.tsv")
     else:
@@ -241,6 +255,8 @@ def benchmark_files():
         "average_particles",
     ):
         files += expand(f"{b}/{rule_name}/{{v}}.tsv", v=VARIANTS, allow_missing=True)
+    if SOURCE == "copick":
+        files += expand(f"{b}/copick_picks/{{v}}.tsv", v=VARIANTS, allow_missing=True)
     sets = list(config["apply"]["particle_sets"])
     files += expand(
         f"{b}/apply_model/{{v}}/{{p}}.tsv", v=VARIANTS, p=sets, allow_missing=True
@@ -284,8 +300,19 @@ def model_outputs(name):
     )
 
 
+def copick_params():
+    """The copick section as the extraction reads it (the runs go one per shard)."""
+    return {k: v for k, v in config["copick"].items() if k != "runs"}
+
+
+def copick_outputs():
+    """Each variant's picks written back into a copick project (their manifests)."""
+    return model_outputs("copick_picks.tsv") if SOURCE == "copick" else []
+
+
 def all_targets():
     per_seed = [
+        *copick_outputs(),
         *model_outputs("metrics.json"),
         *model_outputs("umap.png"),
         *model_outputs("particles_annotated.star"),

@@ -181,6 +181,63 @@ elif SOURCE == "tomograms":
         script:
             "../../scripts/plot_tomogram_particles.py"
 
+elif SOURCE == "copick":
+
+    rule extract_copick:
+        """One copick run's particles: its tomogram (OME-Zarr, the level nearest the study's
+        voxel size) cut at its picks of the study's objects, as extract_subtomograms cuts.
+        """
+        input:
+            config=config["copick"]["config"],
+        output:
+            stack=f"{R}/particles/shard_{{shard}}.mrcs",
+            star=f"{R}/particles/shard_{{shard}}.star",
+        log:
+            f"{R}/logs/extract_copick/{{shard}}.log",
+        benchmark:
+            f"{R}/benchmarks/extract_copick/{{shard}}.tsv"
+        conda:
+            "../../envs/cryoavae.yaml"
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        params:
+            class_names=CLASSES,
+            unseen=UNSEEN,
+            run=lambda wildcards: COPICK_RUNS[int(wildcards.shard)],
+            copick=copick_params(),
+            extraction=extraction_params(),
+            voxel_size_angstrom=config["density"]["voxel_size_angstrom"],
+            seed=lambda wildcards: int(wildcards.seed),
+        script:
+            "../../scripts/extract_copick.py"
+
+    rule copick_picks:
+        """A variant's results back into the copick project: picks of user cryoavae, session
+        the variant, one file per run and seen class under the overlay root."""
+        input:
+            config=config["copick"]["config"],
+            annotated=f"{R}/models/{{variant}}/particles_annotated.star",
+        output:
+            f"{R}/models/{{variant}}/copick_picks.tsv",
+        log:
+            f"{R}/logs/copick_picks/{{variant}}.log",
+        benchmark:
+            f"{R}/benchmarks/copick_picks/{{variant}}.tsv"
+        conda:
+            "../../envs/cryoavae.yaml"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        params:
+            runs=COPICK_RUNS,
+            seen_classes=[c for c in CLASSES if c not in UNSEEN],
+            voxel_spacing=config["copick"]["voxel_spacing"],
+        script:
+            "../../scripts/copick_picks.py"
+
 
 if SOURCE in ("extract", "tomograms"):
 

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from cryoavae.core import copick_config as copick
 from cryoavae.core.errors import InputError
 from cryoavae.core.schema import validate_against
 from cryoavae.core.yaml_io import load_yaml
@@ -244,16 +245,19 @@ def _check_study(config: dict, source: str) -> None:
                 _check_relative_path(entry[key], f"{source}: extraction.tomograms[{k}].{key}")
     if particle_source == "star":
         _check_star(config, source)
+    if particle_source == "copick":
+        copick.check_copick_study(config, source)
     if particle_source == "tomograms":
         _check_tomograms(config, source)
     where = "structures.ids/files" if classes_from_structures(config) else "star.classes"
+    where = "copick.objects" if particle_source == "copick" else where
     if len(names) < 2:
         raise InputError(f"{source}: {where} name {len(names)} classes; a study needs at least 2")
     if len({n.lower() for n in names}) != len(names):
         raise InputError(f"{source}: {where} repeat a class name (names match in any case)")
     lowered = {n.lower() for n in names}
     held_out = [("structures.unseen", n) for n in structures["unseen"]]
-    held_out += [("star.unseen", n) for n in config["star"]["unseen"]]
+    held_out += [(f"{s}.unseen", n) for s in ("star", "copick") for n in config[s]["unseen"]]
     for key, name in held_out:
         if name.lower() not in lowered:
             raise InputError(
@@ -353,7 +357,10 @@ def _check_relative_path(path: str, where: str) -> None:
 
 def class_names(config: Mapping) -> list[str]:
     """The study's classes in order: PDB IDs (lower case) then the user's own files; for a STAR
-    study its ``star.classes`` when given; or the characters, seen then unseen."""
+    study its ``star.classes`` when given; a copick study's objects; or the characters, seen
+    then unseen."""
+    if config.get("particle_source") == "copick":
+        return [o.name for o in copick.study_objects(config)]
     if config.get("particle_source") == "characters":
         return list(config["characters"]["seen"]) + list(config["characters"]["unseen"])
     if config.get("particle_source") == "star" and config["star"]["classes"]:
@@ -365,6 +372,8 @@ def class_names(config: Mapping) -> list[str]:
 def classes_from_structures(config: Mapping) -> bool:
     """Whether each class has a structure (and so a density map) behind it."""
     source = config.get("particle_source")
+    if source == "copick":
+        return copick.has_structures(config)
     return source != "characters" and not (source == "star" and config["star"]["classes"])
 
 
@@ -375,8 +384,9 @@ def unseen_classes(config: Mapping) -> list[str]:
     names = class_names(config)
     lowered = {n.lower(): n for n in names}
     held_out = list(config["structures"]["unseen"])
-    if config.get("particle_source") == "star":
-        held_out += [u for u in config["star"]["unseen"] if u not in held_out]
+    source = config.get("particle_source")
+    if source in ("star", "copick"):
+        held_out += [u for u in config[source]["unseen"] if u not in held_out]
     return [lowered.get(u.lower(), u) for u in held_out]
 
 
