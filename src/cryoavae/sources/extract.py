@@ -3,9 +3,9 @@
 The output is the same as simulation's (an ``.mrcs`` stack + a STAR table, see
 :mod:`cryoavae.particles`), so the rest of the pipeline does not care where particles came from.
 
-Coordinates, angles and the particle-list formats are those of :mod:`cryoavae.particles.picks`.
-A box of ``b`` voxels puts the particle at index ``b // 2`` along each axis (the FFT centre, as in
-the simulated maps): it covers ``[c - b // 2, c - b // 2 + b)``.
+Coordinates, angles, list formats: :mod:`cryoavae.particles.picks`; the tomogram and RELION 5
+position each particle records: :mod:`cryoavae.particles.positions`. A ``b``-voxel box puts the
+particle at index ``b // 2`` on each axis (the FFT centre, as in the simulated maps).
 """
 
 from __future__ import annotations
@@ -276,6 +276,7 @@ def extract_subtomograms(
         rlnCoordinateX=coords[:, 0],
         rlnCoordinateY=coords[:, 1],
         rlnCoordinateZ=coords[:, 2],
+        **P.positions_in(tomogram_path, particle_list_path, coords, volume.shape, source_angstrom),
     )
     P.write_stack(stack_path, boxes, out_angstrom)
     P.write_particle_table(star_path, table)
