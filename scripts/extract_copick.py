@@ -42,4 +42,5 @@ with rule_logging(snakemake.log[0], rule="extract_copick", shard=shard, run=run,
         list_name=f"the picks of run {run}",
         columns={RUN_COLUMN: run, **dict(zip(LOCATION_COLUMNS, picks.locations.T, strict=True))},
         box_centres=True,
+        tomo_name=run,
     )

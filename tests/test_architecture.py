@@ -232,7 +232,7 @@ def test_no_function_over_80_lines():
 
 def test_architecture_doc_names_every_module():
     doc = (PACKAGE.parents[1] / "docs" / "architecture.md").read_text()
-    named = set(re.findall(r"`([a-z_]+(?:[./][a-z_]+)*)(?:\.py|/)?`", doc))
+    named = set(re.findall(r"`([a-z_][a-z0-9_]*(?:[./][a-z_][a-z0-9_]*)*)(?:\.py|/)?`", doc))
     named = {n.replace("/", ".") for n in named}
     for name in MODULES:
         if name and not name.split(".")[-1].startswith("_"):

@@ -69,7 +69,7 @@ def test_a_relion5_star_study_writes_the_users_table_back_annotated(tmp_path):
         "affinity: {source: csv, csv_path: prior.csv}\n" + TINY_MODEL
     )
     out = "results/mine/seed0/models/avae"
-    targets = ("particles_annotated.star", "latent_space.html", "class_averages.tsv")
+    targets = ("particles_relion5.star", "latent_space.html", "class_averages.tsv")
     result = snakemake(tmp_path, config, *(f"{out}/{target}" for target in targets))
     assert list((tmp_path / "results").rglob("*.mrc")) == []  # read in place, never copied
     blocks = starfile.read(tmp_path / out / "particles_annotated.star", always_dict=True)
@@ -81,6 +81,11 @@ def test_a_relion5_star_study_writes_the_users_table_back_annotated(tmp_path):
     assert set(annotated["cryoavaePredictedClass"]) <= {"ribo", "proteasome"}
     assert set(annotated.loc[classes == 2, "cryoavaeSplit"]) == {"unseen"}
     assert (annotated["cryoavaeNovelty"] >= 0).all()
+    relion5 = starfile.read(tmp_path / out / "particles_relion5.star", always_dict=True)
+    assert list(relion5) == ["optics", "particles", "cryoavae_classes"]  # your blocks, and ours
+    predicted = annotated["cryoavaePredictedClassNumber"].tolist()
+    assert relion5["particles"][P.CLASS_NUMBER].tolist() == predicted
+    assert relion5["particles"]["rlnTomoName"].tolist() == particles["rlnTomoName"].tolist()
     logs = tmp_path / "results" / "mine" / "seed0" / "logs"
     imported = (logs / "import_star_particles.log").read_text()
     assert "1 → ribo: 12, 2 → proteasome: 12, 3 → other (unseen): 12" in imported

@@ -14,6 +14,7 @@ import yaml
 from cryoavae.core.config import validate_config
 from cryoavae.core.errors import InputError
 from cryoavae.core.schema import section_schema
+from cryoavae.particles.positions import CENTRED
 from cryoavae.sources.tomogram import TomogramConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,6 +84,8 @@ def test_dry_run_plans_a_tomogram_and_an_extraction_per_shard(tmp_path):
         ("extract_subtomograms", 2),
         ("extract_picks", 1),
         ("plot_tomogram_particles", 1),
+        ("relion5_particles", 1),
+        ("relion5_applied_particles", 1),
     ]:
         assert any(line.split() == [rule, str(count)] for line in stats.splitlines()), rule
     assert "generate_characters" not in stats
@@ -110,6 +113,14 @@ def test_tiny_tomogram_study_runs_end_to_end(tmp_path):
     annotated = starfile.read(out / "applied" / "avae" / "picks.star")
     assert set(annotated["cryoavaeSplit"]) == {"applied"}
     assert annotated[["cryoavaeUmapX", "cryoavaeUmapY"]].notna().all().all()  # the study's UMAP
+    relion5 = starfile.read(out / "models" / "avae" / "particles_relion5.star", always_dict=True)
+    assert list(relion5) == ["general", "optics", "particles", "cryoavae_classes"]
+    particles = relion5["particles"]
+    assert set(particles["rlnTomoName"]) == {"tomogram_000", "tomogram_001"}
+    assert particles[list(CENTRED)].abs().max().max() < 96 / 2 * 20.0  # Å, inside the tomogram
+    assert "rlnAngleRot" not in particles  # the CNN decoder measures no orientation
+    picks = starfile.read(out / "applied" / "avae" / "picks_relion5.star", always_dict=True)
+    assert set(picks["particles"]["rlnTomoName"]) == {"tomogram_002"}
     resources = pd.read_csv(out / "resources.tsv", sep="\t")
     assert "simulate_tomogram" in " ".join(resources.astype(str).to_numpy().ravel())
     report = out / "report.html"

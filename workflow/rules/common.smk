@@ -1,4 +1,5 @@
 # The one place that reads and validates the config and builds targets and rule params.
+import re
 import sys
 from pathlib import Path
 
@@ -70,7 +71,8 @@ wildcard_constraints:
     shard=r"\d{3}",
     job=r"\d+",
     seed="|".join(str(seed) for seed in SEEDS),
-    particle_set=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    # the configured names only: "<set>_relion5.star" is no set's annotated "<set>.star"
+    particle_set="|".join(map(re.escape, config["apply"]["particle_sets"])) or "^$",
 
 
 def structure_params(wildcards):
@@ -207,6 +209,23 @@ def angles_from():
     }.get(SOURCE)
 
 
+def relion5_optics():
+    """The tilt series behind the particles' positions, for the RELION 5 particle set's optics
+    block: known for simulated tomograms (their voxel is the tilt series' pixel), else None
+    (your tomograms: RELION 5 takes the optics from your tomograms.star)."""
+    if SOURCE != "tomograms":
+        return None
+    keys = ("voltage_kv", "cs_mm", "amplitude_contrast")
+    return {
+        "tilt_series_pixel_size_angstrom": config["density"]["voxel_size_angstrom"],
+        **{key: config["tomograms"][key] for key in keys},
+    }
+
+
+# Particles that sit in a tomogram (or may: your own STAR file) get a RELION 5 particle set.
+RELION5 = SOURCE in ("extract", "tomograms", "star")
+
+
 def microscope():
     """The CTF's microscope when the study simulated one (else None: no CTF to match)."""
     return particle_microscope(config)
@@ -317,12 +336,19 @@ def all_targets():
         *model_outputs("umap.png"),
         *model_outputs("particles_annotated.star"),
         *model_outputs("class_averages.tsv"),
+        *(model_outputs("particles_relion5.star") if RELION5 else []),
         f"{R}/summary.tsv",
         f"{R}/provenance.json",
         *expand(
             f"{R}/applied/{{variant}}/{{particle_set}}.tsv",
             variant=VARIANTS,
             particle_set=list(config["apply"]["particle_sets"]),
+            allow_missing=True,
+        ),
+        *expand(
+            f"{R}/applied/{{variant}}/{{particle_set}}_relion5.star",
+            variant=VARIANTS,
+            particle_set=list(config["apply"]["particle_sets"]) if RELION5 else [],
             allow_missing=True,
         ),
     ]

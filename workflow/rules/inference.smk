@@ -131,6 +131,30 @@ rule annotate_particles:
         "../../scripts/annotate_particles.py"
 
 
+rule relion5_particles:
+    """The annotated particles as a RELION 5 tomography particle set: tomogram, centred position,
+    the model's orientation and shift, predicted class (inference.relion5)."""
+    input:
+        annotated=f"{R}/models/{{variant}}/particles_annotated.star",
+    output:
+        f"{R}/models/{{variant}}/particles_relion5.star",
+    log:
+        f"{R}/logs/relion5_particles/{{variant}}.log",
+    benchmark:
+        f"{R}/benchmarks/relion5_particles/{{variant}}.tsv"
+    conda:
+        "../../envs/cryoavae.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        class_names=CLASSES,
+        optics=relion5_optics(),
+    script:
+        "../../scripts/relion5_particles.py"
+
+
 rule apply_model:
     """Place a new particle set (e.g. from a tomogram) in a trained model's latent space and in
     the study's UMAP."""
@@ -160,3 +184,26 @@ rule apply_model:
         microscope=microscope(),
     script:
         "../../scripts/apply_model.py"
+
+
+rule relion5_applied_particles:
+    """A new particle set's annotated STAR file as a RELION 5 tomography particle set."""
+    input:
+        annotated=f"{R}/applied/{{variant}}/{{particle_set}}.star",
+    output:
+        f"{R}/applied/{{variant}}/{{particle_set}}_relion5.star",
+    log:
+        f"{R}/logs/relion5_applied_particles/{{variant}}/{{particle_set}}.log",
+    benchmark:
+        f"{R}/benchmarks/relion5_applied_particles/{{variant}}/{{particle_set}}.tsv"
+    conda:
+        "../../envs/cryoavae.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        class_names=CLASSES,
+        optics=relion5_optics(),
+    script:
+        "../../scripts/relion5_applied_particles.py"

@@ -7,10 +7,12 @@ downstream reads only this, so it does not care where the particles came from.
 
 - :mod:`.table`: the table's columns, image references, splits, class names, merging, STAR I/O;
 - :mod:`.stacks`: writing and opening stacks;
-- :mod:`.images`: reading a table's images a batch at a time.
+- :mod:`.images`: reading a table's images a batch at a time;
+- :mod:`.positions`: where a particle cut out of a tomogram sits in it (RELION 5's columns).
 """
 
 from cryoavae.particles.images import ParticleImages, table_voxel_size
+from cryoavae.particles.positions import positions_in, tomogram_name
 from cryoavae.particles.stacks import (
     StackLayout,
     StackWriter,
@@ -74,6 +76,8 @@ __all__ = [
     "open_stack",
     "parse_image_references",
     "particle_table",
+    "positions_in",
+    "tomogram_name",
     "read_particle_table",
     "read_star_blocks",
     "read_star_particles",

@@ -11,6 +11,7 @@ import pytest
 
 from cryoavae import particles as P
 from cryoavae.core.errors import InputError
+from cryoavae.particles.positions import CENTRED, TOMO_NAME, TOMOGRAM_VOXEL_SIZE
 from cryoavae.sources.extract import ExtractionConfig, extract_subtomograms
 
 SHAPE_ZYX = (40, 56, 72)  # distinct sizes so a swapped axis shows up
@@ -77,6 +78,15 @@ def test_planted_particles_recovered_within_one_voxel(tmp_path):
     assert list(table[P.CLASS_NUMBER]) == [1, 2, 3, 4]
     assert set(table[P.SHARD]) == {3}
     assert table[P.SNR].isna().all()
+
+
+def test_each_particle_records_its_tomogram_and_its_relion5_position(tmp_path):
+    table, _, _, _ = _run(tmp_path, ExtractionConfig(box_size_px=16))
+    assert set(table[TOMO_NAME]) == {"tomo"}  # the file's stem: a SHREC list names no tomogram
+    half_size = np.array(SHAPE_ZYX[::-1]) / 2
+    expected = (PLANTED_XYZ - half_size) * VOXEL_ANGSTROM  # Å from the centre, x from the MRC's x
+    np.testing.assert_allclose(table[list(CENTRED)].to_numpy(), expected)
+    assert (table[TOMOGRAM_VOXEL_SIZE] == VOXEL_ANGSTROM).all()
 
 
 def test_rescaled_particles_stay_centred(tmp_path):

@@ -101,7 +101,8 @@ def extract_subtomograms(
             particle_list_path, list(class_names), config.list_format, tomogram_path.stem
         )
         args = (class_names, unseen, config, seed, stack_path, star_path, shard)
-        extract_particles(tomogram, plist, *args, list_name=str(particle_list_path))
+        name = P.tomogram_name(tomogram_path, particle_list_path)
+        extract_particles(tomogram, plist, *args, list_name=str(particle_list_path), tomo_name=name)
 
 
 def extract_particles(
@@ -117,6 +118,7 @@ def extract_particles(
     list_name: str | None = None,
     columns: Mapping[str, object] | None = None,
     box_centres: bool = False,
+    tomo_name: str | None = None,
 ) -> pd.DataFrame:
     """Cut ``plist``'s particles out of ``tomogram`` into a stack + STAR table (the simulation's
     output format); return the table.
@@ -128,7 +130,9 @@ def extract_particles(
     per class with ``numpy.random.default_rng(seed)``. ``columns`` are added to the table: a
     scalar for every row, or one value per listed particle (false positives get NaN);
     ``box_centres`` adds ``cryoavaeBoxCentreX/Y/ZAngst``, where each box was centred (Å), which
-    a shift measured in the box is relative to (:func:`.boxes.box_centres_xyz`).
+    a shift measured in the box is relative to (:func:`.boxes.box_centres_xyz`). ``tomo_name``
+    adds where each particle sits in its tomogram as RELION 5 reads it (``rlnTomoName``, centred
+    Å: :func:`cryoavae.particles.positions_in`).
 
     Raises:
         InputError: unknown ``unseen`` name, no particle left, a box of NaN voxels.
@@ -152,6 +156,8 @@ def extract_particles(
     extra = {f"rlnCoordinate{axis}": coords[:, a] for a, axis in enumerate("XYZ")}
     for name, values in (columns or {}).items():
         extra[name] = _per_pick(values, len(plist), len(picks))[keep]
+    if tomo_name is not None:
+        extra.update(P.positions_in(tomo_name, coords, shape, source_angstrom))
     if box_centres:
         centres = box_centres_xyz(coords, ratio) * source_angstrom
         extra.update(

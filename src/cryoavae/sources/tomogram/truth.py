@@ -8,8 +8,8 @@ into the same RELION angles (static-axis ZXZ of ``A^T``, as
 :func:`cryoavae.particles.picks.shrec_angles_to_relion` reads them).
 
 The STAR table also carries RELION 5's centred coordinates in Å
-(``rlnCenteredCoordinateXAngst`` ...: the offset from the tomogram's centre voxel ``size // 2``
-times the voxel size) and the tomogram's name.
+(``rlnCenteredCoordinateXAngst`` ...: the offset from the tomogram's centre ``size / 2`` times the
+voxel size, :func:`cryoavae.particles.positions.centred_angstrom`) and the tomogram's name.
 """
 
 from __future__ import annotations
@@ -24,14 +24,10 @@ from scipy.spatial.transform import Rotation
 from cryoavae import particles as P
 from cryoavae.core.atomic import write_text_atomic
 from cryoavae.geometry.rotations import matrices_to_relion_angles
+from cryoavae.particles.positions import CENTRED, centred_angstrom
 
 __all__ = ["truth_table", "write_particle_locations", "write_truth_star"]
 
-CENTRED = (
-    "rlnCenteredCoordinateXAngst",
-    "rlnCenteredCoordinateYAngst",
-    "rlnCenteredCoordinateZAngst",
-)
 COORDINATES = ("rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ")
 
 
@@ -46,11 +42,10 @@ def truth_table(
 ) -> pd.DataFrame:
     """One row per particle: tomogram, coordinates (voxels and centred Å), angles, class."""
     positions = np.asarray(positions_px, dtype=np.float64).reshape(-1, 3)
-    centre = np.asarray(size_xyz, dtype=np.int64) // 2
     angles = matrices_to_relion_angles(rotations).reshape(-1, 3)
     columns = {"rlnTomoName": [tomogram_name] * len(positions)}
     columns.update({name: np.round(positions[:, a], 3) for a, name in enumerate(COORDINATES)})
-    centred = (positions - centre) * voxel_size_angstrom
+    centred = centred_angstrom(positions, size_xyz, voxel_size_angstrom)
     columns.update({name: np.round(centred[:, a], 2) for a, name in enumerate(CENTRED)})
     columns.update({name: np.round(angles[:, a], 4) + 0.0 for a, name in enumerate(P.ANGLES)})
     columns[P.CLASS_NUMBER] = np.asarray(class_index, dtype=np.int64) + 1
