@@ -236,8 +236,8 @@ def test_novelty_metrics_give_every_score_the_threshold_and_what_it_flags():
     assert 0.85 <= m["novelty_seen_recall"] <= 1.0  # test particles at the threshold set on val
     assert m["n_junk"] == 0 and m["novelty_junk_auroc"] is None
     assert m["novelty_junk_recall"] is None and m["novelty_junk_auroc_per_score"] is None
-    cosine = evaluate(latents, classes, np.eye(3), config=EvaluationConfig(novelty_score="knn"))
-    assert cosine.metrics["novelty_score"] == "knn" and cosine.novelty_model.score == "knn"
+    knn = evaluate(latents, classes, np.eye(3), config=EvaluationConfig(novelty_score="knn"))
+    assert knn.metrics["novelty_score"] == "knn" and knn.novelty_model.score == "knn"
 
 
 def test_junk_is_scored_apart_from_the_unseen_classes():
