@@ -1,5 +1,5 @@
-"""Rule evaluate_model: metrics.json, confusion matrix, UMAP (figure, table, interactive page),
-pose, prior, interpolation and training figures."""
+"""Rule evaluate_model: metrics.json, the novelty model (novelty.json), confusion matrix, UMAP
+(figure, table, interactive page), pose, prior, interpolation and training figures."""
 
 import pandas as pd
 
@@ -14,6 +14,7 @@ from cryoavae.evaluate import (
 from cryoavae.inference.annotate import class_assignments
 from cryoavae.inference.interpolate import interpolate_latents, write_interpolation_volumes
 from cryoavae.inference.latents import read_latents
+from cryoavae.inference.novelty import write_novelty_json
 from cryoavae.particles import ParticleImages, read_particle_table, table_voxel_size
 from cryoavae.report import evaluation_figures as figures
 from cryoavae.report.interpolation_figures import plot_interpolations
@@ -37,6 +38,7 @@ with rule_logging(snakemake.log[0], rule="evaluate_model", variant=variant):
         symmetry=read_symmetry(inputs.symmetry[0]) if inputs.symmetry else None,
     )
     write_metrics_json(out.metrics, result.metrics)
+    write_novelty_json(out.novelty, result.novelty_model)
     write_confusion_csv(out.confusion_csv, result)
     write_umap_table(out.umap_table, latents, result)
     figures.plot_umap(out.umap, result)
@@ -48,7 +50,7 @@ with rule_logging(snakemake.log[0], rule="evaluate_model", variant=variant):
         out.explorer,
         latents,
         pd.read_csv(out.umap_table, sep="\t"),
-        class_assignments(latents, latents, params.class_names),
+        class_assignments(latents, latents, params.class_names, result.novelty_model),
         ParticleImages(table, inputs.particles),
         params.class_names,
         seed=params.seed,

@@ -19,6 +19,7 @@ from cryoavae.evaluate import (
     write_metrics_json,
 )
 from cryoavae.evaluate.pose_correlation import _circular_correlation
+from cryoavae.inference.novelty import SCORES
 
 CONFIG = EvaluationConfig()
 
@@ -223,6 +224,41 @@ def test_no_unseen_classes_gives_null_open_set_metrics():
     assert m["unseen_match_fraction"] is None
 
 
+def test_novelty_metrics_give_every_score_the_threshold_and_what_it_flags():
+    classes = ["a", "b", "u"]
+    splits = {c: {"train": 60, "val": 100, "test": 100} for c in classes[:2]}
+    latents = make_latents(axes_centres(classes, 4), splits | {"u": {"unseen": 40}})
+    m = evaluate(latents, classes, np.eye(3)).metrics
+    assert m["novelty_score"] == "mahalanobis" and set(m["novelty_auroc_per_score"]) == set(SCORES)
+    assert m["novelty_auroc"] == m["novelty_auroc_per_score"]["mahalanobis"] == 1.0
+    assert m["novelty_calibration_split"] == "val" and m["novelty_seen_recall_target"] == 0.95
+    assert m["novelty_threshold"] > 0 and m["novelty_unseen_recall"] == 1.0
+    assert 0.85 <= m["novelty_seen_recall"] <= 1.0  # test particles at the threshold set on val
+    assert m["n_junk"] == 0 and m["novelty_junk_auroc"] is None
+    assert m["novelty_junk_recall"] is None and m["novelty_junk_auroc_per_score"] is None
+    knn = evaluate(latents, classes, np.eye(3), config=EvaluationConfig(novelty_score="knn"))
+    assert knn.metrics["novelty_score"] == "knn" and knn.novelty_model.score == "knn"
+
+
+def test_junk_is_scored_apart_from_the_unseen_classes():
+    """Unseen class u lies on seen class b (no score can tell them: AUROC about 0.5); the
+    extraction's false positives (class background, split unseen, not a study class) lie apart
+    and are found; they count in no unseen-class metric."""
+    classes = ["a", "b", "u"]
+    centres = axes_centres(classes[:2], 4) | {"background": 3.0 * np.eye(4)[3]}
+    centres["u"] = centres["b"]
+    splits = {c: seen_split(80, 100) for c in classes[:2]}
+    splits |= {"u": {"unseen": 200}, "background": {"unseen": 30}}
+    result = evaluate(make_latents(centres, splits), classes, np.eye(3))
+    m = result.metrics
+    assert abs(m["novelty_auroc"] - 0.5) < 0.1
+    assert m["novelty_junk_auroc"] == 1.0 and m["novelty_junk_recall"] == 1.0
+    assert m["novelty_junk_auroc_per_score"]["mahalanobis"] == 1.0
+    assert (m["n_junk"], m["n_unseen"]) == (30, 200) and set(m["unseen"]) == {"u"}
+    junk = result.novelty[result.novelty["class_name"] == "background"]
+    assert len(junk) == 30 and junk["is_novel"].all()
+
+
 def pose_2d(kind):
     def make(c, angles, rng):
         psi = angles[:, 2]
@@ -412,6 +448,8 @@ def test_novelty_table_covers_val_and_unseen(separated):
         ({"knn_neighbors": 0}, "evaluation.knn_neighbors"),
         ({"umap_min_dist": 2.0}, "evaluation.umap_min_dist"),
         ({"umap_n_neighbors": 1}, "evaluation.umap_n_neighbors"),
+        ({"novelty_seen_recall": 0.0}, "evaluation.novelty_seen_recall"),
+        ({"novelty_score": "energy"}, "evaluation.novelty_score"),
     ],
 )
 def test_bad_config_is_rejected_with_the_key(kwargs, message):
@@ -454,6 +492,12 @@ def test_metrics_json_is_strict_json(tmp_path, separated):
         "prior_correlation",
         "unseen",
         "novelty_auroc",
+        "novelty_auroc_per_score",
+        "novelty_threshold",
+        "novelty_unseen_recall",
+        "novelty_seen_recall",
+        "novelty_junk_auroc",
+        "novelty_junk_recall",
         "n_train",
         "n_val",
         "n_unseen",

@@ -39,12 +39,15 @@ def test_summary_markdown_reports_the_metrics_it_was_given():
             "silhouette": 0.5,
             "train_seconds": 12.3,
             "device": "cpu",
+            "novelty_auroc": 0.75,
+            "novelty_unseen_recall": 0.25,
             "unseen": {"v": {"nearest_seen": "a", "highest_affinity_seen": "a", "match": True}},
         },
     ]
     table = summary_table(["avae"], metrics, [{"epochs": 2}])
     text = summary_markdown("chars", table, metrics, {"UMAP": "models/avae/umap.png"})
     assert "| avae | 0.912 | 0.900 | 0.500 | – |" in text
+    assert "| novelty AUROC | unseen flagged |" in text and "| 0.750 | 0.250 | 1/1 |" in text
     assert "unseen v lands nearest a; its highest-affinity seen class is a (match)" in text
     assert 'src="models/avae/umap.png"' in text
     assert "known truth" not in text

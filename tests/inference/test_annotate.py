@@ -3,12 +3,15 @@ own names, and only when the model has one."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import starfile
 
 from cryoavae import particles as P
 from cryoavae.inference.annotate import ANGLE_COLUMNS, COLUMNS, ORIGIN_COLUMNS, annotate_particles
+from cryoavae.inference.novelty import fit_novelty
 
 
 def latents_table(n: int, rng, angles: bool) -> pd.DataFrame:
@@ -16,7 +19,7 @@ def latents_table(n: int, rng, angles: bool) -> pd.DataFrame:
         {
             "image": [f"{i + 1}@stack.mrcs" for i in range(n)],
             "class_name": np.where(np.arange(n) % 2 == 0, "a", "b"),
-            "split": "train",
+            "split": np.where(np.arange(n) < n - n // 3, "train", "val"),
             "angle_rot": 0.0,
             "angle_tilt": 0.0,
             "angle_psi": 0.0,
@@ -44,7 +47,7 @@ def test_inferred_angles_are_written_under_cryoavae_names_next_to_the_users_own(
     for source, column in ANGLE_COLUMNS.items():
         np.testing.assert_allclose(out[column], latents[source], atol=1e-4)
     assert (out["rlnAngleRot"] == 5.0).all()  # the user's own angles are left as they were
-    assert out[list(COLUMNS[:5])].notna().all().all()
+    assert out[list(COLUMNS[:6])].notna().all().all()
 
 
 def test_a_model_without_orientations_adds_no_angle_columns_and_says_what_gives_them(
@@ -86,3 +89,23 @@ def test_matched_shifts_become_origins_in_relions_sign(tmp_path):
     found = out[list(ORIGIN_COLUMNS.values())].to_numpy()
     np.testing.assert_allclose(found, -shifts, atol=1e-4)
     assert not {"rlnOriginXAngst", "rlnOriginX"} & set(out.columns)
+
+
+def test_novelty_and_the_flag_come_from_the_studys_novelty_model(tmp_path):
+    """cryoavaeNovelty is the model's score, cryoavaeIsNovel 1 exactly above its threshold (here
+    set by hand between the particles' scores), cryoavaeCentroidCosine the cosine kept beside."""
+    rng = np.random.default_rng(3)
+    latents = latents_table(40, rng, angles=False)
+    model = fit_novelty(latents, ["a", "b"])
+    mu = latents[["mu_0", "mu_1"]].to_numpy()
+    scores = model.score_of(mu)
+    model = dataclasses.replace(model, threshold=float(np.median(scores)))
+    source_star(tmp_path / "in.star", 40)
+    annotate_particles(
+        tmp_path / "in.star", latents, latents, ["a", "b"], tmp_path / "out.star", novelty=model
+    )
+    out = starfile.read(tmp_path / "out.star")
+    np.testing.assert_allclose(out["cryoavaeNovelty"], scores, rtol=1e-5)
+    np.testing.assert_array_equal(out["cryoavaeIsNovel"], (scores > model.threshold).astype(int))
+    assert out["cryoavaeIsNovel"].sum() == 20
+    assert ((out["cryoavaeCentroidCosine"] >= -1) & (out["cryoavaeCentroidCosine"] <= 1)).all()

@@ -1,6 +1,8 @@
 """Applying a trained model to a new particle set: nearest class and novelty, and the study's own
 orientation step (template matching against the study's templates)."""
 
+import dataclasses
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +14,10 @@ from volume_fixtures import blobs
 from cryoavae import particles
 from cryoavae.core.atomic import atomic_path
 from cryoavae.core.errors import InputError
-from cryoavae.inference.apply import apply_model, reference_classes, write_results
+from cryoavae.inference.apply import apply_model, main, reference_classes, write_results
 from cryoavae.inference.embed import embed_particles
 from cryoavae.inference.latents import read_latents
+from cryoavae.inference.novelty import fit_novelty, write_novelty_json
 from cryoavae.model.config import ModelConfig
 from cryoavae.orientation.templates import OrientationConfig
 from cryoavae.train import TrainingConfig, train_model
@@ -102,7 +105,31 @@ def test_nearest_class_and_novelty_against_the_training_centroids(study):
     assert set(applied["nearest_seen"]) <= {"a", "b"}
     cosine, novelty = applied["nearest_cosine"].to_numpy(), applied["novelty"].to_numpy()
     assert np.all((cosine >= -1) & (cosine <= 1))
-    np.testing.assert_allclose(novelty, 1 - cosine)
+    np.testing.assert_allclose(applied["novelty_centroid_cosine"], 1 - cosine)
+    np.testing.assert_allclose(novelty, applied["novelty_mahalanobis"])  # the default score
+    assert (novelty >= 0).all()
+
+
+def test_an_applied_set_is_flagged_by_the_studys_stored_threshold(study, tmp_path):
+    """The threshold in novelty.json (here set by hand to the set's median score, unlike the one
+    a refit would set) decides cryoavaeIsNovel, through the command line that finds
+    novelty.json beside --reference."""
+    checkpoint, star, reference = study
+    refit = fit_novelty(reference, ["a", "b"])
+    scores = apply_model(checkpoint, star, reference, novelty=refit)["novelty"].to_numpy()
+    stored = dataclasses.replace(refit, threshold=float(np.median(scores)))
+    assert stored.threshold != refit.threshold
+    applied = apply_model(checkpoint, star, reference, novelty=stored)
+    np.testing.assert_array_equal(applied["is_novel"], scores > stored.threshold)
+    shutil.copy(star.with_name("latents.tsv"), tmp_path / "latents.tsv")
+    write_novelty_json(tmp_path / "novelty.json", stored)
+    out = tmp_path / "out.star"
+    args = ["--model", checkpoint, "--reference", tmp_path / "latents.tsv", "--particles", star]
+    assert main([str(a) for a in [*args, "--out", out]]) == 0
+    table = starfile.read(out)
+    np.testing.assert_allclose(table["cryoavaeNovelty"], scores, rtol=1e-5)
+    np.testing.assert_array_equal(table["cryoavaeIsNovel"], (scores > stored.threshold))
+    assert table["cryoavaeIsNovel"].sum() == 6
 
 
 def test_a_reference_without_training_particles_is_refused(study):

@@ -16,6 +16,7 @@ rule evaluate_model:
         metrics=f"{R}/models/{{variant}}/metrics.json",
         confusion_csv=f"{R}/models/{{variant}}/confusion_matrix.csv",
         umap_table=f"{R}/models/{{variant}}/umap.tsv",
+        novelty=f"{R}/models/{{variant}}/novelty.json",
         explorer=report(
             f"{R}/models/{{variant}}/latent_space.html",
             caption="../report/latent_space.rst",

@@ -111,6 +111,7 @@ rule annotate_particles:
     input:
         latents=f"{R}/models/{{variant}}/latents.tsv",
         umap_table=f"{R}/models/{{variant}}/umap.tsv",
+        novelty=f"{R}/models/{{variant}}/novelty.json",
         particles=f"{R}/particles/particles.star",
         source=source_particles(),
     output:
@@ -162,6 +163,7 @@ rule apply_model:
         model=f"{R}/models/{{variant}}/model.pt",
         reference=f"{R}/models/{{variant}}/latents.tsv",
         umap_table=f"{R}/models/{{variant}}/umap.tsv",
+        novelty=f"{R}/models/{{variant}}/novelty.json",
         particles=lambda wildcards: config["apply"]["particle_sets"][
             wildcards.particle_set
         ],

@@ -5,7 +5,7 @@ One rule throughout: whatever is fitted (classifier, class centroids, pose maps)
 ``unseen`` particles, so no number is flattered by the particles the encoder was trained on.
 
 - :mod:`.evaluation`: :func:`evaluate_latents`, every metric of ``metrics.json``;
-- :mod:`.classify`, :mod:`.prior`, :mod:`.pose_correlation`, :mod:`.orientation`,
+- :mod:`.classify`, :mod:`.open_set`, :mod:`.prior`, :mod:`.pose_correlation`, :mod:`.orientation`,
 :mod:`.projection`: its parts;
 - :mod:`.variant`: one variant evaluated from its files; :mod:`.writers`: the outputs on disk.
 """

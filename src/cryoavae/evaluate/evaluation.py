@@ -11,7 +11,9 @@ particles, so no number is flattered by the particles the encoder was trained on
 particles are the ``test`` split when the study has one (never used for any choice: ``val`` is
 where settings, checkpoints and thresholds are chosen), else ``val``; ``metrics.json`` says which
 (``scored_split``).
-Seen classes are those with ``train`` particles; unseen classes are those with ``unseen`` ones.
+Seen classes are those with ``train`` particles; unseen classes are those with ``unseen`` ones,
+but for junk: an extraction's false-positive boxes (class ``background``, split ``unseen``),
+scored apart from them (:mod:`.open_set`).
 """
 
 from __future__ import annotations
@@ -23,23 +25,24 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 from cryoavae.core.errors import InputError
 from cryoavae.core.schema import section_dataclass, section_schema
 from cryoavae.evaluate.classify import classification, cosine_silhouette
+from cryoavae.evaluate.open_set import novelty_metrics
 from cryoavae.evaluate.orientation import aligned_orientation_metrics
 from cryoavae.evaluate.pose_correlation import pose_metrics
 from cryoavae.evaluate.prior import prior_agreement, unseen_neighbours
 from cryoavae.evaluate.projection import umap_projection
 from cryoavae.inference.latents import (
     LATENT_COLUMNS,
-    assign_nearest_class,
     class_centroids,
     class_cosine_matrix,
     latent_columns,
 )
+from cryoavae.inference.novelty import NoveltyModel
 from cryoavae.particles import SPLITS
+from cryoavae.particles.picks import BACKGROUND_CLASS
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +78,10 @@ class EvaluationResult:
     - ``pose_table``: one row per scored val particle (2-D: ``class_name``, ``true_angle_deg``,
       ``pose_feature``, ``predicted_angle_deg``, ``error_deg``; 3-D: ``class_name``,
       ``error_deg``, ``true_r00..true_r22``, ``predicted_r00..predicted_r22``); None without pose.
-    - ``novelty``: val and unseen particles with ``nearest_seen``, ``nearest_cosine`` and
-      ``novelty`` (cosine distance to the nearest seen-class centroid).
+    - ``novelty``: held-out, unseen and junk particles with ``nearest_seen``,
+      ``nearest_cosine``, ``novelty``, ``is_novel`` and every score
+      (:func:`.open_set.novelty_metrics`); ``novelty_model``: the fitted novelty model
+      (``novelty.json``).
     """
 
     metrics: dict
@@ -91,6 +96,7 @@ class EvaluationResult:
     class_affinity: pd.DataFrame
     pose_table: pd.DataFrame | None
     novelty: pd.DataFrame
+    novelty_model: NoveltyModel
 
 
 def evaluate_latents(
@@ -131,9 +137,11 @@ def evaluate_latents(
       for the highest affinity counts as a match; ``unseen_match_fraction``. A prior equal for
       every seen class (``affinity.source`` uniform or none) ranks none: highest, rank and match
       are None there, and the fraction counts only the classes it ranks.
-    - ``novelty_auroc``: AUROC of the novelty score (cosine distance to the nearest seen training
-      centroid) for unseen versus seen held-out particles; 0.5 = indistinguishable; None without
-      unseen.
+    - ``novelty_auroc``: AUROC of the novelty score (``config.novelty_score``, fitted on the
+      train particles) for unseen versus seen held-out particles; 0.5 = indistinguishable; None
+      without unseen; with every score's, the threshold set on val, the fractions of unseen
+      particles flagged and of held-out seen ones kept, and the same for junk
+      (:func:`.open_set.novelty_metrics`: ``novelty_*``, ``n_junk``).
     - ``n_train``, ``n_val``, ``n_test``, ``n_unseen``, ``scored_split``, ``latent_dim``,
       ``pose_dim``.
 
@@ -150,7 +158,7 @@ def evaluate_latents(
     shown, cosine, prior = _class_structure(p, affinity)
     n_seen = len(p.seen)
     agreement = prior_agreement(cosine[:n_seen, :n_seen], prior[:n_seen, :n_seen])
-    open_set, novelty = _open_set_metrics(latents, p, affinity)
+    open_set, novelty, novelty_model = _open_set_metrics(latents, p, affinity, config)
     metrics = {"classifier": config.classifier, **read_outs, **agreement, **open_set, **p.sizes()}
     _log_metrics(metrics)
     umap_xy = _umap_of(p.mu, config, seed, umap_cache_dir) if embed_umap else None
@@ -167,6 +175,7 @@ def evaluate_latents(
         class_affinity=pd.DataFrame(prior, index=shown, columns=shown),
         pose_table=pose_table,
         novelty=novelty.reset_index(drop=True),
+        novelty_model=novelty_model,
     )
 
 
@@ -181,7 +190,8 @@ class _Particles:
     train: np.ndarray  # (n,) bool
     held_out: np.ndarray  # (n,) bool: the seen-class particles scored (see scored_split)
     scored_split: str  # test when the table has test particles, else val
-    unseen: np.ndarray  # (n,) bool
+    unseen: np.ndarray  # (n,) bool: particles of unseen classes (not junk)
+    junk: np.ndarray  # (n,) bool: an extraction's false positives (background, unseen)
     seen: list[str]  # classes with train particles, in the study's order
     unseen_classes: list[str]  # classes with unseen particles, in the study's order
     index: dict[str, int]  # class name -> row of the affinity
@@ -212,7 +222,8 @@ def _particles(
 ) -> _Particles:
     names = latents["class_name"].astype(str).to_numpy()
     split = latents["split"].astype(str).to_numpy()
-    train, unseen = split == "train", split == "unseen"
+    junk = (split == "unseen") & (names == BACKGROUND_CLASS)
+    train, unseen = split == "train", (split == "unseen") & ~junk
     scored_split = "test" if (split == "test").any() else "val"
     present_seen = set(names[train])
     present_unseen = set(names[unseen])
@@ -225,6 +236,7 @@ def _particles(
         held_out=split == scored_split,
         scored_split=scored_split,
         unseen=unseen,
+        junk=junk,
         seen=[c for c in class_names if c in present_seen],
         unseen_classes=[c for c in class_names if c in present_unseen],
         index={c: i for i, c in enumerate(class_names)},
@@ -270,35 +282,34 @@ def _class_structure(
 
 
 def _open_set_metrics(
-    latents: pd.DataFrame, p: _Particles, affinity: np.ndarray
-) -> tuple[dict, pd.DataFrame]:
+    latents: pd.DataFrame, p: _Particles, affinity: np.ndarray, config: EvaluationConfig
+) -> tuple[dict, pd.DataFrame, NoveltyModel]:
     """Where unseen classes land among the seen classes' training centroids, and how well the
-    distance to the nearest one tells unseen particles from val ones; with the novelty table."""
+    novelty scores tell unseen particles (and junk) from held-out ones; with the novelty table
+    and model."""
     centroids = class_centroids(p.mu[p.train], p.names[p.train], p.seen)
     unseen_report, match_fraction = unseen_neighbours(
         p.mu[p.unseen], p.names[p.unseen], p.unseen_classes, centroids, p.seen, affinity, p.index
     )
-    scored = p.scored
-    novelty = assign_nearest_class(p.mu[scored], centroids, p.seen)
-    novelty.insert(0, "split", p.split[scored])
-    novelty.insert(0, "class_name", p.names[scored])
-    if "image" in latents.columns:
-        novelty.insert(0, "image", latents["image"].to_numpy()[scored])
-    is_unseen = (novelty["split"] == "unseen").to_numpy()
-    auroc = (
-        float(roc_auc_score(is_unseen, novelty["novelty"]))
-        if 0 < is_unseen.sum() < len(is_unseen)
-        else None
+    novelty, table, model = novelty_metrics(
+        latents,
+        p.seen,
+        p.held_out,
+        p.unseen,
+        p.junk,
+        config.novelty_score,
+        config.novelty_seen_recall,
+        config.novelty_neighbors,
     )
     metrics = {"unseen": unseen_report, "unseen_match_fraction": match_fraction}
-    return {**metrics, "novelty_auroc": auroc}, novelty
+    return {**metrics, **novelty}, table, model
 
 
 def _log_metrics(metrics: dict) -> None:
     """The headline numbers, and where each unseen class landed, for the run log."""
     log.info(
         "%s on %d train / %d %s particles: accuracy %.3f, macro-F1 %.3f; silhouette %s; "
-        "pose correlation %s; prior correlation %s; novelty AUROC %s",
+        "pose correlation %s; prior correlation %s; novelty AUROC %s (%s), unseen flagged %s",
         metrics["classifier"],
         metrics["n_train"],
         metrics["n_" + metrics["scored_split"]],
@@ -309,6 +320,8 @@ def _log_metrics(metrics: dict) -> None:
         metrics["pose_correlation"],
         metrics["prior_correlation"],
         metrics["novelty_auroc"],
+        metrics["novelty_score"],
+        metrics["novelty_unseen_recall"],
     )
     for name, report in metrics["unseen"].items():
         log.info(
@@ -351,7 +364,9 @@ def _check_latents(latents, class_names, affinity, ndim) -> tuple[list[str], lis
         raise InputError(
             f"affinity: shape {affinity.shape} does not match the {n} classes {class_names}"
         )
-    unknown = sorted(set(latents["class_name"].astype(str)) - set(class_names))
+    names = latents["class_name"].astype(str)
+    junk = (latents["split"].astype(str) == "unseen") & (names == BACKGROUND_CLASS)
+    unknown = sorted(set(names[~junk]) - set(class_names))
     if unknown:
         raise InputError(
             f"latents table: class_name {unknown} not in the study's classes {class_names}"

@@ -23,6 +23,7 @@ SEED_METRICS = (
     ("accuracy", "accuracy"),
     ("macro_f1", "macro-F1"),
     ("novelty_auroc", "novelty AUROC"),
+    ("novelty_unseen_recall", "unseen flagged"),
     ("unseen_match_fraction", "unseen placed"),
     ("prior_correlation", "prior r"),
     ("pose_geodesic_median_deg", "orientation median (°)"),

@@ -6,8 +6,12 @@ file, every data block, rows in their order) with columns added per particle:
 - ``cryoavaePredictedClass``, ``cryoavaePredictedClassNumber``: the seen class whose latent
   centroid (mean unit mu of its training particles) is nearest in cosine, and its 1-based number
   in the study's class list;
-- ``cryoavaeCentroidCosine``: the cosine to that centroid; ``cryoavaeNovelty`` = 1 - that cosine
-  (0 on the centroid, up to 2 opposite every centroid): the open-set score;
+- ``cryoavaeCentroidCosine``: the cosine to that centroid;
+- ``cryoavaeNovelty``: how unlike every seen class the particle is (higher: more novel), the
+  study's novelty score (``evaluation.novelty_score``, by default the smallest Mahalanobis
+  distance of mu to a seen class; :mod:`cryoavae.inference.novelty`), and ``cryoavaeIsNovel``:
+  1 where it lies above the threshold the study set on its val particles
+  (``evaluation.novelty_seen_recall`` of them lie at or below it), else 0;
 - ``cryoavaeSplit``: how the study used the particle (train / val / test / unseen: a class held
   out of training), or ``applied`` for a new particle set (:mod:`cryoavae.inference.apply`);
 - ``cryoavaeUmapX``, ``cryoavaeUmapY``: its position in the study's UMAP of mu, when there is one
@@ -39,7 +43,8 @@ import pandas as pd
 
 from cryoavae import particles as P
 from cryoavae.core.errors import InputError
-from cryoavae.inference.latents import assign_nearest_class, class_centroids, latent_columns
+from cryoavae.inference.latents import assign_nearest_class, latent_columns
+from cryoavae.inference.novelty import NoveltyModel, fit_novelty
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,7 @@ COLUMNS = (
     "cryoavaePredictedClassNumber",
     "cryoavaeCentroidCosine",
     "cryoavaeNovelty",
+    "cryoavaeIsNovel",
     "cryoavaeSplit",
     "cryoavaeUmapX",
     "cryoavaeUmapY",
@@ -65,31 +71,41 @@ ORIGIN_COLUMNS = {  # latents column -> STAR column; RELION's sign: the origin i
 }
 
 
+PREDICTED, PREDICTED_NUMBER, COSINE, NOVELTY, IS_NOVEL, SPLIT, UMAP_X, UMAP_Y = COLUMNS
+
+
 def class_assignments(
-    latents: pd.DataFrame, reference: pd.DataFrame, class_names: Sequence[str]
+    latents: pd.DataFrame,
+    reference: pd.DataFrame,
+    class_names: Sequence[str],
+    novelty: NoveltyModel | None = None,
 ) -> pd.DataFrame:
-    """Nearest seen class, its number, cosine and novelty for every row of ``latents``, against
-    the centroids of the ``train`` rows of ``reference`` (a latents table, possibly the same)."""
+    """Nearest seen class, its number, cosine, novelty and whether it is novel for every row of
+    ``latents``, against the centroids of the ``train`` rows of ``reference`` (a latents table,
+    possibly the same) and the novelty model fitted on them (``models/<variant>/novelty.json``;
+    None: fitted here with the default score and recall)."""
     train = reference[reference["split"].astype(str) == "train"]
     if train.empty:
         raise InputError("reference latents hold no training particles to build centroids from")
     order = {name: i for i, name in enumerate(class_names)}
-    seen = sorted(train["class_name"].astype(str).unique(), key=lambda c: order.get(c, 1 << 30))
     mu_columns = latent_columns(train, "mu")
     if latent_columns(latents, "mu") != mu_columns:
         raise InputError(
             f"latents have {len(latent_columns(latents, 'mu'))} mu columns, the reference "
             f"{len(mu_columns)}: embed both with the same model"
         )
-    names = train["class_name"].astype(str).to_numpy()
-    centroids = class_centroids(train[mu_columns].to_numpy(), names, seen)
-    nearest = assign_nearest_class(latents[mu_columns].to_numpy(), centroids, seen)
+    if novelty is None:
+        novelty = fit_novelty(reference, class_names)
+    mu = latents[mu_columns].to_numpy(np.float64)
+    nearest = assign_nearest_class(mu, novelty.centroids, novelty.classes)
+    score = novelty.score_of(mu)
     return pd.DataFrame(
         {
-            COLUMNS[0]: nearest["nearest_seen"].to_numpy(),
-            COLUMNS[1]: nearest["nearest_seen"].map(order).fillna(-1).astype(int) + 1,
-            COLUMNS[2]: nearest["nearest_cosine"].to_numpy(),
-            COLUMNS[3]: nearest["novelty"].to_numpy(),
+            PREDICTED: nearest["nearest_seen"].to_numpy(),
+            PREDICTED_NUMBER: nearest["nearest_seen"].map(order).fillna(-1).astype(int) + 1,
+            COSINE: nearest["nearest_cosine"].to_numpy(),
+            NOVELTY: score,
+            IS_NOVEL: novelty.is_novel(score).astype(int),
         }
     )
 
@@ -102,12 +118,14 @@ def annotate_particles(
     out_path: str | os.PathLike,
     umap_xy: pd.DataFrame | None = None,
     source_rows: np.ndarray | None = None,
+    novelty: NoveltyModel | None = None,
 ) -> pd.DataFrame:
     """Write ``source_star`` with the columns of this module added; return its particle table.
 
     ``latents`` row ``i`` belongs to row ``source_rows[i]`` of the source's particle table
     (default: row ``i``). ``umap_xy``: columns ``umap_x``, ``umap_y`` in the order of
-    ``latents``. Source rows without a latents row get empty values (NaN).
+    ``latents``. ``novelty``: the study's novelty model (:func:`class_assignments`). Source rows
+    without a latents row get empty values (NaN).
 
     Raises:
         InputError: the source has no particle table, rows do not line up, or a column clashes.
@@ -126,11 +144,11 @@ def annotate_particles(
     clash = [c for c in ours if c in table.columns]
     if clash:
         log.warning("%s: replacing its columns %s with this study's", source_star, clash)
-    added = class_assignments(latents, reference, class_names)
-    added[COLUMNS[4]] = latents["split"].astype(str).to_numpy()
+    added = class_assignments(latents, reference, class_names, novelty)
+    added[SPLIT] = latents["split"].astype(str).to_numpy()
     if umap_xy is not None:
-        added[COLUMNS[5]] = umap_xy["umap_x"].to_numpy()
-        added[COLUMNS[6]] = umap_xy["umap_y"].to_numpy()
+        added[UMAP_X] = umap_xy["umap_x"].to_numpy()
+        added[UMAP_Y] = umap_xy["umap_y"].to_numpy()
     for source, column in ANGLE_COLUMNS.items():
         if source in latents.columns:
             added[column] = latents[source].to_numpy(np.float64)
@@ -148,17 +166,18 @@ def annotate_particles(
     full = pd.DataFrame(index=np.arange(len(table)), columns=added.columns, dtype=object)
     full.iloc[rows] = added.to_numpy(dtype=object)
     for column in added.columns:  # numbers stay numbers in the STAR file
-        if column not in (COLUMNS[0], COLUMNS[4]):
+        if column not in (PREDICTED, SPLIT):
             full[column] = pd.to_numeric(full[column])
     annotated = pd.concat([table.drop(columns=clash), full], axis=1)
     header = "cryoavae: particles annotated with their latent-space results"
     P.write_star_blocks(out_path, {**blocks, name: annotated}, header)
     log.info(
-        "%s: %d particles annotated (nearest classes %s, median novelty %.3f)",
+        "%s: %d particles annotated (nearest classes %s, median novelty %.3f, %d flagged novel)",
         out_path,
         len(added),
-        added[COLUMNS[0]].value_counts().to_dict(),
-        float(np.median(added[COLUMNS[3]])) if len(added) else float("nan"),
+        added[PREDICTED].value_counts().to_dict(),
+        float(np.median(added[NOVELTY])) if len(added) else float("nan"),
+        int(added[IS_NOVEL].sum()),
     )
     return annotated
 

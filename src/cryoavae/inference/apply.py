@@ -2,7 +2,9 @@
 
 This is the open-set use the paper argues for: particles extracted from a new tomogram are
 encoded, each is assigned the seen class whose latent centroid (from the training particles) is
-nearest in cosine, and its novelty (1 - that cosine) says how unlike every training class it is.
+nearest in cosine, and its novelty says how unlike every training class it is: the study's
+novelty model (``models/<variant>/novelty.json``, :mod:`cryoavae.inference.novelty`) scores it
+and flags it novel above the threshold the study set on its own held-out particles.
 
 The particles may be any STAR file of subtomograms: this pipeline's own tables, or a RELION /
 Warp one (``rlnImageName`` as ``index@stack`` or one file per particle). With ``--out`` ending in
@@ -23,7 +25,8 @@ Command line::
         --reference results/<study>/seed<k>/models/<variant>/latents.tsv \\
         --particles new_particles.star --out new_particles_annotated.star
 
-(``--umap`` defaults to the ``umap.tsv`` beside ``--reference``.)
+(``--umap`` and ``--novelty`` default to the ``umap.tsv`` and ``novelty.json`` beside
+``--reference``.)
 """
 
 from __future__ import annotations
@@ -50,10 +53,15 @@ from cryoavae.inference.embed import embed_particles
 from cryoavae.inference.latents import (
     APPLIED,
     assign_nearest_class,
-    class_centroids,
     latent_columns,
     place_by_neighbours,
     read_latents,
+)
+from cryoavae.inference.novelty import (
+    GAUSSIAN_SCORES,
+    NoveltyModel,
+    fit_novelty,
+    read_novelty_json,
 )
 from cryoavae.orientation.templates import OrientationConfig
 from cryoavae.particles import CLASS_NAME, ParticleImages, read_star_particles
@@ -69,11 +77,18 @@ def apply_model(
     seed: int = 0,
     ctf: CtfModel | None = None,
     umap: pd.DataFrame | None = None,
+    novelty: NoveltyModel | None = None,
 ) -> pd.DataFrame:
     """Latents of the particles in ``particles_star`` plus ``nearest_seen``, ``nearest_cosine``
-    and ``novelty``, against the class centroids of the reference's training particles; split
-    ``applied``; with the study's UMAP table ``umap`` (rows of ``reference``) also ``umap_x``,
-    ``umap_y`` (module docstring).
+    (against the class centroids of the reference's training particles), ``novelty`` (the
+    study's score), ``is_novel`` (above the study's threshold) and ``novelty_<score>`` for each
+    score computed from the stored Gaussians (:data:`~cryoavae.inference.novelty.GAUSSIAN_SCORES`);
+    split ``applied``; with the study's UMAP table ``umap`` (rows of ``reference``) also
+    ``umap_x``, ``umap_y`` (module docstring).
+
+    ``novelty``: the study's novelty model (:func:`~cryoavae.inference.novelty.read_novelty_json`);
+    None: fitted on the reference's training particles with the default score, its threshold
+    on the reference's val particles at the default recall.
 
     ``orientation``, ``seed`` and ``ctf`` are the study's: with ``template_matching`` the new
     particles are matched against templates of the reference's training particles, as the
@@ -81,9 +96,10 @@ def apply_model(
     train = reference[reference["split"] == "train"]
     if train.empty:
         raise InputError("reference latents hold no training particles to build centroids from")
-    seen = sorted(train["class_name"].unique())
     mu_columns = latent_columns(train, "mu")
-    centroids = class_centroids(train[mu_columns].to_numpy(), train["class_name"].to_numpy(), seen)
+    if novelty is None:
+        log.info("no novelty model given: fitting one on the reference's training particles")
+        novelty = fit_novelty(reference, reference_classes(reference))
     table, _ = read_star_particles(particles_star)
     images = ParticleImages(table, particles_star)
     images.validate()
@@ -101,19 +117,45 @@ def apply_model(
     latents["split"] = APPLIED
     if CLASS_NAME not in table.columns:
         latents["class_name"] = _names_of_numbers(latents["class_number"], reference)
-    assigned = assign_nearest_class(latents[mu_columns].to_numpy(), centroids, seen)
+    mu = latents[mu_columns].to_numpy(np.float64)
+    assigned = assign_nearest_class(mu, novelty.centroids, novelty.classes)
+    cheap = [s for s in GAUSSIAN_SCORES if s != novelty.score]
+    scores = novelty.scores(mu, [novelty.score, *cheap])
+    assigned["novelty"] = scores[novelty.score].to_numpy()
+    assigned["is_novel"] = novelty.is_novel(assigned["novelty"].to_numpy())
+    assigned[[f"novelty_{s}" for s in scores.columns]] = scores.to_numpy()
     result = pd.concat([latents, assigned], axis=1)
     if umap is not None:
         placed = umap_positions(reference, umap, latents[mu_columns].to_numpy())
         result[["umap_x", "umap_y"]] = placed
     log.info(
-        "applied %s to %d particles: nearest classes %s, median novelty %.3f",
+        "applied %s to %d particles: nearest classes %s, median novelty %.3f; %d flagged novel "
+        "(%s above %.4g, the threshold keeping %.3f of the study's %s particles)",
         checkpoint_path,
         len(result),
         result["nearest_seen"].value_counts().to_dict(),
         result["novelty"].median() if len(result) else float("nan"),
+        int(result["is_novel"].sum()),
+        novelty.score,
+        novelty.threshold,
+        novelty.seen_recall,
+        novelty.calibration_split,
     )
+    _log_flagged_by_class(result)
     return result
+
+
+def _log_flagged_by_class(result: pd.DataFrame) -> None:
+    """Where a set's rows name their classes (a simulated tomogram's picks, ``background`` for
+    false positives): the fraction of each class flagged novel."""
+    names = result["class_name"].astype(str)
+    if len(result) == 0 or set(names) <= {"unknown"}:
+        return
+    flagged = result.groupby(names)["is_novel"].agg(["mean", "size"])
+    log.info(
+        "flagged novel by the set's own class names: %s",
+        ", ".join(f"{c} {r['mean']:.2f} of {int(r['size'])}" for c, r in flagged.iterrows()),
+    )
 
 
 def _names_of_numbers(numbers: pd.Series, reference: pd.DataFrame) -> list[str]:
@@ -155,14 +197,20 @@ def reference_classes(reference: pd.DataFrame) -> list[str]:
 
 
 def write_results(
-    path: str | Path, particles_star: Path, result: pd.DataFrame, reference: pd.DataFrame
+    path: str | Path,
+    particles_star: Path,
+    result: pd.DataFrame,
+    reference: pd.DataFrame,
+    novelty: NoveltyModel | None = None,
 ) -> None:
-    """``.star``: the particle STAR file annotated (:mod:`cryoavae.inference.annotate`); else a
-    TSV."""
+    """``.star``: the particle STAR file annotated (:mod:`cryoavae.inference.annotate`) with the
+    study's ``novelty`` model (None: one fitted on the reference); else a TSV."""
     if Path(path).suffix.lower() == ".star":
         umap_xy = result[["umap_x", "umap_y"]] if "umap_x" in result.columns else None
         classes = reference_classes(reference)
-        annotate_particles(particles_star, result, reference, classes, path, umap_xy=umap_xy)
+        annotate_particles(
+            particles_star, result, reference, classes, path, umap_xy=umap_xy, novelty=novelty
+        )
     else:
         write_assignments(path, result)
 
@@ -197,6 +245,18 @@ def _study_umap(path: Path | None, reference: Path) -> pd.DataFrame | None:
     return None
 
 
+def _study_novelty(path: Path | None, reference_path: Path, reference: pd.DataFrame):
+    """The novelty model named, else the one beside the reference latents, else None (then one
+    is fitted on the reference: older studies wrote none)."""
+    if path is not None:
+        return read_novelty_json(path, reference)
+    beside = reference_path.with_name("novelty.json")
+    if beside.is_file():
+        return read_novelty_json(beside, reference)
+    log.info("no %s: fitting the novelty model on the reference (give --novelty)", beside)
+    return None
+
+
 EXAMPLE = """example:
   {prog} --model results/mine/seed0/models/avae/model.pt \\
       --reference results/mine/seed0/models/avae/latents.tsv \\
@@ -225,6 +285,12 @@ def main(argv: list[str] | None = None, prog: str = "python -m cryoavae.inferenc
         "umap.tsv beside --reference, when there is one)",
     )
     parser.add_argument(
+        "--novelty",
+        type=Path,
+        help="novelty.json of its study: the novelty score and the threshold that flags a "
+        "particle novel (default: the novelty.json beside --reference, when there is one)",
+    )
+    parser.add_argument(
         "--config",
         type=Path,
         help="the study's config file: its orientation step (e.g. template matching), seed and "
@@ -236,8 +302,11 @@ def main(argv: list[str] | None = None, prog: str = "python -m cryoavae.inferenc
         reference = read_latents(args.reference)
         settings = _study_settings(args.config) if args.config else {}
         umap = _study_umap(args.umap, args.reference)
-        result = apply_model(args.model, args.particles, reference, umap=umap, **settings)
-        write_results(args.out, args.particles, result, reference)
+        novelty = _study_novelty(args.novelty, args.reference, reference)
+        result = apply_model(
+            args.model, args.particles, reference, umap=umap, novelty=novelty, **settings
+        )
+        write_results(args.out, args.particles, result, reference, novelty)
     return 0
 
 

@@ -134,9 +134,8 @@ def assign_nearest_class(
 ) -> pd.DataFrame:
     """Nearest class by cosine to ``centroids`` ``(c, k)`` for particles ``mu`` ``(n, k)``.
 
-    Returns columns ``nearest_seen``, ``nearest_cosine`` and ``novelty`` = 1 - nearest_cosine
-    (0 on a centroid's direction, up to 2 opposite every centroid): the open-set score for
-    particles the model has never seen.
+    Returns columns ``nearest_seen`` and ``nearest_cosine``. How novel a particle is, is
+    :mod:`cryoavae.inference.novelty`'s (1 - ``nearest_cosine`` is its ``centroid_cosine``).
     """
     cos = _unit(np.asarray(mu, dtype=np.float64)) @ np.asarray(centroids).T  # (n, c)
     best = np.argmax(cos, axis=1)
@@ -145,7 +144,6 @@ def assign_nearest_class(
         {
             "nearest_seen": np.asarray(list(centroid_names), dtype=object)[best],
             "nearest_cosine": nearest_cos,
-            "novelty": 1.0 - nearest_cos,
         }
     )
 

@@ -36,7 +36,7 @@ TOOLTIP = """
        alt="particle @image">
   <div><b>@class_name</b> (@split)</div>
   <div>nearest seen: @nearest (cosine @cosine{0.000})</div>
-  <div>novelty @novelty{0.000}</div>
+  <div>novelty @novelty{0.000} @flag</div>
 </div>
 """
 
@@ -90,6 +90,7 @@ def write_latent_explorer(
     rows = np.sort(rng.choice(n, size=min(n, MAX_POINTS), replace=False)) if n else np.arange(0)
     names = latents["class_name"].astype(str).to_numpy()[rows]
     novelty = assignments["cryoavaeNovelty"].to_numpy(np.float64)[rows]
+    flag = np.where(assignments["cryoavaeIsNovel"].to_numpy()[rows] > 0, "(flagged novel)", "")
     colours = {
         "class": _class_colours(names, [c for c in class_names if c in set(names)]),
         "split": np.array(
@@ -108,6 +109,7 @@ def write_latent_explorer(
             "nearest": assignments["cryoavaePredictedClass"].to_numpy()[rows],
             "cosine": assignments["cryoavaeCentroidCosine"].to_numpy()[rows],
             "novelty": novelty,
+            "flag": flag,
             "thumbnail": thumbnails(images, rows),
             "colour": colours["class"],
             **{f"colour_{k}": v for k, v in colours.items()},
@@ -143,9 +145,9 @@ def write_latent_explorer(
         f'<span style="color:{c}">&#9679;</span> {s}' for s, c in SPLIT_COLOURS.items()
     )
     note = Div(
-        text=f"<p>classes: {swatches}<br>splits: {splits}<br>novelty: dark (0, on a class "
-        f"centroid) to yellow (the most novel shown)</p><p>{len(rows)} of {n} particles (a draw "
-        "seeded by the study's seed); hover a point for its thumbnail and scores.</p>"
+        text=f"<p>classes: {swatches}<br>splits: {splits}<br>novelty: dark (0, a class's mean) "
+        f"to yellow (the most novel shown)</p><p>{len(rows)} of {n} particles (a draw seeded "
+        "by the study's seed); hover a point for its thumbnail and scores.</p>"
     )
     page = file_html(column(menu, plot, note), resources=INLINE, title=title)
     write_text_atomic(Path(path), page)

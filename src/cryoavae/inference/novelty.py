@@ -1,0 +1,339 @@
+"""Novelty: how unlike every seen class a particle's mu is, and the threshold that flags it.
+
+A :class:`NoveltyModel` is fitted on the ``train`` particles' mu alone (:func:`fit_novelty`) and
+scores any particle; higher is more novel. The scores (:data:`SCORES`):
+
+- ``mahalanobis`` (the default): the smallest Mahalanobis distance from mu to a seen class, each
+  class a Gaussian with its own covariance shrunk by Ledoit-Wolf (Lee et al. 2018 share one
+  covariance); in the class's standard deviations;
+- ``mahalanobis_shared``: the same with one covariance of the class-centred training mu;
+- ``knn``: the Euclidean distance to the ``neighbors``-th nearest training particle (Sun et al.
+  2022 normalise mu first; here mu is left as it is: its length carries class information);
+- ``centroid_cosine``: 1 - the cosine to the nearest class centroid (mean unit mu), the class
+  ``annotate`` and ``apply`` predict (the score before this module).
+
+Why ``mahalanobis``: it told unseen particles from seen ones best on the val split of the
+default study for both the Affinity-VAE and the beta-VAE (``docs/science.md``, "Novelty: which
+score").
+
+The threshold is set on held-out seen particles (the ``val`` split, never ``test``): the score at
+or below which a fraction ``seen_recall`` of them fall; a particle above it is novel. A study
+without val particles calibrates on ``train`` (more particles are then flagged; the model says
+which split it used). ``models/<variant>/novelty.json`` keeps the fitted model
+(:func:`write_novelty_json`), which ``annotate`` and ``apply`` read (:func:`read_novelty_json`),
+so a new particle set is flagged by the threshold the study set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sklearn
+from sklearn.covariance import LedoitWolf
+from sklearn.neighbors import NearestNeighbors
+
+from cryoavae.core.atomic import write_text_atomic
+from cryoavae.core.errors import InputError
+from cryoavae.inference.latents import WORKING_MEMORY_MB, class_centroids, latent_columns
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_SCORE",
+    "SCORES",
+    "NoveltyModel",
+    "fit_novelty",
+    "read_novelty_json",
+    "seen_recall_threshold",
+    "write_novelty_json",
+]
+
+SCORES = ("mahalanobis", "mahalanobis_shared", "knn", "centroid_cosine")
+DEFAULT_SCORE = "mahalanobis"
+# the scores computed from the stored Gaussians and centroids alone (cheap at any size)
+GAUSSIAN_SCORES = ("mahalanobis", "mahalanobis_shared", "centroid_cosine")
+# a covariance's ridge, relative to its mean variance, so that a degenerate class inverts
+RIDGE = 1e-6
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class NoveltyModel:
+    """A fitted novelty score and its threshold (module docstring).
+
+    ``means`` ``(c, k)``, ``precisions`` ``(c, k, k)`` (inverse shrunk covariances) and
+    ``centroids`` ``(c, k)`` (unit) per class of ``classes``; ``shared_precision`` ``(k, k)``.
+    ``train_mu`` ``(n_train, k)``: the training particles' mu, for ``knn`` only; it is not stored
+    in ``novelty.json`` (the study's latents table holds it).
+    """
+
+    score: str
+    classes: tuple[str, ...]
+    means: np.ndarray
+    precisions: np.ndarray
+    shared_precision: np.ndarray
+    centroids: np.ndarray
+    n_train: int
+    neighbors: int
+    seen_recall: float
+    threshold: float
+    calibration_split: str
+    n_calibration: int
+    calibration_seen_recall: float
+    train_mu: np.ndarray | None = field(default=None, repr=False)
+
+    def scores(self, mu: np.ndarray, names: Sequence[str] | None = None) -> pd.DataFrame:
+        """Scores ``names`` (default: every score the model can give: ``knn`` needs
+        ``train_mu``) of particles ``mu`` ``(n, k)``, one column each."""
+        mu = np.asarray(mu, np.float64)
+        if mu.ndim != 2 or mu.shape[1] != self.means.shape[1]:
+            raise InputError(
+                f"novelty: particles have {mu.shape[-1]} latent dimensions, the model "
+                f"{self.means.shape[1]}"
+            )
+        if names is None:
+            names = [s for s in SCORES if s != "knn" or self.train_mu is not None]
+        return pd.DataFrame({name: self._score(name, mu) for name in names})
+
+    def score_of(self, mu: np.ndarray) -> np.ndarray:
+        """The model's own score (``self.score``) of particles ``mu`` ``(n, k)``."""
+        return self.scores(mu, [self.score])[self.score].to_numpy()
+
+    def is_novel(self, scores: np.ndarray) -> np.ndarray:
+        """Whether each of the model's own scores lies above the threshold."""
+        return np.asarray(scores, np.float64) > self.threshold
+
+    def _score(self, name: str, mu: np.ndarray) -> np.ndarray:
+        if name == "mahalanobis":
+            return np.sqrt(_squared_distances(mu, self.means, self.precisions).min(axis=1))
+        if name == "mahalanobis_shared":
+            shared = np.broadcast_to(self.shared_precision, self.precisions.shape)
+            return np.sqrt(_squared_distances(mu, self.means, shared).min(axis=1))
+        if name == "centroid_cosine":
+            norm = np.linalg.norm(mu, axis=1, keepdims=True)
+            unit = mu / np.where(norm > 0, norm, 1.0)
+            return 1.0 - (unit @ self.centroids.T).max(axis=1)
+        if name == "knn":
+            return _knn_distance(self.train_mu, mu, self.neighbors)
+        raise InputError(f"novelty: unknown score {name!r}; expected one of {list(SCORES)}")
+
+
+def fit_novelty(
+    latents: pd.DataFrame,
+    class_names: Sequence[str],
+    score: str = DEFAULT_SCORE,
+    seen_recall: float = 0.95,
+    neighbors: int = 5,
+) -> NoveltyModel:
+    """The novelty model of a latents table: the scores fitted on its ``train`` rows only, the
+    threshold on its ``val`` rows (``train`` when it has none) at ``seen_recall``.
+
+    ``class_names`` orders the seen classes (the study's list; others follow by name).
+
+    Raises:
+        InputError: an unknown score, a recall outside (0, 1], no training particles, or
+            fewer training particles than ``neighbors`` for ``knn``.
+    """
+    if score not in SCORES:
+        raise InputError(f"novelty: score {score!r}; expected one of {list(SCORES)}")
+    if not 0 < seen_recall <= 1:
+        raise InputError(f"novelty: seen_recall must lie in (0, 1], got {seen_recall}")
+    split = latents["split"].astype(str).to_numpy()
+    train = split == "train"
+    if not train.any():
+        raise InputError("novelty: the latents hold no training particles to fit on")
+    columns = latent_columns(latents, "mu")
+    mu = latents.loc[train, columns].to_numpy(np.float64)
+    names = latents.loc[train, "class_name"].astype(str).to_numpy()
+    order = {c: i for i, c in enumerate(class_names)}
+    classes = sorted(set(names), key=lambda c: (order.get(c, len(order)), c))
+    if score == "knn" and len(mu) < neighbors:
+        raise InputError(f"novelty: knn with {neighbors} neighbours but {len(mu)} train particles")
+    means, precisions, shared = _gaussians(mu, names, classes)
+    unfitted = NoveltyModel(
+        score=score,
+        classes=tuple(classes),
+        means=means,
+        precisions=precisions,
+        shared_precision=shared,
+        centroids=class_centroids(mu, names, classes),
+        n_train=len(mu),
+        neighbors=min(neighbors, len(mu)),
+        seen_recall=float(seen_recall),
+        threshold=math.inf,
+        calibration_split="",
+        n_calibration=0,
+        calibration_seen_recall=math.nan,
+        train_mu=mu,
+    )
+    calibration = "val" if (split == "val").any() else "train"
+    if calibration == "train":
+        log.warning(
+            "novelty: no val particles, so the threshold is set on the training particles "
+            "(their scores are lower: more particles are flagged novel than seen_recall says)"
+        )
+    held = latents.loc[split == calibration, columns].to_numpy(np.float64)
+    return calibrated(unfitted, unfitted.score_of(held), calibration)
+
+
+def calibrated(model: NoveltyModel, seen_scores: np.ndarray, split: str) -> NoveltyModel:
+    """``model`` with its threshold set on the scores of held-out seen particles."""
+    threshold = seen_recall_threshold(seen_scores, model.seen_recall)
+    achieved = float((np.asarray(seen_scores) <= threshold).mean()) if len(seen_scores) else 1.0
+    log.info(
+        "novelty (%s): threshold %.4g keeps %.3f of %d %s particles as seen (asked %.3f)",
+        model.score,
+        threshold,
+        achieved,
+        len(seen_scores),
+        split,
+        model.seen_recall,
+    )
+    return replace(
+        model,
+        threshold=threshold,
+        calibration_split=split,
+        n_calibration=len(seen_scores),
+        calibration_seen_recall=achieved,
+    )
+
+
+def seen_recall_threshold(seen_scores: np.ndarray, seen_recall: float) -> float:
+    """The smallest of ``seen_scores`` at or below which at least ``seen_recall`` of them lie
+    (the ``ceil(recall * n)``-th smallest); +inf without scores."""
+    s = np.sort(np.asarray(seen_scores, np.float64))
+    if len(s) == 0:
+        return math.inf
+    rank = max(1, math.ceil(seen_recall * len(s) - 1e-9))
+    return float(s[rank - 1])
+
+
+def _gaussians(
+    mu: np.ndarray, names: np.ndarray, classes: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per class: mean and Ledoit-Wolf precision (the shared one for a class of fewer than two
+    particles); and the shared precision of the class-centred particles."""
+    ids = pd.Index(list(classes)).get_indexer(names.astype(object))
+    means = np.stack([mu[ids == i].mean(axis=0) for i in range(len(classes))])
+    shared = _precision(mu - means[ids])
+    precisions = np.stack(
+        [
+            _precision(mu[ids == i] - means[i]) if (ids == i).sum() >= 2 else shared
+            for i in range(len(classes))
+        ]
+    )
+    return means, precisions, shared
+
+
+def _precision(centred: np.ndarray) -> np.ndarray:
+    """The inverse of the Ledoit-Wolf covariance of ``centred`` rows, with a small ridge."""
+    k = centred.shape[1]
+    if len(centred) < 2:
+        return np.eye(k)
+    covariance = LedoitWolf(assume_centered=True).fit(centred).covariance_
+    scale = float(np.trace(covariance)) / k
+    ridge = RIDGE * (scale if scale > 0 else 1.0)
+    return np.linalg.inv(covariance + ridge * np.eye(k))
+
+
+def _squared_distances(mu: np.ndarray, means: np.ndarray, precisions: np.ndarray) -> np.ndarray:
+    """``(n, c)`` squared Mahalanobis distances of ``mu`` ``(n, k)`` to each class."""
+    out = np.empty((len(mu), len(means)))
+    for i, (mean, precision) in enumerate(zip(means, precisions, strict=True)):
+        d = mu - mean
+        out[:, i] = np.einsum("ij,jk,ik->i", d, precision, d)
+    return np.maximum(out, 0.0)
+
+
+def _knn_distance(train_mu: np.ndarray | None, mu: np.ndarray, k: int) -> np.ndarray:
+    if train_mu is None:
+        raise InputError("novelty: knn needs the training particles' mu (the study's latents)")
+    if len(mu) == 0:
+        return np.zeros(0)
+    near = NearestNeighbors(n_neighbors=k)
+    with sklearn.config_context(working_memory=WORKING_MEMORY_MB):
+        distances, _ = near.fit(train_mu).kneighbors(mu)
+    return distances[:, -1]
+
+
+def write_novelty_json(path: str | os.PathLike, model: NoveltyModel) -> None:
+    """``model`` as JSON, atomically (the training particles' mu stay in the latents table)."""
+    data = {
+        "format": FORMAT,
+        "description": "cryoavae novelty score fitted on the train particles' mu; a particle "
+        "whose score is above threshold is flagged novel (cryoavae.inference.novelty)",
+        "score": model.score,
+        "threshold": model.threshold if math.isfinite(model.threshold) else None,
+        "seen_recall": model.seen_recall,
+        "calibration_split": model.calibration_split,
+        "n_calibration": model.n_calibration,
+        "calibration_seen_recall": model.calibration_seen_recall,
+        "n_train": model.n_train,
+        "neighbors": model.neighbors,
+        "classes": list(model.classes),
+        "means": model.means.tolist(),
+        "precisions": model.precisions.tolist(),
+        "shared_precision": model.shared_precision.tolist(),
+        "centroids": model.centroids.tolist(),
+    }
+    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
+
+
+def read_novelty_json(path: str | os.PathLike, reference: pd.DataFrame) -> NoveltyModel:
+    """The novelty model in ``path``, with the training particles' mu of ``reference`` (the
+    study's latents table) for ``knn``.
+
+    Raises:
+        InputError: the file is missing or malformed, or ``reference``'s training particles are
+            not those the model was fitted on (another variant's or study's latents).
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        model = NoveltyModel(
+            score=str(data["score"]),
+            classes=tuple(str(c) for c in data["classes"]),
+            means=np.asarray(data["means"], np.float64),
+            precisions=np.asarray(data["precisions"], np.float64),
+            shared_precision=np.asarray(data["shared_precision"], np.float64),
+            centroids=np.asarray(data["centroids"], np.float64),
+            n_train=int(data["n_train"]),
+            neighbors=int(data["neighbors"]),
+            seen_recall=float(data["seen_recall"]),
+            threshold=math.inf if data["threshold"] is None else float(data["threshold"]),
+            calibration_split=str(data["calibration_split"]),
+            n_calibration=int(data["n_calibration"]),
+            calibration_seen_recall=float(data["calibration_seen_recall"]),
+        )
+    except FileNotFoundError:
+        raise InputError(f"{path}: novelty model not found") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{path}: not a novelty model ({exc!r})") from None
+    return replace(model, train_mu=_same_training(model, reference, path))
+
+
+def _same_training(model: NoveltyModel, reference: pd.DataFrame, path: Path) -> np.ndarray:
+    """The reference's training mu, after checking they are the ones ``model`` was fitted on."""
+    train = reference[reference["split"].astype(str) == "train"]
+    mu = train[latent_columns(train, "mu")].to_numpy(np.float64)
+    names = train["class_name"].astype(str).to_numpy()
+    same = len(mu) == model.n_train and mu.shape[1] == model.means.shape[1]
+    if same and set(names) == set(model.classes):
+        means = np.stack([mu[names == c].mean(axis=0) for c in model.classes])
+        same = np.allclose(means, model.means, rtol=1e-6, atol=1e-9)
+    else:
+        same = False
+    if not same:
+        raise InputError(
+            f"{path} was fitted on other training particles than the reference latents' "
+            f"({model.n_train} vs {len(mu)}): give the latents.tsv of the same model"
+        )
+    return mu

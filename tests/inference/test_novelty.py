@@ -1,0 +1,149 @@
+"""The novelty model on synthetic Gaussian clusters whose answers are known by construction:
+far clusters are novel, the threshold keeps the stated share of val particles, only the train
+particles are fitted, and novelty.json carries the model to another process."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from cryoavae.core.errors import InputError
+from cryoavae.inference.novelty import (
+    SCORES,
+    fit_novelty,
+    read_novelty_json,
+    seen_recall_threshold,
+    write_novelty_json,
+)
+
+CLASSES = ["a", "b", "c"]
+# anisotropic clusters: wide along their first axis, narrow along the others
+CENTRES = {"a": [4.0, 0, 0, 0], "b": [0, 4.0, 0, 0], "c": [0, 0, 4.0, 0], "far": [0, 0, 0, 9.0]}
+SCALES = np.array([1.0, 0.2, 0.2, 0.2])
+
+
+def latents(counts: dict[str, dict[str, int]], seed: int = 0) -> pd.DataFrame:
+    """``counts[class][split]`` particles at the class's centre, Gaussian with :data:`SCALES`
+    (turned so that each class is wide along its own centre's axis)."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for name, splits in counts.items():
+        centre = np.asarray(CENTRES[name])
+        axis = int(np.argmax(np.abs(centre)))
+        scales = np.roll(SCALES, axis)
+        for split, n in splits.items():
+            mu = centre + scales * rng.normal(size=(n, 4))
+            frame = pd.DataFrame(mu, columns=[f"mu_{i}" for i in range(4)])
+            frames.append(frame.assign(class_name=name, split=split))
+    return pd.concat(frames, ignore_index=True)
+
+
+SEEN = {c: {"train": 200, "val": 100, "test": 100} for c in CLASSES}
+
+
+def auroc(model, table: pd.DataFrame, novel_split: str = "unseen", score=None) -> float:
+    rows = table["split"].isin(["test", novel_split]).to_numpy()
+    mu = table.loc[rows, [f"mu_{i}" for i in range(4)]].to_numpy()
+    s = model.scores(mu, [score or model.score])[score or model.score].to_numpy()
+    return roc_auc_score(table.loc[rows, "split"] == novel_split, s)
+
+
+def test_a_far_cluster_is_novel_by_every_score_and_a_flipped_score_fails():
+    table = latents(SEEN | {"far": {"unseen": 100}})
+    model = fit_novelty(table, CLASSES)
+    assert model.score == "mahalanobis"
+    for score in SCORES:
+        assert auroc(model, table, score=score) > 0.99, score
+    flipped = model.scores(table[[f"mu_{i}" for i in range(4)]].to_numpy())["mahalanobis"] * -1
+    rows = table["split"].isin(["test", "unseen"]).to_numpy()
+    assert roc_auc_score(table.loc[rows, "split"] == "unseen", flipped[rows]) < 0.01
+
+
+def test_mahalanobis_reads_each_class_covariance():
+    """Two points equally far from class a's centre in Euclidean terms: along its wide axis it is
+    a member, across its narrow axis it is novel (the cosine and plain distances cannot tell)."""
+    model = fit_novelty(latents(SEEN), CLASSES)
+    along, across = np.array([[6.5, 0, 0, 0], [4.0, 0, 0, 2.5]])
+    maha = model.scores(np.stack([along, across]), ["mahalanobis"])["mahalanobis"].to_numpy()
+    assert maha[0] < 3.0 < 10.0 < maha[1]
+    assert maha[0] < model.threshold < maha[1]
+
+
+@pytest.mark.parametrize("recall", [0.5, 0.9, 0.95, 1.0])
+def test_the_threshold_keeps_the_stated_share_of_the_val_particles(recall):
+    table = latents(SEEN)
+    model = fit_novelty(table, CLASSES, seen_recall=recall)
+    val = table.loc[table["split"] == "val", [f"mu_{i}" for i in range(4)]].to_numpy()
+    kept = float((~model.is_novel(model.score_of(val))).mean())
+    assert recall <= kept < recall + 1 / len(val)
+    assert (model.calibration_split, model.n_calibration) == ("val", len(val))
+    assert model.calibration_seen_recall == pytest.approx(kept)
+
+
+def test_seen_recall_threshold_is_an_order_statistic():
+    scores = np.arange(1.0, 21.0)  # 1..20
+    assert seen_recall_threshold(scores, 0.95) == 19.0
+    assert seen_recall_threshold(scores, 1.0) == 20.0
+    assert seen_recall_threshold(scores, 0.01) == 1.0
+    assert seen_recall_threshold(np.array([]), 0.95) == math.inf
+
+
+def test_only_train_particles_are_fitted_and_only_val_ones_set_the_threshold():
+    """Moving every val, test and unseen particle far away changes neither the Gaussians nor
+    the neighbours; moving test and unseen ones leaves the threshold too."""
+    table = latents(SEEN | {"far": {"unseen": 100}})
+    model = fit_novelty(table, CLASSES, score="knn")
+    mu = [f"mu_{i}" for i in range(4)]
+    for moved_splits in (["val", "test", "unseen"], ["test", "unseen"]):
+        moved = table.copy()
+        rows = moved["split"].isin(moved_splits)
+        moved.loc[rows, mu] = moved.loc[rows, mu].to_numpy() * 50 + 100
+        refit = fit_novelty(moved, CLASSES, score="knn")
+        np.testing.assert_array_equal(refit.means, model.means)
+        np.testing.assert_array_equal(refit.precisions, model.precisions)
+        np.testing.assert_array_equal(refit.shared_precision, model.shared_precision)
+        np.testing.assert_array_equal(refit.train_mu, model.train_mu)
+        assert refit.n_train == 600
+        if "val" not in moved_splits:
+            assert refit.threshold == model.threshold
+        else:
+            assert refit.threshold > 10 * model.threshold
+
+
+def test_without_val_particles_the_threshold_is_set_on_train_and_says_so(caplog):
+    table = latents({c: {"train": 50} for c in CLASSES})
+    model = fit_novelty(table, CLASSES)
+    assert model.calibration_split == "train" and model.n_calibration == 150
+    assert "no val particles" in caplog.text
+
+
+def test_novelty_json_carries_the_model_and_refuses_other_training_particles(tmp_path):
+    table = latents(SEEN | {"far": {"unseen": 50}})
+    model = fit_novelty(table, CLASSES, score="knn", seen_recall=0.9, neighbors=3)
+    path = tmp_path / "models" / "avae" / "novelty.json"
+    write_novelty_json(path, model)
+    assert not list(path.parent.glob(".*"))  # written through a temporary, renamed
+    data = json.loads(path.read_text())
+    assert data["score"] == "knn" and data["seen_recall"] == 0.9 and data["n_train"] == 600
+    back = read_novelty_json(path, table)
+    mu = table[[f"mu_{i}" for i in range(4)]].to_numpy()
+    pd.testing.assert_frame_equal(back.scores(mu), model.scores(mu))
+    assert back.threshold == model.threshold
+    other = latents(SEEN, seed=1)
+    with pytest.raises(InputError, match="other training particles"):
+        read_novelty_json(path, other)
+    with pytest.raises(InputError, match="novelty model not found"):
+        read_novelty_json(tmp_path / "missing.json", table)
+
+
+def test_bad_settings_are_refused():
+    table = latents(SEEN)
+    with pytest.raises(InputError, match="score"):
+        fit_novelty(table, CLASSES, score="energy")
+    with pytest.raises(InputError, match="seen_recall"):
+        fit_novelty(table, CLASSES, seen_recall=0.0)
+    with pytest.raises(InputError, match="no training particles"):
+        fit_novelty(table[table["split"] != "train"], CLASSES)
