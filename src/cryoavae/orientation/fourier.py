@@ -106,15 +106,17 @@ class RotatedTemplates:
         self.d = int(np.asarray(templates).shape[-1])
         self.size = p = spectra.shape[-1]
         self.device = torch.device(device)
-        # Trilinear sampling as two bilinear ones (grid_sample's 2-D kernel is several times
-        # faster per point on a CPU than its 3-D one): the z-slices stacked as rows of one image,
-        # each with a row of zeros after it and a slice of zeros at both ends, so that a point
-        # beside the cube reads zeros, as 3-D zero padding would.
-        slabs = np.zeros((len(spectra), 2, p + 2, p + 1, p), np.float32)
+        # Trilinear sampling as bilinear (grid_sample's 2-D kernel is several times faster per
+        # point on a CPU than its 3-D one): the z-slices stacked as rows of one image, each with a
+        # row of zeros after it and a slice of zeros at both ends, so that a point beside the cube
+        # reads zeros, as 3-D zero padding would; each slice's channels hold it (real,
+        # imaginary) and the slice above it, so one bilinear read gets both.
+        slabs = np.zeros((len(spectra), 4, p + 2, p + 1, p), np.float32)
         slabs[:, 0, 1:-1, :-1] = spectra.real
         slabs[:, 1, 1:-1, :-1] = spectra.imag
+        slabs[:, 2:, :-1] = slabs[:, :2, 1:]
         self.rows = (p + 2) * (p + 1)
-        self.slabs = torch.from_numpy(slabs.reshape(len(spectra), 2, self.rows, p)).to(self.device)
+        self.slabs = torch.from_numpy(slabs.reshape(len(spectra), 4, self.rows, p)).to(self.device)
 
     def __len__(self) -> int:
         return len(self.slabs)
@@ -146,21 +148,16 @@ class RotatedTemplates:
         z = index[..., 2].clamp_(-1.0, p - 1e-3)  # (padded, K); no band reaches past the cube
         below = torch.floor(z)
         weight = (z - below).reshape(parts, 1, padded // parts, -1)  # of the slice above
-        grid = torch.empty((parts, 2, padded // parts, len(band.flat), 2), device=self.device)
-        by_part = (parts, padded // parts, -1)
-        grid[:, 0, ..., 0] = grid[:, 1, ..., 0] = index[..., 0].reshape(by_part)
-        # the row of y in the slice below the point (image slice below + 1), then the one above
-        lower_rows = torch.addcmul(index[..., 1], below + 1.0, torch.tensor(to_row * (p + 1)))
-        grid[:, 0, ..., 1] = lower_rows.reshape(by_part)
-        grid[:, 1, ..., 1] = lower_rows.reshape(by_part) + to_row * (p + 1)
+        # y's row in the slice below the point (the image's slice below + 1)
+        index[..., 1].add_(below + 1.0, alpha=to_row * (p + 1))
         values = F.grid_sample(
             self.slabs[template : template + 1].expand(parts, -1, -1, -1),
-            grid.reshape(parts, 2 * (padded // parts), -1, 2),
+            index[..., :2].reshape(parts, padded // parts, -1, 2),
             mode="bilinear",
             padding_mode="zeros",
             align_corners=True,
-        ).reshape(parts, 2, 2, padded // parts, -1)  # (part, re/im, slice, r / parts, K)
-        values = torch.lerp(values[:, :, 0], values[:, :, 1], weight)  # (part, re/im, r/p, K)
+        )  # (part, below: re, im, above: re, im, r / parts, K)
+        values = torch.lerp(values[:, :2], values[:, 2:], weight)  # (part, re/im, r/p, K)
         values = values.transpose(0, 1).reshape(2, padded, -1)[:, :r]
         if not phased:
             return values[0], values[1]
