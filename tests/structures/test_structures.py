@@ -376,3 +376,40 @@ def test_a_users_file_with_a_nan_coordinate_is_refused_at_import_naming_it(tmp_p
     write("7.6")
     import_structure_file(mine, dest)
     assert gemmi.read_structure(str(dest))[0].count_atom_sites() == 3
+
+
+@pytest.mark.parametrize("field", ["        ", "   abc  ", "     ?  "])
+@pytest.mark.parametrize(("axis", "columns"), [("x", (31, 38)), ("y", (39, 46)), ("z", (47, 54))])
+@pytest.mark.parametrize("name", ["mine.pdb", "mine.pdb.gz"])
+def test_a_users_pdb_file_with_a_blank_or_non_numeric_coordinate_is_refused_naming_the_line(
+    tmp_path, name, axis, columns, field
+):
+    """gemmi reads such a field as 0 (an atom at the origin); refused naming the user's file, the
+    line and the atom, before a copy of it reaches results/."""
+    mine = tmp_path / name
+    first, last = columns
+
+    def write(value: str) -> None:
+        atoms = [_atom(k, "CA", "ALA", "A", k, (3.8 * k, 1.5, -2.25), "C") for k in (1, 2, 3)]
+        atoms[1] = atoms[1][: first - 1] + value + atoms[1][last:]
+        raw = "\n".join(["HEADER    TEST", *atoms, "END", ""]).encode()
+        mine.write_bytes(gzip.compress(raw) if name.endswith(".gz") else raw)
+
+    write(field)
+    dest = tmp_path / "results" / "mine.cif.gz"
+    with pytest.raises(InputError) as info:
+        import_structure_file(mine, dest)
+    message = str(info.value)
+    assert message.startswith(
+        f"{mine}: line 3: the {axis} coordinate (columns {first}-{last}) of atom 'CA' of residue "
+        f"ALA 2 (chain 'A') is {field!r}, not a number (1 such lines)"
+    )
+    assert "must be numbers" in message and "\n" not in message
+    assert not dest.parent.exists() or not any(dest.parent.iterdir())  # no copy, no temporary
+    # the same file with a number there is imported, with that atom where the file puts it
+    write(f"{42.5:8.3f}")
+    import_structure_file(mine, dest)
+    model = gemmi.read_structure(str(dest))[0]
+    assert model.count_atom_sites() == 3
+    expected = [42.5 if a == axis else v for a, v in zip("xyz", (7.6, 1.5, -2.25), strict=True)]
+    assert model["A"][1]["CA"][0].pos.tolist() == pytest.approx(expected)

@@ -288,8 +288,8 @@ def _parse(raw: bytes, label: str) -> gemmi.Structure:
     """Parse a structure file's bytes (gzip allowed); PDB text also gets the elements and chains
     that MD-style files leave out (:func:`elements.repair_pdb_structure`).
 
-    Raises InputError naming ``label`` for a corrupt gzip, unreadable text, or elements that stay
-    ambiguous.
+    Raises InputError naming ``label`` for a corrupt gzip, unreadable text, a PDB coordinate field
+    that is blank or not a number, or elements that stay ambiguous.
     """
     text = raw
     if raw[:2] == b"\x1f\x8b":
@@ -302,8 +302,53 @@ def _parse(raw: bytes, label: str) -> gemmi.Structure:
     except (RuntimeError, ValueError) as err:
         raise InputError(f"{label}: not a readable PDB/mmCIF file ({err})") from err
     if st.input_format == gemmi.CoorFormat.Pdb:
+        _refuse_unreadable_pdb_coordinates(text, label)
         repair_pdb_structure(st, text, label)
     return st
+
+
+# (axis, first column, last column) of an ATOM/HETATM record's coordinates, 1-based inclusive.
+_PDB_COORDINATE_FIELDS = (("x", 31, 38), ("y", 39, 46), ("z", 47, 54))
+
+
+def _is_number(field: bytes) -> bool:
+    try:
+        np.array([field]).astype(np.float64)
+    except ValueError:
+        return False
+    return True
+
+
+def _refuse_unreadable_pdb_coordinates(text: bytes, label: str) -> None:
+    """InputError naming the file and line when an ATOM/HETATM record's x, y or z field is blank
+    or not a number: gemmi reads such a field as 0 and puts the atom at the origin. (``nan`` and
+    ``inf`` are numbers here; :func:`_refuse_non_finite_coordinates` refuses them.)"""
+    lines = text.split(b"\n")
+    records = [k for k, line in enumerate(lines) if line.startswith((b"ATOM  ", b"HETATM"))]
+    if not records:
+        return
+    fields = np.array(
+        [[lines[k][a - 1 : b] for _, a, b in _PDB_COORDINATE_FIELDS] for k in records]
+    )
+    try:
+        fields.astype(np.float64)  # one conversion for the whole file
+        return
+    except ValueError:
+        pass  # find the lines only for a file that is refused
+    bad = [
+        (k, axis, a, b, lines[k][a - 1 : b])
+        for k in records
+        for axis, a, b in _PDB_COORDINATE_FIELDS
+        if not _is_number(lines[k][a - 1 : b])
+    ]
+    k, axis, a, b, field = bad[0]
+    line = lines[k].decode("latin-1")
+    raise InputError(
+        f"{label}: line {k + 1}: the {axis} coordinate (columns {a}-{b}) of atom "
+        f"{line[12:16].strip()!r} of residue {line[17:20].strip()} {line[22:26].strip()} "
+        f"(chain {line[21:22].strip()!r}) is {field.decode('latin-1')!r}, not a number "
+        f"({len({bad_k for bad_k, *_ in bad})} such lines); the x/y/z fields must be numbers"
+    )
 
 
 def _normalise(raw: bytes, label: str) -> bytes:
