@@ -2,6 +2,7 @@
 
 import copy
 import dataclasses
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -98,8 +99,15 @@ def test_tiny_tomogram_study_runs_end_to_end(tmp_path):
     snakemake("--cores", "2", "--configfile", str(path), "--directory", str(tmp_path))
     out = tmp_path / "results" / "tiny_tomo" / "seed7"
     table = starfile.read(out / "particles" / "particles.star")
-    assert set(table["cryoavaeClassName"]) == {"1bxn", "1s3x", "3h84"}  # no junk in training
-    assert set(table.loc[table["cryoavaeSplit"] == "unseen", "cryoavaeClassName"]) == {"3h84"}
+    # the picks' junk boxes are among the study's particles, held out of training as unseen
+    junk = table["cryoavaeClassName"] == "background"
+    assert set(table["cryoavaeClassName"]) == {"1bxn", "1s3x", "3h84", "background"}
+    assert junk.any() and set(table.loc[junk, "cryoavaeSplit"]) == {"unseen"}
+    unseen = table.loc[table["cryoavaeSplit"] == "unseen", "cryoavaeClassName"]
+    assert set(unseen) == {"3h84", "background"}
+    metrics = json.loads((out / "models" / "avae" / "metrics.json").read_text())
+    assert metrics["n_junk"] == junk.sum() and metrics["novelty_junk_auroc"] is not None
+    assert "background" not in metrics["unseen"]  # junk is no unseen class to place
     for k in ("000", "001"):
         assert (out / "tomograms" / k / "central_slice.png").read_bytes()[:4] == b"\x89PNG"
         assert (out / "benchmarks" / "simulate_tomogram" / f"{k}.tsv").exists()

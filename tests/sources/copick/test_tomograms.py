@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -114,3 +115,13 @@ def test_a_zarr_without_metadata_is_named(project):
     (folder / ".zattrs").write_text(json.dumps({"multiscales": "x"}) + "{")
     with pytest.raises(InputError, match="not a readable Zarr group"):
         open_copick_tomogram(read_copick_project(project.config), "TS_2", 10.0, "wbp", 10.0)
+
+
+def test_without_zarr_installed_the_extra_is_named(project, monkeypatch):
+    """zarr is an optional extra: a copick study without it is refused in one line saying what
+    to install, not with an ImportError's traceback."""
+    read = read_copick_project(project.config)
+    monkeypatch.setitem(sys.modules, "zarr", None)  # as if it were not installed
+    with pytest.raises(InputError, match=r'pip install -e "\.\[copick\]"') as error:
+        open_copick_tomogram(read, "TS_1", 10.0, "wbp", 12.0)
+    assert "\n" not in str(error.value) and str(project.config) in str(error.value)

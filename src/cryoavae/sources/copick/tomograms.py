@@ -43,7 +43,13 @@ def open_copick_tomogram(
         InputError: no such run or tomogram, no readable multiscale metadata, a level that is not
             3-D (z, y, x) or not isotropic.
     """
-    import zarr  # here only: the results' rule imports this package and never reads a tomogram
+    try:  # here only: an optional extra, and the results' rule never reads a tomogram
+        import zarr
+    except ImportError:
+        raise InputError(
+            f"{project.path}: particle_source: copick reads OME-Zarr tomograms with the zarr "
+            "package, which is not installed; install the extra: pip install -e \".[copick]\""
+        ) from None
 
     spacing = f"VoxelSpacing{voxel_spacing:.3f}"
     folders = run_folders(project, run)
