@@ -48,7 +48,7 @@ def open_copick_tomogram(
     except ImportError:
         raise InputError(
             f"{project.path}: particle_source: copick reads OME-Zarr tomograms with the zarr "
-            "package, which is not installed; install the extra: pip install -e \".[copick]\""
+            'package, which is not installed; install the extra: pip install -e ".[copick]"'
         ) from None
 
     spacing = f"VoxelSpacing{voxel_spacing:.3f}"
