@@ -5,6 +5,8 @@ other, so the two meet here)."""
 
 from pathlib import Path
 
+import numpy as np
+
 from cryoavae.core.copick_config import read_copick_project
 from cryoavae.core.runlog import rule_logging
 from cryoavae.sources.copick import (
@@ -28,6 +30,8 @@ with rule_logging(snakemake.log[0], rule="extract_copick", shard=shard, run=run,
     picks = read_copick_picks(
         project, run, params.class_names, settings.user_id, settings.session_id
     )
+    shape_xyz = np.asarray(tomogram.array.shape[::-1], dtype=np.float64)
+    picks.refuse_outside(shape_xyz * tomogram.voxel_size_angstrom)
     fractions = {"val_fraction": settings.val_fraction, "test_fraction": settings.test_fraction}
     extract_particles(
         Tomogram(tomogram.array, tomogram.voxel_size_angstrom, str(tomogram.path)),

@@ -141,3 +141,22 @@ def test_a_written_file_reads_back_and_refuses_names_copick_cannot_take(tmp_path
         write_picks_file(
             path, {**meta, "session_id": "my_vae"}, np.ones((0, 3)), np.ones((0, 4, 4)), [], True
         )
+
+
+def test_a_point_outside_the_tomogram_is_refused_naming_its_file_and_point(project):
+    """A pick beyond the tomogram is a mistake in the picks (or the wrong voxel spacing or run),
+    refused in one line naming the file and the point, before any box is cut."""
+    extent = np.array([64.0, 64.0, 32.0]) * VOXEL  # the fixture's level-0 tomogram, x, y, z in Å
+    read = read_copick_project(project.config)
+    read_copick_picks(read, "TS_1", OBJECTS, "curator", "0").refuse_outside(extent)  # all inside
+    path = picks_folder(project) / "bad_0_ferritin.json"
+    inside, outside = [10.0, 20.0, 30.0], [10.0, 20.0, 32 * VOXEL + 5.0]
+    write_picks(
+        picks_folder(project), "bad", "0", "ferritin", "TS_1", [inside, outside], [np.eye(4)] * 2
+    )
+    picks = read_copick_picks(read, "TS_1", ["ferritin"], "bad", "0")
+    with pytest.raises(
+        InputError, match=r"point 1 at \(10\.0, 20\.0, .*\) Å lies outside"
+    ) as error:
+        picks.refuse_outside(extent)
+    assert str(error.value).startswith(str(path)) and "\n" not in str(error.value)

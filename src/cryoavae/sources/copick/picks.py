@@ -63,6 +63,26 @@ class CopickPicks:
     locations: np.ndarray
     transforms: np.ndarray
     oriented: np.ndarray
+    files: tuple[tuple[Path, int], ...] = ()  # each file read and how many points it gave
+
+    def refuse_outside(self, extent_angstrom: np.ndarray) -> None:
+        """Refuse a point outside the tomogram (``extent_angstrom``: its x, y, z size in Å),
+        naming the file and the point: a pick there is a mistake in the picks or in the
+        tomogram (another voxel spacing, another run), never a particle to cut."""
+        centres = self.locations + self.transforms[:, :3, 3]
+        outside = ((centres < 0) | (centres > np.asarray(extent_angstrom))).any(axis=1)
+        if not outside.any():
+            return
+        first = int(np.flatnonzero(outside)[0])
+        ends = np.cumsum([count for _, count in self.files])
+        which = int(np.searchsorted(ends, first, side="right"))
+        point = first - (int(ends[which - 1]) if which else 0)
+        x, y, z = centres[first]
+        raise InputError(
+            f"{self.files[which][0]}: point {point} at ({x:.1f}, {y:.1f}, {z:.1f}) Å lies "
+            f"outside the tomogram (0..{extent_angstrom[0]:.1f}, 0..{extent_angstrom[1]:.1f}, "
+            f"0..{extent_angstrom[2]:.1f} Å; {int(outside.sum())} such points)"
+        )
 
     def particle_list(self, voxel_size_angstrom: float) -> ParticleList:
         """Positions in voxels of a tomogram of that voxel size (each particle at its location
@@ -129,6 +149,7 @@ def read_copick_picks(
         locations=np.concatenate([r[0] for r in read]),
         transforms=np.concatenate([r[1] for r in read]),
         oriented=np.concatenate([r[2] for r in read]),
+        files=tuple((path, len(r[0])) for (_, path), r in zip(chosen, read, strict=True)),
     )
 
 
