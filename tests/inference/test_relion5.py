@@ -84,9 +84,14 @@ def latents(truth: pd.DataFrame, angles=None, shifts_angstrom=None) -> pd.DataFr
     return table
 
 
-def own_particles(tmp_path: Path, truth, picks_xyz) -> Path:
-    """Particles as our extraction writes them: the pick list's (true) angles, picks, positions."""
+def own_particles(tmp_path: Path, truth, picks_xyz, box_centres_xyz=None) -> Path:
+    """Particles as our extraction writes them: the pick list's (true) angles, picks, positions
+    (and, given, the voxels the boxes were centred on)."""
     table, list_path = truth
+    centres = {}
+    if box_centres_xyz is not None:
+        centres = {f"cryoavaeBoxCentre{a}Angst": box_centres_xyz[:, i] * VOXEL for i, a in
+                   enumerate("XYZ")}  # fmt: skip
     own = P.particle_table(
         "shard_000.mrcs",
         table[P.CLASS_NUMBER].to_numpy(),
@@ -99,6 +104,7 @@ def own_particles(tmp_path: Path, truth, picks_xyz) -> Path:
         **P.positions_in(
             P.tomogram_name("tomogram.mrc", list_path), picks_xyz, SIZE_XYZ[::-1], VOXEL
         ),
+        **centres,
     )
     P.write_particle_table(tmp_path / "particles.star", own)
     return tmp_path / "particles.star"
@@ -211,3 +217,24 @@ def test_particles_of_ours_without_tomogram_positions_are_refused(tmp_path, trut
     assert not (tmp_path / "r5.star").exists()
     with pytest.raises(InputError, match="cryoavaePredictedClassNumber"):
         write_relion5_particles(tmp_path / "particles.star", CLASSES, tmp_path / "r5.star")
+
+
+def test_a_pick_between_voxels_lands_on_its_particle_through_the_box_it_was_cut_in(tmp_path, truth):
+    """A box sits on the voxel nearest its pick and the model measures the shift in that box:
+    the origin written must carry the pick's distance from the box centre, or RELION 5 places
+    the particle up to half a voxel off (shown by leaving the box centres out)."""
+    table, _ = truth
+    true_xyz = table[["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]].to_numpy()
+    picks = true_xyz + np.random.default_rng(8).uniform(-1.4, 1.4, true_xyz.shape)
+    centres = np.rint(picks)  # where extraction centred each box
+    model = latents(table, angles=table[list(P.ANGLES)].to_numpy(),
+                    shifts_angstrom=(true_xyz - centres) * VOXEL)  # fmt: skip
+    placed = []
+    for given in (centres, None):
+        folder = tmp_path / ("centres" if given is not None else "none")
+        folder.mkdir()
+        blocks = write_and_read(folder, own_particles(folder, truth, picks, given), model)
+        optics, particles = blocks["optics"], blocks["particles"]
+        placed.append(relion5_pose(particles, optics["rlnTomoTiltSeriesPixelSize"][0])[1])
+    np.testing.assert_allclose(placed[0], true_xyz, atol=1e-3)
+    assert np.abs(placed[1] - true_xyz).max() > 0.3  # without them: off by the pick's offset

@@ -45,7 +45,9 @@ Shift: RELION 5 places a particle at ``centred / pixel + size / 2 - A_sub @ orig
 becomes ``rlnOrigin*Angst`` and the coordinates stay as picked; RELION 5's extraction applies the
 origins (and zeroes them) when it re-extracts. Where the model measured no shift, yours keep
 your origins and ours have none. A box cut without resampling sits on the voxel nearest the
-pick: the shift is measured from there, up to half a voxel from the coordinates.
+pick: where extraction recorded that centre (``cryoavaeBoxCentre*Angst``), the origin also
+carries the pick's distance from it, so the coordinates as picked minus the origin land on the
+particle.
 """
 
 from __future__ import annotations
@@ -200,12 +202,26 @@ def _add_results(particles: pd.DataFrame, table: pd.DataFrame, own: bool, out: P
         )
     origins = list(ORIGIN_COLUMNS.values())
     if set(origins) <= set(table.columns):
-        for column, source in zip(ORIGINS, origins, strict=True):
-            particles[column] = pd.to_numeric(table[source]).to_numpy(np.float64)
+        found = table[origins].apply(pd.to_numeric).to_numpy(np.float64)
+        particles[list(ORIGINS)] = found + _pick_from_box_centre(table)
     particles[P.CLASS_NUMBER] = pd.to_numeric(table[PREDICTED_NUMBER]).to_numpy(np.int64)
     for column in RESULTS:
         if column in table.columns:
             particles[column] = table[column].to_numpy()
+
+
+def _pick_from_box_centre(table: pd.DataFrame) -> np.ndarray | float:
+    """How far ``(n, 3)`` Å each pick lies from the centre of the box it was cut in (a box sits
+    on the voxel nearest its pick), so that the origins, measured in the box, apply to the
+    coordinates as picked: particle = box centre - shift = pick - (shift + pick - box centre).
+    0 where the table does not say where the boxes were centred (your own boxes)."""
+    centres = [f"cryoavaeBoxCentre{axis}Angst" for axis in "XYZ"]
+    picks = ["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]
+    if not set(centres) | set(picks) | {TOMOGRAM_VOXEL_SIZE} <= set(table.columns):
+        return 0.0
+    voxel = pd.to_numeric(table[TOMOGRAM_VOXEL_SIZE]).to_numpy(np.float64)[:, None]
+    picked = table[picks].apply(pd.to_numeric).to_numpy(np.float64) * voxel
+    return picked - table[centres].apply(pd.to_numeric).to_numpy(np.float64)
 
 
 def _optics_block(groups: Mapping[str, int], optics: Mapping) -> pd.DataFrame:

@@ -102,7 +102,8 @@ def extract_subtomograms(
         )
         args = (class_names, unseen, config, seed, stack_path, star_path, shard)
         name = P.tomogram_name(tomogram_path, particle_list_path)
-        extract_particles(tomogram, plist, *args, list_name=str(particle_list_path), tomo_name=name)
+        where = {"list_name": str(particle_list_path), "tomo_name": name, "box_centres": True}
+        extract_particles(tomogram, plist, *args, **where)
 
 
 def extract_particles(
