@@ -188,7 +188,10 @@ def umap_positions(reference: pd.DataFrame, umap: pd.DataFrame, mu: np.ndarray) 
 def reference_classes(reference: pd.DataFrame) -> list[str]:
     """The study's class list as far as the reference latents show: entry ``k - 1`` names class
     number ``k`` (``""`` for a number without particles), so that a predicted class's number is
-    its number in the study; names outside the list (class number 0) are left out."""
+    its number in the study; names outside the list (class number 0) are left out. A reference
+    without class numbers (not one the workflow wrote) numbers its names as they first appear."""
+    if "class_number" not in reference:
+        return list(dict.fromkeys(reference["class_name"].astype(str)))
     pairs = reference[reference["class_number"] > 0].drop_duplicates("class_number")
     names = [""] * int(pairs["class_number"].max() if len(pairs) else 0)
     for number, name in zip(pairs["class_number"], pairs["class_name"], strict=True):
