@@ -4,6 +4,8 @@ own names, and only when the model has one."""
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 
 import numpy as np
 import pandas as pd
@@ -33,6 +35,18 @@ def latents_table(n: int, rng, angles: bool) -> pd.DataFrame:
     return table
 
 
+def none_novel(latents: pd.DataFrame):
+    """The study's novelty model with a threshold no particle passes: every pose is kept."""
+    return dataclasses.replace(fit_novelty(latents, ["a", "b"]), threshold=math.inf)
+
+
+def half_novel(latents: pd.DataFrame):
+    """The novelty model with its threshold at the particles' median score: half are novel."""
+    model = fit_novelty(latents, ["a", "b"])
+    scores = model.score_of(latents[["mu_0", "mu_1"]].to_numpy())
+    return dataclasses.replace(model, threshold=float(np.median(scores)))
+
+
 def source_star(path, n: int) -> None:
     rows = pd.DataFrame({P.IMAGE: [f"{i + 1}@stack.mrcs" for i in range(n)], "rlnAngleRot": 5.0})
     starfile.write({"particles": rows}, path)
@@ -42,7 +56,10 @@ def test_inferred_angles_are_written_under_cryoavae_names_next_to_the_users_own(
     rng = np.random.default_rng(0)
     latents = latents_table(8, rng, angles=True)
     source_star(tmp_path / "in.star", 8)
-    annotate_particles(tmp_path / "in.star", latents, latents, ["a", "b"], tmp_path / "out.star")
+    annotate_particles(
+        tmp_path / "in.star", latents, latents, ["a", "b"], tmp_path / "out.star",
+        novelty=none_novel(latents),
+    )  # fmt: skip
     out = starfile.read(tmp_path / "out.star")
     for source, column in ANGLE_COLUMNS.items():
         np.testing.assert_allclose(out[column], latents[source], atol=1e-4)
@@ -84,7 +101,10 @@ def test_matched_shifts_become_origins_in_relions_sign(tmp_path):
     for k, column in enumerate(ORIGIN_COLUMNS):
         latents[column] = shifts[:, k]
     source_star(tmp_path / "in.star", 6)
-    annotate_particles(tmp_path / "in.star", latents, latents, ["a", "b"], tmp_path / "out.star")
+    annotate_particles(
+        tmp_path / "in.star", latents, latents, ["a", "b"], tmp_path / "out.star",
+        novelty=none_novel(latents),
+    )  # fmt: skip
     out = starfile.read(tmp_path / "out.star")
     found = out[list(ORIGIN_COLUMNS.values())].to_numpy()
     np.testing.assert_allclose(found, -shifts, atol=1e-4)
@@ -109,3 +129,34 @@ def test_novelty_and_the_flag_come_from_the_studys_novelty_model(tmp_path):
     np.testing.assert_array_equal(out["cryoavaeIsNovel"], (scores > model.threshold).astype(int))
     assert out["cryoavaeIsNovel"].sum() == 20
     assert ((out["cryoavaeCentroidCosine"] >= -1) & (out["cryoavaeCentroidCosine"] <= 1)).all()
+
+
+def test_a_particle_flagged_novel_gets_no_orientation_or_origin_and_the_others_keep_theirs(
+    tmp_path, caplog
+):
+    """The matcher answered every particle against a seen class's template; the annotated table
+    keeps that answer only where the particle is not flagged novel, and empties both the angles
+    and the origins of the rest (their class, score and flag are still written)."""
+    rng = np.random.default_rng(5)
+    latents = latents_table(40, rng, angles=True)
+    for column in ORIGIN_COLUMNS:
+        latents[column] = rng.uniform(-20, 20, 40)
+    source_star(tmp_path / "in.star", 40)
+    with caplog.at_level(logging.INFO, logger="cryoavae.inference.annotate"):
+        annotate_particles(
+            tmp_path / "in.star", latents, latents, ["a", "b"], tmp_path / "out.star",
+            novelty=half_novel(latents),
+        )  # fmt: skip
+    out = starfile.read(tmp_path / "out.star")
+    novel = out["cryoavaeIsNovel"].to_numpy() == 1
+    assert novel.sum() == 20
+    poses = {**ANGLE_COLUMNS, **ORIGIN_COLUMNS}
+    assert out.loc[novel, list(poses.values())].isna().all().all()
+    for source, column in poses.items():
+        expected = latents.loc[~novel, source] * (-1.0 if source in ORIGIN_COLUMNS else 1.0)
+        np.testing.assert_allclose(out.loc[~novel, column], expected, atol=1e-4)
+    assert out[list(COLUMNS[:6])].notna().all().all()
+    assert (out["rlnAngleRot"] == 5.0).all()  # the user's own are the user's
+    assert "20 particles flagged novel get no orientation" in caplog.text
+    # the latents (latents.tsv, which the evaluation scores) keep the matcher's answer
+    assert latents[[*ANGLE_COLUMNS, *ORIGIN_COLUMNS]].notna().all().all()

@@ -4,7 +4,16 @@ reference's (the model's frame is its own choice), modulo the molecule's point g
 
 Defined when the decoder turns a canonical particle by the pose (the latents table then has
 ``inferred_rot/tilt/psi``, see :func:`cryoavae.inference.embed.inferred_angles`); the fitted
-rotation comes from a class's ``train`` particles, the errors from its ``val`` particles.
+rotation comes from a class's ``train`` particles, the errors from its held-out ones (``val``
+below: the evaluation's scored split, ``test`` when the study has one, else ``val``).
+
+Only seen classes are scored: an unseen class has no template of its own, so the orientation
+the matcher gave its particles (against a seen class's template) measures nothing and is never
+compared with their truth. Within a seen class every held-out particle counts, whether or not the
+novelty model flags it novel: the angles come from ``latents.tsv``, which keeps the matcher's
+answer for every particle, while the tables a user takes elsewhere
+(:mod:`cryoavae.inference.annotate`) leave a flagged particle's empty. So the score is the
+matcher's, never improved by the flag dropping the particles it got wrong.
 """
 
 from __future__ import annotations

@@ -22,11 +22,30 @@ file, every data block, rows in their order) with columns added per particle:
   ``model.pose_encoding: rotation6d``; the default CNN decoder gives none, and says so in the
   log). The frame is the model's own, one per class: the angles agree with
   that class's ``class_averages.mrcs`` volume, not with an outside reference, so they are named
-  apart from ``rlnAngleRotPrior`` etc. rather than silently taken as priors;
+  apart from ``rlnAngleRotPrior`` etc. rather than silently taken as priors; empty for a
+  particle flagged novel (below);
 - ``cryoavaeOriginXAngst``, ``cryoavaeOriginYAngst``, ``cryoavaeOriginZAngst`` (when template
   matching searched shifts): the particle's offset in RELION's convention (Å, subtracted from the
   box's centre to reach the particle's: minus where the particle sits), relative to the model's
-  template, so named apart from ``rlnOriginXAngst`` and the user's own refinement.
+  template, so named apart from ``rlnOriginXAngst`` and the user's own refinement; empty for a
+  particle flagged novel.
+
+A particle flagged novel (``cryoavaeIsNovel`` 1) gets empty (NaN) ``cryoavaeAngle*`` and
+``cryoavaeOrigin*Angst``. Its orientation was matched against a template made from the
+training particles (:mod:`cryoavae.orientation.templates`: the k-means centre of their mu
+nearest its own, or the one that fits it best), a shape the novelty model says it is not, so the
+angles would name a frame of no reference the study has. Its origin goes with them: the
+matcher's centre is found against that same template's spherical average (orientation-free, but
+the template's size and radial profile; :mod:`cryoavae.orientation.matcher`) and then refined
+together with the rotations, so it holds only as far as the template fits. The model has no
+template of a novel particle to measure either against; an empty column says so, where a number
+would be taken as a result.
+
+Only these tables blank them: ``latents.tsv`` (and an applied set's TSV) keeps the matcher's
+answer for every particle beside its flag, and the evaluation scores the orientation of every
+``val`` particle of a seen class from it, flagged novel or not
+(:mod:`cryoavae.evaluate.orientation`): a seen particle flagged novel by mistake still counts
+with the orientation it was given, so the flag never hides a failed match.
 
 RELION keeps columns it does not know and warns about them; the names never clash with its own.
 """
@@ -149,20 +168,7 @@ def annotate_particles(
     if umap_xy is not None:
         added[UMAP_X] = umap_xy["umap_x"].to_numpy()
         added[UMAP_Y] = umap_xy["umap_y"].to_numpy()
-    for source, column in ANGLE_COLUMNS.items():
-        if source in latents.columns:
-            added[column] = latents[source].to_numpy(np.float64)
-    if not set(ANGLE_COLUMNS) & set(latents.columns):
-        log.warning(
-            "%s gets no orientations (cryoavaeAngle*): this model's decoder does not turn its "
-            "particle; for orientations train with model.decoder: gaussian_splat and "
-            "model.pose_encoding: rotation6d (pose_dims: 6; 2-D: circular), and set "
-            "orientation.method: template_matching to match them against its templates",
-            out_path,
-        )
-    for source, column in ORIGIN_COLUMNS.items():
-        if source in latents.columns:
-            added[column] = -latents[source].to_numpy(np.float64)
+    _add_poses(added, latents, out_path)
     full = pd.DataFrame(index=np.arange(len(table)), columns=added.columns, dtype=object)
     full.iloc[rows] = added.to_numpy(dtype=object)
     for column in added.columns:  # numbers stay numbers in the STAR file
@@ -180,6 +186,36 @@ def annotate_particles(
         int(added[IS_NOVEL].sum()),
     )
     return annotated
+
+
+def _add_poses(added: pd.DataFrame, latents: pd.DataFrame, out_path: Path) -> None:
+    """The model's angles and origins into ``added``'s columns, empty (NaN) for the particles
+    flagged novel (module docstring)."""
+    for source, column in ANGLE_COLUMNS.items():
+        if source in latents.columns:
+            added[column] = latents[source].to_numpy(np.float64)
+    if not set(ANGLE_COLUMNS) & set(latents.columns):
+        log.warning(
+            "%s gets no orientations (cryoavaeAngle*): this model's decoder does not turn its "
+            "particle; for orientations train with model.decoder: gaussian_splat and "
+            "model.pose_encoding: rotation6d (pose_dims: 6; 2-D: circular), and set "
+            "orientation.method: template_matching to match them against its templates",
+            out_path,
+        )
+    for source, column in ORIGIN_COLUMNS.items():
+        if source in latents.columns:
+            added[column] = -latents[source].to_numpy(np.float64)
+    poses = [c for c in (*ANGLE_COLUMNS.values(), *ORIGIN_COLUMNS.values()) if c in added]
+    novel = added[IS_NOVEL].to_numpy() == 1
+    if poses and novel.any():
+        added.loc[novel, poses] = np.nan
+        log.info(
+            "%s: the %d particles flagged novel get no orientation or origin (empty %s): the "
+            "model has no template of theirs; latents.tsv keeps what the matcher found",
+            out_path,
+            int(novel.sum()),
+            ", ".join(poses),
+        )
 
 
 def _particle_block(blocks: dict, path: Path) -> str:
