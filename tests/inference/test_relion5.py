@@ -3,6 +3,7 @@ and position come back when the model found them exactly, composed in RELION 5's
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from cryoavae import particles as P
 from cryoavae.core.errors import InputError
 from cryoavae.geometry.rotations import matrices_to_relion_angles, random_rotations
 from cryoavae.inference.annotate import annotate_particles
+from cryoavae.inference.novelty import fit_novelty
 from cryoavae.inference.relion5 import CLASSES_BLOCK, SUBTOMOGRAM_ANGLES, write_relion5_particles
 from cryoavae.particles.positions import CENTRED
 from cryoavae.sources.tomogram.truth import truth_table, write_truth_star
@@ -110,8 +112,10 @@ def own_particles(tmp_path: Path, truth, picks_xyz, box_centres_xyz=None) -> Pat
     return tmp_path / "particles.star"
 
 
-def write_and_read(tmp_path, source: Path, model: pd.DataFrame, optics=OPTICS) -> dict:
-    annotate_particles(source, model, model, CLASSES, tmp_path / "annotated.star")
+def write_and_read(
+    tmp_path, source: Path, model: pd.DataFrame, optics=OPTICS, novelty=None
+) -> dict:
+    annotate_particles(source, model, model, CLASSES, tmp_path / "annotated.star", novelty=novelty)
     write_relion5_particles(tmp_path / "annotated.star", CLASSES, tmp_path / "r5.star", optics)
     return starfile.read(tmp_path / "r5.star", always_dict=True)
 
@@ -238,3 +242,34 @@ def test_a_pick_between_voxels_lands_on_its_particle_through_the_box_it_was_cut_
         placed.append(relion5_pose(particles, optics["rlnTomoTiltSeriesPixelSize"][0])[1])
     np.testing.assert_allclose(placed[0], true_xyz, atol=1e-3)
     assert np.abs(placed[1] - true_xyz).max() > 0.3  # without them: off by the pick's offset
+
+
+@pytest.mark.parametrize("ours", [True, False])
+def test_particles_flagged_novel_are_left_out_and_counted(tmp_path, truth, caplog, ours):
+    """The particles the study's novelty model flags (here the two of highest score) have no
+    angles in the annotation and no place in a particle set RELION refines: the others are all
+    there, in their order, with their angles; the log says how many were left out."""
+    table, _ = truth
+    true_xyz = table[["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]].to_numpy()
+    model = latents(table, angles=table[list(P.ANGLES)].to_numpy())
+    model["mu_1"] = [0.0, 0.0, 0.0, 0.0, 3.0, -3.0]  # the last two far from their classes
+    fitted = fit_novelty(model, CLASSES)
+    scores = fitted.score_of(model[["mu_0", "mu_1"]].to_numpy())
+    novelty = dataclasses.replace(fitted, threshold=float(np.sort(scores)[3]))
+    if ours:
+        source = own_particles(tmp_path, truth, true_xyz)
+    else:
+        user = pd.DataFrame({P.IMAGE: [f"{i + 1}@s.mrcs" for i in range(6)], "rlnAngleRot": 1.0})
+        starfile.write({"particles": user}, source := tmp_path / "yours.star")
+    with caplog.at_level(logging.INFO, logger="cryoavae.inference.relion5"):
+        blocks = write_and_read(tmp_path, source, model, novelty=novelty)
+    annotated = starfile.read(tmp_path / "annotated.star")
+    novel = annotated["cryoavaeIsNovel"].to_numpy() == 1
+    np.testing.assert_array_equal(novel, [False] * 4 + [True] * 2)
+    particles = blocks["particles"]
+    assert len(particles) == 4 and (particles["cryoavaeIsNovel"] == 0).all()
+    np.testing.assert_allclose(particles[list(P.ANGLES)], table[list(P.ANGLES)][~novel], atol=1e-4)
+    assert particles[list(P.ANGLES)].notna().all().all()
+    if not ours:
+        assert particles[P.IMAGE].tolist() == [f"{i + 1}@s.mrcs" for i in range(4)]
+    assert "2 particles flagged novel (cryoavaeIsNovel 1) left out" in caplog.text

@@ -39,6 +39,13 @@ with that class's ``class_averages.mrcs``, the reference to refine them against.
 (a decoder that does not turn its particle) our particles get no ``rlnAngle*`` and yours keep
 their own, and the log says so; 2-D angles are never written.
 
+Particles flagged novel (``cryoavaeIsNovel`` 1) are left out, and the log says how many: the
+annotation gives them no angles and no origin (:mod:`cryoavae.inference.annotate`: the model has
+no template of theirs), and ``rlnClassNumber`` would put them in a seen class the novelty model
+says they are not. A RELION 5 particle set is refined against a reference, and every particle in
+it needs angles in that reference's frame; the novel ones stay in ``particles_annotated.star``
+with their score, to be picked out and averaged apart.
+
 Shift: RELION 5 places a particle at ``centred / pixel + size / 2 - A_sub @ origin / pixel``
 (``ParticleSet::getPosition``): ``rlnOrigin*Angst`` is in the box's axes and subtracted, which
 ``cryoavaeOrigin*Angst`` already is (minus the particle's offset from the box centre), so it
@@ -74,7 +81,7 @@ SUBTOMOGRAM_ANGLES = ("rlnTomoSubtomogramRot", "rlnTomoSubtomogramTilt", "rlnTom
 ORIGINS = ("rlnOriginXAngst", "rlnOriginYAngst", "rlnOriginZAngst")
 ANGLE_PRIORS = ("rlnAngleRotPrior", "rlnAngleTiltPrior", "rlnAnglePsiPrior")
 COORDINATES = ("rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ")
-PREDICTED, PREDICTED_NUMBER = COLUMNS[0], COLUMNS[1]
+PREDICTED, PREDICTED_NUMBER, IS_NOVEL = COLUMNS[0], COLUMNS[1], COLUMNS[4]
 RESULTS = tuple(c for c in COLUMNS if c != PREDICTED_NUMBER)
 OPTICS_KEYS = {  # optics setting -> RELION label
     "voltage_kv": "rlnVoltage",
@@ -102,11 +109,7 @@ def write_relion5_particles(
     annotated_star, out_path = Path(annotated_star), Path(out_path)
     blocks = P.read_star_blocks(annotated_star, what="annotated particle STAR file")
     name = _results_block(blocks, annotated_star)
-    table = blocks[name]
-    done = pd.to_numeric(table[PREDICTED_NUMBER], errors="coerce").notna().to_numpy()
-    if not done.all():
-        log.warning("%s: %d particles without results left out", annotated_star, (~done).sum())
-    table = table[done].reset_index(drop=True)
+    table = _kept_particles(blocks[name], annotated_star)
     own = P.SHARD in table.columns
     if own:
         particles = _own_particles(table, annotated_star)
@@ -129,6 +132,26 @@ def write_relion5_particles(
     P.write_star_blocks(out_path, out_blocks, "cryoavae: the particles as a RELION 5 particle set")
     log.info("%s: %d particles, classes %s", out_path, len(particles), _counts(particles))
     return particles
+
+
+def _kept_particles(table: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """The particles with results and not flagged novel (module docstring), each count left out
+    in the log."""
+    done = pd.to_numeric(table[PREDICTED_NUMBER], errors="coerce").notna().to_numpy()
+    if not done.all():
+        log.warning("%s: %d particles without results left out", path, (~done).sum())
+    novel = np.zeros(len(table), dtype=bool)
+    if IS_NOVEL in table.columns:
+        novel = done & (pd.to_numeric(table[IS_NOVEL], errors="coerce") == 1).to_numpy()
+    if novel.any():
+        log.info(
+            "%s: %d particles flagged novel (cryoavaeIsNovel 1) left out: no template of the "
+            "model's is theirs, so they have no angles to refine (particles_annotated.star "
+            "keeps them)",
+            path,
+            int(novel.sum()),
+        )
+    return table[done & ~novel].reset_index(drop=True)
 
 
 def _results_block(blocks: dict, path: Path) -> str:
