@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 
 import numpy as np
 import pandas as pd
@@ -32,8 +33,9 @@ def project(tmp_path):
     return copick_project(tmp_path / "project")
 
 
-def annotated(path, rows, angles=True, origins=True):
-    """particles_annotated.star as the annotation writes it for a copick study."""
+def annotated(path, rows, angles=True, origins=True, novel=None):
+    """particles_annotated.star as the annotation writes it for a copick study (``novel``: which
+    rows are flagged novel, their angles and origins empty)."""
     rng = np.random.default_rng(3)
     n = len(rows)
     table = pd.DataFrame(
@@ -57,6 +59,10 @@ def annotated(path, rows, angles=True, origins=True):
     if origins:
         for column in R.ORIGINS:
             table[column] = rng.uniform(-8, 8, n)
+    if novel is not None:
+        table["cryoavaeIsNovel"] = np.asarray(novel, int)
+        blank = [c for c in (*R.ANGLES, *R.ORIGINS) if c in table]
+        table.loc[np.asarray(novel, bool), blank] = np.nan
     P.write_star_blocks(path, {"particles": table}, "test")
     return P.read_star_blocks(path)["particles"]
 
@@ -116,6 +122,32 @@ def test_the_written_picks_read_back_with_the_models_orientation(project, tmp_pa
     assert empty["points"] == []
 
 
+def test_particles_flagged_novel_are_in_no_picks_file(project, tmp_path, caplog):
+    """A novel particle nearest the ribosome is no ribosome pick: the files hold the others, in
+    their places, and still trust their orientations; the log counts the ones left out."""
+    rows = [("TS_1", "ribosome"), ("TS_1", "ribosome"), ("TS_1", "proteasome"),
+            ("TS_2", "ribosome"), ("TS_1", "ribosome")]  # fmt: skip
+    novel = [False, True, False, True, False]
+    table = annotated(tmp_path / "a.star", rows, novel=novel)
+    read = read_copick_project(project.config)
+    with caplog.at_level(logging.INFO, logger="cryoavae.sources.copick.results"):
+        manifest = write_copick_results(
+            read, tmp_path / "a.star", ["TS_1", "TS_2"], SEEN, "avae", 10.0, tmp_path / "m.tsv"
+        )
+    assert manifest["points"].tolist() == [2, 1, 0, 0]  # TS_1 ribosome, proteasome; TS_2 both
+    assert "2 flagged novel (cryoavaeIsNovel 1) left out" in caplog.text
+    for run in ("TS_1", "TS_2"):
+        path = project.overlay / f"ExperimentRuns/{run}/Picks/cryoavae_avae_ribosome.json"
+        assert json.loads(path.read_text())["trust_orientation"] is True
+    picks = read_copick_picks(read, "TS_1", ["ribosome"], "cryoavae", "avae")
+    kept = table.iloc[[0, 4]]
+    centre = kept[list(BOX_CENTRE_COLUMNS)].to_numpy() - kept[list(R.ORIGINS)].to_numpy()
+    np.testing.assert_allclose(picks.locations + picks.transforms[:, :3, 3], centre)
+    np.testing.assert_allclose(
+        picks.transforms[:, :3, :3], relion_angles_to_matrices(kept[list(R.ANGLES)].to_numpy())
+    )
+
+
 def test_without_orientations_the_files_say_so(project, tmp_path):
     annotated(
         tmp_path / "a.star",
@@ -172,5 +204,6 @@ def test_a_table_of_another_source_is_refused(project, tmp_path):
 
 def test_the_column_names_are_the_annotations():
     assert (R.PREDICTED, R.COSINE) == (annotate.COLUMNS[0], annotate.COLUMNS[2])
+    assert R.IS_NOVEL == annotate.IS_NOVEL
     assert R.ANGLES == tuple(annotate.ANGLE_COLUMNS.values())
     assert R.ORIGINS == tuple(annotate.ORIGIN_COLUMNS.values())

@@ -19,7 +19,14 @@ import it, so its column names are spelled here and a test holds them equal):
   ``cryoavaeOrigin*Angst`` (RELION subtracts its origin; no shift searched: 0). So ``location +
   translation`` is where the model puts the particle, as copick's RELION export reads a point;
 - ``score``: ``cryoavaeCentroidCosine``, the cosine to the predicted class's latent centroid
-  (1 - ``cryoavaeNovelty``: high is like the class, low is novel).
+  (high is like the class).
+
+A particle the study's novelty model flags (``cryoavaeIsNovel`` 1) is in no file: the nearest
+seen class is the one it was matched against, not one it belongs to, and the annotation gives it
+no orientation (the model has no template of it). Written as a pick of that class it would
+count as one, and take the class's ``trust_orientation`` with it; the log says how many were
+left out, and ``particles_annotated.star`` keeps them. A table without the flag (annotated
+before there was one) leaves none out.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ log = logging.getLogger(__name__)
 
 PREDICTED = "cryoavaePredictedClass"
 COSINE = "cryoavaeCentroidCosine"
+IS_NOVEL = "cryoavaeIsNovel"
 ANGLES = ("cryoavaeAngleRot", "cryoavaeAngleTilt", "cryoavaeAnglePsi")
 ORIGINS = ("cryoavaeOriginXAngst", "cryoavaeOriginYAngst", "cryoavaeOriginZAngst")
 
@@ -62,7 +70,8 @@ def write_copick_results(
     manifest_path: str | os.PathLike,
 ) -> pd.DataFrame:
     """Write the picks files of this module for ``runs`` x ``classes`` (the seen classes) and a
-    manifest TSV (run, object, points, path); return the manifest.
+    manifest TSV (run, object, points, path); return the manifest. Particles flagged novel are
+    in no file (module docstring).
 
     Raises:
         InputError: a table without the columns a copick study writes, a particle of another
@@ -82,10 +91,11 @@ def write_copick_results(
             )
     locations, transforms, oriented = point_geometry(table)
     cosine = table[COSINE].to_numpy(np.float64)
+    kept = ~flagged_novel(table)
     rows = []
     for run in runs:
         for name in classes:
-            mask = (run_of == run) & (predicted == name)
+            mask = (run_of == run) & (predicted == name) & kept
             path = (
                 project.overlay
                 / "ExperimentRuns"
@@ -100,14 +110,27 @@ def write_copick_results(
                 "run_name": run,
                 "voxel_spacing": float(voxel_spacing),
             }
-            trust = bool(oriented[mask].all()) if mask.any() else bool(oriented.all())
+            trust = bool(oriented[mask].all()) if mask.any() else bool(oriented[kept].all())
             write_picks_file(path, meta, locations[mask], transforms[mask], cosine[mask], trust)
             rows.append({"run": run, "object": name, "points": int(mask.sum()), "path": str(path)})
     manifest = pd.DataFrame(rows, columns=["run", "object", "points", "path"])
     with atomic_path(manifest_path) as tmp:
         manifest.to_csv(tmp, sep="\t", index=False)
-    log.info("%d picks files of %d particles under %s", len(rows), len(table), project.overlay)
+    log.info(
+        "%d picks files of %d particles under %s; %d flagged novel (cryoavaeIsNovel 1) left out",
+        len(rows),
+        int(kept.sum()),
+        project.overlay,
+        int((~kept).sum()),
+    )
     return manifest
+
+
+def flagged_novel(table: pd.DataFrame) -> np.ndarray:
+    """Whether each particle ``(n,)`` is flagged novel (none where the table has no flag)."""
+    if IS_NOVEL not in table:
+        return np.zeros(len(table), dtype=bool)
+    return (pd.to_numeric(table[IS_NOVEL], errors="coerce") == 1).to_numpy()
 
 
 def point_geometry(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
