@@ -14,6 +14,7 @@ from volume_fixtures import blobs
 from cryoavae import particles
 from cryoavae.core.atomic import atomic_path
 from cryoavae.core.errors import InputError
+from cryoavae.inference.annotate import ANGLE_COLUMNS
 from cryoavae.inference.apply import apply_model, main, reference_classes, write_results
 from cryoavae.inference.embed import embed_particles
 from cryoavae.inference.latents import read_latents
@@ -130,6 +131,11 @@ def test_an_applied_set_is_flagged_by_the_studys_stored_threshold(study, tmp_pat
     np.testing.assert_allclose(table["cryoavaeNovelty"], scores, rtol=1e-5)
     np.testing.assert_array_equal(table["cryoavaeIsNovel"], (scores > stored.threshold))
     assert table["cryoavaeIsNovel"].sum() == 6
+    # the flagged ones lose their orientation in the STAR file; the others keep the model's
+    novel, angles = table["cryoavaeIsNovel"].to_numpy() == 1, list(ANGLE_COLUMNS.values())
+    assert table.loc[novel, angles].isna().all().all()
+    np.testing.assert_allclose(table.loc[~novel, angles], applied.loc[~novel, ANGLES], atol=1e-2)
+    assert applied[ANGLES].notna().all().all()  # the TSV's table keeps the matcher's answer
 
 
 def test_a_reference_without_training_particles_is_refused(study):

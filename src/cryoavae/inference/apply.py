@@ -9,8 +9,11 @@ and flags it novel above the threshold the study set on its own held-out particl
 The particles may be any STAR file of subtomograms: this pipeline's own tables, or a RELION /
 Warp one (``rlnImageName`` as ``index@stack`` or one file per particle). With ``--out`` ending in
 ``.star`` the result is that same STAR file with the columns of :mod:`cryoavae.inference.annotate`
-added (nearest seen class, cosine, novelty, split ``applied``, UMAP position); otherwise a TSV of
-the latents and the assignments.
+added (nearest seen class, cosine, novelty, split ``applied``, UMAP position, orientation);
+otherwise a TSV of the latents and the assignments. A particle flagged novel gets no orientation
+or origin in the STAR file (:mod:`cryoavae.inference.annotate`: matched against a template of a
+seen class, it has none of its own to be turned to); the TSV, like the study's ``latents.tsv``,
+keeps the matcher's answer beside ``is_novel``, for a user who wants to look at it anyway.
 
 Every row's split is ``applied``: the study never trained on, chose by nor held out these
 particles (``unseen`` means a class held out of training). A set whose table has no
