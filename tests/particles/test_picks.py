@@ -11,6 +11,7 @@ from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from cryoavae.core.errors import InputError
+from cryoavae.geometry.rotations import relion_angles_to_matrices
 from cryoavae.particles.picks import (
     BACKGROUND_CLASS,
     ParticleList,
@@ -99,6 +100,17 @@ def test_rotation_helper_agrees_with_scipy_zyz():
     r1 = Rotation.from_euler("ZYZ", zyz, degrees=True)
     r2 = Rotation.from_euler("zxz", [10.0, 20.0, 30.0], degrees=True)
     assert np.allclose(r1.as_matrix(), r2.as_matrix())
+
+
+def test_a_shrec_rotation_is_read_as_the_transpose_of_relions_matrix():
+    """The module's convention, beside geometry.rotations': the static-axis ZXZ matrix of a
+    SHREC'21 line is A^T, A being RELION's matrix of the angles read (the reference turned onto
+    the particle), so a convention flipped on either side fails here."""
+    a = np.array([[10.0, 20.0, 30.0], [200.0, 75.0, 310.0]])
+    zxz = Rotation.from_euler("zxz", a, degrees=True).as_matrix()
+    relion = relion_angles_to_matrices(shrec_angles_to_relion(a))
+    np.testing.assert_allclose(relion.transpose(0, 2, 1), zxz, atol=1e-9)
+    assert not np.allclose(relion, zxz, atol=1e-3)
 
 
 def test_shrec_list_with_and_without_angles_and_comments(tmp_path):

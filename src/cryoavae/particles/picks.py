@@ -10,14 +10,18 @@ Conventions (shared by every reader here):
   interpolated around the exact position. Tools that count voxels from 1 need ``x - 1``.
 - A box of ``b`` voxels puts the particle at index ``b // 2`` along each axis (the FFT centre, as
   in the simulated maps): it covers ``[c - b // 2, c - b // 2 + b)``.
-- Angles in the output are RELION's ``rlnAngleRot/Tilt/Psi`` (degrees) for the rotation
-  ``R = Rz(rot) @ Ry(tilt) @ Rz(psi)`` acting on ``(x, y, z)`` column vectors (scipy
-  ``Rotation.from_euler("ZYZ", [rot, tilt, psi], degrees=True)``), taken as the rotation that
-  carries the reference onto the particle. SHREC'21 lists store three angles ``(a0, a1, a2)`` that
-  its generator (PyTom, ``rotation_order="szxz"``) applied as static-axis z, x, z rotations, i.e.
-  ``R = Rz(a2) @ Rx(a1) @ Rz(a0)`` (scipy ``from_euler("zxz", ...)``, lower case = extrinsic); we
-  convert that matrix to the ZYZ angles above. Unknown angles (SHREC's vesicles and fiducials,
-  lists without angles) are NaN.
+- Angles in the output are RELION's ``rlnAngleRot/Tilt/Psi`` (degrees), which name RELION's
+  matrix ``A = Rz(-psi) @ Ry(-tilt) @ Rz(-rot)`` acting on ``(x, y, z)`` column vectors
+  (:mod:`cryoavae.geometry.rotations`): the particle is the reference turned actively by ``A``.
+  scipy's ``Rotation.from_euler("ZYZ", [rot, tilt, psi], degrees=True)``, i.e.
+  ``Rz(rot) @ Ry(tilt) @ Rz(psi)``, is ``A``'s transpose, the rotation that turns the particle
+  back onto the reference. SHREC'21 lists store three angles ``(a0, a1, a2)`` of static-axis z,
+  x, z rotations (its generator, PyTom: ``rotation_order="szxz"``), the matrix
+  ``Rz(a2) @ Rx(a1) @ Rz(a0)`` (scipy ``from_euler("zxz", ...)``, lower case = extrinsic); that
+  matrix is read as ``A^T`` and converted to the ZYZ angles above (scipy's ``"ZYZ"`` matrix of
+  the angles is the ``"zxz"`` one), as the simulated tomograms' ``particle_locations.txt`` are
+  written (:mod:`cryoavae.sources.tomogram.truth`). Unknown angles (SHREC's vesicles and
+  fiducials, lists without angles) are NaN.
 - SHREC'21 coordinates refer to the 512 x 512 x 200 grand model; its ``reconstruction.mrc`` is 512
   voxels deep, so crop it to the grand model's slab (or add the offset to ``z``) before extracting.
 
