@@ -75,8 +75,11 @@ def test_a_tiny_copick_study_writes_its_picks_back(tmp_path):
     assert sorted(map(tuple, manifest[["run", "object"]].values)) == sorted(
         (run, name) for run in ("TS_1", "TS_2") for name in ("ribosome", "proteasome")
     )
-    assert manifest["points"].sum() == 32  # every particle, by its predicted class
     annotated = starfile.read(out / "models" / "avae" / "particles_annotated.star")
+    novel = annotated["cryoavaeIsNovel"] == 1
+    # every particle by its predicted class, but those flagged novel: they are no such pick
+    assert manifest["points"].sum() == 32 - novel.sum()
+    annotated = annotated[~novel]
     for row in manifest.itertuples():
         body = json.loads(Path(row.path).read_text())
         assert Path(row.path).parent == project.overlay / "ExperimentRuns" / row.run / "Picks"

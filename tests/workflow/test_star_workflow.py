@@ -83,9 +83,11 @@ def test_a_relion5_star_study_writes_the_users_table_back_annotated(tmp_path):
     assert (annotated["cryoavaeNovelty"] >= 0).all()
     relion5 = starfile.read(tmp_path / out / "particles_relion5.star", always_dict=True)
     assert list(relion5) == ["optics", "particles", "cryoavae_classes"]  # your blocks, and ours
-    predicted = annotated["cryoavaePredictedClassNumber"].tolist()
+    kept = annotated["cryoavaeIsNovel"] == 0  # the particles flagged novel are left out
+    assert relion5["particles"][P.IMAGE].tolist() == annotated.loc[kept, P.IMAGE].tolist()
+    predicted = annotated.loc[kept, "cryoavaePredictedClassNumber"].tolist()
     assert relion5["particles"][P.CLASS_NUMBER].tolist() == predicted
-    assert relion5["particles"]["rlnTomoName"].tolist() == particles["rlnTomoName"].tolist()
+    assert (relion5["particles"]["rlnTomoName"] == "TS_01").all()
     logs = tmp_path / "results" / "mine" / "seed0" / "logs"
     imported = (logs / "import_star_particles.log").read_text()
     assert "1 → ribo: 12, 2 → proteasome: 12, 3 → other (unseen): 12" in imported
