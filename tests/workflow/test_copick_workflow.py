@@ -109,6 +109,34 @@ def test_a_tiny_copick_study_writes_its_picks_back(tmp_path):
     assert after == before  # the project's own picks, untouched
 
 
+@pytest.mark.parametrize(
+    ("copick", "words"),
+    [
+        ({"runs": ["TS_1", "TS_9"]}, ["copick.runs names 'TS_9'", "copick_config.json"]),
+        ({"objects": ["ribosome", "lysozyme"]}, ["copick.objects names 'lysozyme'"]),
+    ],
+)
+def test_a_run_or_object_the_project_lacks_stops_the_command_in_one_line(tmp_path, copick, words):
+    """Refused when the config is read, before any job: exit status 1, one line naming the key
+    (and the project's config file for a run), nothing written by the study (Snakemake keeps
+    its own log of the attempt) nor in the project."""
+    project, path = study(tmp_path)
+    config = yaml.safe_load(path.read_text())
+    config["copick"].update(copick)
+    path.write_text(yaml.safe_dump(config))
+    work = tmp_path / "work"
+    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--cores", "1"]
+    cmd += ["--configfile", str(path), "--directory", str(work)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and all(w in errors[0] for w in words), result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    written = [p.relative_to(work) for p in work.rglob("*") if p.is_file()]
+    assert all(p.parts[0] == ".snakemake" for p in written), written  # Snakemake's own log only
+    assert not any(project.overlay.iterdir())
+
+
 # --------------------------------------------------------------------------- a simulated run
 
 
