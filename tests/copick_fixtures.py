@@ -1,7 +1,8 @@
 """A tiny copick project for the tests, written as the CZ cryo-ET data portal lays one out: a
 config JSON with its objects and two roots (a read-only ``portal`` static root holding the data,
 an empty ``overlay``), runs with an OME-Zarr tomogram (Zarr format 2, two levels, blobs of a
-size per object at known positions) and picks files of a curator and of another user."""
+size per object at known positions) and picks files of a curator and of another user; and a
+project whose one run is a tomogram of the project's own simulator, picked at its ground truth."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import mrcfile
 import numpy as np
 import zarr
+from tomogram_fixtures import maps
 
 from cryoavae.geometry.rotations import random_rotations
+from cryoavae.sources.tomogram import TomogramConfig, simulate_tomogram
 
 VOXEL = 10.0  # Å, level 0; level 1 is twice that
 OBJECTS = [
@@ -128,3 +132,49 @@ def copick_project(
         )
     )
     return Project(config, static, overlay, list(runs), truth)
+
+
+def simulated_copick_project(
+    root: Path, per_class: int = 14, unseen_per_class: int = 6, seed: int = 3
+) -> Project:
+    """One run ``TS_1`` whose tomogram is the project's own simulator's (a crowded sample of the
+    three particle objects' bundled structures at 10 Å, tilt series, back-projection), written as
+    a two-level OME-Zarr; the curator's picks of each object are the simulator's ground truth:
+    each particle's position and the matrix ``A`` that turns its class map onto it (copick's
+    ``transformation_``). ``truth`` holds that plan, read from memory, not from the files."""
+    names = [o["name"] for o in OBJECTS if o["is_particle"]]
+    pdb_ids = [o["pdb_id"].lower() for o in OBJECTS if o["is_particle"]]
+    config = TomogramConfig(
+        size_x_px=192,
+        size_y_px=192,
+        size_z_px=64,
+        particles_per_class=per_class,
+        unseen_particles_per_class=unseen_per_class,
+        particle_gap_angstrom=40.0,
+        tilt_step_deg=4.0,
+    )
+    work = root / "simulated"
+    work.mkdir(parents=True)
+    result = simulate_tomogram(
+        maps(*pdb_ids), names, {names[-1]}, config, 0, seed, VOXEL, 32,
+        *(work / f for f in ("tomogram.mrc", "truth.star", "locations.txt", "info.json")),
+    )  # fmt: skip
+    with mrcfile.open(work / "tomogram.mrc") as mrc:
+        volume = np.asarray(mrc.data, dtype=np.float32)
+    static, overlay = root / "portal", root / "overlay"
+    overlay.mkdir(parents=True)
+    folder = static / "ExperimentRuns" / "TS_1"
+    write_tomogram(folder / f"VoxelSpacing{VOXEL:.3f}" / "wbp.zarr", volume, VOXEL)
+    plan, truth = result.plan.sample, {}
+    for index, name in enumerate(names):
+        rows = plan.class_index == index
+        transforms = np.tile(np.eye(4), (int(rows.sum()), 1, 1))
+        transforms[:, :3, :3] = plan.rotations[rows]
+        locations = plan.positions_px[rows] * VOXEL
+        write_picks(folder / "Picks", "curator", "0", name, "TS_1", locations, transforms)
+        truth[name] = (locations, transforms)
+    path = root / "copick_config.json"
+    body = {"config_type": "filesystem", "name": "simulated", "pickable_objects": OBJECTS,
+            "overlay_root": f"local://{overlay}", "static_root": f"local://{static}"}  # fmt: skip
+    path.write_text(json.dumps(body))
+    return Project(path, static, overlay, ["TS_1"], {"TS_1": truth})

@@ -7,7 +7,8 @@ import dataclasses
 
 import numpy as np
 import pytest
-from copick_fixtures import copick_project
+import zarr
+from copick_fixtures import VOXEL, copick_project, write_picks
 from rule_scripts import assert_refused, run_rule
 
 from cryoavae import particles as P
@@ -95,3 +96,29 @@ def test_bad_inputs_are_refused_in_one_line(tmp_path, project, change, words):
     run = change.pop("run", "TS_1")
     result, log, output = extract(tmp_path, project, run=run, **change)
     assert_refused(result, log, words, outputs=output.values())
+
+
+def test_a_pick_outside_the_tomogram_is_refused_naming_its_file(tmp_path):
+    """One point beyond the tomogram's far face in the curator's ferritin picks: the rule stops
+    before any box is cut, in one line naming that file."""
+    project = copick_project(tmp_path / "copick", runs=("TS_1",))
+    picks = project.static / "ExperimentRuns" / "TS_1" / "Picks"
+    locations = [[160.0, 160.0, 160.0], [160.0, 160.0, 32 * VOXEL + 50.0]]
+    write_picks(picks, "curator", "0", "ferritin", "TS_1", locations, [np.eye(4)] * 2)
+    result, log, output = extract(tmp_path, project)
+    words = (str(picks / "curator_0_ferritin.json"), "point 1", "outside the tomogram")
+    assert_refused(result, log, *words, outputs=output.values())
+
+
+def test_a_zarr_without_voxel_size_is_refused_naming_it(tmp_path):
+    """A multiscale whose levels carry no scale: the voxel size is unknown, and a guess would
+    cut boxes of the wrong size, so the rule stops in one line naming the array."""
+    project = copick_project(tmp_path / "copick", runs=("TS_1",))
+    folder = project.static / "ExperimentRuns" / "TS_1" / "VoxelSpacing10.000" / "wbp.zarr"
+    group = zarr.open_group(str(folder), mode="r+")
+    multiscales = group.attrs["multiscales"]
+    for dataset in multiscales[0]["datasets"]:
+        del dataset["coordinateTransformations"]
+    group.attrs["multiscales"] = multiscales
+    result, log, output = extract(tmp_path, project)
+    assert_refused(result, log, str(folder), "datasets[0] has no scale", outputs=output.values())
