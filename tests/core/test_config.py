@@ -6,14 +6,14 @@ import pytest
 
 from cryoavae.core.config import (
     class_names,
-    configfile_arguments,
     model_settings,
     particle_wedge,
-    refuse_bad_configfiles,
+    recentre_source,
     unseen_classes,
     validate_config,
     variant_sections,
 )
+from cryoavae.core.configfiles import configfile_arguments, refuse_bad_configfiles
 from cryoavae.core.errors import InputError
 from cryoavae.core.yaml_io import load_yaml
 
@@ -140,6 +140,49 @@ def test_no_prior_refuses_an_affinity_weight_in_one_line(schema_path, overrides,
     with pytest.raises(InputError) as info:
         validated(schema_path, **STAR_BY_NAME, **overrides)
     assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+SPLAT = {"decoder": "gaussian_splat", "pose_dims": 6, "pose_encoding": "rotation6d"}
+SHIFTED = {"method": "template_matching", "max_shift_angstrom": 30.0}
+
+
+def test_a_variant_recentred_from_another_names_its_source(schema_path):
+    variants = {"avae": {}, "again": {"training": {"recentre_from": "avae"}}}
+    config = validated(schema_path, model=SPLAT, orientation=SHIFTED, variants=variants)
+    assert recentre_source(config, "again") == "avae"
+    assert recentre_source(config, "avae") is None
+
+
+@pytest.mark.parametrize(
+    "variants, orientation, expected",
+    [
+        ({"a": {}, "b": {"training": {"recentre_from": "c"}}}, SHIFTED, "another variant of"),
+        ({"a": {"training": {"recentre_from": "a"}}}, SHIFTED, "another variant of"),
+        (
+            {
+                "a": {},
+                "b": {"training": {"recentre_from": "a"}},
+                "c": {"training": {"recentre_from": "b"}},
+            },
+            SHIFTED,
+            "re-centred itself",
+        ),
+        (
+            {"a": {}, "b": {"training": {"recentre_from": "a"}}},
+            {**SHIFTED, "max_shift_angstrom": 0.0},
+            "max_shift_angstrom > 0",
+        ),
+        (
+            {"a": {}, "b": {"training": {"recentre_from": "a"}}},
+            {"method": "encoder"},
+            "template_matching",
+        ),
+    ],
+)
+def test_recentring_from_nowhere_is_refused(schema_path, variants, orientation, expected):
+    with pytest.raises(InputError) as info:
+        validated(schema_path, model=SPLAT, orientation=orientation, variants=variants)
+    assert "training.recentre_from" in str(info.value) and expected in str(info.value)
 
 
 def test_template_matching_is_accepted_for_a_3d_splat_decoder(schema_path):

@@ -347,7 +347,7 @@ def test_inference_in_jobs_writes_the_latents_one_job_writes(splat_study, tmp_pa
         result, log = run_rule(
             tmp_path,
             "embed_particles",
-            input={k: [str(p) for p in v] for k, v in parts.items()},
+            input={**{k: [str(p) for p in v] for k, v in parts.items()}, "particles": str(star)},
             output={"out": latents},
             wildcards=common,
         )

@@ -264,8 +264,8 @@ def refitted_errors(wrong: np.ndarray, against: np.ndarray, names, train) -> np.
 @pytest.mark.slow
 def test_a_simulated_run_gets_back_the_orientations_the_study_measured(tmp_path, simulated):
     """Picks of the simulator's ground truth in, a tiny study through ``snakemake``, its picks
-    read back: every input pick once (but those flagged novel), the input files unchanged, and orientations checked
-    against the simulator's truth.
+    read back: every input pick once (but those flagged novel), the input files unchanged, and
+    orientations checked against the simulator's truth.
 
     A model this small (2 epochs, 16^3 boxes at 20 Å, a few dozen particles) orients particles
     barely better than at random (about 120 degrees median, against 132), and a study that

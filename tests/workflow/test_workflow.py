@@ -76,6 +76,31 @@ def test_a_million_particles_plan_their_inference_as_many_jobs(tmp_path):
     assert jobs["fit_references"] == 1 and jobs["embed_particles"] == 1
 
 
+def test_a_recentred_variant_reads_the_particles_its_source_centred(tmp_path):
+    """training.recentre_from: the source variant's latents make one re-centred table, which the
+    second variant (and only it) trains, encodes and matches on."""
+    config = yaml.safe_load((REPO / "tests" / "data" / "tiny.yaml").read_text())
+    config["model"].update(decoder="gaussian_splat", pose_encoding="rotation6d", pose_dims=6)
+    config["orientation"] = {"method": "template_matching", "max_shift_angstrom": 40.0}
+    config["variants"] = {"avae": {}, "again": {"training": {"recentre_from": "avae"}}}
+    path = tmp_path / "recentred.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake(
+        "-n", "--cores", "1", "--configfile", str(path), "--directory", str(tmp_path)
+    )
+    assert planned_jobs(result.stdout)["recentre_particles"] == 1
+    inputs = {}
+    for block in result.stdout.split("\nrule ")[1:]:
+        name = block.split(":", 1)[0]
+        variant = re.search(r"variant=(\w+)", block)
+        if variant and name in ("train_model", "encode_particles", "match_particles"):
+            star = re.search(r"particles/(\w+)\.star", block.split("output:")[0]).group(1)
+            inputs.setdefault((name, variant.group(1)), set()).add(star)
+    for name in ("train_model", "encode_particles", "match_particles"):
+        assert inputs[(name, "avae")] == {"particles"}
+        assert inputs[(name, "again")] == {"recentred_avae"}
+
+
 def test_bad_config_stops_before_any_job(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("study: bad\nstructures: {ids: [1bxn, 1s3x]}\nsimulation: {snr: -2}\n")

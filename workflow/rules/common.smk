@@ -12,6 +12,7 @@ from cryoavae.core.config import (
     model_settings,
     particle_microscope,
     particle_wedge,
+    recentre_source,
     unseen_classes,
     validate_config,
     variant_sections,
@@ -159,6 +160,19 @@ def particle_stacks():
     )
 
 
+def variant_particles(wildcards):
+    """The particle table a variant trains on, embeds and matches: the study's, or the same
+    particles moved onto the centres another variant's matching found
+    (training.recentre_from)."""
+    origin = recentre_source(config, wildcards.variant)
+    if origin is None:
+        return per_seed_path(wildcards, "particles", "particles.star")
+    return per_seed_path(wildcards, "particles", f"recentred_{origin}.star")
+
+
+RECENTRE_ORIGINS = sorted({recentre_source(config, v) for v in VARIANTS} - {None})
+
+
 def source_particles():
     """The particle table results are written back onto: the user's STAR, or ours."""
     if SOURCE == "star":
@@ -273,6 +287,9 @@ def benchmark_files():
         files += expand(f"{b}/{rule_name}/{{v}}.tsv", v=VARIANTS, allow_missing=True)
     if SOURCE == "copick":
         files += expand(f"{b}/copick_picks/{{v}}.tsv", v=VARIANTS, allow_missing=True)
+    files += expand(
+        f"{b}/recentre_particles/{{v}}.tsv", v=RECENTRE_ORIGINS, allow_missing=True
+    )
     sets = list(config["apply"]["particle_sets"])
     files += expand(
         f"{b}/apply_model/{{v}}/{{p}}.tsv", v=VARIANTS, p=sets, allow_missing=True

@@ -7,7 +7,7 @@ rule encode_particles:
     pose, labels and the encoder's orientation."""
     input:
         model=f"{R}/models/{{variant}}/model.pt",
-        particles=f"{R}/particles/particles.star",
+        particles=variant_particles,
         stacks=particle_stacks(),
     output:
         f"{R}/models/{{variant}}/inference/encoded_{{job}}.tsv",
@@ -33,7 +33,7 @@ rule fit_references:
     """
     input:
         model=f"{R}/models/{{variant}}/model.pt",
-        particles=f"{R}/particles/particles.star",
+        particles=variant_particles,
         stacks=particle_stacks(),
         encoded=inference_parts("encoded"),
     output:
@@ -62,7 +62,7 @@ rule match_particles:
     input:
         references=f"{R}/models/{{variant}}/inference/references.npz",
         encoded=f"{R}/models/{{variant}}/inference/encoded_{{job}}.tsv",
-        particles=f"{R}/particles/particles.star",
+        particles=variant_particles,
         stacks=particle_stacks(),
     output:
         f"{R}/models/{{variant}}/inference/matched_{{job}}.tsv",
@@ -90,6 +90,7 @@ rule embed_particles:
     input:
         encoded=inference_parts("encoded"),
         matched=inference_parts("matched") if MATCHING else [],
+        particles=variant_particles,
     output:
         f"{R}/models/{{variant}}/latents.tsv",
     log:
@@ -104,6 +105,29 @@ rule embed_particles:
         runtime=10,
     script:
         "../../scripts/embed_particles.py"
+
+
+rule recentre_particles:
+    """The particle table with where this variant's template matching found each particle's
+    centre: a variant re-centred from it (training.recentre_from) reads its particles moved
+    onto those centres."""
+    input:
+        particles=f"{R}/particles/particles.star",
+        latents=f"{R}/models/{{variant}}/latents.tsv",
+    output:
+        f"{R}/particles/recentred_{{variant}}.star",
+    log:
+        f"{R}/logs/recentre_particles/{{variant}}.log",
+    benchmark:
+        f"{R}/benchmarks/recentre_particles/{{variant}}.tsv"
+    conda:
+        "../../envs/cryoavae.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../../scripts/recentre_particles.py"
 
 
 rule annotate_particles:

@@ -1,7 +1,7 @@
 rule train_model:
     """Train one model variant; the only rule that asks for GPUs (training.devices per node)."""
     input:
-        particles=f"{R}/particles/particles.star",
+        particles=variant_particles,
         stacks=particle_stacks(),
         affinity=f"{S}/affinity/affinity.csv",
     output:

@@ -4,17 +4,14 @@
 home of names, defaults and bounds), validates every model variant as strictly as the base
 sections, and checks what a schema cannot say (relations between sections), so a bad config
 stops before any job runs with one line naming the YAML path, the value and what is accepted.
-:func:`refuse_bad_configfiles` reads a command line's ``--configfile`` files earlier still, from
-the workflow profile, where Snakemake would refuse a file that is not a mapping without naming it.
+:mod:`cryoavae.core.configfiles` reads a command line's ``--configfile`` files earlier still.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import os
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 from cryoavae.core import copick_config as copick
@@ -27,13 +24,12 @@ __all__ = [
     "class_names",
     "classes_from_structures",
     "config_source",
-    "configfile_arguments",
     "deep_merge",
     "load_study_file",
     "model_settings",
     "particle_microscope",
     "particle_wedge",
-    "refuse_bad_configfiles",
+    "recentre_source",
     "unseen_classes",
     "validate_config",
     "variant_sections",
@@ -71,44 +67,6 @@ def load_study_file(path: str | os.PathLike) -> dict:
             f"...); this file holds a {type(data).__name__}"
         )
     return data
-
-
-class _ConfigfileParser(argparse.ArgumentParser):
-    """Reads only --configfile out of a snakemake command line; never prints or exits."""
-
-    def error(self, message):
-        raise ValueError(message)
-
-
-def configfile_arguments(argv: Sequence[str]) -> list[str]:
-    """The files a ``snakemake`` command line gives with ``--configfile`` (or ``--configfiles``),
-    read as Snakemake's own parser reads them: several files after one option, ``=`` or an
-    unambiguous abbreviation, the last option winning. Empty where the line cannot be read (it
-    is then Snakemake's to report)."""
-    parser = _ConfigfileParser(add_help=False, exit_on_error=False)
-    parser.add_argument("--configfile", "--configfiles", nargs="+", default=[])
-    parser.add_argument("--config", "-C", nargs="*")  # so that --config is not read as ours
-    try:
-        known, _ = parser.parse_known_args(list(argv))
-    except (argparse.ArgumentError, ValueError):
-        return []
-    return [str(path) for path in known.configfile]
-
-
-def refuse_bad_configfiles(argv: Sequence[str]) -> None:
-    """Read every ``--configfile`` of a snakemake command line as the workflow will
-    (:func:`load_study_file`); end the process with one line naming the first bad one.
-
-    Why here and not in the Snakefile: Snakemake loads these files before it reads the Snakefile
-    and refuses one that is not a mapping (a YAML list, say) or not YAML with a message that does
-    not name the file, so the workflow profile (``profiles/default``) calls this first.
-    """
-    for path in configfile_arguments(argv):
-        try:
-            load_study_file(path)
-        except InputError as error:
-            print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
-            raise SystemExit(1) from None
 
 
 def canonical_order(value):
@@ -154,6 +112,7 @@ def validate_config(config: dict, source: str = "config") -> dict:
             raise InputError(message) from None
     _check_study(config, source)
     _check_orientation(config, source)
+    _check_recentring(config, source)
     _check_wedge(config, source)
     return config
 
@@ -319,6 +278,32 @@ def _check_orientation(config: dict, source: str) -> None:
             f"{source}: orientation.ctf needs simulated particles with simulation.ctf.enabled "
             "(the CTF's microscope is taken from there)"
         )
+
+
+def recentre_source(config: Mapping, variant: str) -> str | None:
+    """The variant whose matched centres ``variant``'s particles are moved onto
+    (``training.recentre_from``), or None."""
+    return variant_sections(config, variant)[1]["recentre_from"]
+
+
+def _check_recentring(config: dict, source: str) -> None:
+    """A variant re-centred from another needs that one in the study, not itself re-centred,
+    and template matching that searched shifts on 3-D particles."""
+    orientation = config["orientation"]
+    for name in config["variants"]:
+        origin = recentre_source(config, name)
+        if origin is None:
+            continue
+        where = f"{source}: variants.{name}.training.recentre_from is {origin!r}"
+        if origin not in config["variants"] or origin == name:
+            raise InputError(f"{where}; expected another variant of {list(config['variants'])}")
+        if recentre_source(config, origin) is not None:
+            raise InputError(f"{where}, which is re-centred itself; name one that is not")
+        if orientation["method"] != "template_matching" or orientation["max_shift_angstrom"] <= 0:
+            raise InputError(
+                f"{where}, but centres come from orientation.method: template_matching with "
+                "orientation.max_shift_angstrom > 0"
+            )
 
 
 def _check_star(config: dict, source: str) -> None:

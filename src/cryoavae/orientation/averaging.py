@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from cryoavae.geometry.translation import moved
 from cryoavae.geometry.volume_rotation import rotate_volumes
 from cryoavae.geometry.wedge import missing_wedge_mask
-from cryoavae.orientation.fourier import moved
 from cryoavae.particles import ParticleImages
 
 __all__ = ["centre_on_mass", "class_average"]

@@ -32,7 +32,6 @@ __all__ = [
     "Band",
     "RotatedTemplates",
     "correlation_peaks",
-    "moved",
     "radial_average",
     "shift_grid",
     "shift_phases",
@@ -204,19 +203,6 @@ def radial_average(volumes: np.ndarray) -> np.ndarray:
         for v in volumes
     ]
     return np.stack(averages).astype(np.float32)
-
-
-def moved(volumes: np.ndarray, shifts_px: np.ndarray) -> np.ndarray:
-    """Each volume ``(m, d, d, d)`` moved by its shift ``(m, 3)`` (x, y, z voxels) as a Fourier
-    phase: exact to a fraction of a voxel, the box wrapping around."""
-    volumes = np.asarray(volumes, dtype=np.float64)
-    d = volumes.shape[-1]
-    shifts = np.asarray(shifts_px, dtype=np.float64).reshape(-1, 3, 1, 1, 1)
-    kz, ky = np.fft.fftfreq(d)[:, None, None], np.fft.fftfreq(d)[None, :, None]
-    kx = np.fft.rfftfreq(d)[None, None, :]
-    phase = np.exp(-2j * np.pi * (kx * shifts[:, 0] + ky * shifts[:, 1] + kz * shifts[:, 2]))
-    spectra = np.fft.rfftn(volumes, axes=(1, 2, 3)) * phase
-    return np.fft.irfftn(spectra, s=(d, d, d), axes=(1, 2, 3)).astype(np.float32)
 
 
 def correlation_peaks(cc: torch.Tensor, limit: torch.Tensor) -> torch.Tensor:

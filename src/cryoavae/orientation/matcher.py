@@ -44,13 +44,13 @@ import numpy as np
 import torch
 
 from cryoavae.geometry.ctf import CtfModel, ctf_1d
+from cryoavae.geometry.translation import moved
 from cryoavae.geometry.volume_rotation import spectrum_band_limit
 from cryoavae.geometry.wedge import missing_wedge_mask
 from cryoavae.orientation.fourier import (
     Band,
     RotatedTemplates,
     correlation_peaks,
-    moved,
     radial_average,
     shift_grid,
     shift_phases,

@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 
 from cryoavae.core.errors import InputError
+from cryoavae.geometry.translation import moved
 from cryoavae.particles.stacks import StackLayout, stack_layout, stack_voxel_size
-from cryoavae.particles.table import IMAGE, VOXEL_SIZE, parse_image_references
+from cryoavae.particles.table import IMAGE, RECENTRE, VOXEL_SIZE, parse_image_references
 
 
 class ParticleImages:
@@ -26,6 +27,11 @@ class ParticleImages:
     mapped, so a training process would grow by the size of its data set (10^4 64x64 images:
     +160 MB) and could not train on more particles than fit in memory. Re-read batches come from
     the page cache. Startup is cheap: headers are read when a stack is first needed.
+
+    A table with the ``RECENTRE`` columns (where an earlier model found each particle's centre)
+    is read re-centred: each 3-D image moved by a Fourier phase so that point sits on the box
+    centre, as subtomogram averaging re-extracts at refined positions, without a second copy of
+    the stacks on disk.
     """
 
     def __init__(
@@ -46,6 +52,7 @@ class ParticleImages:
             raise InputError(f"{IMAGE}: {name} is named both as a whole file and as index@file")
         self.top_index = np.zeros(len(self.stack_names), dtype=np.int64)  # (stacks,)
         np.maximum.at(self.top_index, self.stack_of_row, self.index)
+        self.recentre_px = _recentre_px(table, star_path)  # (n, 3) voxels, or None
         self._layouts: dict[int, StackLayout] = {}
         self._fds: dict[int, int] = {}
         self._lock = threading.Lock()  # a reader thread and the caller may open stacks at once
@@ -60,6 +67,8 @@ class ParticleImages:
         rows = np.asarray(rows, dtype=np.int64)
         part = copy.copy(self)
         part.index, part.stack_of_row = self.index[rows], self.stack_of_row[rows]
+        if self.recentre_px is not None:
+            part.recentre_px = self.recentre_px[rows]
         part.top_index = np.zeros(len(self.stack_names), dtype=np.int64)
         np.maximum.at(part.top_index, part.stack_of_row, part.index)
         part._layouts, part._fds, part._lock = dict(self._layouts), {}, threading.Lock()
@@ -154,6 +163,10 @@ class ParticleImages:
             self._read(int(k), self.index[rows[dest]], out, dest)
         if not np.isfinite(out.sum()):  # one fast pass; NaN and infinities survive a sum
             self._refuse_non_finite(rows, out)
+        if self.recentre_px is not None and len(rows):
+            if out.ndim != 4:
+                raise InputError(f"{' / '.join(RECENTRE)}: re-centring needs 3-D particles")
+            out[...] = moved(out, -self.recentre_px[rows])
         return out
 
     def _refuse_non_finite(self, rows: np.ndarray, out: np.ndarray) -> None:
@@ -232,3 +245,17 @@ def table_voxel_size(table: pd.DataFrame, star_path: str | os.PathLike) -> float
             return value
     _, stacks, _ = parse_image_references(table[IMAGE].iloc[:1])
     return stack_voxel_size(Path(star_path).parent / stacks[0])
+
+
+def _recentre_px(table: pd.DataFrame, star_path: str | os.PathLike) -> np.ndarray | None:
+    """The ``RECENTRE`` columns in voxels ``(n, 3)``; None when the table has none of them."""
+    present = [c for c in RECENTRE if c in table.columns]
+    if not present:
+        return None
+    if len(present) != len(RECENTRE):
+        raise InputError(f"{star_path}: has {present} but not all of {list(RECENTRE)}")
+    shifts = table[list(RECENTRE)].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+    if not np.isfinite(shifts).all():
+        row = int(np.argmax(~np.isfinite(shifts).all(axis=1)))
+        raise InputError(f"{star_path}: row {row + 1} has no number in {list(RECENTRE)}")
+    return shifts / table_voxel_size(table, star_path) if len(table) else shifts

@@ -41,6 +41,9 @@ SPLIT = "cryoavaeSplit"
 SNR = "cryoavaeSNR"
 SHARD = "cryoavaeShard"
 VOXEL_SIZE = "rlnImagePixelSize"  # optional: Å per voxel, when the stacks' headers do not say
+#: optional: where an earlier model found each particle's centre (x, y, z Å from the box centre);
+#: :class:`~cryoavae.particles.images.ParticleImages` reads such a particle moved onto it
+RECENTRE = ("cryoavaeRecentreXAngst", "cryoavaeRecentreYAngst", "cryoavaeRecentreZAngst")
 REQUIRED_COLUMNS = (IMAGE, CLASS_NUMBER, *ANGLES, CLASS_NAME, SPLIT)
 #: ``train`` fits the model; ``val`` is for every choice made after seeing results (checkpoints,
 #: thresholds, settings); ``test`` is scored and never chosen on; ``unseen`` are the classes held
