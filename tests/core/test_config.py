@@ -147,9 +147,11 @@ SHIFTED = {"method": "template_matching", "max_shift_angstrom": 30.0}
 
 
 def test_a_variant_recentred_from_another_names_its_source(schema_path):
-    variants = {"avae": {}, "again": {"training": {"recentre_from": "avae"}}}
+    again = {"training": {"recentre_from": "avae"}}
+    variants = {"avae": {}, "again": again, "twice": {"training": {"recentre_from": "again"}}}
     config = validated(schema_path, model=SPLAT, orientation=SHIFTED, variants=variants)
     assert recentre_source(config, "again") == "avae"
+    assert recentre_source(config, "twice") == "again"
     assert recentre_source(config, "avae") is None
 
 
@@ -160,12 +162,12 @@ def test_a_variant_recentred_from_another_names_its_source(schema_path):
         ({"a": {"training": {"recentre_from": "a"}}}, SHIFTED, "another variant of"),
         (
             {
-                "a": {},
+                "a": {"training": {"recentre_from": "c"}},
                 "b": {"training": {"recentre_from": "a"}},
                 "c": {"training": {"recentre_from": "b"}},
             },
             SHIFTED,
-            "re-centred itself",
+            "not one re-centred from it",
         ),
         (
             {"a": {}, "b": {"training": {"recentre_from": "a"}}},

@@ -287,23 +287,28 @@ def recentre_source(config: Mapping, variant: str) -> str | None:
 
 
 def _check_recentring(config: dict, source: str) -> None:
-    """A variant re-centred from another needs that one in the study, not itself re-centred,
-    and template matching that searched shifts on 3-D particles."""
+    """A variant re-centred from another needs that one in the study, no circle of them, and
+    template matching that searched shifts. A chain is fine: each variant's shifts are relative
+    to the boxes as picked, so re-centring from a re-centred variant refines the centres."""
     orientation = config["orientation"]
     for name in config["variants"]:
-        origin = recentre_source(config, name)
+        origin, seen = recentre_source(config, name), [name]
         if origin is None:
             continue
         where = f"{source}: variants.{name}.training.recentre_from is {origin!r}"
-        if origin not in config["variants"] or origin == name:
-            raise InputError(f"{where}; expected another variant of {list(config['variants'])}")
-        if recentre_source(config, origin) is not None:
-            raise InputError(f"{where}, which is re-centred itself; name one that is not")
         if orientation["method"] != "template_matching" or orientation["max_shift_angstrom"] <= 0:
             raise InputError(
                 f"{where}, but centres come from orientation.method: template_matching with "
                 "orientation.max_shift_angstrom > 0"
             )
+        while origin is not None:
+            if origin not in config["variants"] or origin in seen:
+                raise InputError(
+                    f"{where}; expected another variant of {list(config['variants'])}, "
+                    f"not one re-centred from it (chain {' <- '.join([*seen, origin])})"
+                )
+            seen.append(origin)
+            origin = recentre_source(config, origin)
 
 
 def _check_star(config: dict, source: str) -> None:
