@@ -1,6 +1,10 @@
-"""Put studies' results into README.md: the pipeline's summary.md fragments and figures.
+"""Put studies' results into README.md or docs/science.md: the pipeline's summary.md fragments
+and figures.
 
-Usage: ``python tools/update_readme_results.py STUDY [STUDY ...]``
+Usage: ``python tools/update_readme_results.py [--into docs/science.md] [--results DIR] STUDY ...``
+(``--into``: the file with the markers, README.md by default; ``--results``: the folder holding
+``<study>/summary.md``, ``results`` by default, e.g. the ``results`` of a run made with
+``snakemake --directory``.)
 
 For each study, replaces the README text between ``<!-- results:<study> -->`` and
 ``<!-- /results:<study> -->`` with ``results/<study>/summary.md`` (mean ± sd over the study's
@@ -13,9 +17,9 @@ are those of the metrics.json files.
 
 from __future__ import annotations
 
+import argparse
 import re
 import shutil
-import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,20 +42,30 @@ def readme_fragment(results: Path, images: Path, repo: Path = REPO) -> str:
     return LINK.sub(copied, fragment)
 
 
-def update(study: str, readme: Path = REPO / "README.md") -> None:
-    results = REPO / "results" / study
+def update(
+    study: str, readme: Path = REPO / "README.md", results_root: Path = REPO / "results"
+) -> None:
+    """Replace the text between ``study``'s markers in ``readme`` (any Markdown file of the
+    repository) with the study's summary.md, its figures linked relative to that file."""
+    results = Path(results_root) / study
     if not (results / "summary.md").is_file():
         raise SystemExit(f"{results}: no summary.md; run the study first")
-    fragment = readme_fragment(results, REPO / "docs" / "images" / study)
+    readme = Path(readme).resolve()
+    fragment = readme_fragment(results, REPO / "docs" / "images" / study, repo=readme.parent)
     text = readme.read_text()
     start, end = f"<!-- results:{study} -->", f"<!-- /results:{study} -->"
     if start not in text or end not in text:
-        raise SystemExit(f"README.md has no {start} ... {end} markers")
+        raise SystemExit(f"{readme.name} has no {start} ... {end} markers")
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
     readme.write_text(f"{head}{start}\n{fragment}{end}{tail}")
 
 
 if __name__ == "__main__":
-    for name in sys.argv[1:]:
-        update(name)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("studies", nargs="+", metavar="STUDY")
+    parser.add_argument("--into", type=Path, default=REPO / "README.md")
+    parser.add_argument("--results", type=Path, default=REPO / "results")
+    arguments = parser.parse_args()
+    for name in arguments.studies:
+        update(name, arguments.into, arguments.results)
