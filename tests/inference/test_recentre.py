@@ -54,3 +54,5 @@ def test_shifts_written_stay_relative_to_the_boxes_as_picked():
     np.testing.assert_allclose(unsearched[list(INFERRED_SHIFTS)].to_numpy(), first)
     plain = _latents(table, residual)
     pd.testing.assert_frame_equal(with_recentring(plain, table), plain)  # nothing re-centred
+    with pytest.raises(InputError, match="row for row"):
+        with_recentring(plain.iloc[::-1].reset_index(drop=True), recentred)

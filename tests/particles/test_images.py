@@ -128,7 +128,10 @@ def _blob(d: int, centre_xyz) -> np.ndarray:
     return np.exp(-((x - cx) ** 2 / 12 + (y - cy) ** 2 / 8 + (z - cz) ** 2 / 5)).astype(np.float32)
 
 
-def test_a_table_with_found_centres_reads_each_particle_moved_onto_its_centre(tmp_path):
+@pytest.mark.parametrize("chunk", [64, 2])
+def test_a_table_with_found_centres_reads_each_particle_moved_onto_its_centre(
+    tmp_path, monkeypatch, chunk
+):
     """The RECENTRE columns (Å) say where each particle sits; it is read moved there, to a small
     fraction of its peak, every axis on its own; rows without them read as stored."""
     d, voxel = 24, 10.0
@@ -139,8 +142,10 @@ def test_a_table_with_found_centres_reads_each_particle_moved_onto_its_centre(tm
     plain = P.ParticleImages(table, tmp_path / "a.star")
     np.testing.assert_array_equal(plain.gather([0, 1, 2]), stored)
     table = table.assign(**{c: offsets[:, a] * voxel for a, c in enumerate(P.RECENTRE)})
+    monkeypatch.setattr(particle_images, "RECENTRE_CHUNK", chunk)
     reader = P.ParticleImages(table, tmp_path / "a.star")
     centred = _blob(d, (0, 0, 0))
+    np.testing.assert_allclose(reader.gather([2, 0, 1]), np.stack([centred] * 3), atol=2e-3)
     for row in (1, 0, 2):  # in any order, and through a subset
         np.testing.assert_allclose(reader.gather([row])[0], centred, atol=2e-3)
     np.testing.assert_allclose(reader.subset([1]).gather([0])[0], centred, atol=2e-3)

@@ -290,6 +290,18 @@ def benchmark_files():
     files += expand(
         f"{b}/recentre_particles/{{v}}.tsv", v=RECENTRE_ORIGINS, allow_missing=True
     )
+    parts = (
+        ["encode_particles", "match_particles"] if MATCHING else ["encode_particles"]
+    )
+    for rule_name in parts:
+        files += expand(
+            f"{b}/{rule_name}/{{v}}_{{j}}.tsv",
+            v=VARIANTS,
+            j=range(INFERENCE_JOBS),
+            allow_missing=True,
+        )
+    if MATCHING:
+        files += expand(f"{b}/fit_references/{{v}}.tsv", v=VARIANTS, allow_missing=True)
     sets = list(config["apply"]["particle_sets"])
     files += expand(
         f"{b}/apply_model/{{v}}/{{p}}.tsv", v=VARIANTS, p=sets, allow_missing=True

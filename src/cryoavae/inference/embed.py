@@ -18,6 +18,7 @@ from cryoavae.core.progress import Progress
 from cryoavae.geometry.ctf import CtfModel
 from cryoavae.geometry.rotations import matrices_to_relion_angles
 from cryoavae.inference.latents import INFERRED_ANGLES, INFERRED_SHIFTS
+from cryoavae.inference.recentre import with_recentring
 from cryoavae.model.config import ModelConfig
 from cryoavae.model.vae import AffinityVAE, load_model
 from cryoavae.orientation.templates import (
@@ -69,7 +70,8 @@ def embed_particles(
     study's latents table ``reference``, so the set is matched as the study's particles were.
     Where each particle's centre sits (``inferred_shift_x/y/z_angstrom``, 3-D) comes from the
     translation search (``orientation.max_shift_angstrom``), else from the encoder of a model
-    with ``translation_px``.
+    with ``translation_px``; relative to the boxes as stored, also for a table read re-centred
+    (:mod:`cryoavae.inference.recentre`).
 
     The workflow runs the same steps as separate jobs over parts of the table
     (:mod:`cryoavae.inference.jobs`): :func:`encode_particles`, :func:`fit_study_references`,
@@ -77,13 +79,13 @@ def embed_particles(
     """
     encoded = encode_particles(checkpoint_path, table, images, batch_size, device)
     if not needs_matching(encoded, orientation):
-        return encoded
+        return with_recentring(encoded, table)
     model, _, _ = load_model(checkpoint_path, device)
     references = fit_study_references(
         model, encoded, table, images, orientation, seed, ctf, reference
     )
     matched = match_encoded(references, encoded, table, images, orientation, ctf)
-    return with_matches(encoded, matched)
+    return with_recentring(with_matches(encoded, matched), table)
 
 
 def encode_particles(

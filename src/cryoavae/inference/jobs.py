@@ -13,6 +13,10 @@ process into jobs a cluster can spread (rules in ``workflow/rules/inference.smk`
    (``inference/matched_<job>.tsv``);
 4. ``embed_particles``: the parts gathered, in table order, into ``latents.tsv``.
 
+A variant re-centred from another (:mod:`cryoavae.inference.recentre`) reads its particles moved
+onto their found centres: its ``encoded_*``/``matched_*`` shifts are what is left of each
+particle's offset, and only ``latents.tsv`` holds the whole shift from the box as picked.
+
 Each job reads only its own part's images, so memory does not grow with the data set, and the
 result does not depend on the number of jobs: a particle's encoding and match use nothing from
 the other particles but the shared references.

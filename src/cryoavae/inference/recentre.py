@@ -60,6 +60,13 @@ def with_recentring(latents: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
     its place where nothing was searched). Unchanged when ``table`` has no such columns."""
     if not all(c in table.columns for c in RECENTRE):
         return latents
+    if not np.array_equal(
+        latents["image"].astype(str).to_numpy(), table[IMAGE].astype(str).to_numpy()
+    ):
+        raise InputError(
+            f"the latents of {len(latents)} particles are not the re-centred table's "
+            f"{len(table)}, row for row"
+        )
     centres = table[list(RECENTRE)].to_numpy(np.float64)
     latents = latents.copy()
     for a, column in enumerate(INFERRED_SHIFTS):

@@ -166,7 +166,9 @@ class ParticleImages:
         if self.recentre_px is not None and len(rows):
             if out.ndim != 4:
                 raise InputError(f"{' / '.join(RECENTRE)}: re-centring needs 3-D particles")
-            out[...] = moved(out, -self.recentre_px[rows])
+            for start in range(0, len(rows), RECENTRE_CHUNK):  # FFT memory: a chunk at a time
+                part = slice(start, start + RECENTRE_CHUNK)
+                out[part] = moved(out[part], -self.recentre_px[rows[part]])
         return out
 
     def _refuse_non_finite(self, rows: np.ndarray, out: np.ndarray) -> None:
@@ -211,6 +213,7 @@ class ParticleImages:
         return self.gather([row])[0]
 
 
+RECENTRE_CHUNK = 64  # images moved at once when a table is read re-centred
 MAX_OPEN_FILES = 256  # files held open at once when every particle is a file of its own
 IOV_MAX = 1024  # buffers per preadv call (the POSIX minimum is 16; Linux and macOS allow 1024)
 
@@ -258,4 +261,12 @@ def _recentre_px(table: pd.DataFrame, star_path: str | os.PathLike) -> np.ndarra
     if not np.isfinite(shifts).all():
         row = int(np.argmax(~np.isfinite(shifts).all(axis=1)))
         raise InputError(f"{star_path}: row {row + 1} has no number in {list(RECENTRE)}")
-    return shifts / table_voxel_size(table, star_path) if len(table) else shifts
+    if not len(table):
+        return shifts
+    # the stacks' own voxel size, the one the matcher's shifts were converted to Å with
+    _, stacks, _ = parse_image_references(table[IMAGE].iloc[:1])
+    stack = Path(star_path).parent / stacks[0]
+    voxel = stack_voxel_size(stack)
+    if not voxel > 0:
+        raise InputError(f"{stack}: its header gives no voxel size; re-centring needs it")
+    return shifts / voxel
