@@ -4,9 +4,8 @@ columns added)."""
 
 from pathlib import Path
 
-import torch
-
 from cryoavae.core.runlog import rule_logging
+from cryoavae.core.threads import use_threads
 from cryoavae.geometry.ctf import CtfModel
 from cryoavae.inference.annotate import read_umap
 from cryoavae.inference.apply import apply_model, write_assignments, write_results
@@ -16,7 +15,7 @@ from cryoavae.orientation.templates import OrientationConfig
 
 inputs, wildcards, params = snakemake.input, snakemake.wildcards, snakemake.params
 with rule_logging(snakemake.log[0], rule="apply_model", variant=wildcards.variant):
-    torch.set_num_threads(snakemake.threads)
+    use_threads(snakemake.threads)
     reference = read_latents(inputs.reference)
     novelty = read_novelty_json(inputs.novelty, reference)
     result = apply_model(

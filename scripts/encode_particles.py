@@ -2,17 +2,16 @@
 
 from pathlib import Path
 
-import torch
-
 from cryoavae.core.atomic import atomic_path
 from cryoavae.core.runlog import rule_logging
+from cryoavae.core.threads import use_threads
 from cryoavae.inference.embed import encode_particles
 from cryoavae.inference.jobs import job_rows, table_part
 from cryoavae.particles import ParticleImages, read_particle_table
 
 wildcards = snakemake.wildcards
 with rule_logging(snakemake.log[0], rule="encode_particles", variant=wildcards.variant):
-    torch.set_num_threads(snakemake.threads)
+    use_threads(snakemake.threads)
     table = read_particle_table(snakemake.input.particles)
     images = ParticleImages(table, snakemake.input.particles)
     rows = job_rows(len(table), int(wildcards.job), snakemake.params.jobs)

@@ -1,8 +1,7 @@
 """Rule fit_references: the templates every matching job of a variant shares."""
 
-import torch
-
 from cryoavae.core.runlog import rule_logging
+from cryoavae.core.threads import use_threads
 from cryoavae.geometry.ctf import CtfModel
 from cryoavae.inference.embed import fit_study_references
 from cryoavae.inference.jobs import gather_parts
@@ -11,7 +10,7 @@ from cryoavae.orientation.templates import OrientationConfig
 from cryoavae.particles import ParticleImages, read_particle_table
 
 with rule_logging(snakemake.log[0], rule="fit_references", variant=snakemake.wildcards.variant):
-    torch.set_num_threads(snakemake.threads)
+    use_threads(snakemake.threads)
     table = read_particle_table(snakemake.input.particles)
     images = ParticleImages(table, snakemake.input.particles)
     params = snakemake.params

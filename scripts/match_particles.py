@@ -1,9 +1,8 @@
 """Rule match_particles: one part of the particle table matched against the shared references."""
 
-import torch
-
 from cryoavae.core.atomic import atomic_path
 from cryoavae.core.runlog import rule_logging
+from cryoavae.core.threads import use_threads
 from cryoavae.geometry.ctf import CtfModel
 from cryoavae.inference.embed import match_encoded
 from cryoavae.inference.jobs import job_rows, read_part, table_part
@@ -12,7 +11,7 @@ from cryoavae.particles import ParticleImages, read_particle_table
 
 wildcards = snakemake.wildcards
 with rule_logging(snakemake.log[0], rule="match_particles", variant=wildcards.variant):
-    torch.set_num_threads(snakemake.threads)
+    use_threads(snakemake.threads)
     table = read_particle_table(snakemake.input.particles)
     images = ParticleImages(table, snakemake.input.particles)
     params = snakemake.params

@@ -3,16 +3,16 @@
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from cryoavae.core.runlog import rule_logging
+from cryoavae.core.threads import use_threads
 from cryoavae.sources.simulate import SimulationConfig, simulate_shard
 from cryoavae.structures.density import read_map
 
 params = snakemake.params
 shard = int(snakemake.wildcards.shard)
 with rule_logging(snakemake.log[0], rule="simulate_subtomograms", shard=shard, seed=params.seed):
-    torch.set_num_threads(snakemake.threads)
+    use_threads(snakemake.threads)
     config = SimulationConfig(**params.simulation)
     maps = np.stack([read_map(p)[0] for p in snakemake.input.maps])
     simulate_shard(

@@ -4,9 +4,9 @@ and a figure of its central slice."""
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from cryoavae.core.runlog import rule_logging
+from cryoavae.core.threads import use_threads
 from cryoavae.report.tomogram_figures import plot_tomogram_slice
 from cryoavae.sources.tomogram import TomogramConfig, simulate_tomogram
 from cryoavae.structures.density import read_map
@@ -14,7 +14,7 @@ from cryoavae.structures.density import read_map
 params = snakemake.params
 index = int(snakemake.wildcards.tomogram)
 with rule_logging(snakemake.log[0], rule="simulate_tomogram", tomogram=index, seed=params.seed):
-    torch.set_num_threads(snakemake.threads)
+    use_threads(snakemake.threads)
     maps = np.stack([read_map(p)[0] for p in snakemake.input.maps])
     out = snakemake.output
     tomogram = simulate_tomogram(

@@ -22,7 +22,7 @@ from cryoavae.inference.latents import INFERRED_SHIFTS
 from cryoavae.model.config import ModelConfig
 from cryoavae.orientation import templates as templates_module
 from cryoavae.orientation.averaging import centre_on_mass
-from cryoavae.orientation.matcher import TemplateMatcher
+from cryoavae.orientation.matcher import Matches, TemplateMatcher
 from cryoavae.orientation.templates import (
     OrientationConfig,
     References,
@@ -192,6 +192,31 @@ def test_matching_logs_its_progress_batch_by_batch(tmp_path, caplog, monkeypatch
     assert len(logged) == len(expected), logged
     for line, pattern in zip(logged, expected, strict=True):
         assert re.fullmatch(pattern, line), line
+
+
+def test_matching_in_batches_finds_what_one_batch_finds(tmp_path, monkeypatch):
+    """MATCH_BATCH bounds a matching job's memory, not its results: twelve particles with a
+    shift search matched in batches of five find the rotations, shifts and templates one batch
+    finds."""
+    rng = np.random.default_rng(9)
+    volume = blobs(rng)
+    images = _image_set(
+        tmp_path, measured(volume, Rotation.random(12, random_state=rng).as_matrix(), rng, snr=1.0)
+    )
+    config = OrientationConfig(
+        grid_step_deg=30.0,
+        reference_iterations=1,
+        wedge_tilt_max_deg=60.0,
+        max_shift_angstrom=20.0,
+    )
+    found = {}
+    for batch in (5, 12):
+        monkeypatch.setattr(templates_module, "MATCH_BATCH", batch)
+        found[batch] = match_with_references(volume[None], np.zeros(12, int), images, config)
+    for field in Matches.FIELDS:
+        np.testing.assert_allclose(
+            getattr(found[5], field), getattr(found[12], field), rtol=1e-5, atol=1e-5
+        )
 
 
 def test_best_match_puts_each_particle_with_its_own_map_whatever_its_first_template(tmp_path):

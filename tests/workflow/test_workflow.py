@@ -74,6 +74,11 @@ def test_a_million_particles_plan_their_inference_as_many_jobs(tmp_path):
     jobs = planned_jobs(result.stdout)
     assert jobs["encode_particles"] == 100 and jobs["match_particles"] == 100
     assert jobs["fit_references"] == 1 and jobs["embed_particles"] == 1
+    # the study's resource table (resources.tsv) has a row for every inference job
+    block = result.stdout.split("rule summarize_study:")[1]
+    summarized = block.split("input:")[1].splitlines()[0].split(", ")
+    for rule, count in (("encode_particles", 100), ("match_particles", 100), ("fit_references", 1)):
+        assert sum(f"/benchmarks/{rule}/avae" in path for path in summarized) == count
 
 
 def test_a_recentred_variant_reads_the_particles_its_source_centred(tmp_path):

@@ -285,23 +285,21 @@ def benchmark_files():
         "average_particles",
     ):
         files += expand(f"{b}/{rule_name}/{{v}}.tsv", v=VARIANTS, allow_missing=True)
+    inference = ["encode_particles"] + (["match_particles"] if MATCHING else [])
+    files += expand(
+        f"{b}/{{rule_name}}/{{v}}_{{job}}.tsv",
+        rule_name=inference,
+        v=VARIANTS,
+        job=range(INFERENCE_JOBS),
+        allow_missing=True,
+    )
+    if MATCHING:
+        files += expand(f"{b}/fit_references/{{v}}.tsv", v=VARIANTS, allow_missing=True)
     if SOURCE == "copick":
         files += expand(f"{b}/copick_picks/{{v}}.tsv", v=VARIANTS, allow_missing=True)
     files += expand(
         f"{b}/recentre_particles/{{v}}.tsv", v=RECENTRE_ORIGINS, allow_missing=True
     )
-    parts = (
-        ["encode_particles", "match_particles"] if MATCHING else ["encode_particles"]
-    )
-    for rule_name in parts:
-        files += expand(
-            f"{b}/{rule_name}/{{v}}_{{j}}.tsv",
-            v=VARIANTS,
-            j=range(INFERENCE_JOBS),
-            allow_missing=True,
-        )
-    if MATCHING:
-        files += expand(f"{b}/fit_references/{{v}}.tsv", v=VARIANTS, allow_missing=True)
     sets = list(config["apply"]["particle_sets"])
     files += expand(
         f"{b}/apply_model/{{v}}/{{p}}.tsv", v=VARIANTS, p=sets, allow_missing=True

@@ -46,7 +46,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MATCH_BATCH = 1024  # particles read and matched at once
+MATCH_BATCH = 256  # particles read and matched at once: 1,024 took fit_references to 1.8 GB
 
 
 class OrientationConfig(
