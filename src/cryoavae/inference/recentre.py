@@ -39,9 +39,7 @@ def recentred_table(
             f"{latents_path}: has no {missing}: re-centring needs the centres template matching "
             "finds with orientation.max_shift_angstrom > 0"
         )
-    if len(latents) != len(table) or not np.array_equal(
-        latents["image"].astype(str).to_numpy(), table[IMAGE].astype(str).to_numpy()
-    ):
+    if not _same_rows(latents, table):
         raise InputError(
             f"{latents_path}: its {len(latents)} particles are not the particle table's "
             f"{len(table)}, row for row (was the table changed after that variant embedded it?)"
@@ -60,9 +58,7 @@ def with_recentring(latents: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
     its place where nothing was searched). Unchanged when ``table`` has no such columns."""
     if not all(c in table.columns for c in RECENTRE):
         return latents
-    if not np.array_equal(
-        latents["image"].astype(str).to_numpy(), table[IMAGE].astype(str).to_numpy()
-    ):
+    if not _same_rows(latents, table):
         raise InputError(
             f"the latents of {len(latents)} particles are not the re-centred table's "
             f"{len(table)}, row for row"
@@ -73,3 +69,10 @@ def with_recentring(latents: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
         found = latents[column].to_numpy(np.float64) if column in latents.columns else 0.0
         latents[column] = centres[:, a] + found
     return latents
+
+
+def _same_rows(latents: pd.DataFrame, table: pd.DataFrame) -> bool:
+    """Whether the latents table holds the particle table's images, row for row."""
+    return len(latents) == len(table) and np.array_equal(
+        latents["image"].astype(str).to_numpy(), table[IMAGE].astype(str).to_numpy()
+    )

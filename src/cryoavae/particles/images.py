@@ -52,7 +52,8 @@ class ParticleImages:
             raise InputError(f"{IMAGE}: {name} is named both as a whole file and as index@file")
         self.top_index = np.zeros(len(self.stack_names), dtype=np.int64)  # (stacks,)
         np.maximum.at(self.top_index, self.stack_of_row, self.index)
-        self.recentre_px = _recentre_px(table, star_path)  # (n, 3) voxels, or None
+        first = self.root / self.stack_names[0] if len(self.stack_names) else self.root
+        self.recentre_px = _recentre_px(table, star_path, first)  # (n, 3) voxels, or None
         self._layouts: dict[int, StackLayout] = {}
         self._fds: dict[int, int] = {}
         self._lock = threading.Lock()  # a reader thread and the caller may open stacks at once
@@ -250,8 +251,11 @@ def table_voxel_size(table: pd.DataFrame, star_path: str | os.PathLike) -> float
     return stack_voxel_size(Path(star_path).parent / stacks[0])
 
 
-def _recentre_px(table: pd.DataFrame, star_path: str | os.PathLike) -> np.ndarray | None:
-    """The ``RECENTRE`` columns in voxels ``(n, 3)``; None when the table has none of them."""
+def _recentre_px(
+    table: pd.DataFrame, star_path: str | os.PathLike, stack: Path
+) -> np.ndarray | None:
+    """The ``RECENTRE`` columns in voxels ``(n, 3)`` of ``stack``'s voxel size (the one the
+    matcher's shifts were converted to Å with); None when the table has none of them."""
     present = [c for c in RECENTRE if c in table.columns]
     if not present:
         return None
@@ -263,9 +267,6 @@ def _recentre_px(table: pd.DataFrame, star_path: str | os.PathLike) -> np.ndarra
         raise InputError(f"{star_path}: row {row + 1} has no number in {list(RECENTRE)}")
     if not len(table):
         return shifts
-    # the stacks' own voxel size, the one the matcher's shifts were converted to Å with
-    _, stacks, _ = parse_image_references(table[IMAGE].iloc[:1])
-    stack = Path(star_path).parent / stacks[0]
     voxel = stack_voxel_size(stack)
     if not voxel > 0:
         raise InputError(f"{stack}: its header gives no voxel size; re-centring needs it")
