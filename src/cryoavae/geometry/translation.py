@@ -9,8 +9,9 @@ images re-centred by an earlier model's shifts are read this way.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-__all__ = ["moved"]
+__all__ = ["moved", "moved_tensor"]
 
 
 def moved(volumes: np.ndarray, shifts_px: np.ndarray) -> np.ndarray:
@@ -24,3 +25,22 @@ def moved(volumes: np.ndarray, shifts_px: np.ndarray) -> np.ndarray:
     phase = np.exp(-2j * np.pi * (kx * shifts[:, 0] + ky * shifts[:, 1] + kz * shifts[:, 2]))
     spectra = np.fft.rfftn(volumes, axes=(1, 2, 3)) * phase
     return np.fft.irfftn(spectra, s=(d, d, d), axes=(1, 2, 3)).astype(np.float32)
+
+
+def moved_tensor(images: torch.Tensor, shifts_px: torch.Tensor) -> torch.Tensor:
+    """Each image ``(n, 1, *box)`` (2-D or 3-D, cubic) moved by its shift ``(n, ndim)``
+    (voxels, ``(x, y[, z])``) as a Fourier phase, as :func:`moved` does for numpy volumes;
+    differentiable, on the images' device, in their dtype."""
+    grid = images.shape[2:]
+    dims = tuple(range(2, images.dim()))
+    spectrum = torch.fft.rfftn(images.float(), dim=dims)  # (n, 1, ..., d // 2 + 1)
+    phase = torch.zeros(len(images), *spectrum.shape[2:], device=images.device)
+    for axis, size in enumerate(grid):  # array axes (z, y, x) / (y, x): the shift's reversed
+        last = axis == len(grid) - 1
+        frequency = (torch.fft.rfftfreq if last else torch.fft.fftfreq)(size, device=images.device)
+        along = [1] * len(grid)
+        along[axis] = -1
+        component = shifts_px[:, len(grid) - 1 - axis].float()
+        phase = phase + component.view(-1, *[1] * len(grid)) * frequency.view(1, *along)
+    ramp = torch.polar(torch.ones_like(phase), -2 * torch.pi * phase)[:, None]
+    return torch.fft.irfftn(spectrum * ramp, s=grid, dim=dims).to(images.dtype)

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cryoavae.core.errors import InputError
+from cryoavae.geometry.translation import moved_tensor
 from cryoavae.model.config import ModelConfig
 from cryoavae.model.decoders import CNNDecoder, GaussianSplatDecoder
 from cryoavae.model.layers import GaussianBlur, batch_norm, conv
@@ -141,6 +142,14 @@ class AffinityVAE(nn.Module):
         (:mod:`cryoavae.model.pose_search`)."""
         x = self._as_batch(x)
         encoding = self.encoder(x)
+        if self.config.centring_passes and encoding.shift_px is not None:
+            # read the shape again from the particle moved to where the head says it sits; the
+            # head's answer on the moved particle refines the shift
+            shift = encoding.shift_px
+            for _ in range(self.config.centring_passes):
+                encoding = self.encoder(moved_tensor(x, -shift.detach()))
+                shift = shift + encoding.shift_px
+            encoding = encoding._replace(shift_px=shift)
         if len(self.pose_offsets) == 1:
             return encoding
         pose = best_orientation(

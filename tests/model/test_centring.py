@@ -1,0 +1,63 @@
+"""Reading a particle again from where the encoder's shift head places it (model.centring_passes)
+and the torch shift that moves it (cryoavae.geometry.translation.moved_tensor)."""
+
+import numpy as np
+import pytest
+import torch
+
+from cryoavae.core.errors import InputError
+from cryoavae.geometry.translation import moved, moved_tensor
+from cryoavae.model.config import ModelConfig
+from cryoavae.model.vae import build_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_moved_tensor_moves_as_the_numpy_shift_does_and_by_whole_voxels_as_a_roll():
+    rng = np.random.default_rng(0)
+    volumes = rng.random((3, 12, 12, 12), dtype=np.float32)
+    shifts = rng.normal(0, 2, (3, 3))
+    torch.testing.assert_close(
+        moved_tensor(torch.from_numpy(volumes)[:, None], torch.from_numpy(shifts))[:, 0],
+        torch.from_numpy(moved(volumes, shifts)),
+        atol=1e-5,
+        rtol=0,
+    )
+    image = torch.from_numpy(rng.random((1, 1, 10, 10), dtype=np.float32))
+    out = moved_tensor(image, torch.tensor([[2.0, -3.0]]))  # (x, y) on array axes (y, x)
+    torch.testing.assert_close(out, torch.roll(image, (-3, 2), (2, 3)), atol=1e-5, rtol=0)
+
+
+def centring_model(passes: int):
+    config = ModelConfig(
+        ndim=3,
+        box_size_px=16,
+        channels=(4, 8),
+        pose_dims=6,
+        pose_encoding="rotation6d",
+        decoder="gaussian_splat",
+        translation_px=3.0,
+        centring_passes=passes,
+    )
+    return build_model(config, 0).eval()
+
+
+def test_each_pass_reads_the_particle_moved_by_the_shift_so_far_and_refines_it():
+    model = centring_model(2)
+    with torch.no_grad():
+        model.encoder.shift.weight.normal_(0, 0.05)  # a head that says something
+        x = torch.randn(4, 1, 16, 16, 16)
+        first = model.encoder(x)
+        second = model.encoder(moved_tensor(x, -first.shift_px))
+        shift = first.shift_px + second.shift_px
+        third = model.encoder(moved_tensor(x, -shift))
+        encoding = model.encode(x)
+    assert first.shift_px.abs().max() > 0.1  # the passes have somewhere to move the particle
+    torch.testing.assert_close(encoding.mu, third.mu)
+    torch.testing.assert_close(encoding.shift_px, shift + third.shift_px)
+    assert not torch.allclose(encoding.mu, first.mu, atol=1e-4)
+
+
+def test_centring_without_a_shift_head_is_refused():
+    with pytest.raises(InputError, match="centring_passes needs the encoder's shift"):
+        ModelConfig(ndim=3, box_size_px=16, decoder="gaussian_splat", centring_passes=1)
