@@ -61,3 +61,20 @@ def test_each_pass_reads_the_particle_moved_by_the_shift_so_far_and_refines_it()
 def test_centring_without_a_shift_head_is_refused():
     with pytest.raises(InputError, match="centring_passes needs the encoder's shift"):
         ModelConfig(ndim=3, box_size_px=16, decoder="gaussian_splat", centring_passes=1)
+
+
+def test_the_shift_error_compares_the_head_on_a_moved_particle_with_its_answer_plus_the_move():
+    model = centring_model(0)
+    with torch.no_grad():
+        model.encoder.shift.weight.normal_(0, 0.05)
+        x = torch.randn(3, 1, 16, 16, 16)
+        delta = torch.tensor([[1.0, 0.0, -0.5], [0.0, 0.0, 0.0], [-1.0, 0.5, 0.25]])
+        out = model(x, shift_delta=delta)
+        here = model.encoder(x).shift_px
+        there = model.encoder(moved_tensor(x, delta)).shift_px
+    expected = (there - here - delta).square().sum(1).mean()
+    torch.testing.assert_close(out.shift_error, expected)
+    assert out.shift_error > 0.01  # an untrained head is not equivariant
+    assert model(x).shift_error is None
+    no_head = build_model(ModelConfig(ndim=3, box_size_px=16, channels=(4, 8)), 0)
+    assert no_head(x, shift_delta=delta).shift_error is None

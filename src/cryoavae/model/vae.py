@@ -52,6 +52,7 @@ class VAEOutput(NamedTuple):
     log_var: torch.Tensor  # (n, latent_dims)
     pose: torch.Tensor  # (n, pose_dims)
     z: torch.Tensor  # (n, latent_dims), the sample that was decoded
+    shift_error: torch.Tensor | None = None  # scalar: see AffinityVAE.forward's shift_delta
 
 
 class Encoder(nn.Module):
@@ -178,14 +179,27 @@ class AffinityVAE(nn.Module):
             return None
         return pose_to_rotation(pose.float(), self.config.ndim)
 
-    def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None) -> VAEOutput:
+    def forward(
+        self,
+        x: torch.Tensor,
+        eps: torch.Tensor | None = None,
+        shift_delta: torch.Tensor | None = None,
+    ) -> VAEOutput:
         """Encode, sample ``z = mu + eps * exp(log_var / 2)`` and decode.
 
         ``eps`` ``(n, latent_dims)`` is standard-normal noise from the caller's seeded generator.
         Without it, training mode draws from torch's global generator and eval mode decodes
-        ``z = mu``.
+        ``z = mu``. ``shift_delta`` ``(n, ndim)`` (voxels; with the shift head): the output's
+        ``shift_error`` is how far the head's answer for each particle moved by its delta is
+        from its answer for the particle plus the delta (mean square, voxels^2), so that the head
+        says where the particle sits, whatever else the reconstruction rewards.
         """
         x = self._as_batch(x)
+        shift_error = None
+        if shift_delta is not None and self.encoder.shift is not None:
+            here = self.encoder(x).shift_px
+            there = self.encoder(moved_tensor(x, shift_delta)).shift_px
+            shift_error = (there - here - shift_delta.float()).square().sum(1).mean()
         mu, log_var, pose, shift_px = self.encode(x)
         if eps is None and self.training:
             eps = torch.randn_like(mu)
@@ -193,7 +207,7 @@ class AffinityVAE(nn.Module):
         reconstruction = self.decoder(z, pose, shift_px)
         if self.measure is not None:  # compared with the data as the data were measured
             reconstruction = self.measure(reconstruction)
-        return VAEOutput(reconstruction, mu, log_var, pose, z)
+        return VAEOutput(reconstruction, mu, log_var, pose, z, shift_error)
 
 
 def build_model(config: ModelConfig, seed: int) -> AffinityVAE:

@@ -61,11 +61,15 @@ class TrainingLoop:
     noise_rng: torch.Generator  # on the device: the reparameterisation noise
     cluster: Cluster = Cluster()  # the training processes this one is among
 
-    def loss(self, x, y, eps, beta: float, gamma: float, n_batch: int, grad: bool) -> LossTerms:
-        """This rank's loss terms for its piece ``x``, ``y`` of a global batch of ``n_batch``."""
+    def loss(
+        self, x, y, eps, beta: float, gamma: float, n_batch: int, grad: bool, shift_delta=None
+    ) -> LossTerms:
+        """This rank's loss terms for its piece ``x``, ``y`` of a global batch of ``n_batch``;
+        with ``shift_delta``, the total adds ``training.shift_equivariance`` times the shift
+        head's error (:meth:`~cryoavae.model.vae.AffinityVAE.forward`)."""
         device_type = x.device.type
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.use_amp):
-            out = self.step_model(x, eps)
+            out = self.step_model(x, eps, shift_delta)
         cluster = self.cluster
         share = len(y) * cluster.world / n_batch  # 1 on one rank, or for equal pieces
         kl_share = share if self.config.kl_reduction == "mean" else float(cluster.world)
@@ -75,7 +79,7 @@ class TrainingLoop:
                 cluster.gather_rows(out.mu, n_batch, grad=grad),
                 cluster.gather_rows(y, n_batch, grad=False),
             )
-        return avae_loss(
+        terms = avae_loss(
             out.reconstruction,
             x,
             out.mu,
@@ -89,6 +93,10 @@ class TrainingLoop:
             term_weights=(share, kl_share),
             affinity_batch=pairs,
         )
+        if out.shift_error is not None:
+            total = terms.total + self.config.shift_equivariance * share * out.shift_error
+            terms = terms._replace(total=total)
+        return terms
 
     def _pieces(self, batches: list[torch.Tensor]) -> tuple[list, list]:
         """This rank's piece of each global batch; batches smaller than the world are left out
@@ -115,7 +123,13 @@ class TrainingLoop:
             if self.config.augment == "wedge_turns":  # drawn for the whole batch, as the noise
                 turn = torch.randint(0, 4, (len(batch),), generator=self.shuffle_rng)
                 x = wedge_turns(x, turn[lo:hi])
-            terms = self.loss(x, y, noise[lo:hi], beta, gamma, len(batch), grad=True)
+            delta = None
+            if self.config.shift_equivariance > 0 and self.model.config.translation_px > 0:
+                # a move of up to a voxel per axis, drawn for the whole batch as the noise is
+                ndim = self.model.config.ndim
+                delta = torch.rand((len(batch), ndim), generator=self.noise_rng, device=device)
+                delta = (2 * delta - 1)[lo:hi]
+            terms = self.loss(x, y, noise[lo:hi], beta, gamma, len(batch), True, delta)
             self.optimizer.zero_grad()
             terms.total.backward()
             self.optimizer.step()
