@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from cryoavae.core.errors import InputError
+from cryoavae.geometry.translation import moved_tensor
 from cryoavae.model.config import ModelConfig
 from cryoavae.model.layers import SubpixelUpsample
 from cryoavae.model.pose import pose_to_rotation
@@ -122,7 +122,7 @@ def test_splat_shift_moves_the_turned_particle_by_x_y_z_voxels():
     torch.testing.assert_close(moved, torch.roll(centred, (-2, 1), (2, 4)), atol=1e-5, rtol=0)
 
 
-def test_encoder_shift_stays_within_translation_px_and_is_refused_without_splats():
+def test_encoder_shift_stays_within_translation_px_and_the_cnn_decoder_moves_its_output_by_it():
     config = ModelConfig(
         ndim=3,
         box_size_px=16,
@@ -144,5 +144,13 @@ def test_encoder_shift_stays_within_translation_px_and_is_refused_without_splats
         .shift_px
         is None
     )
-    with pytest.raises(InputError, match="translation_px = 2.0 moves the gaussian_splat"):
-        ModelConfig(ndim=3, box_size_px=16, decoder="cnn", translation_px=2.0)
+    cnn = build_model(ModelConfig(ndim=3, box_size_px=16, channels=(4, 8), translation_px=2.0), 0)
+    z, pose = torch.randn(2, cnn.config.latent_dims), torch.randn(2, cnn.config.pose_dims)
+    shift = torch.tensor([[1.0, 0.0, -2.0], [0.0, 0.0, 0.0]])
+    with torch.no_grad():
+        torch.testing.assert_close(
+            cnn.decoder(z, pose, shift), moved_tensor(cnn.decoder(z, pose), shift)
+        )
+        centred = cnn.decoder(z, pose)
+        rolled = torch.roll(centred[0], (-2, 1), (1, 3))  # x + 1, z - 2 on axes (z, y, x)
+        torch.testing.assert_close(cnn.decoder(z, pose, shift)[0], rolled, atol=1e-5, rtol=0)

@@ -85,11 +85,6 @@ class ModelConfig(section_dataclass(SECTION, extra=_FROM_THE_DATA)):
         self._check_centring()
 
     def _check_centring(self) -> None:
-        if self.translation_px > 0 and self.decoder != "gaussian_splat":
-            raise InputError(
-                f"model.translation_px = {self.translation_px} moves the gaussian_splat decoder's "
-                f"particle; the {self.decoder} decoder has no particle to move (use 0)"
-            )
         if self.centring_passes and self.translation_px <= 0:
             raise InputError(
                 "model.centring_passes needs the encoder's shift (model.translation_px > 0)"

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cryoavae.geometry.translation import moved_tensor
 from cryoavae.model.config import ModelConfig
 from cryoavae.model.layers import SubpixelUpsample, batch_norm, conv_transpose
 from cryoavae.model.pose import pose_to_rotation
@@ -59,14 +60,17 @@ class CNNDecoder(nn.Module):
     def forward(
         self, z: torch.Tensor, pose: torch.Tensor, shift_px: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """``shift_px`` must be None: the CNN decoder's output has no centre to move
-        (:class:`~cryoavae.model.config.ModelConfig` refuses ``translation_px`` with it)."""
+        """``shift_px`` ``(n, ndim)`` (voxels, ``(x, y[, z])``; None: as decoded) moves the
+        decoded particle as a Fourier phase, the box wrapping round: the particle is decoded
+        centred and compared where it was picked."""
         h = F.relu(self.fc(torch.cat([z, pose], -1)))  # (n, c_last * s^ndim)
         h = h.view(-1, *self.start_shape)  # (n, c_last, s, s[, s])
         out = self.layers(h)  # (n, 1, s * 2^levels, ...)
         box = self.config.box_size_px
         if out.shape[-1] != box:
             out = out[(..., *(slice(0, box),) * self.config.ndim)]
+        if shift_px is not None:
+            out = moved_tensor(out, shift_px)
         return out
 
 
