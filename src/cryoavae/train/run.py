@@ -155,6 +155,12 @@ def train_model(
     model_dict, training_dict = plain_config(asdict(model_config)), plain_config(asdict(config))
     _log_settings(place, seed, threads, model_dict, training_dict)
     _warn_about_flat_schedules(config)
+    if model_config.translation_px > 0 and config.shift_equivariance <= 0:
+        log.warning(
+            "model.translation_px without training.shift_equivariance: the reconstruction alone "
+            "trains the shift head, which can settle at its bound at low SNR (docs/science.md "
+            "4.6; 1.0 keeps it finding the centre)"
+        )
 
     class_names = class_names_from_table(table)
     affinity = np.asarray(affinity, dtype=np.float32)
