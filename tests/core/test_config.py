@@ -88,6 +88,13 @@ def test_every_shipped_study_config_is_valid(repo, schema_path):
             },
             "orientation.ctf needs simulated particles with simulation.ctf.enabled",
         ),
+        (
+            {
+                "model": {"decoder": "gaussian_splat", "pose_dims": 6},
+                "orientation": {"method": "template_matching", "centre_from": "shift_head"},
+            },
+            "orientation.centre_from 'shift_head' needs a shift head in every variant",
+        ),
         ({"affinity": {"source": "csv"}}, "affinity.source = 'csv' needs affinity.csv_path"),
         (
             {"structures": {"ids": ["1bxn"], "files": {"mine": "x.pdb; rm -rf /"}}},

@@ -1,6 +1,7 @@
 """Embedding: the latents table's columns and values, open-set tables, shape mismatches."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -9,9 +10,10 @@ import torch
 
 from cryoavae import particles
 from cryoavae.core.errors import InputError
-from cryoavae.inference.embed import embed_particles
+from cryoavae.inference.embed import centre_guess_px, embed_particles
 from cryoavae.model.config import ModelConfig
 from cryoavae.model.vae import load_model
+from cryoavae.orientation.templates import OrientationConfig
 from cryoavae.train import TrainingConfig, train_model
 
 BOX = 12
@@ -110,3 +112,19 @@ def test_images_of_another_box_are_refused(checkpoint, tmp_path):
 def test_missing_checkpoint_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="not found"):
         load_model(tmp_path / "nope.pt")
+
+
+def test_the_centre_guess_is_the_encoders_shift_in_voxels_only_when_asked():
+    """``orientation.centre_from: shift_head`` hands the matcher the encoder's shifts (Å in the
+    table, voxels for the matcher); the default hands it nothing; a table without shifts (a
+    model without a head) is refused in one line."""
+    images = SimpleNamespace(voxel_size_angstrom=10.0)
+    shifts = {"inferred_shift_x_angstrom": [5.0, -10.0], "inferred_shift_y_angstrom": [0.0, 2.0]}
+    encoded = pd.DataFrame({**shifts, "inferred_shift_z_angstrom": [-3.0, 1.0]})
+    asked = OrientationConfig.from_dict({"max_shift_angstrom": 30.0, "centre_from": "shift_head"})
+    guess = centre_guess_px(encoded, asked, images)
+    np.testing.assert_allclose(guess, [[0.5, 0.0, -0.3], [-1.0, 0.2, 0.1]])
+    default = OrientationConfig.from_dict({"max_shift_angstrom": 30.0})
+    assert centre_guess_px(encoded, default, images) is None
+    with pytest.raises(InputError, match="needs a model with a shift head"):
+        centre_guess_px(pd.DataFrame(shifts), asked, images)

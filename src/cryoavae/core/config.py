@@ -271,6 +271,11 @@ def _check_orientation(config: dict, source: str) -> None:
                 f"rotation6d, pose_dims 6); variant {name!r} has decoder {model['decoder']!r}, "
                 f"pose_dims {model['pose_dims']}"
             )
+        if orientation["centre_from"] == "shift_head" and model["translation_px"] <= 0:
+            raise InputError(
+                f"{source}: orientation.centre_from 'shift_head' needs a shift head in every "
+                f"variant; variant {name!r} has model.translation_px 0"
+            )
     if orientation["ctf"] and not (
         config["particle_source"] == "simulate" and config["simulation"]["ctf"]["enabled"]
     ):

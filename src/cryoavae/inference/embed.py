@@ -158,6 +158,7 @@ def fit_study_references(
         _defocus_um(table),
         ctf,
         fit_mu,
+        centre_guess_px(encoded, orientation, images),
     )
 
 
@@ -172,7 +173,15 @@ def match_encoded(
     """``inferred_*`` angles, ``orientation_template`` and (with a translation search) shifts of
     the particles of ``encoded`` (rows of ``table``, images in ``images``), matched against
     ``references``."""
-    found = match_references(references, _mu(encoded), images, orientation, _defocus_um(table), ctf)
+    found = match_references(
+        references,
+        _mu(encoded),
+        images,
+        orientation,
+        _defocus_um(table),
+        ctf,
+        centre_guess_px(encoded, orientation, images),
+    )
     tables = [
         inferred_angles(found.rotations),
         pd.DataFrame({"orientation_template": found.templates}),
@@ -181,6 +190,22 @@ def match_encoded(
         shifts = found.shifts_px * images.voxel_size_angstrom
         tables.append(pd.DataFrame(shifts, columns=list(INFERRED_SHIFTS)))
     return pd.concat(tables, axis=1)
+
+
+def centre_guess_px(
+    encoded: pd.DataFrame, orientation: OrientationConfig, images: ParticleImages
+) -> np.ndarray | None:
+    """Where the encoder's shift head places each particle's centre ``(n, 3)`` (x, y, z voxels),
+    for a translation search told to start there (``orientation.centre_from: shift_head``);
+    None otherwise. InputError when the encoder gave no shifts (a model without a head)."""
+    if orientation.max_shift_angstrom <= 0 or orientation.centre_from != "shift_head":
+        return None
+    if not all(c in encoded.columns for c in INFERRED_SHIFTS):
+        raise InputError(
+            "orientation.centre_from: shift_head needs a model with a shift head "
+            "(model.translation_px > 0); this model's encoder gives no shifts"
+        )
+    return encoded[list(INFERRED_SHIFTS)].to_numpy(np.float64) / images.voxel_size_angstrom
 
 
 def with_matches(encoded: pd.DataFrame, matched: pd.DataFrame) -> pd.DataFrame:

@@ -205,14 +205,24 @@ def radial_average(volumes: np.ndarray) -> np.ndarray:
     return np.stack(averages).astype(np.float32)
 
 
-def correlation_peaks(cc: torch.Tensor, limit: torch.Tensor) -> torch.Tensor:
+def correlation_peaks(
+    cc: torch.Tensor,
+    limit: torch.Tensor,
+    around: torch.Tensor | None = None,
+    reach: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Where each correlation ``cc`` ``(p, d, d, d)`` (index ``t`` mod ``d``: a shift by ``t``)
-    peaks within ``limit`` ``(p,)`` voxels of no shift: ``(p, 3)`` x, y, z voxels, float64, to a
-    fraction of a voxel by a parabola through the peak and its neighbours on each axis."""
+    peaks within ``limit`` ``(p,)`` voxels of no shift (and, given ``around`` ``(p, 3)`` x, y, z
+    voxels, within ``reach`` ``(p,)`` of it): ``(p, 3)`` x, y, z voxels, float64, to a fraction of
+    a voxel by a parabola through the peak and its neighbours on each axis."""
     p, d = len(cc), cc.shape[-1]
     signed = torch.fft.fftfreq(d, 1.0 / d, device=cc.device)  # voxel index -> offset
     z, y, x = torch.meshgrid(signed, signed, signed, indexing="ij")
     outside = (x * x + y * y + z * z)[None] > limit.reshape(-1, 1, 1, 1).float() ** 2 + 1e-9
+    if around is not None:
+        a = around.float().reshape(-1, 3, 1, 1, 1)
+        apart = (x - a[:, 0]) ** 2 + (y - a[:, 1]) ** 2 + (z - a[:, 2]) ** 2
+        outside |= apart > reach.reshape(-1, 1, 1, 1).float() ** 2 + 1e-9
     flat = cc.reshape(p, -1)
     peak = cc.masked_fill(outside, -math.inf).reshape(p, -1).argmax(dim=1)
     index = torch.stack(torch.unravel_index(peak, (d, d, d)), dim=1)  # (p, 3): z, y, x

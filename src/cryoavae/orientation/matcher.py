@@ -70,6 +70,8 @@ RANKING_SHIFTS = 7  # the shifts they are ranked at: the centre and a voxel alon
 # the global search tries whole-voxel shifts within this radius of each particle's centre, as
 # found against its template's spherical average
 SHIFT_REACH_PX = 1.5
+# a centre guess (the encoder's shift head) confines the centring search to this radius of it
+GUESS_REACH_PX = 1.0
 REFINEMENT_CYCLES = 1.0
 CENTRING_CYCLES = 8.0
 LOCAL_CHUNK = 512  # candidate rotations sampled at once in the local refinement
@@ -118,6 +120,7 @@ class TemplateMatcher:
         device: torch.device | str = "cpu",
         shift_reach_px: float = SHIFT_REACH_PX,
         refinement_cycles: float = REFINEMENT_CYCLES,
+        guess_reach_px: float = GUESS_REACH_PX,
     ):
         templates = np.asarray(templates, dtype=np.float32)
         if templates.ndim != 4 or len(set(templates.shape[1:])) != 1:
@@ -150,6 +153,7 @@ class TemplateMatcher:
         self.local = [torch.from_numpy(lattice).to(self.device) for lattice in lattices]
         self.peaks = [QuadraticPeak(lattice) for lattice in lattices]
         self.max_shift_px = float(max_shift_px)
+        self.guess_reach_px = float(guess_reach_px)
         self.radial = None
         # where each template's own centre sits (x, y, z voxels): the search works on templates
         # moved to put it on the box centre, so that a particle's centre, found before its
@@ -178,28 +182,39 @@ class TemplateMatcher:
         volumes: np.ndarray,
         template_index: np.ndarray,
         defocus_um: np.ndarray | None = None,
+        centre_guess_px: np.ndarray | None = None,
     ) -> Matches:
-        """Each particle's best rotation and shift of its template (``template_index`` ``(n,)``)."""
+        """Each particle's best rotation and shift of its template (``template_index`` ``(n,)``);
+        ``centre_guess_px`` ``(n, 3)``: where each particle's centre is thought to be (x, y, z
+        voxels, e.g. the encoder's shift head), the centring search then confined near it."""
         n = len(volumes)
         template_index = np.asarray(template_index, dtype=np.int64)
         spectra = self._spectra(volumes)
+        guess = self._guess(centre_guess_px, n)
         rotations = torch.empty((n, 3, 3), dtype=torch.float64, device=self.device)
         shifts = torch.zeros((n, 3), dtype=torch.float64, device=self.device)
         for c in np.unique(template_index):
             rows = torch.from_numpy(np.flatnonzero(template_index == c)).to(self.device)
             filters = self._filters(self.low, rows, defocus_um)
             centring = self._filters(self.centring, rows, defocus_um)
-            centres = self._centres(spectra[rows], int(c), centring)
+            near = None if guess is None else guess[rows]
+            centres = self._centres(spectra[rows], int(c), centring, near)
             rotations[rows], shifts[rows], _ = self._global(spectra[rows], int(c), filters, centres)
         return self._refine_all(spectra, template_index, rotations, shifts, defocus_um)
 
-    def match_any(self, volumes: np.ndarray, defocus_um: np.ndarray | None = None) -> Matches:
+    def match_any(
+        self,
+        volumes: np.ndarray,
+        defocus_um: np.ndarray | None = None,
+        centre_guess_px: np.ndarray | None = None,
+    ) -> Matches:
         """Each particle searched against every template (multi-reference alignment): the
         template whose best grid rotation explains most of the particle wins (the scores are
         comparable: each is the particle's energy its template explains, with a free scale), and
         that pose is refined as in :meth:`match`; the global search costs once per template."""
         n = len(volumes)
         spectra = self._spectra(volumes)
+        guess = self._guess(centre_guess_px, n)
         filters = self._filters(self.low, torch.arange(n, device=self.device), defocus_um)
         centring = self._filters(self.centring, torch.arange(n, device=self.device), defocus_um)
         rotations = torch.empty((n, 3, 3), dtype=torch.float64, device=self.device)
@@ -207,7 +222,7 @@ class TemplateMatcher:
         top = torch.full((n,), -math.inf, dtype=torch.float64, device=self.device)
         template_index = np.zeros(n, dtype=np.int64)
         for c in range(len(self.templates)):
-            centres = self._centres(spectra, c, centring)
+            centres = self._centres(spectra, c, centring, guess)
             rotation, shift, score = self._global(spectra, c, filters, centres)
             better = score > top
             rotations[better], shifts[better], top[better] = (
@@ -247,22 +262,37 @@ class TemplateMatcher:
         x = x * torch.complex(band.centre_cos, -band.centre_sin)
         return x.real.contiguous(), x.imag.contiguous(), filters**2 * band.weight
 
-    def _centres(self, spectra: torch.Tensor, template, filters: torch.Tensor):
+    def _guess(self, centre_guess_px, n: int) -> torch.Tensor | None:
+        """The callers' centre guesses ``(n, 3)`` brought within ``max_shift_px`` of the box
+        centre (None without guesses or without a translation search)."""
+        if centre_guess_px is None or self.max_shift_px <= 0:
+            return None
+        guess = torch.as_tensor(np.asarray(centre_guess_px, np.float64), device=self.device)
+        if guess.shape != (n, 3):
+            raise ValueError(f"centre_guess_px: expected ({n}, 3), got {tuple(guess.shape)}")
+        radius = guess.norm(dim=1, keepdim=True).clamp(min=1e-12)
+        return guess * (self.max_shift_px / radius).clamp(max=1.0)
+
+    def _centres(self, spectra: torch.Tensor, template, filters: torch.Tensor, guess=None):
         """Each particle's centre ``(p, 3)`` (x, y, z voxels, within ``max_shift_px`` of where
         its template's centre can go): where its correlation with its template's spherical
         average, as measured, peaks (:func:`~.fourier.correlation_peaks`). That average looks the
         same in every orientation, so the centre is found before any rotation is tried, over
-        every shift at once."""
+        every shift at once. With a ``guess`` ``(p, 3)``, the peak within ``guess_reach_px`` of
+        it, plus how far the template's own centre sits from the one the guess refers to."""
         p, d = len(spectra), self.d
         if self.radial is None:
             return torch.zeros((p, 3), dtype=torch.float64, device=self.device)
         band = self.centring
         reference = self.radial.reshape(len(self.radial), -1)[:, band.index][template]
-        limit = (self.max_shift_px + self.offsets[template].norm(dim=-1)).reshape(-1)
+        own = self.offsets[template].norm(dim=-1).reshape(-1)
+        limit = (self.max_shift_px + own).expand(p)
         full = torch.zeros((p, d * d * (d // 2 + 1)), dtype=spectra.dtype, device=self.device)
         full[:, band.index] = spectra[:, band.index] * reference.conj() * filters
         cc = torch.fft.irfftn(full.reshape(p, d, d, d // 2 + 1), s=(d, d, d), dim=(1, 2, 3))
-        return correlation_peaks(cc, limit)
+        if guess is None:
+            return correlation_peaks(cc, limit)
+        return correlation_peaks(cc, limit, guess, (self.guess_reach_px + own).expand(p))
 
     def _global(self, spectra, template: int, filters: torch.Tensor, centres: torch.Tensor):
         """Best grid rotation ``(p, 3, 3)``, shift ``(p, 3)`` and score ``(p,)`` per particle

@@ -122,11 +122,13 @@ def fit_references(
     defocus_um: np.ndarray | None = None,
     ctf: CtfModel | None = None,
     fit_mu: np.ndarray | None = None,
+    centre_guess_px: np.ndarray | None = None,
 ) -> References:
     """The templates of ``n_templates`` k-means centres fitted on ``mu[train_rows]`` (or on
     ``fit_mu``: a new particle set is matched against the templates of the study's own training
     particles), rendered by the decoder and refined on a seeded subset of the particles (at most
-    ``config.reference_particles`` per template; ``images`` gives the rows of ``mu``)."""
+    ``config.reference_particles`` per template; ``images`` gives the rows of ``mu``, and
+    ``centre_guess_px`` where their centres are thought to be, see :func:`match_references`)."""
     started = time.perf_counter()
     fit = mu[train_rows] if fit_mu is None else fit_mu
     centres, space_centres = template_centres(fit, n_templates, config.centre_metric, seed)
@@ -140,8 +142,9 @@ def fit_references(
     template = references.nearest(mu)
     rows = _reference_rows(template, config.reference_particles, seed)
     focus = None if defocus_um is None else defocus_um[rows]
+    guess = None if centre_guess_px is None else centre_guess_px[rows]
     templates = refine_references(
-        templates, template[rows], images.subset(rows), config, focus, ctf
+        templates, template[rows], images.subset(rows), config, focus, ctf, guess
     )
     log.info(
         "references: %d templates, %d reference iterations on %d of %d particles: %.1f s",
@@ -161,10 +164,21 @@ def match_references(
     config: OrientationConfig,
     defocus_um: np.ndarray | None = None,
     ctf: CtfModel | None = None,
+    centre_guess_px: np.ndarray | None = None,
 ) -> Matches:
     """Each particle (a row of ``mu``, its image in ``images``) matched against its nearest
-    centre's template, or with ``config.assignment: best_match`` against whichever fits best."""
-    return _match_all(references.templates, references.nearest(mu), images, config, defocus_um, ctf)
+    centre's template, or with ``config.assignment: best_match`` against whichever fits best;
+    ``centre_guess_px`` ``(n, 3)`` (x, y, z voxels; e.g. the encoder's shift head): where each
+    particle's centre is thought to be, the translation search's centring then stays near it."""
+    return _match_all(
+        references.templates,
+        references.nearest(mu),
+        images,
+        config,
+        defocus_um,
+        ctf,
+        guess=centre_guess_px,
+    )
 
 
 def match_with_references(
@@ -225,6 +239,7 @@ def refine_references(
     config: OrientationConfig,
     defocus_um: np.ndarray | None = None,
     ctf: CtfModel | None = None,
+    centre_guess_px: np.ndarray | None = None,
 ) -> np.ndarray:
     """The templates after ``config.reference_iterations`` rounds of averaging: the particles of
     ``images`` matched against ``templates[template_index]`` (with ``config.assignment:
@@ -238,7 +253,7 @@ def refine_references(
     for iteration in range(rounds):
         index = template_index if found is None else found.templates
         what = f"matching reference particles (iteration {iteration + 1}/{rounds})"
-        found = _match_all(templates, index, images, config, defocus_um, ctf, what)
+        found = _match_all(templates, index, images, config, defocus_um, ctf, what, centre_guess_px)
         for c in np.unique(found.templates):  # a template no particle chose stays as it was
             rows = np.flatnonzero(found.templates == c)
             average = class_average(
@@ -253,10 +268,10 @@ def refine_references(
 
 
 def _match_all(
-    templates, template, images, config, defocus_um, ctf, what="matching particles"
+    templates, template, images, config, defocus_um, ctf, what="matching particles", guess=None
 ) -> Matches:
     """Every particle matched against its template (or, with ``best_match``, the best one), a
-    batch of images at a time, its progress logged as ``what``."""
+    batch of images at a time, its progress logged as ``what``; ``guess``: centre guesses."""
     max_shift_px = 0.0
     if config.max_shift_angstrom > 0:
         max_shift_px = config.max_shift_angstrom / images.voxel_size_angstrom
@@ -273,9 +288,10 @@ def _match_all(
         for start in range(0, n, MATCH_BATCH):
             rows = np.arange(start, min(n, start + MATCH_BATCH))
             focus = None if defocus_um is None else defocus_um[rows]
+            near = None if guess is None else guess[rows]
             if config.assignment == "best_match":
-                batches.append(matcher.match_any(images.gather(rows), focus))
+                batches.append(matcher.match_any(images.gather(rows), focus, near))
             else:
-                batches.append(matcher.match(images.gather(rows), template[rows], focus))
+                batches.append(matcher.match(images.gather(rows), template[rows], focus, near))
             progress.advance(len(rows))
     return Matches(*(np.concatenate([getattr(b, f) for b in batches]) for f in Matches.FIELDS))
