@@ -26,6 +26,7 @@ from cryoavae.orientation.matcher import Matches, TemplateMatcher
 from cryoavae.orientation.templates import (
     OrientationConfig,
     References,
+    class_centres,
     match_with_references,
     template_centres,
 )
@@ -286,6 +287,34 @@ def test_cosine_centres_keep_classes_whose_lengths_differ_many_fold_apart():
         [mu[truth == c].mean(0) @ axes[c] for c in range(3)],
         rtol=0.05,
     )
+
+
+def test_class_templates_follow_the_classes_where_kmeans_centres_mix_them():
+    """Three classes, one spread wide and two tight and close: k-means gives the wide class two
+    centres and the two tight ones one between them, so a third of the particles are matched
+    against a shape that is neither class's. One template per class from its mean (the labels
+    of the training particles) assigns every particle to its own class's template."""
+    rng = np.random.default_rng(2)
+    wide = rng.normal([0.0, 0.0], [6.0, 0.5], (300, 2))
+    tight = [rng.normal(centre, 0.1, (300, 2)) for centre in ([40.0, 4.0], [40.0, 5.0])]
+    mu = np.concatenate([wide, *tight])
+    truth = np.repeat(np.array(["wide", "b", "c"]), 300)
+
+    def purity(assigned):
+        return sum(
+            pd.Series(truth[assigned == c]).value_counts().iloc[0] for c in np.unique(assigned)
+        ) / len(assigned)
+
+    _, kmeans = template_centres(mu, 3, "euclidean", seed=0)
+    assert purity(References(np.zeros((3, 1, 1, 1)), kmeans, "euclidean").nearest(mu)) < 0.8
+    rendered, fitted = class_centres(mu, truth, "euclidean")
+    assigned = References(np.zeros((3, 1, 1, 1)), fitted, "euclidean").nearest(mu)
+    classes = np.array(["b", "c", "wide"])  # sorted, as the templates are
+    assert (classes[assigned] == truth).mean() > 0.99
+    np.testing.assert_allclose(rendered[2], wide.mean(0))
+    _, directions = class_centres(mu, truth, "cosine")
+    unit = mu[truth == "b"] / np.linalg.norm(mu[truth == "b"], axis=1, keepdims=True)
+    np.testing.assert_allclose(directions[0], unit.mean(0))
 
 
 def test_embedding_with_a_shift_search_reports_each_particles_offset(splat_study):

@@ -134,7 +134,8 @@ def fit_study_references(
 ) -> References:
     """The templates every particle is matched against, clustered from the train particles
     (the reference's when given; else this table's, or every particle when none is labelled
-    train), one template per class unless ``orientation.templates`` says how many."""
+    train), one template per class unless ``orientation.templates`` says how many; or, with
+    ``orientation.templates_from: classes``, one per class from its train particles' mean."""
     mu = _mu(encoded)
     fit_mu = None
     if reference is not None:
@@ -159,6 +160,7 @@ def fit_study_references(
         ctf,
         fit_mu,
         centre_guess_px(encoded, orientation, images),
+        names if orientation.templates_from == "classes" else None,
     )
 
 

@@ -123,15 +123,20 @@ def fit_references(
     ctf: CtfModel | None = None,
     fit_mu: np.ndarray | None = None,
     centre_guess_px: np.ndarray | None = None,
+    fit_labels: np.ndarray | None = None,
 ) -> References:
     """The templates of ``n_templates`` k-means centres fitted on ``mu[train_rows]`` (or on
     ``fit_mu``: a new particle set is matched against the templates of the study's own training
-    particles), rendered by the decoder and refined on a seeded subset of the particles (at most
+    particles), or, given the class of each of those rows (``fit_labels``), of each class's mean;
+    rendered by the decoder and refined on a seeded subset of the particles (at most
     ``config.reference_particles`` per template; ``images`` gives the rows of ``mu``, and
     ``centre_guess_px`` where their centres are thought to be, see :func:`match_references`)."""
     started = time.perf_counter()
     fit = mu[train_rows] if fit_mu is None else fit_mu
-    centres, space_centres = template_centres(fit, n_templates, config.centre_metric, seed)
+    if fit_labels is None:
+        centres, space_centres = template_centres(fit, n_templates, config.centre_metric, seed)
+    else:
+        centres, space_centres = class_centres(fit, fit_labels, config.centre_metric)
     with torch.inference_mode():
         device = next(model.parameters()).device
         rendered = torch.from_numpy(centres.astype(np.float32)).to(device)
@@ -225,6 +230,25 @@ def template_centres(
     np.add.at(totals, labels, fit_mu)
     counts = np.bincount(labels, minlength=n_templates)[:, None]
     return totals / np.maximum(counts, 1), kmeans.cluster_centers_
+
+
+def class_centres(
+    fit_mu: np.ndarray, labels: np.ndarray, metric: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """One template per class of ``labels`` (sorted): each class's mean ``mu`` to render, and
+    the centre particles are assigned by, in the space ``metric`` compares (``cosine``: the mean
+    of the class's directions). A class's template is then its own particles' shape: k-means
+    centres need not follow the classes, and a particle matched against a template that mixes
+    two classes gets neither's orientation."""
+    labels = np.asarray(labels)
+    classes, index = np.unique(labels, return_inverse=True)
+    points = fit_mu if metric != "cosine" else _directions(fit_mu)
+    counts = np.bincount(index, minlength=len(classes))[:, None]
+    render = np.zeros((len(classes), fit_mu.shape[1]))
+    space = np.zeros((len(classes), fit_mu.shape[1]))
+    np.add.at(render, index, fit_mu)
+    np.add.at(space, index, points)
+    return render / counts, space / counts
 
 
 def _directions(x: np.ndarray) -> np.ndarray:
