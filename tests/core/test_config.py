@@ -95,17 +95,6 @@ def test_every_shipped_study_config_is_valid(repo, schema_path):
             },
             "orientation.centre_from 'shift_head' needs a shift head in every variant",
         ),
-        (
-            {
-                "model": {"decoder": "gaussian_splat", "pose_dims": 6},
-                "orientation": {
-                    "method": "template_matching",
-                    "templates_from": "classes",
-                    "templates": 12,
-                },
-            },
-            "orientation.templates (12) must be 0 with it",
-        ),
         ({"affinity": {"source": "csv"}}, "affinity.source = 'csv' needs affinity.csv_path"),
         (
             {"structures": {"ids": ["1bxn"], "files": {"mine": "x.pdb; rm -rf /"}}},

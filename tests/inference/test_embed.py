@@ -10,6 +10,7 @@ import torch
 
 from cryoavae import particles
 from cryoavae.core.errors import InputError
+from cryoavae.inference import embed
 from cryoavae.inference.embed import centre_guess_px, embed_particles
 from cryoavae.model.config import ModelConfig
 from cryoavae.model.vae import load_model
@@ -128,3 +129,31 @@ def test_the_centre_guess_is_the_encoders_shift_in_voxels_only_when_asked():
     assert centre_guess_px(encoded, default, images) is None
     with pytest.raises(InputError, match="needs a model with a shift head"):
         centre_guess_px(pd.DataFrame(shifts), asked, images)
+
+
+@pytest.mark.parametrize("templates", [0, 3])
+def test_the_templates_come_from_the_classes_unless_a_number_of_kmeans_centres_is_asked(
+    templates, monkeypatch
+):
+    """``orientation.templates: 0`` hands the train particles' class names to the references
+    (one template per class); a number asks for that many k-means centres and no labels."""
+    seen = {}
+
+    def fake_fit(model, mu, train, n_templates, *rest):
+        seen["train"], seen["n"], seen["labels"] = train, n_templates, rest[-1]
+
+    monkeypatch.setattr(embed, "fit_references", fake_fit)
+    encoded = pd.DataFrame(
+        {"mu_0": [0.0, 1.0, 2.0], "class_name": ["a", "b", "a"], "split": ["train", "val", "train"]}
+    )
+    orientation = OrientationConfig.from_dict(
+        {"method": "template_matching", "templates": templates}
+    )
+    embed.fit_study_references(
+        None, encoded, pd.DataFrame(index=range(3)), None, orientation, 0, None
+    )
+    np.testing.assert_array_equal(seen["train"], [0, 2])
+    if templates:
+        assert seen["n"] == 3 and seen["labels"] is None
+    else:
+        assert list(seen["labels"]) == ["a", "a"]

@@ -261,11 +261,6 @@ def _check_orientation(config: dict, source: str) -> None:
     orientation = config["orientation"]
     if orientation["method"] != "template_matching":
         return
-    if orientation["templates_from"] == "classes" and orientation["templates"]:
-        raise InputError(
-            f"{source}: orientation.templates_from 'classes' renders one template per seen "
-            f"class; orientation.templates ({orientation['templates']}) must be 0 with it"
-        )
     flat = config["particle_source"] == "characters"
     for name in config["variants"]:
         model = variant_sections(config, name)[0]

@@ -132,10 +132,9 @@ def fit_study_references(
     ctf: CtfModel | None,
     reference: pd.DataFrame | None = None,
 ) -> References:
-    """The templates every particle is matched against, clustered from the train particles
-    (the reference's when given; else this table's, or every particle when none is labelled
-    train), one template per class unless ``orientation.templates`` says how many; or, with
-    ``orientation.templates_from: classes``, one per class from its train particles' mean."""
+    """The templates every particle is matched against, from the train particles (the
+    reference's when given; else this table's, or every particle when none is labelled train):
+    one per class from its particles' mean, or ``orientation.templates`` k-means centres."""
     mu = _mu(encoded)
     fit_mu = None
     if reference is not None:
@@ -152,7 +151,7 @@ def fit_study_references(
         model,
         mu,
         train,
-        orientation.templates or len(np.unique(names)),
+        orientation.templates,
         images,
         orientation,
         seed,
@@ -160,7 +159,7 @@ def fit_study_references(
         ctf,
         fit_mu,
         centre_guess_px(encoded, orientation, images),
-        names if orientation.templates_from == "classes" else None,
+        None if orientation.templates else names,
     )
 
 
