@@ -3,6 +3,8 @@
 import json
 from pathlib import Path
 
+import pandas as pd
+
 from cryoavae.core.atomic import write_text_atomic
 from cryoavae.core.runlog import rule_logging
 from cryoavae.evaluate.seeds import seed_summary_markdown, seed_summary_table
@@ -15,7 +17,11 @@ with rule_logging(snakemake.log[0], rule="aggregate_seeds"):
         run: json.loads(Path(path).read_text())
         for run, path in zip(runs, snakemake.input.metrics, strict=True)
     }
-    table = seed_summary_table(params.variants, params.seeds, metrics)
+    averages = {
+        run: pd.read_csv(path, sep="\t")
+        for run, path in zip(runs, snakemake.input.averages, strict=True)
+    }
+    table = seed_summary_table(params.variants, params.seeds, metrics, averages)
     write_text_atomic(snakemake.output.summary, table.to_csv(sep="\t", index=False))
     splits = sorted({m.get("scored_split", "val") for m in metrics.values()})
     # the first seed's first variant (the input's first metrics.json)

@@ -4,6 +4,7 @@ each seed's metrics.json, with per-class fractions, and missing values left out,
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from cryoavae.evaluate.seeds import seed_summary_markdown, seed_summary_table
@@ -55,3 +56,33 @@ def test_one_seed_has_no_sd_and_says_so_by_omission():
     text = seed_summary_markdown("s", table, [42], "val", "snakemake")
     assert "| avae | 0.750 | 0.740 | 0.600 |" in text and "±" not in text
     assert "**Study `s`**, seed 42, scored on the val split" in text
+
+
+def test_the_class_averages_resolution_ratio_per_class_over_seeds():
+    """From each seed's class_averages.tsv: the predicted-class average's resolution over the
+    true-pose one's, mean ± sd per class; a seed without the columns (no orientations) is
+    missing, and a study without any has no such table."""
+
+    def averages(a_predicted, b_predicted):
+        return pd.DataFrame(
+            {
+                "class_name": ["a", "b"],
+                "predicted_fsc5_vs_map_angstrom": [a_predicted, b_predicted],
+                "true_fsc5_vs_map_angstrom": [30.0, 40.0],
+            }
+        )
+
+    metrics = {("avae", s): run(0.8, 0.7) for s in (1, 2, 3)}
+    tables = {
+        ("avae", 1): averages(30.0, 80.0),
+        ("avae", 2): averages(33.0, 100.0),
+        ("avae", 3): pd.DataFrame({"class_name": ["a", "b"]}),  # no orientations
+    }
+    table = seed_summary_table(["avae"], [1, 2, 3], metrics, tables)
+    assert table.loc[0, "average_ratio:a_mean"] == pytest.approx(1.05)
+    assert table.loc[0, "average_ratio:b_mean"] == pytest.approx(2.25)
+    assert table.loc[0, "average_ratio:b_sd"] == pytest.approx(np.std([2.0, 2.5], ddof=1))
+    text = seed_summary_markdown("s", table, [1, 2, 3], "test", "snakemake")
+    assert "| avae | 1.05 ± 0.07 | 2.25 ± 0.35 |" in text
+    plain = seed_summary_table(["avae"], [1, 2, 3], metrics)
+    assert "resolution" not in seed_summary_markdown("s", plain, [1, 2, 3], "test", "x")

@@ -53,6 +53,9 @@ rule aggregate_seeds:
         metrics=expand(
             f"{R}/models/{{variant}}/metrics.json", seed=SEEDS, variant=VARIANTS
         ),
+        averages=expand(
+            f"{R}/models/{{variant}}/class_averages.tsv", seed=SEEDS, variant=VARIANTS
+        ),
     output:
         summary=f"{S}/summary.tsv",
         markdown=f"{S}/summary.md",

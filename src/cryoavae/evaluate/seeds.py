@@ -31,6 +31,11 @@ SEED_METRICS = (
     ("pose_within_40deg", "within 40°"),
 )
 PER_CLASS = "pose_within_20deg_per_class"
+#: class_averages.tsv's resolutions (Å at FSC 0.5 against the class's map) whose ratio says how
+#: far the average a user can make (the predicted class, turned by the model's orientations)
+#: falls behind the one the true orientations make
+PREDICTED_RESOLUTION = "predicted_fsc5_vs_map_angstrom"
+TRUE_RESOLUTION = "true_fsc5_vs_map_angstrom"
 
 
 def _number(value) -> float:
@@ -42,14 +47,20 @@ def _number(value) -> float:
 
 
 def seed_summary_table(
-    variants: Sequence[str], seeds: Sequence[int], metrics: Mapping[tuple[str, int], Mapping]
+    variants: Sequence[str],
+    seeds: Sequence[int],
+    metrics: Mapping[tuple[str, int], Mapping],
+    averages: Mapping[tuple[str, int], pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """One row per variant: for each of :data:`SEED_METRICS` (and each class's fraction within
-    20°, ``within_20deg:<class>``) the mean and sample standard deviation over ``seeds``
+    20°, ``within_20deg:<class>``; with ``averages``, each class's resolution ratio,
+    ``average_ratio:<class>``) the mean and sample standard deviation over ``seeds``
     (``<key>_mean``, ``<key>_sd``; sd is NaN for one seed), and ``n_seeds``.
 
-    ``metrics[(variant, seed)]`` is that run's ``metrics.json``. A metric a run lacks (no pose,
-    no unseen class) counts as missing for that seed, not as zero.
+    ``metrics[(variant, seed)]`` is that run's ``metrics.json``, ``averages[(variant, seed)]``
+    its ``class_averages.tsv``: the ratio is the predicted-class average's resolution over the
+    true-pose average's (1: as good). A metric a run lacks (no pose, no unseen class) counts as
+    missing for that seed, not as zero.
     """
     rows = []
     for variant in variants:
@@ -58,6 +69,8 @@ def seed_summary_table(
         classes = sorted({c for m in runs for c in (m.get(PER_CLASS) or {})})
         for c in classes:
             values[f"within_20deg:{c}"] = [_number((m.get(PER_CLASS) or {}).get(c)) for m in runs]
+        if averages is not None:
+            values.update(_resolution_ratios([averages[(variant, seed)] for seed in seeds]))
         row: dict[str, object] = {"variant": variant, "n_seeds": len(seeds)}
         for key, series in values.items():
             finite = np.array([v for v in series if math.isfinite(v)])
@@ -65,6 +78,22 @@ def seed_summary_table(
             row[f"{key}_sd"] = float(finite.std(ddof=1)) if len(finite) > 1 else math.nan
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _resolution_ratios(tables: Sequence[pd.DataFrame]) -> dict[str, list[float]]:
+    """``average_ratio:<class>``: per seed, the predicted-class average's resolution over the
+    true-pose average's (NaN where a seed has neither)."""
+    ratios: dict[str, dict[int, float]] = {}
+    for k, table in enumerate(tables):
+        if not {PREDICTED_RESOLUTION, TRUE_RESOLUTION} <= set(table.columns):
+            continue
+        for _, row in table.iterrows():
+            ratio = _number(row[PREDICTED_RESOLUTION]) / _number(row[TRUE_RESOLUTION])
+            ratios.setdefault(f"average_ratio:{row['class_name']}", {})[k] = ratio
+    return {
+        key: [by_seed.get(k, math.nan) for k in range(len(tables))]
+        for key, by_seed in sorted(ratios.items())
+    }
 
 
 def _cell(row: pd.Series, key: str, digits: int) -> str:
@@ -120,10 +149,36 @@ def seed_summary_markdown(
         for _, row in table.iterrows():
             cells = [_cell(row, f"within_20deg:{c}", 2) for c in classes]
             lines.append(f"| {row['variant']} | " + " | ".join(cells) + " |")
+    lines += _ratio_lines(table)
     if figures:
         thumbnails = " ".join(f'<img src="{p}" alt="{c}" width="260">' for c, p in figures.items())
         lines += ["", thumbnails]
     return "\n".join(lines) + "\n"
+
+
+def _ratio_lines(table: pd.DataFrame) -> list[str]:
+    """The per-class table of the averages' resolution ratios (none without averages)."""
+    classes = [
+        c.split(":", 1)[1][: -len("_mean")]
+        for c in table.columns
+        if c.startswith("average_ratio:") and c.endswith("_mean")
+    ]
+    if not classes:
+        return []
+    lines = [
+        "",
+        "Each class's average over the particles predicted to be in it, turned by the model's "
+        "orientations: its resolution (FSC 0.5 against the class's map) over that of the "
+        "average of its true particles turned by the true orientations (1.00: as good; a class "
+        "whose orientations are wrong comes out well above 1.5):",
+        "",
+        "| variant | " + " | ".join(classes) + " |",
+        "|---|" + "---|" * len(classes),
+    ]
+    for _, row in table.iterrows():
+        cells = [_cell(row, f"average_ratio:{c}", 2) for c in classes]
+        lines.append(f"| {row['variant']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _is_class(column: str) -> bool:
