@@ -242,5 +242,11 @@ def correlation_peaks(
         fraction.append(offset.clamp(-0.5, 0.5))
     whole = torch.stack([signed[index[:, 2]], signed[index[:, 1]], signed[index[:, 0]]], 1)
     centres = (whole + torch.stack(fraction, dim=1)).double()
-    radius = centres.norm(dim=1).clamp(min=1e-12)
-    return centres * (limit.double().to(cc.device) / radius).clamp(max=1.0)[:, None]
+    return within_ball(centres, limit.double().to(cc.device)[:, None])
+
+
+def within_ball(points: torch.Tensor, radius) -> torch.Tensor:
+    """``points`` ``(n, 3)``, each outside the ball of ``radius`` (a number or ``(n, 1)``)
+    about the origin moved radially onto its surface."""
+    norm = points.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    return points * (radius / norm).clamp(max=1.0)

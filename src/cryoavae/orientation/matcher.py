@@ -8,13 +8,10 @@ orientation, a single regression does not find it. So, as subtomogram averaging 
 orientations, the model's decoder supplies the reference and a search supplies the pose:
 
 1. Templates: the decoder renders ``z`` in its canonical frame (the identity pose). The caller
-   chooses which ``z`` (:mod:`cryoavae.orientation.templates`: k-means centres of the
-   particles' ``mu``).
-2. Centre: with ``max_shift_px``, each particle's centre is first found against its template's
-   spherical average (which looks the same in every orientation), over every shift at once by one
-   inverse FFT, to a fraction of a voxel: a picked particle is rarely centred to the voxel, and
-   searching every whole-voxel shift with every rotation costs the shifts' number (123 within 3
-   voxels) times the rotations.
+   chooses which ``z`` (:mod:`cryoavae.orientation.templates`: each class's mean ``mu``, or
+   k-means centres of the particles' ``mu``).
+2. Centre: with ``max_shift_px``, each particle's centre is first found before any rotation
+   (:mod:`.centring`: against its template's spherical average, near a caller's guess if given).
 3. Global search over a near-uniform grid of SO(3) (teamtomo's ``torch-so3``, Hopf fibration),
    on the Fourier coefficients below a low pass, with the whole-voxel shifts within
    ``shift_reach_px`` of that centre. A template turned by ``R`` is sampled at the rotated
@@ -44,16 +41,15 @@ import numpy as np
 import torch
 
 from cryoavae.geometry.ctf import CtfModel, ctf_1d
-from cryoavae.geometry.translation import moved
 from cryoavae.geometry.volume_rotation import spectrum_band_limit
 from cryoavae.geometry.wedge import missing_wedge_mask
+from cryoavae.orientation.centring import Centring
 from cryoavae.orientation.fourier import (
     Band,
     RotatedTemplates,
-    correlation_peaks,
-    radial_average,
     shift_grid,
     shift_phases,
+    within_ball,
 )
 from cryoavae.orientation.grids import (
     GridTemplates,
@@ -138,7 +134,6 @@ class TemplateMatcher:
         self.low = Band.up_to(d, low, self.device, measured)
         full = math.sqrt(spectrum_band_limit(d))
         self.full = Band.up_to(d, full, self.device, measured)
-        self.centring = Band.up_to(d, min(full, CENTRING_CYCLES), self.device, measured)
         # a refinement level tells apart rotations one lattice spacing apart, which moves the
         # coefficients at radius k by k * spacing (radians) cycles: beyond about
         # REFINEMENT_CYCLES / spacing they add work, not information
@@ -153,29 +148,13 @@ class TemplateMatcher:
         self.local = [torch.from_numpy(lattice).to(self.device) for lattice in lattices]
         self.peaks = [QuadraticPeak(lattice) for lattice in lattices]
         self.max_shift_px = float(max_shift_px)
-        self.guess_reach_px = float(guess_reach_px)
-        self.radial = None
-        # where each template's own centre sits (x, y, z voxels): the search works on templates
-        # moved to put it on the box centre, so that a particle's centre, found before its
-        # rotation, is where its template's centre went whatever the rotation
-        self.offsets = torch.zeros((len(templates), 3), dtype=torch.float64, device=self.device)
         reach = min(self.max_shift_px, shift_reach_px)
         self.shifts = torch.from_numpy(shift_grid(reach, 1.0)).to(self.device)
-        if self.max_shift_px > 0:
-            self.radial = self._radial_spectra(templates)
-            ones = torch.ones((len(templates), len(self.centring.flat)), device=self.device)
-            self.offsets = self._centres(self._spectra(templates), np.arange(len(templates)), ones)
-            templates = moved(templates, -self.offsets.cpu().numpy())
-            self.radial = self._radial_spectra(templates)
+        band = Band.up_to(d, min(full, CENTRING_CYCLES), self.device, measured)
+        self.centring = Centring(templates, band, max_shift_px, guess_reach_px, self.device)
+        self.offsets, templates = self.centring.offsets, self.centring.templates
         self.templates = RotatedTemplates(templates, self.device)
         self.grid_templates = GridTemplates(self.templates, self.grid, self.low)
-
-    def _radial_spectra(self, templates: np.ndarray) -> torch.Tensor:
-        """rfftn ``(m, d, d, d // 2 + 1)`` of each template's spherical average about the box
-        centre; like a particle's, its phase origin is voxel 0, so their correlation peaks at
-        index ``t`` (mod d) for a particle whose centre sits at ``t``."""
-        radial = torch.from_numpy(radial_average(templates))
-        return torch.fft.rfftn(radial, dim=(1, 2, 3)).to(self.device)
 
     def match(
         self,
@@ -190,15 +169,15 @@ class TemplateMatcher:
         n = len(volumes)
         template_index = np.asarray(template_index, dtype=np.int64)
         spectra = self._spectra(volumes)
-        guess = self._guess(centre_guess_px, n)
+        guess = self.centring.guesses(centre_guess_px, n)
         rotations = torch.empty((n, 3, 3), dtype=torch.float64, device=self.device)
         shifts = torch.zeros((n, 3), dtype=torch.float64, device=self.device)
         for c in np.unique(template_index):
             rows = torch.from_numpy(np.flatnonzero(template_index == c)).to(self.device)
             filters = self._filters(self.low, rows, defocus_um)
-            centring = self._filters(self.centring, rows, defocus_um)
+            centring = self._filters(self.centring.band, rows, defocus_um)
             near = None if guess is None else guess[rows]
-            centres = self._centres(spectra[rows], int(c), centring, near)
+            centres = self.centring.centres(spectra[rows], int(c), centring, near)
             rotations[rows], shifts[rows], _ = self._global(spectra[rows], int(c), filters, centres)
         return self._refine_all(spectra, template_index, rotations, shifts, defocus_um)
 
@@ -214,15 +193,17 @@ class TemplateMatcher:
         that pose is refined as in :meth:`match`; the global search costs once per template."""
         n = len(volumes)
         spectra = self._spectra(volumes)
-        guess = self._guess(centre_guess_px, n)
+        guess = self.centring.guesses(centre_guess_px, n)
         filters = self._filters(self.low, torch.arange(n, device=self.device), defocus_um)
-        centring = self._filters(self.centring, torch.arange(n, device=self.device), defocus_um)
+        centring = self._filters(
+            self.centring.band, torch.arange(n, device=self.device), defocus_um
+        )
         rotations = torch.empty((n, 3, 3), dtype=torch.float64, device=self.device)
         shifts = torch.zeros((n, 3), dtype=torch.float64, device=self.device)
         top = torch.full((n,), -math.inf, dtype=torch.float64, device=self.device)
         template_index = np.zeros(n, dtype=np.int64)
         for c in range(len(self.templates)):
-            centres = self._centres(spectra, c, centring, guess)
+            centres = self.centring.centres(spectra, c, centring, guess)
             rotation, shift, score = self._global(spectra, c, filters, centres)
             better = score > top
             rotations[better], shifts[better], top[better] = (
@@ -261,38 +242,6 @@ class TemplateMatcher:
         # then compared as sampled (``phased=False``), without that phase on every rotation
         x = x * torch.complex(band.centre_cos, -band.centre_sin)
         return x.real.contiguous(), x.imag.contiguous(), filters**2 * band.weight
-
-    def _guess(self, centre_guess_px, n: int) -> torch.Tensor | None:
-        """The callers' centre guesses ``(n, 3)`` brought within ``max_shift_px`` of the box
-        centre (None without guesses or without a translation search)."""
-        if centre_guess_px is None or self.max_shift_px <= 0:
-            return None
-        guess = torch.as_tensor(np.asarray(centre_guess_px, np.float64), device=self.device)
-        if guess.shape != (n, 3):
-            raise ValueError(f"centre_guess_px: expected ({n}, 3), got {tuple(guess.shape)}")
-        radius = guess.norm(dim=1, keepdim=True).clamp(min=1e-12)
-        return guess * (self.max_shift_px / radius).clamp(max=1.0)
-
-    def _centres(self, spectra: torch.Tensor, template, filters: torch.Tensor, guess=None):
-        """Each particle's centre ``(p, 3)`` (x, y, z voxels, within ``max_shift_px`` of where
-        its template's centre can go): where its correlation with its template's spherical
-        average, as measured, peaks (:func:`~.fourier.correlation_peaks`). That average looks the
-        same in every orientation, so the centre is found before any rotation is tried, over
-        every shift at once. With a ``guess`` ``(p, 3)``, the peak within ``guess_reach_px`` of
-        it, plus how far the template's own centre sits from the one the guess refers to."""
-        p, d = len(spectra), self.d
-        if self.radial is None:
-            return torch.zeros((p, 3), dtype=torch.float64, device=self.device)
-        band = self.centring
-        reference = self.radial.reshape(len(self.radial), -1)[:, band.index][template]
-        own = self.offsets[template].norm(dim=-1).reshape(-1)
-        limit = (self.max_shift_px + own).expand(p)
-        full = torch.zeros((p, d * d * (d // 2 + 1)), dtype=spectra.dtype, device=self.device)
-        full[:, band.index] = spectra[:, band.index] * reference.conj() * filters
-        cc = torch.fft.irfftn(full.reshape(p, d, d, d // 2 + 1), s=(d, d, d), dim=(1, 2, 3))
-        if guess is None:
-            return correlation_peaks(cc, limit)
-        return correlation_peaks(cc, limit, guess, (self.guess_reach_px + own).expand(p))
 
     def _global(self, spectra, template: int, filters: torch.Tensor, centres: torch.Tensor):
         """Best grid rotation ``(p, 3, 3)``, shift ``(p, 3)`` and score ``(p,)`` per particle
@@ -334,9 +283,7 @@ class TemplateMatcher:
         own = self.offsets[torch.from_numpy(np.asarray(template_index)).to(self.device)]
         if self.max_shift_px > 0:  # the global search's shift, brought within max_shift_px
             origin = (rotations @ own[..., None])[..., 0]
-            given = shifts - origin
-            radius = given.norm(dim=1, keepdim=True).clamp(min=1e-12)
-            shifts = given * (self.max_shift_px / radius).clamp(max=1.0) + origin
+            shifts = within_ball(shifts - origin, self.max_shift_px) + origin
         for level, band in enumerate(self.level_bands):
             filters = self._filters(band, everyone, defocus_um)
             xr, xi, power_weight = self._weighted(spectra, band, filters)
