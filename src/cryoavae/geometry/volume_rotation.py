@@ -13,9 +13,12 @@ Conventions (shared with :mod:`cryoavae.structures.density`):
   (``torch``'s ``grid_sample(affine_grid(R))`` would apply ``R^T`` instead; nothing here uses
   it, and a test pins the direction with an off-centre point.)
 
-Two implementations of the same rotation:
+Three implementations of the same rotation:
 
 - :func:`rotate_volumes`, in real space (trilinear interpolation of voxels);
+- :func:`rotate_volumes_cubic`, in real space with cubic B-spline interpolation
+  (``scipy.ndimage``'s order-3 spline on :func:`spline_coefficients`): an interpolation that no
+  other stage uses, so that particles made with it are not made by the template matcher's kernel;
 - :func:`rotate_spectra`, in Fourier space as RELION projects: the map's spectrum, oversampled by
   zero-padding the map to ``2d`` and pre-divided by the interpolation kernel's transform
   (``sinc^2``, "gridding correction"), is sampled trilinearly at ``A^T k`` (a rotated map's
@@ -30,6 +33,7 @@ import math
 
 import numpy as np
 import scipy.fft
+from scipy import ndimage
 
 from cryoavae.geometry._volume_kernels import (
     PAD_FACTOR,
@@ -46,7 +50,9 @@ __all__ = [
     "rotate_spectra",
     "rotated_coefficients",
     "rotate_volumes",
+    "rotate_volumes_cubic",
     "spectrum_band_limit",
+    "spline_coefficients",
 ]
 
 
@@ -90,6 +96,64 @@ def rotate_volumes(
     low, high = _content_bounds(volumes)
     out = np.empty((n, d, d, d), dtype=np.float32)
     rotate_volumes_kernel(padded, low, high, source_index, rotations, shifts_px, out)
+    return out
+
+
+def spline_coefficients(volumes: np.ndarray) -> np.ndarray:
+    """Cubic B-spline coefficients ``(m, d, d, d)`` float64 of volumes ``(m, d, d, d)``.
+
+    Exactly what ``scipy.ndimage.map_coordinates(order=3, mode="constant")`` computes for itself
+    on every call, done once per map instead of once per particle.
+    """
+    volumes = np.asarray(volumes, dtype=np.float64)
+    if volumes.ndim == 3:
+        volumes = volumes[None]
+    return np.stack(
+        [ndimage.spline_filter(v, 3, output=np.float64, mode="constant") for v in volumes]
+    )
+
+
+def rotate_volumes_cubic(
+    coefficients: np.ndarray,
+    rotations: np.ndarray,
+    *,
+    source_index: np.ndarray | None = None,
+    shifts_px: np.ndarray | None = None,
+) -> np.ndarray:
+    """Rotate (then shift) volumes in real space with cubic B-spline interpolation.
+
+    Same convention as :func:`rotate_volumes` (``out[p](r) = v(R_p^T (r - c - t_p) + c)``, zero
+    where the source point falls outside the box), from ``coefficients`` made by
+    :func:`spline_coefficients`. One ``map_coordinates`` call per output volume; it holds the GIL,
+    so this runs on one core. Returns ``(n, d, d, d)`` float32.
+    """
+    coefficients = np.asarray(coefficients, dtype=np.float64)
+    rotations = np.asarray(rotations, dtype=np.float64).reshape(-1, 3, 3)
+    n, (m, d) = len(rotations), coefficients.shape[:2]
+    if coefficients.ndim != 4 or coefficients.shape[1:] != (d, d, d):
+        raise ValueError(f"rotate_volumes_cubic: expected (m, d, d, d), got {coefficients.shape}")
+    if source_index is None:
+        source_index = np.zeros(n, np.int64) if m == 1 else np.arange(n)
+    source_index = np.asarray(source_index, dtype=np.int64)
+    if source_index.shape != (n,) or (n and not 0 <= source_index.min() <= source_index.max() < m):
+        raise ValueError(f"rotate_volumes_cubic: source_index must be {n} indices into {m} maps")
+    shifts_px = np.zeros((n, 3)) if shifts_px is None else np.asarray(shifts_px, dtype=np.float64)
+    shifts_px = shifts_px.reshape(n, 3)
+    c = d // 2
+    # Output voxel offsets from the centre, (x, y, z) per voxel in (z, y, x) memory order.
+    offsets = np.stack(np.indices((d, d, d))[::-1], axis=-1).reshape(-1, 3) - float(c)
+    out = np.empty((n, d, d, d), dtype=np.float32)
+    for p in range(n):
+        # Source (x, y, z) = R^T (r - c - t) + c, as rows: (r - c - t) @ R; then in (z, y, x).
+        source = (offsets - shifts_px[p]) @ rotations[p] + c
+        ndimage.map_coordinates(
+            coefficients[source_index[p]],
+            source[:, ::-1].T.reshape(3, d, d, d),
+            output=out[p],
+            order=3,
+            mode="constant",
+            prefilter=False,
+        )
     return out
 
 
