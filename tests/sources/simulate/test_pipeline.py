@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import mrcfile
@@ -23,6 +24,7 @@ from cryoavae.particles import merge_particle_tables
 from cryoavae.sources.simulate import (
     SimulationConfig,
     plan_shard,
+    prepare_maps,
     simulate_batch,
     simulate_shard,
 )
@@ -31,6 +33,7 @@ from cryoavae.sources.simulate.pipeline import ORIGINS
 from cryoavae.structures.density import DensityConfig, atoms_to_density
 
 NAMES = ["alpha", "beta", "gamma"]
+ROTATIONS = ["fourier", "real_space"]
 
 
 def class_maps(d: int, n: int = 3) -> np.ndarray:
@@ -140,11 +143,12 @@ def test_fused_pass_equals_the_stages_composed():
     np.testing.assert_allclose(out, expected, atol=2e-4)
 
 
-def test_particles_are_zscored_and_have_nothing_in_the_missing_wedge():
+@pytest.mark.parametrize("rotation", ROTATIONS)
+def test_particles_are_zscored_and_have_nothing_in_the_missing_wedge(rotation):
     d = 16
-    c = config(wedge_tilt_max_deg=60.0)
+    c = config(wedge_tilt_max_deg=60.0, rotation=rotation)
     plan = plan_shard(NAMES, set(), c, 0, 1, 10.0)
-    out = simulate_batch(padded_spectra(class_maps(d)), plan, c, 10.0)
+    out = simulate_batch(prepare_maps(class_maps(d), c), plan, c, 10.0)
     np.testing.assert_allclose(out.mean(axis=(1, 2, 3)), 0, atol=1e-5)
     np.testing.assert_allclose(out.std(axis=(1, 2, 3)), 1, atol=1e-4)
     spectrum = np.fft.rfftn(out, axes=(1, 2, 3))
@@ -152,13 +156,14 @@ def test_particles_are_zscored_and_have_nothing_in_the_missing_wedge():
     assert np.abs(spectrum[:, missing]).max() < 1e-3 * np.abs(spectrum).max()
 
 
+@pytest.mark.parametrize("rotation", ROTATIONS)
 @pytest.mark.parametrize("snr", [1.0, 0.1, 0.01])
-def test_measured_snr_is_within_ten_percent(snr):
+def test_measured_snr_is_within_ten_percent(snr, rotation):
     d = 24
-    spectra = padded_spectra(class_maps(d))
+    prepared = prepare_maps(class_maps(d), config(rotation=rotation))
     plan = plan_shard(NAMES, set(), config(), 0, 11, 10.0)
-    noisy = simulate_batch(spectra, plan, config(snr=snr), 10.0)
-    clean = simulate_batch(spectra, plan, config(snr=None), 10.0)  # same poses, CTF, wedge
+    noisy = simulate_batch(prepared, plan, config(snr=snr, rotation=rotation), 10.0)
+    clean = simulate_batch(prepared, plan, config(snr=None, rotation=rotation), 10.0)
     measured = []
     for y, s in zip(noisy, clean, strict=True):
         alpha = np.dot(y.ravel(), s.ravel()) / np.dot(s.ravel(), s.ravel())  # signal's share of y
@@ -182,6 +187,47 @@ def test_a_point_at_the_box_centre_stays_at_the_centre():
         assert np.unravel_index(particle.argmax(), particle.shape) == (c, c, c)
 
 
+def real_space_against_fourier(plan, twin=None, **changes) -> np.ndarray:
+    """Per particle, the correlation of the ``fourier`` particle of ``plan`` with the
+    ``real_space`` particle of ``twin`` (default: the same plan)."""
+    maps = class_maps(24)
+    fourier, real = config(**changes), config(rotation="real_space", **changes)
+    expected = simulate_batch(prepare_maps(maps, fourier), plan, fourier, 10.0)
+    out = simulate_batch(prepare_maps(maps, real), plan if twin is None else twin, real, 10.0)
+    return np.array([correlation(a, b) for a, b in zip(out, expected, strict=True)])
+
+
+def test_real_space_particles_are_the_fourier_particles_of_the_same_plan():
+    """One plan, two interpolations: the same pose, shift sign and (below) the same draws."""
+    clean = dict(snr=None, ctf={"enabled": False}, wedge_tilt_max_deg=None)
+    picked = dict(shift_sd_angstrom=15.0)  # 1.5 voxels sd: a wrong shift sign shows
+    plan = plan_shard(NAMES, set(), config(**picked), 0, 3, 10.0)
+    assert np.abs(plan.shifts_px).max(axis=1).min() > 1.0
+    assert real_space_against_fourier(plan, **clean, **picked).min() > 0.98
+    # a wrong convention fails that test: the inverse rotation, or the opposite shift
+    inverse = dataclasses.replace(plan, rotations=plan.rotations.transpose(0, 2, 1))
+    assert real_space_against_fourier(plan, inverse, **clean, **picked).min() < 0.9
+    opposite = dataclasses.replace(plan, shifts_px=-plan.shifts_px)
+    assert real_space_against_fourier(plan, opposite, **clean, **picked).min() < 0.9
+    # with the CTF, the wedge and noise: the same defocus and noise draws
+    assert real_space_against_fourier(plan, snr=0.5, **picked).min() > 0.98
+
+
+def test_real_space_particles_do_not_depend_on_batching(tmp_path):
+    maps = class_maps(16)
+    c = config(rotation="real_space", shift_sd_angstrom=10.0)
+    first = shard_files(tmp_path, maps, c, folder="a")
+    again = shard_files(
+        tmp_path,
+        maps,
+        config(rotation="real_space", shift_sd_angstrom=10.0, batch_size=64),
+        folder="b",
+        threads=1,
+    )
+    for path, same in zip(first, again, strict=True):
+        assert path.read_bytes() == same.read_bytes()
+
+
 def shard_files(tmp_path, maps, cfg, shard=0, seed=123, folder="particles", **kwargs):
     stack = tmp_path / folder / f"{shard}.mrcs"
     star = tmp_path / folder / f"{shard}.star"
@@ -189,10 +235,11 @@ def shard_files(tmp_path, maps, cfg, shard=0, seed=123, folder="particles", **kw
     return stack, star
 
 
-def test_rotated_back_by_recorded_angles_correlates_with_the_clean_map(tmp_path):
+@pytest.mark.parametrize("rotation", ROTATIONS)
+def test_rotated_back_by_recorded_angles_correlates_with_the_clean_map(tmp_path, rotation):
     d = 24
     maps = class_maps(d)
-    cfg = config(snr=100.0, ctf={"enabled": False}, wedge_tilt_max_deg=None)
+    cfg = config(snr=100.0, ctf={"enabled": False}, wedge_tilt_max_deg=None, rotation=rotation)
     stack, star = shard_files(tmp_path, maps, cfg)
     table = particles.read_particle_table(star)
     images = particles.ParticleImages(table, star, box_ndim=3).gather(np.arange(len(table)))
@@ -204,11 +251,18 @@ def test_rotated_back_by_recorded_angles_correlates_with_the_clean_map(tmp_path)
         assert max(others) < correlation(image, maps[k])
 
 
-def test_recorded_origin_points_back_to_the_particle_centre(tmp_path):
+@pytest.mark.parametrize("rotation", ROTATIONS)
+def test_recorded_origin_points_back_to_the_particle_centre(tmp_path, rotation):
     d, c = 24, 12
     blob = np.exp(-((np.indices((d, d, d)) - c) ** 2).sum(axis=0) / 8.0).astype(np.float32)
     maps = np.stack([blob] * 3)
-    cfg = config(snr=None, shift_sd_angstrom=7.0, ctf={"enabled": False}, wedge_tilt_max_deg=None)
+    cfg = config(
+        snr=None,
+        shift_sd_angstrom=7.0,
+        ctf={"enabled": False},
+        wedge_tilt_max_deg=None,
+        rotation=rotation,
+    )
     stack, star = shard_files(tmp_path, maps, cfg)
     table = particles.read_particle_table(star)
     images = particles.open_stack(stack, 3)

@@ -3,7 +3,8 @@
 Stages: random poses and Fourier-space rotation (:mod:`cryoavae.geometry.rotations`,
 :mod:`cryoavae.geometry.volume_rotation`), the CTF (:mod:`cryoavae.geometry.ctf`), the missing
 wedge (:mod:`cryoavae.geometry.wedge`; all three shared with the model, matching and the
-averages), :mod:`.noise` (SNR and normalisation); settings in :mod:`.config`.
+averages), :mod:`.noise` (SNR and normalisation); :mod:`.measure` composes the stages one by one
+after a real-space rotation; settings in :mod:`.config`.
 Conventions: volumes are indexed ``(z, y, x)``, vectors are ``(x, y, z)``, the box centre is voxel
 ``d // 2``.
 """
@@ -12,6 +13,7 @@ from cryoavae.sources.simulate.config import CtfConfig, SimulationConfig
 from cryoavae.sources.simulate.pipeline import (
     ParticlePlan,
     plan_shard,
+    prepare_maps,
     simulate_batch,
     simulate_shard,
 )
@@ -21,6 +23,7 @@ __all__ = [
     "ParticlePlan",
     "SimulationConfig",
     "plan_shard",
+    "prepare_maps",
     "simulate_batch",
     "simulate_shard",
 ]

@@ -26,7 +26,11 @@ class SimulationConfig(
     (None: no wedge).
     ``snr`` is ``var(signal) / var(noise)``; None switches the noise off. Each particle is
     shifted after rotation by a Gaussian offset of sd ``shift_sd_angstrom`` per axis, cut at 3 sd
-    (a picker's error); shifts are circular (a Fourier phase ramp), so the box needs that margin.
+    (a picker's error); shifts are circular (a Fourier phase ramp; ``real_space``: zero-filled),
+    so the box needs that margin.
     Orientations are uniform over all of SO(3) unless ``rotation_range_deg`` < 180 limits them to
     rotations by at most that angle (see :func:`cryoavae.geometry.rotations.random_rotations`).
+    ``rotation`` (``fourier`` or ``real_space``) is how the map is turned: in Fourier space by the
+    kernel the template matcher also uses, or in real space by cubic B-splines, so that matching
+    can be scored on particles its own kernel did not make.
     """

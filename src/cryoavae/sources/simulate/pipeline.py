@@ -16,6 +16,11 @@ computing ``zscore(irfftn(W (C R(S) + sigma N)))`` with ``sigma`` chosen so that
 ``var(irfftn(W C R(S))) / var(irfftn(sigma W N)) = snr``; tests check it against the stages
 composed one by one.
 
+``simulation.rotation: real_space`` replaces step 1 with a real-space turn and shift of the map
+by cubic B-spline interpolation (:func:`cryoavae.geometry.volume_rotation.rotate_volumes_cubic`),
+an interpolation the template matcher, which samples rotated templates with the Fourier kernel
+above, never uses; steps 2-5 then run one by one (:mod:`.measure`) with the same definitions.
+
 Randomness: one ``numpy.random.Generator`` seeded with ``(seed, shard)`` draws every choice of a
 shard up front (:func:`plan_shard`), including one noise seed per particle, so a shard is
 reproduced byte for byte by the same seed and configuration (on the same machine and library
@@ -48,15 +53,19 @@ from cryoavae.geometry.volume_rotation import (
     band_limited_coefficients,
     centre_phases,
     padded_spectra,
+    rotate_volumes_cubic,
+    spline_coefficients,
 )
 from cryoavae.geometry.wedge import missing_wedge_mask
 from cryoavae.sources.simulate.config import SimulationConfig
+from cryoavae.sources.simulate.measure import measure
 from cryoavae.sources.simulate.noise import draw_noise, hermitian_noise_slots, parseval_weights
 
 __all__ = [
     "ORIGINS",
     "ParticlePlan",
     "plan_shard",
+    "prepare_maps",
     "simulate_batch",
     "simulate_shard",
 ]
@@ -143,18 +152,25 @@ def _resolve_threads(threads: int | None) -> int:
     return max(1, int(threads)) if threads is not None else (os.cpu_count() or 1)
 
 
+def prepare_maps(maps: np.ndarray, config: SimulationConfig) -> np.ndarray:
+    """The class maps ``(n_classes, d, d, d)`` as :func:`simulate_batch` reads them, computed
+    once per shard: padded spectra (``fourier``) or cubic spline coefficients (``real_space``)."""
+    if config.rotation == "real_space":
+        return spline_coefficients(maps)
+    return padded_spectra(maps)
+
+
 def simulate_batch(
-    spectra: np.ndarray,
+    prepared: np.ndarray,
     plan: ParticlePlan,
     config: SimulationConfig,
     voxel_size_angstrom: float,
     threads: int | None = None,
 ) -> np.ndarray:
-    """Simulate the particles of ``plan`` from the class maps' padded spectra.
+    """Simulate the particles of ``plan`` from the class maps made ready by :func:`prepare_maps`.
 
     Args:
-        spectra: ``rotation.padded_spectra(maps)`` for class maps ``(n_classes, d, d, d)``;
-            computed once per shard.
+        prepared: ``prepare_maps(maps, config)`` (for ``fourier``, ``padded_spectra(maps)``).
         plan: the particles' random choices (see :func:`plan_shard`).
         threads: bound on numba, FFT and noise threads (default: all cores).
 
@@ -162,6 +178,9 @@ def simulate_batch(
         ``(n, d, d, d)`` float32 subtomograms, each with zero mean and unit variance.
     """
     threads = _resolve_threads(threads)
+    if config.rotation == "real_space":
+        return _simulate_real_space(prepared, plan, config, voxel_size_angstrom, threads)
+    spectra = prepared
     d = spectra.shape[-1] // PAD_FACTOR
     n = len(plan)
     if (
@@ -214,6 +233,31 @@ def simulate_batch(
     del noise
     spectrum = spectrum.reshape(n, d, d, d // 2 + 1)
     return scipy.fft.irfftn(spectrum, s=(d, d, d), axes=(1, 2, 3), workers=threads)
+
+
+def _simulate_real_space(
+    coefficients: np.ndarray,
+    plan: ParticlePlan,
+    config: SimulationConfig,
+    voxel_size_angstrom: float,
+    threads: int,
+) -> np.ndarray:
+    """Each particle's map turned and shifted in real space (cubic B-spline), then measured."""
+    d = coefficients.shape[-1]
+    if coefficients.ndim != 4 or coefficients.shape[1:] != (d, d, d):
+        raise ValueError(
+            f"simulate_batch: expected spline_coefficients(maps), got {coefficients.shape}"
+        )
+    if len(plan) == 0:
+        return np.empty((0, d, d, d), dtype=np.float32)
+    if not 0 <= plan.class_index.min() <= plan.class_index.max() < len(coefficients):
+        raise ValueError(
+            f"simulate_batch: plan asks for classes beyond the {len(coefficients)} maps"
+        )
+    volumes = rotate_volumes_cubic(
+        coefficients, plan.rotations, source_index=plan.class_index, shifts_px=plan.shifts_px
+    )
+    return measure(volumes, plan.defocus_um, plan.noise_seeds, config, voxel_size_angstrom, threads)
 
 
 @dataclass(frozen=True)
@@ -301,13 +345,13 @@ def simulate_shard(
     threads = _resolve_threads(threads)
     started = time.perf_counter()
     d = maps.shape[-1]
-    spectra = padded_spectra(maps)
+    prepared = prepare_maps(maps, config)
     stack_path, star_path = Path(stack_path), Path(star_path)
     # Batches go straight to a memory-mapped stack: memory stays flat however large the shard.
     with particles.stack_writer(stack_path, len(plan), (d, d, d), voxel_size_angstrom) as out:
         for start in range(0, len(plan), config.batch_size):
             batch = plan.subset(slice(start, start + config.batch_size))
-            out.write(start, simulate_batch(spectra, batch, config, voxel_size_angstrom, threads))
+            out.write(start, simulate_batch(prepared, batch, config, voxel_size_angstrom, threads))
     seconds = time.perf_counter() - started
     stack_name = Path(os.path.relpath(stack_path, star_path.parent)).as_posix()
     table = _particle_table(plan, class_names, config, shard, voxel_size_angstrom, stack_name)
