@@ -10,7 +10,13 @@ from cryoavae.evaluate.averages import average_classes
 from cryoavae.evaluate.decoded import decoded_class_means, shape_agreement
 from cryoavae.inference.latents import read_latents
 from cryoavae.model.vae import load_model
-from cryoavae.particles import ParticleImages, read_particle_table, table_voxel_size, write_stack
+from cryoavae.particles import (
+    ORIGINS,
+    ParticleImages,
+    read_particle_table,
+    table_voxel_size,
+    write_stack,
+)
 from cryoavae.report.average_figures import plot_average_fsc
 from cryoavae.structures.density import read_map
 from cryoavae.structures.symmetry import read_symmetry
@@ -23,6 +29,11 @@ with rule_logging(snakemake.log[0], rule="average_particles", variant=snakemake.
         name: read_map(path)[0] for name, path in zip(params.structures, inputs.maps, strict=True)
     }
     latents = read_latents(inputs.latents)
+    # the table's own offsets (RELION's sign: minus where the centre sits) go with its angles
+    known_shifts = None
+    if set(ORIGINS) <= set(table.columns):
+        origins = table[list(ORIGINS)].to_numpy(np.float64)
+        known_shifts = -origins / voxel if np.isfinite(origins).all() else None
     volumes, summary, curves = average_classes(
         latents,
         ParticleImages(table, inputs.particles),
@@ -33,6 +44,7 @@ with rule_logging(snakemake.log[0], rule="average_particles", variant=snakemake.
         read_symmetry(inputs.symmetry[0]) if inputs.symmetry else params.symmetry,
         seed=params.seed,
         angles_from=params.angles_from,
+        known_shifts_px=known_shifts,
     )
     with_map = [c for c in summary["class_name"] if c in maps]
     if volumes.ndim == 4 and with_map:  # 3-D: is the decoder a model of each class's shape?

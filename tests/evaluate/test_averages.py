@@ -29,7 +29,9 @@ def test_fsc_is_one_for_a_scaled_copy_minus_one_for_a_negated_one_and_near_zero_
     assert np.abs(unrelated[3:]).max() < 0.15  # shells of hundreds of samples each
 
 
-def _study(tmp_path, model_rotations, predicted_b_fraction=0.0, applied=0, **options):
+def _study(
+    tmp_path, model_rotations, predicted_b_fraction=0.0, applied=0, shifts_px=None, **options
+):
     """Two classes of 30 particles each (asymmetric blob maps, SNR 2, wedge +-60) with latents:
     true angles, the model's angles ``model_rotations`` ``(60, 3, 3)`` (None: the model gives
     none) and mu on two axes, a fraction of class b's particles given class a's mu (the model
@@ -44,7 +46,16 @@ def _study(tmp_path, model_rotations, predicted_b_fraction=0.0, applied=0, **opt
     maps = {"a": blobs(rng), "b": blobs(rng)}
     truth = Rotation.random(60, random_state=4).as_matrix()
     volumes = np.concatenate(
-        [measured(maps[c], truth[k * 30 : (k + 1) * 30], rng, snr=2.0) for k, c in enumerate("ab")]
+        [
+            measured(
+                maps[c],
+                truth[k * 30 : (k + 1) * 30],
+                rng,
+                snr=2.0,
+                shifts_px=None if shifts_px is None else shifts_px[k * 30 : (k + 1) * 30],
+            )
+            for k, c in enumerate("ab")
+        ]
     )
     P.write_stack(tmp_path / "p.mrcs", volumes, 10.0)
     names = np.repeat(["a", "b"], 30)
@@ -132,3 +143,21 @@ def test_particles_of_an_applied_set_are_no_class_members(tmp_path):
     truth = Rotation.random(60, random_state=4).as_matrix()
     _, table, _ = _study(tmp_path, truth, applied=10)
     assert table.set_index("class_name")["n_particles"].to_dict() == {"a": 20, "b": 30}
+
+
+def test_the_true_pose_average_moves_off_centre_particles_back_by_their_known_offsets(tmp_path):
+    """Particles off centre by about a voxel and a half: the true-pose average made with their
+    known offsets (the simulator's, or a user's refined origins) is sharper than one that ignores
+    them, so it is a ceiling the model's averages cannot beat by the truth's blur."""
+    from scipy.spatial.transform import Rotation
+
+    truth = Rotation.random(60, random_state=4).as_matrix()
+    offsets = np.random.default_rng(6).uniform(-1.5, 1.5, (60, 3))
+    (tmp_path / "known").mkdir()
+    (tmp_path / "ignored").mkdir()
+    _, known, _ = _study(tmp_path / "known", truth, shifts_px=offsets, known_shifts_px=offsets)
+    _, ignored, _ = _study(tmp_path / "ignored", truth, shifts_px=offsets)
+    for c in "ab":
+        sharp = known.set_index("class_name").loc[c, "true_fsc_area_vs_map"]
+        blurred = ignored.set_index("class_name").loc[c, "true_fsc_area_vs_map"]
+        assert sharp > blurred + 0.1

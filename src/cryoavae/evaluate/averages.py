@@ -117,6 +117,7 @@ def average_classes(
     seed: int,
     max_per_class: int = MAX_PER_CLASS,
     angles_from: str | None = None,
+    known_shifts_px: np.ndarray | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame, dict]:
     """Per seen class (3-D): the ``predicted``, ``inferred`` and ``true`` averages (module
     docstring) that the latents allow, each one's FSC against the class's noise-free map (when
@@ -125,7 +126,10 @@ def average_classes(
 
     ``latents`` rows line up with ``images``. ``angles_from`` says where the latents' ``angle_*``
     columns came from when they are not a simulation's truth (e.g. "the STAR file's angles"):
-    the ``true`` average is then ``given`` (:func:`known_label`). Returns the averages
+    the ``true`` average is then ``given`` (:func:`known_label`). ``known_shifts_px`` ``(n, 3)``
+    (x, y, z voxels): where each particle's centre sits by the same source (the simulator's
+    offsets, a user's refined origins); that average moves each particle back by it, or it would
+    be blurred by every pick error and flatter the model's averages. Returns the averages
     ``(c, d, d, d)`` (the first of predicted, inferred, true that exists, in ``class_names``
     order of the seen classes), a table with one row per class and the FSC curves for figures.
     """
@@ -148,6 +152,7 @@ def average_classes(
     if angles_from is not None:
         log.info("class averages: the 'given' average turns the particles by %s", angles_from)
     poses = _Poses(latents, voxel_size_angstrom, symmetry, known_label(angles_from))
+    poses.known_shifts = known_shifts_px
     predicted = _predicted_classes(latents, seen) if poses.inferred is not None else None
     rng = np.random.default_rng(seed)
 
@@ -185,6 +190,7 @@ class _Poses:
         self.inferred, self.shifts = _model_poses(latents, voxel_size_angstrom)
         self.symmetry = symmetry
         self.known = known  # the label of the average from the table's own angles
+        self.known_shifts = None  # and where the table puts each particle's centre (voxels)
 
     def frame(self, c: str, members: np.ndarray, split: np.ndarray) -> np.ndarray:
         """The rotation aligning the model's frame of class ``c`` with its map's, from the
@@ -212,7 +218,10 @@ def _class_averages(c, members, assigned, poses: _Poses, names, split, images, t
             row["predicted_purity"] = float(np.mean(names[assigned] == c))
         found["inferred"] = poses.model_average(images, members, q, tilt_max_deg)
     if poses.has_truth[members].all():
-        found[poses.known] = class_average(images, members, poses.true[members], tilt_max_deg)
+        moved = None if poses.known_shifts is None else poses.known_shifts[members]
+        found[poses.known] = class_average(
+            images, members, poses.true[members], tilt_max_deg, moved
+        )
     return found, row
 
 

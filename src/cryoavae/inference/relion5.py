@@ -78,7 +78,6 @@ __all__ = ["CLASSES_BLOCK", "SUBTOMOGRAM_ANGLES", "write_relion5_particles"]
 
 CLASSES_BLOCK = "cryoavae_classes"
 SUBTOMOGRAM_ANGLES = ("rlnTomoSubtomogramRot", "rlnTomoSubtomogramTilt", "rlnTomoSubtomogramPsi")
-ORIGINS = ("rlnOriginXAngst", "rlnOriginYAngst", "rlnOriginZAngst")
 ANGLE_PRIORS = ("rlnAngleRotPrior", "rlnAngleTiltPrior", "rlnAnglePsiPrior")
 COORDINATES = ("rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ")
 PREDICTED, PREDICTED_NUMBER, IS_NOVEL = COLUMNS[0], COLUMNS[1], COLUMNS[4]
@@ -226,7 +225,7 @@ def _add_results(particles: pd.DataFrame, table: pd.DataFrame, own: bool, out: P
     origins = list(ORIGIN_COLUMNS.values())
     if set(origins) <= set(table.columns):
         found = table[origins].apply(pd.to_numeric).to_numpy(np.float64)
-        particles[list(ORIGINS)] = found + _pick_from_box_centre(table)
+        particles[list(P.ORIGINS)] = found + _pick_from_box_centre(table)
     particles[P.CLASS_NUMBER] = pd.to_numeric(table[PREDICTED_NUMBER]).to_numpy(np.int64)
     for column in RESULTS:
         if column in table.columns:

@@ -36,6 +36,8 @@ IMAGE = "rlnImageName"
 CLASS_NUMBER = "rlnClassNumber"
 ANGLES = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
 DEFOCUS = "rlnDefocusU"
+#: optional: RELION's shift of each particle (Å), minus where its centre sits from the box centre
+ORIGINS = ("rlnOriginXAngst", "rlnOriginYAngst", "rlnOriginZAngst")
 CLASS_NAME = "cryoavaeClassName"
 SPLIT = "cryoavaeSplit"
 SNR = "cryoavaeSNR"

@@ -29,7 +29,6 @@ from cryoavae.sources.simulate import (
     simulate_shard,
 )
 from cryoavae.sources.simulate.noise import noise_spectrum, spectral_variance, zscore
-from cryoavae.sources.simulate.pipeline import ORIGINS
 from cryoavae.structures.density import DensityConfig, atoms_to_density
 
 NAMES = ["alpha", "beta", "gamma"]
@@ -269,7 +268,7 @@ def test_recorded_origin_points_back_to_the_particle_centre(tmp_path, rotation):
     for row, image in zip(table.itertuples(index=False), images, strict=True):
         weights = np.clip(image - image.min(), 0, None) ** 4
         centroid_zyx = (np.indices(image.shape) * weights).reshape(3, -1).sum(1) / weights.sum()
-        origin_xyz = np.array([getattr(row, name) for name in ORIGINS]) / 10.0
+        origin_xyz = np.array([getattr(row, name) for name in particles.ORIGINS]) / 10.0
         np.testing.assert_allclose(centroid_zyx[::-1], c - origin_xyz, atol=0.1)
 
 

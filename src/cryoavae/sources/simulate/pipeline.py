@@ -62,7 +62,6 @@ from cryoavae.sources.simulate.measure import measure
 from cryoavae.sources.simulate.noise import draw_noise, hermitian_noise_slots, parseval_weights
 
 __all__ = [
-    "ORIGINS",
     "ParticlePlan",
     "plan_shard",
     "prepare_maps",
@@ -73,7 +72,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: RELION's origin offsets (Å): the particle's centre sits at the box centre minus the origin.
-ORIGINS = ("rlnOriginXAngst", "rlnOriginYAngst", "rlnOriginZAngst")
 
 #: Simulated pick errors are Gaussian cut at this many standard deviations, so that a shift
 #: never wraps a particle round its (circular) box.
@@ -387,5 +385,5 @@ def _particle_table(
         defocus_angstrom=defocus,
         snr=math.inf if config.snr is None else float(config.snr),
         shard=shard,
-        **{name: origins[:, a] + 0.0 for a, name in enumerate(ORIGINS)},  # + 0.0: no "-0"
+        **{name: origins[:, a] + 0.0 for a, name in enumerate(particles.ORIGINS)},  # + 0.0: no "-0"
     )
