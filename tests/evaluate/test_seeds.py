@@ -86,3 +86,20 @@ def test_the_class_averages_resolution_ratio_per_class_over_seeds():
     assert "| avae | 1.05 ± 0.07 | 2.25 ± 0.35 |" in text
     plain = seed_summary_table(["avae"], [1, 2, 3], metrics)
     assert "resolution" not in seed_summary_markdown("s", plain, [1, 2, 3], "test", "x")
+
+
+def test_an_average_that_never_reaches_fsc_half_is_counted_as_failed_not_left_out():
+    metrics = {("avae", s): run(0.8, 0.7) for s in (1, 2)}
+    tables = {
+        ("avae", s): pd.DataFrame(
+            {
+                "class_name": ["a"],
+                "predicted_fsc5_vs_map_angstrom": [predicted],
+                "true_fsc5_vs_map_angstrom": [30.0],
+            }
+        )
+        for s, predicted in ((1, 33.0), (2, float("inf")))
+    }
+    table = seed_summary_table(["avae"], [1, 2], metrics, tables)
+    text = seed_summary_markdown("s", table, [1, 2], "test", "snakemake")
+    assert "| avae | 1.10; failed in 1 |" in text

@@ -113,6 +113,11 @@ def test_a_centre_guess_confines_the_peak_search_to_its_neighbourhood():
     guess = torch.tensor([[-1.5, 0.0, 0.5]], dtype=torch.float64)
     near = correlation_peaks(cc, limit, guess, torch.tensor([1.0]))[0].numpy()
     assert np.abs(near - [-1.2, 0.3, 0.0]).max() < 0.25
+    # a guess with no whole voxel within reach of it and the limit is not followed blindly
+    # to the box centre: the limit alone decides
+    lost = torch.tensor([[4.6, 0.0, 2.0]], dtype=torch.float64)
+    alone = correlation_peaks(cc, torch.tensor([3.2]), lost, torch.tensor([0.3]))[0].numpy()
+    assert np.abs(alone - [3, 0, 0]).max() < 0.25
 
 
 @pytest.mark.parametrize("guess_sd_px", [0.0, 0.4])

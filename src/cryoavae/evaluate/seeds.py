@@ -76,13 +76,16 @@ def seed_summary_table(
             finite = np.array([v for v in series if math.isfinite(v)])
             row[f"{key}_mean"] = float(finite.mean()) if len(finite) else math.nan
             row[f"{key}_sd"] = float(finite.std(ddof=1)) if len(finite) > 1 else math.nan
+            if key.startswith("average_ratio:"):  # an average that never reached FSC 0.5
+                row[f"{key}_failed"] = sum(v == math.inf for v in series)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def _resolution_ratios(tables: Sequence[pd.DataFrame]) -> dict[str, list[float]]:
     """``average_ratio:<class>``: per seed, the predicted-class average's resolution over the
-    true-pose average's (NaN where a seed has neither)."""
+    true-pose average's (NaN where a seed has neither; infinite where the predicted average never
+    reached FSC 0.5)."""
     ratios: dict[str, dict[int, float]] = {}
     for k, table in enumerate(tables):
         if not {PREDICTED_RESOLUTION, TRUE_RESOLUTION} <= set(table.columns):
@@ -176,9 +179,19 @@ def _ratio_lines(table: pd.DataFrame) -> list[str]:
         "|---|" + "---|" * len(classes),
     ]
     for _, row in table.iterrows():
-        cells = [_cell(row, f"average_ratio:{c}", 2) for c in classes]
+        cells = [_ratio_cell(row, f"average_ratio:{c}") for c in classes]
         lines.append(f"| {row['variant']} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _ratio_cell(row: pd.Series, key: str) -> str:
+    """The mean ± sd over the seeds whose average reached FSC 0.5, and how many did not (their
+    ratio is infinite: a failure, never left out silently)."""
+    failed = int(row.get(f"{key}_failed", 0) or 0)
+    if not failed:
+        return _cell(row, key, 2)
+    rest = _cell(row, key, 2)
+    return f"failed in {failed}" if rest == "–" else f"{rest}; failed in {failed}"
 
 
 def _is_class(column: str) -> bool:

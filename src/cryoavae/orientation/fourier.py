@@ -222,7 +222,10 @@ def correlation_peaks(
     if around is not None:
         a = around.float().reshape(-1, 3, 1, 1, 1)
         apart = (x - a[:, 0]) ** 2 + (y - a[:, 1]) ** 2 + (z - a[:, 2]) ** 2
-        outside |= apart > reach.reshape(-1, 1, 1, 1).float() ** 2 + 1e-9
+        near = outside | (apart > reach.reshape(-1, 1, 1, 1).float() ** 2 + 1e-9)
+        # a guess with no whole voxel both near it and within the limit: the limit alone
+        empty = near.reshape(p, -1).all(dim=1)
+        outside = torch.where(empty.reshape(-1, 1, 1, 1), outside, near)
     flat = cc.reshape(p, -1)
     peak = cc.masked_fill(outside, -math.inf).reshape(p, -1).argmax(dim=1)
     index = torch.stack(torch.unravel_index(peak, (d, d, d)), dim=1)  # (p, 3): z, y, x
