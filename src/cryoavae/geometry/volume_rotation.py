@@ -80,18 +80,13 @@ def rotate_volumes(
     volumes = np.asarray(volumes, dtype=np.float32)
     if volumes.ndim == 3:
         volumes = volumes[None]
-    rotations = np.asarray(rotations, dtype=np.float64).reshape(-1, 3, 3)
-    n, (m, d) = len(rotations), volumes.shape[:2]
+    m, d = volumes.shape[:2]
     if volumes.shape[1:] != (d, d, d):
         raise ValueError(f"rotate_volumes: expected cubic volumes, got shape {volumes.shape}")
-    if source_index is None:
-        source_index = np.zeros(n, np.int64) if m == 1 else np.arange(n)
-    source_index = np.asarray(source_index, dtype=np.int64)
-    if source_index.shape != (n,) or (n and not 0 <= source_index.min() <= source_index.max() < m):
-        raise ValueError(f"rotate_volumes: source_index must be {n} indices into {m} volumes")
-    if shifts_px is None:
-        shifts_px = np.zeros((n, 3))
-    shifts_px = np.asarray(shifts_px, dtype=np.float64).reshape(n, 3)
+    rotations, source_index, shifts_px = _turns(
+        "rotate_volumes", "volumes", m, rotations, source_index, shifts_px
+    )
+    n = len(rotations)
     padded = np.pad(volumes, [(0, 0)] + [(PAD_VOXELS, PAD_VOXELS)] * 3)
     low, high = _content_bounds(volumes)
     out = np.empty((n, d, d, d), dtype=np.float32)
@@ -128,17 +123,13 @@ def rotate_volumes_cubic(
     so this runs on one core. Returns ``(n, d, d, d)`` float32.
     """
     coefficients = np.asarray(coefficients, dtype=np.float64)
-    rotations = np.asarray(rotations, dtype=np.float64).reshape(-1, 3, 3)
-    n, (m, d) = len(rotations), coefficients.shape[:2]
+    m, d = coefficients.shape[:2]
     if coefficients.ndim != 4 or coefficients.shape[1:] != (d, d, d):
         raise ValueError(f"rotate_volumes_cubic: expected (m, d, d, d), got {coefficients.shape}")
-    if source_index is None:
-        source_index = np.zeros(n, np.int64) if m == 1 else np.arange(n)
-    source_index = np.asarray(source_index, dtype=np.int64)
-    if source_index.shape != (n,) or (n and not 0 <= source_index.min() <= source_index.max() < m):
-        raise ValueError(f"rotate_volumes_cubic: source_index must be {n} indices into {m} maps")
-    shifts_px = np.zeros((n, 3)) if shifts_px is None else np.asarray(shifts_px, dtype=np.float64)
-    shifts_px = shifts_px.reshape(n, 3)
+    rotations, source_index, shifts_px = _turns(
+        "rotate_volumes_cubic", "maps", m, rotations, source_index, shifts_px
+    )
+    n = len(rotations)
     c = d // 2
     # Output voxel offsets from the centre, (x, y, z) per voxel in (z, y, x) memory order.
     offsets = np.stack(np.indices((d, d, d))[::-1], axis=-1).reshape(-1, 3) - float(c)
@@ -155,6 +146,20 @@ def rotate_volumes_cubic(
             prefilter=False,
         )
     return out
+
+
+def _turns(caller: str, what: str, m: int, rotations, source_index, shifts_px):
+    """The rotations ``(n, 3, 3)``, source indices ``(n,)`` into ``m`` inputs (default: one
+    each, or all from the only one) and shifts ``(n, 3)`` (default 0) of a volume turn."""
+    rotations = np.asarray(rotations, dtype=np.float64).reshape(-1, 3, 3)
+    n = len(rotations)
+    if source_index is None:
+        source_index = np.zeros(n, np.int64) if m == 1 else np.arange(n)
+    source_index = np.asarray(source_index, dtype=np.int64)
+    if source_index.shape != (n,) or (n and not 0 <= source_index.min() <= source_index.max() < m):
+        raise ValueError(f"{caller}: source_index must be {n} indices into {m} {what}")
+    shifts_px = np.zeros((n, 3)) if shifts_px is None else np.asarray(shifts_px, dtype=np.float64)
+    return rotations, source_index, shifts_px.reshape(n, 3)
 
 
 def _content_bounds(volumes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
