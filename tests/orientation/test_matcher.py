@@ -1,6 +1,8 @@
 """Template matching (cryoavae.orientation.matcher): the grids cover SO(3), and the search finds
 known rotations through a missing wedge and a CTF."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,7 @@ from volume_fixtures import blobs, measured
 
 from cryoavae.geometry.ctf import CtfModel
 from cryoavae.geometry.rotations import geodesic_deg
+from cryoavae.geometry.translation import moved
 from cryoavae.geometry.volume_rotation import padded_spectra, rotate_spectra, rotated_coefficients
 from cryoavae.orientation.averaging import centre_on_mass
 from cryoavae.orientation.fourier import (
@@ -141,6 +144,50 @@ def test_matching_from_a_centre_guess_finds_the_offset_and_the_orientation(guess
         assert np.median(errors) < 0.5 * np.median(np.linalg.norm(guess - offsets, axis=1))
     rotation_errors = geodesic_deg(found.rotations, truth)
     assert np.median(rotation_errors) < 3.0 and rotation_errors.max() < 5.0
+
+
+def test_a_centre_guess_in_the_decoders_frame_is_followed_through_the_templates_move():
+    """The encoder's shift head says where the decoder's box centre went; the templates were
+    moved onto their centre of mass, here 3.4 voxels from the decoder's centre. Told that offset,
+    the centring looks for each particle's centre as far from the guess as the offset, turned by
+    the particle's rotation, can take it, and the matcher finds the centre of mass and the
+    orientation; not told, the centring stays within a voxel of the guess."""
+    rng = np.random.default_rng(5)
+    maps = centre_on_mass(blobs(rng)[None])
+    frame = np.array([[2.0, -2.5, 1.0]])
+    drawn = moved(maps, frame)[0]  # as the decoder draws it: its mass 3.4 voxels off
+    truth = Rotation.random(12, random_state=rng).as_matrix()
+    offsets = rng.uniform(-0.8, 0.8, (12, 3))  # where the decoder's centre sits in each box
+    particles = measured(drawn, truth, rng, snr=1.0, shifts_px=offsets)
+    mass = offsets + truth @ frame[0]
+
+    def matched(guess_offsets_px):
+        matcher = TemplateMatcher(
+            maps, 60.0, None, 15.0, 3, max_shift_px=5.0, guess_offsets_px=guess_offsets_px
+        )
+        everyone = torch.arange(12)
+        centres = matcher.centring.centres(
+            matcher._spectra(particles),
+            0,
+            matcher._filters(matcher.centring.band, everyone, None),
+            matcher.centring.guesses(offsets, 12),
+        )
+        found = matcher.match(particles, np.zeros(12), centre_guess_px=offsets)
+        return SimpleNamespace(
+            found=found,
+            from_guess=np.linalg.norm(centres.numpy() - offsets, axis=1),
+            own=float(matcher.centring.offsets[0].norm()),
+        )
+
+    told, not_told = matched(frame), matched(None)
+    assert np.linalg.norm(told.found.shifts_px - mass, axis=1).max() < 0.5
+    assert np.median(geodesic_deg(told.found.rotations, truth)) < 3.0
+    # the centre the rotation search starts from: not told, its whole voxel confined to a voxel
+    # (plus the template's own centring offset) of the guess and its fraction at most half a
+    # voxel per axis, well short of the particle's mass 3.4 voxels away; told, free to go as far
+    # as the offset can turn
+    assert not_told.from_guess.max() <= 1.0 + not_told.own + 0.5 * np.sqrt(3)
+    assert np.median(told.from_guess) > 2.5
 
 
 def test_the_torch_sampler_is_the_simulators_kernel():

@@ -428,3 +428,15 @@ def assert_same_latents(a: pd.DataFrame, b: pd.DataFrame) -> None:
     np.testing.assert_allclose(a[numbers], b[numbers], rtol=1e-5, atol=1e-5)
     rotations = [relion_angles_to_matrices(t[angles].to_numpy(np.float64)) for t in (a, b)]
     assert geodesic_deg(*rotations).max() < 1e-3
+
+
+def test_references_keep_their_frame_offsets_through_a_file(tmp_path):
+    """The offsets of each template's centre from the decoder's survive saving; a file written
+    before they were recorded loads with none (zeros: the templates' own frame)."""
+    offsets = np.array([[0.5, -1.0, 0.25], [0.0, 0.0, 2.0]])
+    references = References(np.ones((2, 4, 4, 4), np.float32), np.eye(2), "cosine", offsets)
+    references.save(tmp_path / "references.npz")
+    loaded = References.load(tmp_path / "references.npz")
+    np.testing.assert_array_equal(loaded.offsets(), offsets)
+    np.savez(tmp_path / "older.npz", templates=np.ones((2, 4, 4, 4)), centres=np.eye(2), metric="x")
+    np.testing.assert_array_equal(References.load(tmp_path / "older.npz").offsets(), 0.0)

@@ -18,7 +18,7 @@ from cryoavae.geometry.volume_rotation import rotate_volumes
 from cryoavae.geometry.wedge import missing_wedge_mask
 from cryoavae.particles import ParticleImages
 
-__all__ = ["centre_on_mass", "class_average"]
+__all__ = ["centre_on_mass", "class_average", "mass_offsets"]
 
 BATCH = 128
 
@@ -67,19 +67,16 @@ def centre_on_mass(volumes: np.ndarray) -> np.ndarray:
     particle's centre of mass sits, as the simulated maps and most pickers place it.
     """
     volumes = np.asarray(volumes, dtype=np.float64)
+    return moved(volumes, -mass_offsets(volumes))
+
+
+def mass_offsets(volumes: np.ndarray) -> np.ndarray:
+    """Where the centre of mass of each volume's ``(m, d, d, d)`` density above its median sits
+    ``(m, 3)`` (x, y, z voxels from voxel ``d // 2``): what :func:`centre_on_mass` moves away."""
+    volumes = np.asarray(volumes, dtype=np.float64)
     d = volumes.shape[-1]
     mass = np.clip(volumes - np.median(volumes, axis=(1, 2, 3), keepdims=True), 0, None)
     total = np.maximum(mass.sum(axis=(1, 2, 3)), 1e-12)
     grid = np.arange(d) - d // 2
-    offset_xyz = (
-        np.stack(
-            [
-                np.einsum("nzyx,x->n", mass, grid),
-                np.einsum("nzyx,y->n", mass, grid),
-                np.einsum("nzyx,z->n", mass, grid),
-            ],
-            axis=1,
-        )
-        / total[:, None]
-    )
-    return moved(volumes, -offset_xyz)
+    axes = [np.einsum(f"nzyx,{axis}->n", mass, grid) for axis in "xyz"]
+    return np.stack(axes, axis=1) / total[:, None]

@@ -27,13 +27,26 @@ class Centring:
     ``offsets`` ``(m, 3)`` (x, y, z voxels): where each template's own centre sits, and
     ``templates``: the templates moved to put it on the box centre, so that a particle's centre,
     found before its rotation, is where its template's centre went whatever the rotation.
-    ``guess_reach_px``: how far from a caller's guess the peak may be."""
+    ``guess_reach_px``: how far from a caller's guess the peak may be; ``guess_offsets_px``
+    ``(m, 3)``: where each template's box centre sits in the frame the guesses are made in (a
+    decoder draws its particle about its own centre, the templates were moved onto their mass),
+    which the unknown rotation turns, so the reach grows by its length (None: the same frame)."""
 
-    def __init__(self, templates, band: Band, max_shift_px, guess_reach_px, device):
+    def __init__(
+        self, templates, band: Band, max_shift_px, guess_reach_px, device, guess_offsets_px=None
+    ):
         self.band, self.device = band, device
         self.d = templates.shape[-1]
         self.max_shift_px, self.guess_reach_px = float(max_shift_px), float(guess_reach_px)
         self.offsets = torch.zeros((len(templates), 3), dtype=torch.float64, device=device)
+        self.frames = torch.zeros_like(self.offsets)
+        if guess_offsets_px is not None:
+            frames = np.asarray(guess_offsets_px, dtype=np.float64)
+            if frames.shape != (len(templates), 3):
+                raise ValueError(
+                    f"guess_offsets_px: expected ({len(templates)}, 3), got {frames.shape}"
+                )
+            self.frames = torch.from_numpy(frames).to(device)
         self.templates, self.radial = templates, None
         if self.max_shift_px > 0:
             self.radial = self._radial_spectra(templates)
@@ -59,14 +72,15 @@ class Centring:
         guess = torch.as_tensor(np.asarray(centre_guess_px, np.float64), device=self.device)
         if guess.shape != (n, 3):
             raise ValueError(f"centre_guess_px: expected ({n}, 3), got {tuple(guess.shape)}")
-        return within_ball(guess, self.max_shift_px)
+        return within_ball(guess, self.max_shift_px + float(self.frames.norm(dim=1).max()))
 
     def centres(self, spectra: torch.Tensor, template, filters: torch.Tensor, guess=None):
         """Each particle's centre ``(p, 3)`` (x, y, z voxels, within ``max_shift_px`` of where
         its template's centre can go): the peak of its correlation (``spectra`` flattened rfftn
         ``(p, ...)``, times what it measured, ``filters`` ``(p, K)``) with its template's
         spherical average; with a ``guess`` ``(p, 3)``, the peak within ``guess_reach_px`` of it
-        plus how far the template's own centre sits from the one the guess refers to."""
+        plus how far the template's centre sits from the one the guess refers to (its own offset
+        and its frame's)."""
         p, d = len(spectra), self.d
         if self.radial is None:
             return torch.zeros((p, 3), dtype=torch.float64, device=self.device)
@@ -79,4 +93,5 @@ class Centring:
         cc = torch.fft.irfftn(full.reshape(p, d, d, d // 2 + 1), s=(d, d, d), dim=(1, 2, 3))
         if guess is None:
             return correlation_peaks(cc, limit)
-        return correlation_peaks(cc, limit, guess, (self.guess_reach_px + own).expand(p))
+        beside = (self.offsets[template] + self.frames[template]).norm(dim=-1).reshape(-1)
+        return correlation_peaks(cc, limit, guess, (self.guess_reach_px + beside).expand(p))

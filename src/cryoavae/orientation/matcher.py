@@ -101,7 +101,9 @@ class TemplateMatcher:
     spherical average) and each refinement a finer lattice. ``refinement_cycles``: each
     refinement level works on the coefficients up to that many cycles per radian of its lattice
     spacing (at least the global search's band, at most the full band). ``device``: where the
-    work runs.
+    work runs. ``guess_reach_px`` and ``guess_offsets_px`` ``(m, 3)``: how far a caller's centre
+    guess is trusted, and where each template's box centre sits in the guesses' frame
+    (:class:`~.centring.Centring`).
     """
 
     def __init__(
@@ -117,6 +119,7 @@ class TemplateMatcher:
         shift_reach_px: float = SHIFT_REACH_PX,
         refinement_cycles: float = REFINEMENT_CYCLES,
         guess_reach_px: float = GUESS_REACH_PX,
+        guess_offsets_px: np.ndarray | None = None,
     ):
         templates = np.asarray(templates, dtype=np.float32)
         if templates.ndim != 4 or len(set(templates.shape[1:])) != 1:
@@ -151,7 +154,9 @@ class TemplateMatcher:
         reach = min(self.max_shift_px, shift_reach_px)
         self.shifts = torch.from_numpy(shift_grid(reach, 1.0)).to(self.device)
         band = Band.up_to(d, min(full, CENTRING_CYCLES), self.device, measured)
-        self.centring = Centring(templates, band, max_shift_px, guess_reach_px, self.device)
+        self.centring = Centring(
+            templates, band, max_shift_px, guess_reach_px, self.device, guess_offsets_px
+        )
         self.offsets, templates = self.centring.offsets, self.centring.templates
         self.templates = RotatedTemplates(templates, self.device)
         self.grid_templates = GridTemplates(self.templates, self.grid, self.low)

@@ -30,7 +30,8 @@ from cryoavae.core.atomic import atomic_path
 from cryoavae.core.progress import Progress
 from cryoavae.core.schema import section_dataclass
 from cryoavae.geometry.ctf import CtfModel
-from cryoavae.orientation.averaging import centre_on_mass, class_average
+from cryoavae.geometry.translation import moved
+from cryoavae.orientation.averaging import class_average, mass_offsets
 from cryoavae.orientation.matcher import Matches, TemplateMatcher
 
 __all__ = [
@@ -64,11 +65,15 @@ class References:
     """What every matching job of a variant shares: the ``templates`` ``(m, d, d, d)`` the
     particles are matched against (the decoder's renderings, refined into averages), and the
     k-means ``centres`` ``(m, k)``, in the space they were fitted in (``metric``), that choose
-    each particle's template from its ``mu``."""
+    each particle's template from its ``mu``. ``frame_offsets_px`` ``(m, 3)`` (x, y, z voxels):
+    where each template's box centre sits in the decoder's frame (the templates are moved onto
+    their centres of mass), so that a centre guess made in that frame (the encoder's shift head)
+    is trusted only as far as this offset, turned by the unknown rotation, can move it."""
 
     templates: np.ndarray
     centres: np.ndarray
     metric: str
+    frame_offsets_px: np.ndarray | None = None
 
     def nearest(self, mu: np.ndarray) -> np.ndarray:
         """Each row of ``mu``'s template ``(n,)``: its nearest centre, as k-means assigns."""
@@ -82,12 +87,25 @@ class References:
 
     def save(self, path) -> None:
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, templates=self.templates, centres=self.centres, metric=self.metric)
+            np.savez(
+                f,
+                templates=self.templates,
+                centres=self.centres,
+                metric=self.metric,
+                frame_offsets_px=self.offsets(),
+            )
 
     @classmethod
     def load(cls, path) -> References:
         with np.load(path, allow_pickle=False) as saved:
-            return cls(saved["templates"], saved["centres"], str(saved["metric"]))
+            offsets = saved["frame_offsets_px"] if "frame_offsets_px" in saved.files else None
+            return cls(saved["templates"], saved["centres"], str(saved["metric"]), offsets)
+
+    def offsets(self) -> np.ndarray:
+        """``frame_offsets_px``, zeros where none were recorded (templates never moved)."""
+        if self.frame_offsets_px is None:
+            return np.zeros((len(self.templates), 3))
+        return np.asarray(self.frame_offsets_px, dtype=np.float64)
 
 
 def matched_orientations(
@@ -141,15 +159,17 @@ def fit_references(
         device = next(model.parameters()).device
         rendered = torch.from_numpy(centres.astype(np.float32)).to(device)
         templates = model.decode(rendered)[:, 0].float().cpu().numpy()  # identity pose
+    offsets = np.zeros((len(templates), 3))
     if config.max_shift_angstrom > 0:  # shifts are then found relative to each centre of mass
-        templates = centre_on_mass(templates)
+        offsets = mass_offsets(templates)
+        templates = moved(templates, -offsets).astype(np.float32)
     references = References(templates, space_centres, config.centre_metric)
     template = references.nearest(mu)
     rows = _reference_rows(template, config.reference_particles, seed)
     focus = None if defocus_um is None else defocus_um[rows]
     guess = None if centre_guess_px is None else centre_guess_px[rows]
-    templates = refine_references(
-        templates, template[rows], images.subset(rows), config, focus, ctf, guess
+    templates, offsets = refine_references(
+        templates, template[rows], images.subset(rows), config, focus, ctf, guess, offsets
     )
     log.info(
         "references: %d templates, %d reference iterations on %d of %d particles: %.1f s",
@@ -159,7 +179,7 @@ def fit_references(
         len(mu),
         time.perf_counter() - started,
     )
-    return References(templates, space_centres, config.centre_metric)
+    return References(templates, space_centres, config.centre_metric, offsets)
 
 
 def match_references(
@@ -183,6 +203,7 @@ def match_references(
         defocus_um,
         ctf,
         guess=centre_guess_px,
+        frame_offsets_px=references.offsets(),
     )
 
 
@@ -196,7 +217,7 @@ def match_with_references(
 ) -> Matches:
     """The particles of ``images`` matched against the references :func:`refine_references`
     makes of ``templates`` from them (each against ``templates[template_index]``, or the best)."""
-    refined = refine_references(templates, template_index, images, config, defocus_um, ctf)
+    refined, _ = refine_references(templates, template_index, images, config, defocus_um, ctf)
     return _match_all(refined, template_index, images, config, defocus_um, ctf)
 
 
@@ -264,20 +285,29 @@ def refine_references(
     defocus_um: np.ndarray | None = None,
     ctf: CtfModel | None = None,
     centre_guess_px: np.ndarray | None = None,
-) -> np.ndarray:
+    frame_offsets_px: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """The templates after ``config.reference_iterations`` rounds of averaging: the particles of
     ``images`` matched against ``templates[template_index]`` (with ``config.assignment:
     best_match``, against whichever fits best), each template replaced by the average of its
     particles turned and moved back by what was found (through their missing wedge,
-    ``config.wedge_tilt_max_deg``), and matched again for the next round."""
+    ``config.wedge_tilt_max_deg``), and matched again for the next round. With a translation
+    search each average is moved onto its centre of mass; the second value ``(m, 3)`` is where
+    each template's box centre then sits in the frame the centre guesses refer to (starting from
+    ``frame_offsets_px``, zeros if None)."""
     templates = np.array(templates, dtype=np.float32)  # a copy: the averages replace it
+    offsets = np.zeros((len(templates), 3))
+    if frame_offsets_px is not None:
+        offsets = np.array(frame_offsets_px, dtype=np.float64)
     searched = config.max_shift_angstrom > 0  # then every reference is kept centred on its mass
     found = None
     rounds = config.reference_iterations
     for iteration in range(rounds):
         index = template_index if found is None else found.templates
         what = f"matching reference particles (iteration {iteration + 1}/{rounds})"
-        found = _match_all(templates, index, images, config, defocus_um, ctf, what, centre_guess_px)
+        found = _match_all(
+            templates, index, images, config, defocus_um, ctf, what, centre_guess_px, offsets
+        )
         for c in np.unique(found.templates):  # a template no particle chose stays as it was
             rows = np.flatnonzero(found.templates == c)
             average = class_average(
@@ -287,15 +317,28 @@ def refine_references(
                 config.wedge_tilt_max_deg,
                 found.shifts_px[rows],
             )
-            templates[c] = centre_on_mass(average[None])[0] if searched else average
-    return templates
+            if searched:  # the average's centre is its particles'; the reference's, its mass
+                mass = mass_offsets(average[None])[0]
+                average = moved(average[None], -mass[None])[0]
+                offsets[c] += mass
+            templates[c] = average
+    return templates, offsets
 
 
 def _match_all(
-    templates, template, images, config, defocus_um, ctf, what="matching particles", guess=None
+    templates,
+    template,
+    images,
+    config,
+    defocus_um,
+    ctf,
+    what="matching particles",
+    guess=None,
+    frame_offsets_px=None,
 ) -> Matches:
     """Every particle matched against its template (or, with ``best_match``, the best one), a
-    batch of images at a time, its progress logged as ``what``; ``guess``: centre guesses."""
+    batch of images at a time, its progress logged as ``what``; ``guess``: centre guesses in the
+    frame the templates' ``frame_offsets_px`` refer to."""
     max_shift_px = 0.0
     if config.max_shift_angstrom > 0:
         max_shift_px = config.max_shift_angstrom / images.voxel_size_angstrom
@@ -306,6 +349,7 @@ def _match_all(
         config.grid_step_deg,
         config.refinement_levels,
         max_shift_px=max_shift_px,
+        guess_offsets_px=frame_offsets_px,
     )
     batches, n = [], len(template)
     with Progress(n, what, log) as progress:
