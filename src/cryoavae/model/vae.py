@@ -137,12 +137,13 @@ class AffinityVAE(nn.Module):
         """Accept ``(n, *box)`` or ``(n, 1, *box)``; return the latter."""
         return x.unsqueeze(1) if x.dim() == self.config.ndim + 1 else x
 
-    def encode(self, x: torch.Tensor) -> Encoding:
+    def encode(self, x: torch.Tensor, first: Encoding | None = None) -> Encoding:
         """mu, log-variance and pose; with ``pose_hypotheses > 1`` the pose is the offset
         orientation that reconstructs ``x`` best from ``z = mu``
-        (:mod:`cryoavae.model.pose_search`)."""
+        (:mod:`cryoavae.model.pose_search`). ``first``: the encoder's reading of ``x`` as
+        picked, when the caller has it already."""
         x = self._as_batch(x)
-        encoding = self.encoder(x)
+        encoding = self.encoder(x) if first is None else first
         if self.config.centring_passes and encoding.shift_px is not None:
             # read the shape again from the particle moved to where the head says it sits; the
             # head's answer on the moved particle refines the shift
@@ -195,12 +196,11 @@ class AffinityVAE(nn.Module):
         says where the particle sits, whatever else the reconstruction rewards.
         """
         x = self._as_batch(x)
-        shift_error = None
+        shift_error, first = None, self.encoder(x)
         if shift_delta is not None and self.encoder.shift is not None:
-            here = self.encoder(x).shift_px
             there = self.encoder(moved_tensor(x, shift_delta)).shift_px
-            shift_error = (there - here - shift_delta.float()).square().sum(1).mean()
-        mu, log_var, pose, shift_px = self.encode(x)
+            shift_error = (there - first.shift_px - shift_delta.float()).square().sum(1).mean()
+        mu, log_var, pose, shift_px = self.encode(x, first)
         if eps is None and self.training:
             eps = torch.randn_like(mu)
         z = mu if eps is None else mu + eps * torch.exp(0.5 * log_var)  # (n, latent_dims)
