@@ -20,6 +20,12 @@ where its angles came from: calling a user's refinement "true" would claim what 
 At 10 Å per voxel an FSC against the map reaches Nyquist for any roughly right average, so the
 threshold resolutions saturate; the FSC's area (its mean over the shells up to Nyquist, 1 for a
 perfect match, about 0 for an unrelated volume) keeps ranking averages that both reach Nyquist.
+
+Every FSC is taken after the average is moved onto what it is compared with (the translation of
+their cross-correlation's peak, within :data:`ALIGN_REACH_PX`), as two maps are compared in
+practice: an average is only defined up to where its reference's centre was put, and a
+translation costs nothing in how right its orientations are. The translation is reported
+(``*_shift_to_map_px``) so a large one can be seen.
 """
 
 from __future__ import annotations
@@ -28,16 +34,20 @@ import logging
 
 import numpy as np
 import pandas as pd
+import torch
 
 from cryoavae.geometry.rotations import align_rotations, relion_angles_to_matrices
+from cryoavae.geometry.translation import moved
 from cryoavae.inference.annotate import COLUMNS, class_assignments
 from cryoavae.inference.latents import INFERRED_ANGLES, INFERRED_SHIFTS, latent_columns
 from cryoavae.orientation.averaging import class_average
+from cryoavae.orientation.fourier import correlation_peaks
 from cryoavae.particles import ParticleImages
 
 SEEN_SPLITS = ("train", "val", "test")  # a study's particles of seen classes (not unseen/applied)
 PREDICTED_CLASS = COLUMNS[0]  # the nearest seen class, as the annotated STAR file names it
 MAX_PER_CLASS = 1000  # a seeded draw of a larger class: the average is then already converged
+ALIGN_REACH_PX = 3.0  # an average is moved at most this far (voxels) onto what it is compared with
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +88,16 @@ def resolution_angstrom(
     f0, f1, c0, c1 = frequency[i - 1], frequency[i], curve[i - 1], curve[i]
     crossing = f0 + (c0 - threshold) / (c0 - c1) * (f1 - f0)
     return float(voxel_size_angstrom / crossing)
+
+
+def aligned_to(volume: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, float]:
+    """``volume`` ``(d, d, d)`` moved onto ``reference`` by the peak of their cross-correlation
+    (within :data:`ALIGN_REACH_PX` voxels, to a fraction of a voxel), and how far it moved."""
+    d = volume.shape[-1]
+    spectra = np.fft.rfftn(volume) * np.conj(np.fft.rfftn(reference))
+    cc = torch.from_numpy(np.fft.irfftn(spectra, s=(d, d, d))[None])
+    offset = correlation_peaks(cc, torch.tensor([ALIGN_REACH_PX]))[0].numpy()
+    return moved(volume[None], -offset[None])[0], float(np.linalg.norm(offset))
 
 
 def fsc_area(curve: np.ndarray) -> float:
@@ -242,6 +262,7 @@ def _score(c, found, row, maps, voxel_size_angstrom, curves) -> None:
     known = next((label for label in ("true", "given") if label in found), None)
     for label, volume in found.items():
         if c in maps:
+            volume, row[f"{label}_shift_to_map_px"] = aligned_to(volume, maps[c])
             frequency, curve = fsc(volume, maps[c])
             curves[(c, label)] = (frequency, curve)
             for threshold in (0.5, 0.143):
@@ -250,7 +271,7 @@ def _score(c, found, row, maps, voxel_size_angstrom, curves) -> None:
             row[f"{label}_fsc_area_vs_map"] = fsc_area(curve)
     for label in ("predicted", "inferred"):
         if known is not None and label in found:
-            frequency, curve = fsc(found[label], found[known])
+            frequency, curve = fsc(aligned_to(found[label], found[known])[0], found[known])
             row[f"{label}_vs_{known}_fsc05_angstrom"] = resolution_angstrom(
                 frequency, curve, 0.5, voxel_size_angstrom
             )
