@@ -25,7 +25,7 @@ def test_the_metric_from_a_latents_table():
         }
     )
     names, split = latents["class_name"].to_numpy(), latents["split"].to_numpy()
-    metrics, rotations = aligned_orientation_metrics(
+    metrics, rotations, _ = aligned_orientation_metrics(
         latents, names, split == "train", split == "val", ["a"], {}
     )
     assert metrics["pose_geodesic_median_deg"] < 1e-3 and set(rotations) == {"a"}
@@ -65,10 +65,15 @@ def test_fractions_within_20_and_40_degrees_show_the_class_a_median_hides():
     )
     train_a_ok = np.setdiff1d(np.flatnonzero((names == "a") & (split == "train")), broken)
     assert len(train_a_ok)  # the frame of a is fitted on its intact train particles
-    metrics, _ = aligned_orientation_metrics(
+    metrics, _, errors = aligned_orientation_metrics(
         latents, names, split == "train", split == "val", ["a", "b"], {}
     )
     within = metrics["pose_within_20deg_per_class"]
     assert abs(within["a"] - 0.6) < 0.05 and within["b"] < 0.1
     assert metrics["pose_within_40deg_per_class"]["b"] < 0.2
     assert abs(metrics["pose_within_20deg"] - (0.6 * 75 + within["b"] * 25) / 100) < 1e-9
+    # every scored particle's own error, which the fractions are counted from
+    assert sorted(errors["class_name"].unique()) == ["a", "b"]
+    assert len(errors) == np.sum(split == "val")
+    for c in "ab":
+        assert np.mean(errors.loc[errors["class_name"] == c, "error_deg"] <= 20) == within[c]

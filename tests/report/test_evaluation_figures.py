@@ -109,3 +109,32 @@ def test_pose_figure_without_pose_says_so(tmp_path, result_2d):
 def test_umap_figure_needs_a_umap(tmp_path, result_3d):
     with pytest.raises(ValueError, match="embed_umap"):
         figures.plot_umap(tmp_path / "umap.png", result_3d)
+
+
+def test_with_the_models_orientations_the_pose_figure_shows_their_errors(tmp_path, monkeypatch):
+    """A 3-D study with the orientation step: the figure shows each class's orientation errors
+    (one class right, the others random), not the pose channel's read-out."""
+    table = latents_table(3)
+    angles = table[["angle_rot", "angle_tilt", "angle_psi"]].to_numpy()
+    wrong = table["class_name"] != "1bxn"
+    guess = angles.copy()
+    guess[wrong] = Rotation.random(int(wrong.sum()), random_state=1).as_euler("ZYZ", degrees=True)
+    table[["inferred_rot", "inferred_tilt", "inferred_psi"]] = guess
+    result = evaluate_latents(
+        table, CLASSES, affinity(), EvaluationConfig(), 0, 3, embed_umap=False
+    )
+    errors = result.orientation_errors
+    right = errors.loc[errors["class_name"] == "1bxn", "error_deg"]
+    assert (
+        right.max() < 1.0 and errors.loc[errors["class_name"] != "1bxn", "error_deg"].median() > 60
+    )
+    path = tmp_path / "pose_correlation.png"
+    figures.plot_pose_correlation(path, result)
+    assert_real_png(path)
+    drawn = []
+    monkeypatch.setattr(figures, "_plot_orientation_errors", lambda p, r: drawn.append(p))
+    figures.plot_pose_correlation(tmp_path / "again.png", result)
+    figures.plot_pose_correlation(
+        tmp_path / "without.png", replace(result, orientation_errors=None)
+    )
+    assert drawn == [tmp_path / "again.png"]

@@ -10,10 +10,9 @@ One rule throughout: whatever is fitted (classifier, class centroids, pose maps)
 particles, so no number is flattered by the particles the encoder was trained on. The held-out
 particles are the ``test`` split when the study has one (never used for any choice: ``val`` is
 where settings, checkpoints and thresholds are chosen), else ``val``; ``metrics.json`` says which
-(``scored_split``).
-Seen classes are those with ``train`` particles; unseen classes are those with ``unseen`` ones,
-but for junk: an extraction's false-positive boxes (class ``background``, split ``unseen``),
-scored apart from them (:mod:`.open_set`).
+(``scored_split``). Seen classes have ``train`` particles, unseen ones ``unseen`` particles, but
+for junk: an extraction's false-positive boxes (class ``background``, split ``unseen``), scored
+apart from them (:mod:`.open_set`).
 """
 
 from __future__ import annotations
@@ -71,13 +70,14 @@ class EvaluationResult:
     - ``confusion_counts``: ``(n_seen, n_seen)`` int, rows = true class, columns = predicted
       class, over the val particles, indexed like ``seen_classes``.
     - ``umap_xy``: ``(n, 2)`` UMAP coordinates of every particle's mu (None if not asked for);
-      ``umap_class``,
-      ``umap_split``: ``(n,)`` the particles' class names and splits.
+      ``umap_class``, ``umap_split``: ``(n,)`` the particles' class names and splits.
     - ``class_cosine``, ``class_affinity``: ``(c, c)`` DataFrames over seen then unseen classes:
       mean pairwise cosine of mu between the classes' particles, and the prior affinity.
     - ``pose_table``: one row per scored val particle (2-D: ``class_name``, ``true_angle_deg``,
       ``pose_feature``, ``predicted_angle_deg``, ``error_deg``; 3-D: ``class_name``,
       ``error_deg``, ``true_r00..true_r22``, ``predicted_r00..predicted_r22``); None without pose.
+    - ``orientation_errors``: 3-D, per scored seen particle, the error of the model's orientation
+      (``inferred_*``; :func:`.orientation.aligned_orientation_metrics`), empty without them.
     - ``novelty``: held-out, unseen and junk particles with ``nearest_seen``,
       ``nearest_cosine``, ``novelty``, ``is_novel`` and every score
       (:func:`.open_set.novelty_metrics`); ``novelty_model``: the fitted novelty model
@@ -97,6 +97,7 @@ class EvaluationResult:
     pose_table: pd.DataFrame | None
     novelty: pd.DataFrame
     novelty_model: NoveltyModel
+    orientation_errors: pd.DataFrame | None = None
 
 
 def evaluate_latents(
@@ -142,8 +143,7 @@ def evaluate_latents(
       without unseen; with every score's, the threshold set on val, the fractions of unseen
       particles flagged and of held-out seen ones kept, and the same for junk
       (:func:`.open_set.novelty_metrics`: ``novelty_*``, ``n_junk``).
-    - ``n_train``, ``n_val``, ``n_test``, ``n_unseen``, ``scored_split``, ``latent_dim``,
-      ``pose_dim``.
+    - ``n_train``, ``n_val``, ``n_test``, ``n_unseen``, ``scored_split``, ``*_dim``.
 
     Raises:
         InputError: a missing column, a class not in ``class_names``, a split other than
@@ -154,7 +154,9 @@ def evaluate_latents(
     affinity = np.asarray(affinity, dtype=np.float64)
     mu_cols, pose_cols = _check_latents(latents, class_names, affinity, ndim)
     p = _particles(latents, class_names, mu_cols, pose_cols)
-    read_outs, counts, pose_table = _read_out_metrics(latents, p, config, seed, ndim, symmetry)
+    read_outs, counts, pose_table, errors = _read_out_metrics(
+        latents, p, config, seed, ndim, symmetry
+    )
     shown, cosine, prior = _class_structure(p, affinity)
     n_seen = len(p.seen)
     agreement = prior_agreement(cosine[:n_seen, :n_seen], prior[:n_seen, :n_seen])
@@ -174,6 +176,7 @@ def evaluate_latents(
         class_cosine=pd.DataFrame(cosine, index=shown, columns=shown),
         class_affinity=pd.DataFrame(prior, index=shown, columns=shown),
         pose_table=pose_table,
+        orientation_errors=errors,
         novelty=novelty.reset_index(drop=True),
         novelty_model=novelty_model,
     )
@@ -252,9 +255,10 @@ def _read_out_metrics(
     seed: int,
     ndim: int,
     symmetry: dict[str, np.ndarray] | None,
-) -> tuple[dict, np.ndarray, pd.DataFrame | None]:
+) -> tuple[dict, np.ndarray, pd.DataFrame | None, pd.DataFrame | None]:
     """What read-outs fitted on the train particles recover from the val particles: class
-    (classifier and silhouette) and pose; with the confusion counts and the pose table."""
+    (classifier and silhouette) and pose; with the confusion counts, the pose table and (3-D)
+    each scored particle's orientation error."""
     train, val = p.train, p.held_out
     metrics, counts = classification(
         p.mu[train], p.names[train], p.mu[val], p.names[val], p.seen, config, seed
@@ -262,11 +266,11 @@ def _read_out_metrics(
     metrics = {**metrics, "silhouette": cosine_silhouette(p.mu[val], p.names[val], seed)}
     pose_scores, pose_table = pose_metrics(latents, p.pose, p.names, train, val, p.seen, ndim)
     metrics.update(pose_scores)
-    if ndim == 3:
-        groups = dict(config.symmetry) if symmetry is None else symmetry
-        aligned, _ = aligned_orientation_metrics(latents, p.names, train, val, p.seen, groups)
-        metrics.update(aligned)
-    return metrics, counts, pose_table
+    if ndim != 3:
+        return metrics, counts, pose_table, None
+    groups = dict(config.symmetry) if symmetry is None else symmetry
+    aligned, _, errors = aligned_orientation_metrics(latents, p.names, train, val, p.seen, groups)
+    return {**metrics, **aligned}, counts, pose_table, errors
 
 
 def _class_structure(

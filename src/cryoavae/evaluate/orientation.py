@@ -45,15 +45,17 @@ WITHIN_DEG = (20, 40)
 
 def aligned_orientation_metrics(
     latents: pd.DataFrame, names, train, val, seen, symmetry: dict[str, str | np.ndarray]
-) -> tuple[dict, dict[str, np.ndarray]]:
-    """Metrics (JSON-ready) and, per class, the aligning rotation ``Q`` ``(3, 3)``."""
+) -> tuple[dict, dict[str, np.ndarray], pd.DataFrame]:
+    """Metrics (JSON-ready), per class the aligning rotation ``Q`` ``(3, 3)``, and each scored
+    particle's error (``class_name``, ``error_deg``; empty without the model's orientations)."""
     if not set(INFERRED_ANGLES) <= set(latents.columns):
         empty = {
             f"pose_within_{t}deg{s}": v
             for t in WITHIN_DEG
             for s, v in (("", None), ("_per_class", {}))
         }
-        return {"pose_geodesic_median_deg": None, "pose_geodesic_per_class": {}, **empty}, {}
+        metrics = {"pose_geodesic_median_deg": None, "pose_geodesic_per_class": {}, **empty}
+        return metrics, {}, pd.DataFrame({"class_name": [], "error_deg": []})
     inferred = relion_angles_to_matrices(latents[list(INFERRED_ANGLES)].to_numpy(np.float64))
     true = relion_angles_to_matrices(
         latents[["angle_rot", "angle_tilt", "angle_psi"]].to_numpy(np.float64)
@@ -81,4 +83,10 @@ def aligned_orientation_metrics(
         metrics[f"pose_within_{limit}deg_per_class"] = {
             c: float(np.mean(e <= limit)) for c, e in zip(per_class, errors, strict=True)
         }
-    return metrics, rotations
+    table = pd.DataFrame(
+        {
+            "class_name": np.repeat(list(per_class), [len(e) for e in errors]).astype(str),
+            "error_deg": every,
+        }
+    )
+    return metrics, rotations, table
