@@ -440,3 +440,35 @@ def test_references_keep_their_frame_offsets_through_a_file(tmp_path):
     np.testing.assert_array_equal(loaded.offsets(), offsets)
     np.savez(tmp_path / "older.npz", templates=np.ones((2, 4, 4, 4)), centres=np.eye(2), metric="x")
     np.testing.assert_array_equal(References.load(tmp_path / "older.npz").offsets(), 0.0)
+
+
+def test_the_global_searchs_finest_detail_is_a_setting_in_voxels(tmp_path, monkeypatch):
+    """``global_resolution_px`` sets the global search's low pass (box / that many cycles); its
+    default, 4, is the matcher's own quarter of the box."""
+    rng = np.random.default_rng(10)
+    volume = blobs(rng)
+    images = _image_set(
+        tmp_path, measured(volume, Rotation.random(4, random_state=rng).as_matrix(), rng, snr=1.0)
+    )
+    bands = []
+
+    class Recording(templates_module.TemplateMatcher):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            bands.append(kwargs["low_pass_px"])
+
+    monkeypatch.setattr(templates_module, "TemplateMatcher", Recording)
+    d = volume.shape[-1]
+    for resolution in (4.0, 3.0):
+        config = OrientationConfig(
+            grid_step_deg=30.0,
+            reference_iterations=0,
+            wedge_tilt_max_deg=60.0,
+            global_resolution_px=resolution,
+        )
+        match_with_references(volume[None], np.zeros(4, int), images, config)
+    assert bands == [pytest.approx(d / 4.0), pytest.approx(d / 3.0)]
+    own = TemplateMatcher(volume[None], 60.0, None, 30.0).low.flat
+    np.testing.assert_array_equal(
+        own, TemplateMatcher(volume[None], 60.0, None, 30.0, 3, d / 4).low.flat
+    )

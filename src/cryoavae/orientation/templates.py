@@ -55,9 +55,10 @@ class OrientationConfig(
 ):
     """The ``orientation`` section: ``method`` (``encoder`` or ``template_matching``),
     ``templates`` (k-means centres; 0 = one per seen class), ``grid_step_deg``,
-    ``refinement_levels``, ``reference_iterations``, ``assignment``, ``centre_metric`` and
-    ``ctf`` (see the schema); and the particles' missing wedge ``wedge_tilt_max_deg`` (the study's
-    ``missing_wedge``, None for none), which templates are matched and averaged through."""
+    ``global_resolution_px``, ``refinement_levels``, ``reference_iterations``, ``assignment``,
+    ``centre_metric`` and ``ctf`` (see the schema); and the particles' missing wedge
+    ``wedge_tilt_max_deg`` (the study's ``missing_wedge``, None for none), which templates are
+    matched and averaged through."""
 
 
 @dataclass(frozen=True)
@@ -348,6 +349,7 @@ def _match_all(
         ctf if config.ctf else None,
         config.grid_step_deg,
         config.refinement_levels,
+        low_pass_px=templates.shape[-1] / config.global_resolution_px,
         max_shift_px=max_shift_px,
         guess_offsets_px=frame_offsets_px,
     )
