@@ -141,10 +141,12 @@ def test_a_voxel_size_the_files_do_not_give_is_asked_for(tmp_path, capsys):
     assert valid(path)["star"]["voxel_size_angstrom"] == 6.5
 
 
-def test_the_written_config_plans_a_run(tmp_path, capsys):
-    """Beyond validation: snakemake builds the whole study's DAG from it (a dry run)."""
+@pytest.mark.parametrize("options", [[], ["--orientations"]])
+def test_the_written_config_plans_a_run(tmp_path, capsys, options):
+    """Beyond validation: snakemake builds the whole study's DAG from it (a dry run); with
+    orientations, the matching too."""
     relion_star(tmp_path / "data")
-    status, _, err, path = init(tmp_path, capsys, "--star", "data/particles.star")
+    status, _, err, path = init(tmp_path, capsys, "--star", "data/particles.star", *options)
     assert status == 0, err
     result = subprocess.run(
         [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-n", "--cores", "1"]
@@ -156,6 +158,7 @@ def test_the_written_config_plans_a_run(tmp_path, capsys):
     assert result.returncode == 0, result.stderr[-3000:]
     for rule in ("compute_affinity", "import_star_particles", "train_model", "evaluate_model"):
         assert rule in result.stdout
+    assert ("fit_references" in result.stdout) == bool(options)
 
 
 def test_model_settings_follow_the_box():
@@ -273,3 +276,32 @@ def test_a_study_written_by_init_trains_through_snakemake(tmp_path, capsys):
     shown = capsys.readouterr().out
     assert "classes (3): ribo, proteasome, tric" in shown and "epochs trained: 2" in shown
     assert "metrics (" in shown and "accuracy" in shown
+
+
+def test_orientations_ask_for_the_model_that_gives_them(tmp_path, capsys):
+    """``--orientations`` writes the pose model (the shape turned by a 6-D pose, the centre
+    found first) and the orientation step, searching 3 voxels at the file's voxel size; the
+    config validates. 2-D particles are refused in one line."""
+    relion_star(tmp_path / "data")  # 12.5 A per voxel
+    argv = ["--star", "data/particles.star", "--orientations"]
+    status, _, err, path = init(tmp_path, capsys, *argv)
+    assert status == 0, err
+    config = valid(path)
+    model = config["model"]
+    assert model["decoder"] == "gaussian_splat" and model["pose_encoding"] == "rotation6d"
+    assert model["translation_px"] > 0 and model["centring_passes"] > 0
+    assert config["training"]["shift_equivariance"] > 0
+    orientation = config["orientation"]
+    assert orientation["method"] == "template_matching"
+    assert orientation["max_shift_angstrom"] == 37.5 and orientation["centre_from"] == "shift_head"
+    assert "Each particle's orientation and centre" in prose(path)
+    without = valid(init(tmp_path, capsys, "--star", "data/particles.star", out="c/plain.yaml")[3])
+    assert without["model"]["decoder"] == "cnn"
+    assert without["orientation"]["method"] == "encoder"
+    images, labels = blobs(6, 16, 2, np.random.default_rng(1))
+    warp_star(tmp_path / "flat", images, np.array(["a", "b", "c"])[labels])
+    argv = ["--star", "flat/particles.star", "--class-column", "tmLabel", "--orientations"]
+    status, _, err, path = init(tmp_path, capsys, *argv, out="c/flat.yaml")
+    assert status == 1 and not path.exists()
+    assert "flat/particles.star: --orientations needs subtomograms (3-D boxes)" in err
+    assert len(err.strip().splitlines()) == 1

@@ -32,6 +32,7 @@ INIT_EXAMPLE = """examples:
       --classes ribosome,proteasome,tric --unseen tric --prior uniform -o config/my_study.yaml
   cryoavae init --star warp/particles.star --class-column tmLabel \\
       --prior csv data/prior.csv -o config/my_study.yaml
+  cryoavae init --star data/particles.star --orientations -o config/my_poses.yaml
 then: snakemake --cores 2 --configfile config/my_study.yaml"""
 INFO_EXAMPLE = """example:
   cryoavae info results/my_study/seed0/models/avae/model.pt
@@ -138,6 +139,12 @@ def _add_init(commands) -> None:
         type=float,
         help="the voxel size, needed only when neither the optics block nor the headers give it",
     )
+    init.add_argument(
+        "--orientations",
+        action="store_true",
+        help="3-D: the model that gives each particle's orientation and centre (a decoder that "
+        "turns a shape by the pose, template matching from the encoder's centre; slower)",
+    )
     init.add_argument("--force", action="store_true", help="overwrite an existing config")
     init.set_defaults(run=_run_init)
 
@@ -174,6 +181,7 @@ def _run_init(args: argparse.Namespace) -> int:
         study=args.study,
         voxel_size_angstrom=args.voxel_size_angstrom,
         force=args.force,
+        orientations=args.orientations,
     )
     text = init_study(request)
     print(f"wrote {args.out}: study {text.study!r}, classes {', '.join(text.classes)}", end="")

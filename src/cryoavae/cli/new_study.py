@@ -28,6 +28,17 @@ MIN_BOX, MAX_BOX = 8, 512
 # The encoder halves the box once per entry of model.channels; it stops near a 4-voxel feature
 # map, as the project's 32^3 studies do with [8, 16, 32].
 FEATURE_EDGE = 4
+# what --orientations adds (config/shrec10_pose.yaml, docs/science.md 4.6-4.8): the shape turned
+# by the pose, the particle's centre found (4 voxels at most) and read from there
+ORIENTATION_MODEL = {
+    "decoder": "gaussian_splat",
+    "n_gaussians": 64,
+    "pose_encoding": "rotation6d",
+    "pose_dims": 6,
+    "measure_wedge": True,
+    "translation_px": 4.0,
+    "centring_passes": 2,
+}
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,7 @@ class StudyRequest:
     study: str | None = None
     voxel_size_angstrom: float | None = None
     force: bool = False
+    orientations: bool = False
 
 
 def init_study(request: StudyRequest) -> StudyText:
@@ -64,6 +76,11 @@ def init_study(request: StudyRequest) -> StudyText:
     names, how_named = study_classes(contents, request.classes)
     _check_unseen(request.unseen, names, contents.path)
     edge = checked_box(contents)
+    ndim = len(contents.box_shape)
+    if request.orientations and ndim != 3:
+        raise InputError(
+            f"{contents.path}: --orientations needs subtomograms (3-D boxes), these are 2-D"
+        )
     voxel, voxel_note = _voxel_size(contents, request.voxel_size_angstrom)
     if request.prior == "structures":
         bad = [n for n in names if not PDB_ID.match(n)]
@@ -87,7 +104,8 @@ def init_study(request: StudyRequest) -> StudyText:
         voxel_size_angstrom=voxel,
         voxel_note=voxel_note,
         voxel_given=request.voxel_size_angstrom if contents.voxel_size_angstrom is None else None,
-        model=model_for_box(edge, len(contents.box_shape)),
+        model=model_for_box(edge, ndim, request.orientations),
+        orientations=request.orientations,
     )
     write_study(request.out, text)
     return text
@@ -196,13 +214,15 @@ def _check_prior_csv(path: Path | None, names: list[str]) -> None:
     read_affinity_csv(path, names)
 
 
-def model_for_box(edge: int, ndim: int) -> dict:
+def model_for_box(edge: int, ndim: int, orientations: bool = False) -> dict:
     """Model settings for a box of ``edge`` voxels: as many halving levels as bring it near a
     4-voxel feature map (32 -> [8, 16, 32], as the project's 32^3 studies use), channels doubling
     from 8; 8 latent dimensions; batch norm (without it some seeds get stuck, docs/science.md)
-    and a 1-voxel low pass before the encoder (steadier mu for particles off their centre)."""
+    and a 1-voxel low pass before the encoder (steadier mu for particles off their centre).
+    With ``orientations`` (3-D): the model of ``config/shrec10_pose.yaml``, a decoder that turns
+    a 3-D shape by a 6-D pose and an encoder that finds each particle's centre first."""
     levels = max(1, min(6, int(math.floor(math.log2(edge / FEATURE_EDGE)))))
-    return {
+    model = {
         "channels": [min(8 * 2**k, 256) for k in range(levels)],
         "batch_norm": True,
         "latent_dims": 8,
@@ -210,3 +230,6 @@ def model_for_box(edge: int, ndim: int) -> dict:
         "decoder": "cnn",
         "input_blur_px": 1.0,
     }
+    if orientations:
+        model.update(ORIENTATION_MODEL)
+    return model
