@@ -179,7 +179,9 @@ def _notes(t: StudyText) -> dict[str, dict[str, str]]:
             "": "Each particle's orientation and centre: matched against one template per seen "
             "class (the decoder's rendering of the class, refined by averaging its particles), "
             "from where the encoder's shift head puts the centre. Written as the STAR files' "
-            "angles and origins; about 10 minutes per 4,000 32^3 particles on 2 CPU cores.",
+            "angles and origins; about 10 minutes per 4,000 32^3 particles on 2 CPU cores. "
+            "global_resolution_px: 3 flips fewer near-symmetric particles at 2.4x the "
+            "matching time (docs/science.md 4.8).",
             "max_shift_angstrom": f"How far a centre may sit from its box's ({PICK_ERROR_PX} "
             "voxels); raise it for a picker that misses by more.",
         },
