@@ -233,7 +233,9 @@ def study_errors(out: Path) -> tuple[pd.DataFrame, dict]:
     names, split = latents["class_name"].astype(str).to_numpy(), latents["split"].to_numpy()
     held = split == ("test" if (split == "test").any() else "val")
     seen = ["ribosome", "proteasome"]
-    metrics, frames = aligned_orientation_metrics(latents, names, split == "train", held, seen, {})
+    metrics, frames, _ = aligned_orientation_metrics(
+        latents, names, split == "train", held, seen, {}
+    )
     reported = json.loads((variant / "metrics.json").read_text())["pose_geodesic_per_class"]
     assert metrics["pose_geodesic_per_class"] == pytest.approx(reported, abs=1e-6)
     assert set(frames) == set(seen)
