@@ -18,7 +18,7 @@ from cryoavae.geometry.volume_rotation import rotate_volumes
 from cryoavae.geometry.wedge import missing_wedge_mask
 from cryoavae.particles import ParticleImages
 
-__all__ = ["centre_on_mass", "class_average", "mass_offsets"]
+__all__ = ["centre_on_mass", "centred_on_mass", "class_average", "mass_offsets"]
 
 BATCH = 128
 
@@ -66,8 +66,15 @@ def centre_on_mass(volumes: np.ndarray) -> np.ndarray:
     from. Shifts found against centred references mean the same thing for every class: where the
     particle's centre of mass sits, as the simulated maps and most pickers place it.
     """
+    return centred_on_mass(volumes)[0]
+
+
+def centred_on_mass(volumes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`centre_on_mass`'s volumes (float32) and the offsets ``(m, 3)`` it moved away
+    (:func:`mass_offsets`), for a caller that keeps track of where each centre went."""
     volumes = np.asarray(volumes, dtype=np.float64)
-    return moved(volumes, -mass_offsets(volumes))
+    offsets = mass_offsets(volumes)
+    return moved(volumes, -offsets), offsets
 
 
 def mass_offsets(volumes: np.ndarray) -> np.ndarray:

@@ -30,8 +30,7 @@ from cryoavae.core.atomic import atomic_path
 from cryoavae.core.progress import Progress
 from cryoavae.core.schema import section_dataclass
 from cryoavae.geometry.ctf import CtfModel
-from cryoavae.geometry.translation import moved
-from cryoavae.orientation.averaging import class_average, mass_offsets
+from cryoavae.orientation.averaging import centred_on_mass, class_average
 from cryoavae.orientation.matcher import Matches, TemplateMatcher
 
 __all__ = [
@@ -162,8 +161,7 @@ def fit_references(
         templates = model.decode(rendered)[:, 0].float().cpu().numpy()  # identity pose
     offsets = np.zeros((len(templates), 3))
     if config.max_shift_angstrom > 0:  # shifts are then found relative to each centre of mass
-        offsets = mass_offsets(templates)
-        templates = moved(templates, -offsets).astype(np.float32)
+        templates, offsets = centred_on_mass(templates)
     references = References(templates, space_centres, config.centre_metric)
     template = references.nearest(mu)
     rows = _reference_rows(template, config.reference_particles, seed)
@@ -319,9 +317,8 @@ def refine_references(
                 found.shifts_px[rows],
             )
             if searched:  # the average's centre is its particles'; the reference's, its mass
-                mass = mass_offsets(average[None])[0]
-                average = moved(average[None], -mass[None])[0]
-                offsets[c] += mass
+                centred, mass = centred_on_mass(average[None])
+                average, offsets[c] = centred[0], offsets[c] + mass[0]
             templates[c] = average
     return templates, offsets
 
