@@ -103,3 +103,33 @@ def test_an_average_that_never_reaches_fsc_half_is_counted_as_failed_not_left_ou
     table = seed_summary_table(["avae"], [1, 2], metrics, tables)
     text = seed_summary_markdown("s", table, [1, 2], "test", "snakemake")
     assert "| avae | 1.10; failed in 1 |" in text
+
+
+def test_the_fsc_area_ratio_per_class_counts_the_seeds_below_the_pass_line():
+    """The area ratio (predicted over true-pose) per class over seeds, and a seed whose ratio
+    falls below the pass line counted as failed even though the resolutions both sit at
+    Nyquist (the resolution ratio 1.00 there)."""
+    from cryoavae.evaluate.seeds import AREA_RATIO_PASS
+
+    def averages(area):
+        return pd.DataFrame(
+            {
+                "class_name": ["a"],
+                "predicted_fsc5_vs_map_angstrom": [20.0],
+                "true_fsc5_vs_map_angstrom": [20.0],
+                "predicted_fsc_area_vs_map": [area],
+                "true_fsc_area_vs_map": [0.6],
+            }
+        )
+
+    metrics = {("avae", s): run(0.8, 0.7) for s in (1, 2, 3)}
+    areas = (0.6, 0.57, 0.6 * (AREA_RATIO_PASS - 0.1))
+    tables = {("avae", s): averages(area) for s, area in zip((1, 2, 3), areas, strict=True)}
+    table = seed_summary_table(["avae"], [1, 2, 3], metrics, tables)
+    ratios = [area / 0.6 for area in areas]
+    assert table.loc[0, "average_area:a_mean"] == pytest.approx(np.mean(ratios))
+    assert table.loc[0, "average_area:a_failed"] == 1
+    assert table.loc[0, "average_ratio:a_failed"] == 0
+    text = seed_summary_markdown("s", table, [1, 2, 3], "test", "snakemake")
+    assert "| avae | 1.00 ± 0.00 |" in text  # the resolutions saw nothing
+    assert f"| avae | {np.mean(ratios):.2f} ± {np.std(ratios, ddof=1):.2f}; failed in 1 |" in text

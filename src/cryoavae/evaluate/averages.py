@@ -95,7 +95,7 @@ def aligned_to(volume: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, f
     (within :data:`ALIGN_REACH_PX` voxels, to a fraction of a voxel), and how far it moved."""
     d = volume.shape[-1]
     spectra = np.fft.rfftn(volume) * np.conj(np.fft.rfftn(reference))
-    cc = torch.from_numpy(np.fft.irfftn(spectra, s=(d, d, d))[None])
+    cc = torch.from_numpy(np.fft.irfftn(spectra, s=(d, d, d), axes=(0, 1, 2))[None])
     offset = correlation_peaks(cc, torch.tensor([ALIGN_REACH_PX]))[0].numpy()
     return moved(volume[None], -offset[None])[0], float(np.linalg.norm(offset))
 

@@ -36,6 +36,15 @@ PER_CLASS = "pose_within_20deg_per_class"
 #: falls behind the one the true orientations make
 PREDICTED_RESOLUTION = "predicted_fsc5_vs_map_angstrom"
 TRUE_RESOLUTION = "true_fsc5_vs_map_angstrom"
+#: and their FSC curves' areas, whose ratio keeps seeing what the resolutions stop seeing once
+#: both averages reach Nyquist (half of a class's orientations flipped, or 30 degrees off)
+PREDICTED_AREA = "predicted_fsc_area_vs_map"
+TRUE_AREA = "true_fsc_area_vs_map"
+#: the FSC area ratio an average must reach to pass: measured on the default study's particles
+#: with orientation errors put in by hand (tools/calibrate_average_test.py), 20 degrees of
+#: error about random axes keeps the classes at or above it and 30 degrees, or half of the
+#: particles flipped by 180 degrees, takes every large complex (over 200 kDa) below it
+AREA_RATIO_PASS = 0.9
 
 
 def _number(value) -> float:
@@ -59,8 +68,10 @@ def seed_summary_table(
 
     ``metrics[(variant, seed)]`` is that run's ``metrics.json``, ``averages[(variant, seed)]``
     its ``class_averages.tsv``: the ratio is the predicted-class average's resolution over the
-    true-pose average's (1: as good). A metric a run lacks (no pose, no unseen class) counts as
-    missing for that seed, not as zero.
+    true-pose average's (1: as good), and ``average_area:<class>`` its FSC area over the
+    true-pose average's (1: as good; below :data:`AREA_RATIO_PASS` fails, counted per variant
+    in ``average_area:<class>_failed``). A metric a run lacks (no pose, no unseen class) counts
+    as missing for that seed, not as zero.
     """
     rows = []
     for variant in variants:
@@ -70,7 +81,9 @@ def seed_summary_table(
         for c in classes:
             values[f"within_20deg:{c}"] = [_number((m.get(PER_CLASS) or {}).get(c)) for m in runs]
         if averages is not None:
-            values.update(_resolution_ratios([averages[(variant, seed)] for seed in seeds]))
+            tables = [averages[(variant, seed)] for seed in seeds]
+            values.update(_ratios(tables, "average_ratio", PREDICTED_RESOLUTION, TRUE_RESOLUTION))
+            values.update(_ratios(tables, "average_area", PREDICTED_AREA, TRUE_AREA))
         row: dict[str, object] = {"variant": variant, "n_seeds": len(seeds)}
         for key, series in values.items():
             finite = np.array([v for v in series if math.isfinite(v)])
@@ -78,21 +91,24 @@ def seed_summary_table(
             row[f"{key}_sd"] = float(finite.std(ddof=1)) if len(finite) > 1 else math.nan
             if key.startswith("average_ratio:"):  # an average that never reached FSC 0.5
                 row[f"{key}_failed"] = sum(v == math.inf for v in series)
+            if key.startswith("average_area:"):
+                row[f"{key}_failed"] = sum(v < AREA_RATIO_PASS for v in series)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _resolution_ratios(tables: Sequence[pd.DataFrame]) -> dict[str, list[float]]:
-    """``average_ratio:<class>``: per seed, the predicted-class average's resolution over the
-    true-pose average's (NaN where a seed has neither; infinite where the predicted average never
-    reached FSC 0.5)."""
+def _ratios(
+    tables: Sequence[pd.DataFrame], name: str, predicted: str, true: str
+) -> dict[str, list[float]]:
+    """``<name>:<class>``: per seed, the class's ``predicted`` column over its ``true`` one (NaN
+    where a seed has neither; infinite where the predicted average never reached FSC 0.5)."""
     ratios: dict[str, dict[int, float]] = {}
     for k, table in enumerate(tables):
-        if not {PREDICTED_RESOLUTION, TRUE_RESOLUTION} <= set(table.columns):
+        if not {predicted, true} <= set(table.columns):
             continue
         for _, row in table.iterrows():
-            ratio = _number(row[PREDICTED_RESOLUTION]) / _number(row[TRUE_RESOLUTION])
-            ratios.setdefault(f"average_ratio:{row['class_name']}", {})[k] = ratio
+            ratio = _number(row[predicted]) / _number(row[true])
+            ratios.setdefault(f"{name}:{row['class_name']}", {})[k] = ratio
     return {
         key: [by_seed.get(k, math.nan) for k in range(len(tables))]
         for key, by_seed in sorted(ratios.items())
@@ -160,33 +176,50 @@ def seed_summary_markdown(
 
 
 def _ratio_lines(table: pd.DataFrame) -> list[str]:
-    """The per-class table of the averages' resolution ratios (none without averages)."""
+    """The per-class tables of the averages' resolution and FSC-area ratios (none without
+    averages)."""
+    lines = _per_class_lines(
+        table,
+        "average_ratio",
+        "Each class's average over the particles predicted to be in it, turned by the model's "
+        "orientations: its resolution (FSC 0.5 against the class's map) over that of the "
+        "average of its true particles turned by the true orientations (1.00: as good). Once "
+        "both reach Nyquist this ratio stops seeing errors:",
+    )
+    return lines + _per_class_lines(
+        table,
+        "average_area",
+        "The same averages' FSC area (the curve's mean up to Nyquist) over the true-pose "
+        f"average's: the test that does not saturate (1.00: as good; below {AREA_RATIO_PASS} "
+        "fails, which orientations 30° off or half flipped by 180° do for every large complex):",
+    )
+
+
+def _per_class_lines(table: pd.DataFrame, name: str, caption: str) -> list[str]:
     classes = [
         c.split(":", 1)[1][: -len("_mean")]
         for c in table.columns
-        if c.startswith("average_ratio:") and c.endswith("_mean")
+        if c.startswith(f"{name}:") and c.endswith("_mean")
     ]
     if not classes:
         return []
     lines = [
         "",
-        "Each class's average over the particles predicted to be in it, turned by the model's "
-        "orientations: its resolution (FSC 0.5 against the class's map) over that of the "
-        "average of its true particles turned by the true orientations (1.00: as good; a class "
-        "whose orientations are wrong comes out well above 1.5):",
+        caption,
         "",
         "| variant | " + " | ".join(classes) + " |",
         "|---|" + "---|" * len(classes),
     ]
     for _, row in table.iterrows():
-        cells = [_ratio_cell(row, f"average_ratio:{c}") for c in classes]
+        cells = [_ratio_cell(row, f"{name}:{c}") for c in classes]
         lines.append(f"| {row['variant']} | " + " | ".join(cells) + " |")
     return lines
 
 
 def _ratio_cell(row: pd.Series, key: str) -> str:
-    """The mean ± sd over the seeds whose average reached FSC 0.5, and how many did not (their
-    ratio is infinite: a failure, never left out silently)."""
+    """The mean ± sd over the seeds with a finite ratio, and in how many seeds the class failed
+    (a resolution ratio is infinite when the average never reached FSC 0.5; an area ratio fails
+    below :data:`AREA_RATIO_PASS`): a failure is counted, never left out silently."""
     failed = int(row.get(f"{key}_failed", 0) or 0)
     if not failed:
         return _cell(row, key, 2)
