@@ -30,10 +30,11 @@ from cryoavae.geometry.rotations import (
 from cryoavae.inference.latents import INFERRED_ANGLES
 
 DESCRIPTION = (
-    "pose_geodesic_median_deg: for each seen class, the one rotation that best aligns the "
-    "model's inferred orientations of its train particles with the true ones (orthogonal "
-    "Procrustes, modulo the class's point group in evaluation.symmetry, placed in its map's "
-    "frame) is applied to its val particles' inferred orientations; the median geodesic "
+    "pose_geodesic_median_deg: for each seen class, the one rotation that aligns the model's "
+    "inferred orientations of its train particles with the true ones (orthogonal Procrustes "
+    "over the train particles within 30 degrees of the frame most of them agree with, modulo "
+    "the class's point group in evaluation.symmetry, placed in its map's frame) is applied "
+    "to its val particles' inferred orientations; the median geodesic "
     "angle to the truth over all val particles (0 = exact up to the model's choice of frame; "
     "about 132 degrees carries no orientation over all of SO(3)). A median hides a class that "
     "fails: pose_within_20deg / _40deg are the fractions of val particles within 20 and 40 "

@@ -85,37 +85,73 @@ def nearest_rotation(m: np.ndarray) -> np.ndarray:
     return u @ vt
 
 
+#: particles within this angle of a candidate frame (modulo symmetry) agree with it; the frame is
+#: fitted to the particles that agree with the one most of them agree with
+FRAME_INLIER_DEG = 30.0
+FRAME_CANDIDATES = 256  # particles whose own frame is tried as the seed of the fit (spread evenly)
+
+
 def align_rotations(
     predicted: np.ndarray,
     true: np.ndarray,
     symmetry: str | np.ndarray | None = None,
     iterations: int = 8,
+    inlier_deg: float = FRAME_INLIER_DEG,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The one rotation ``Q`` that best maps a model's frame onto the reference's, and each
+    """The one rotation ``Q`` that maps a model's frame onto the reference's, and each
     particle's remaining error.
 
     A model's canonical frame is its own: a particle it sees as ``P_i`` (reference rotated
-    actively by ``P_i``) is ``A_i = P_i Q`` in the reference frame. ``Q`` minimises the chordal
-    distance ``sum_i |P_i Q - A_i S_i|^2`` (orthogonal Procrustes: the rotation nearest to
-    ``sum_i P_i^T A_i S_i``), alternating with each particle's symmetry copy ``S_i`` of the
-    molecule's point group. Returns ``Q`` ``(3, 3)`` and the geodesic errors (degrees) ``(n,)``.
+    actively by ``P_i``) is ``A_i = P_i Q`` in the reference frame. ``Q`` is the frame most
+    particles agree on, not a compromise between all of them: a least-squares fit over every
+    particle is pulled towards a group matched consistently wrong (a third of a class turned
+    by 125° by a near-symmetric template, say) and then counts every right particle tens of
+    degrees off, which also turns their class average away from the map. So each particle's own
+    frame ``P_i^T A_i`` is a candidate (:data:`FRAME_CANDIDATES` of them, spread evenly); the one
+    with the most particles within ``inlier_deg`` of it seeds the fit, which minimises the
+    chordal distance ``sum_i |P_i Q - A_i S_i|^2`` over the particles within ``inlier_deg`` of
+    the current ``Q`` (orthogonal Procrustes; all particles when fewer than 3 are), alternating
+    with each particle's symmetry copy ``S_i`` of the molecule's point group. Returns ``Q``
+    ``(3, 3)`` and the geodesic errors (degrees) ``(n,)`` of every particle.
     """
     predicted = np.asarray(predicted, dtype=np.float64)
     true = np.asarray(true, dtype=np.float64)
     group = symmetry_group(symmetry)  # (k, 3, 3)
     candidates = np.einsum("nij,kjl->nkil", true, group)  # (n, k, 3, 3): A_i S
-    choice = np.zeros(len(true), dtype=np.int64)
-    q = np.eye(3)
+    q = _consensus_frame(predicted, candidates, inlier_deg)
+    inliers = None
     for _ in range(iterations):
-        target = candidates[np.arange(len(true)), choice]  # (n, 3, 3)
-        q = nearest_rotation(np.einsum("nji,njk->ik", predicted, target))
         errors = geodesic_deg((predicted @ q)[:, None], candidates)  # (n, k)
-        new = np.argmin(errors, axis=1)
-        if np.array_equal(new, choice):
+        choice = np.argmin(errors, axis=1)
+        new = errors[np.arange(len(true)), choice] <= inlier_deg
+        if new.sum() < 3:
+            new[:] = True
+        if inliers is not None and np.array_equal(new, inliers):
             break
-        choice = new
+        inliers = new
+        target = candidates[np.arange(len(true)), choice][inliers]  # (m, 3, 3)
+        q = nearest_rotation(np.einsum("nji,njk->ik", predicted[inliers], target))
     errors = geodesic_deg((predicted @ q)[:, None], candidates).min(axis=1)
     return q, errors
+
+
+def _consensus_frame(predicted: np.ndarray, candidates: np.ndarray, inlier_deg: float):
+    """Of the particles' own frames ``P_c^T A_c`` (:data:`FRAME_CANDIDATES`, spread evenly over
+    the particles), the one the most particles agree with: ``P_j Q_c`` within ``inlier_deg`` of
+    some ``A_j S`` (a trace test, in chunks of seeds)."""
+    n = len(predicted)
+    if n == 0:
+        return np.eye(3)
+    seeds = np.unique(np.linspace(0, n - 1, min(n, FRAME_CANDIDATES)).round().astype(np.int64))
+    frames = np.einsum("nji,njk->nik", predicted[seeds], candidates[seeds, 0])  # (s, 3, 3)
+    least_trace = 1.0 + 2.0 * math.cos(math.radians(inlier_deg))
+    support = np.empty(len(seeds), dtype=np.int64)
+    chunk = max(1, 2**22 // (n * candidates.shape[1] * 9))
+    for start in range(0, len(seeds), chunk):
+        seen = np.einsum("nij,sjk->snik", predicted, frames[start : start + chunk])  # P_j Q_c
+        trace = np.einsum("snij,nkij->snk", seen, candidates)  # tr((P_j Q_c)^T A_j S)
+        support[start : start + chunk] = (trace.max(axis=2) >= least_trace).sum(axis=1)
+    return frames[int(np.argmax(support))]
 
 
 def random_rotations(n: int, rng: np.random.Generator, max_angle_deg: float = 180.0) -> np.ndarray:
