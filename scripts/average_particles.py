@@ -13,6 +13,7 @@ from cryoavae.model.vae import load_model
 from cryoavae.particles import (
     ORIGINS,
     ParticleImages,
+    pick_from_box_centre,
     read_particle_table,
     table_voxel_size,
     write_stack,
@@ -29,11 +30,13 @@ with rule_logging(snakemake.log[0], rule="average_particles", variant=snakemake.
         name: read_map(path)[0] for name, path in zip(params.structures, inputs.maps, strict=True)
     }
     latents = read_latents(inputs.latents)
-    # the table's own offsets (RELION's sign: minus where the centre sits) go with its angles
+    # the table's own offsets go with its angles: RELION's origin is the pick minus the
+    # particle, and a box cut from a tomogram sits on the voxel nearest its pick; a row
+    # without one (a false positive, never a class member) is taken as centred
     known_shifts = None
     if set(ORIGINS) <= set(table.columns):
         origins = table[list(ORIGINS)].to_numpy(np.float64)
-        known_shifts = -origins / voxel if np.isfinite(origins).all() else None
+        known_shifts = np.nan_to_num((pick_from_box_centre(table) - origins) / voxel)
     volumes, summary, curves = average_classes(
         latents,
         ParticleImages(table, inputs.particles),

@@ -225,25 +225,11 @@ def _add_results(particles: pd.DataFrame, table: pd.DataFrame, own: bool, out: P
     origins = list(ORIGIN_COLUMNS.values())
     if set(origins) <= set(table.columns):
         found = table[origins].apply(pd.to_numeric).to_numpy(np.float64)
-        particles[list(P.ORIGINS)] = found + _pick_from_box_centre(table)
+        particles[list(P.ORIGINS)] = found + P.pick_from_box_centre(table)
     particles[P.CLASS_NUMBER] = pd.to_numeric(table[PREDICTED_NUMBER]).to_numpy(np.int64)
     for column in RESULTS:
         if column in table.columns:
             particles[column] = table[column].to_numpy()
-
-
-def _pick_from_box_centre(table: pd.DataFrame) -> np.ndarray | float:
-    """How far ``(n, 3)`` Å each pick lies from the centre of the box it was cut in (a box sits
-    on the voxel nearest its pick), so that the origins, measured in the box, apply to the
-    coordinates as picked: particle = box centre - shift = pick - (shift + pick - box centre).
-    0 where the table does not say where the boxes were centred (your own boxes)."""
-    centres = [f"cryoavaeBoxCentre{axis}Angst" for axis in "XYZ"]
-    picks = ["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]
-    if not set(centres) | set(picks) | {TOMOGRAM_VOXEL_SIZE} <= set(table.columns):
-        return 0.0
-    voxel = pd.to_numeric(table[TOMOGRAM_VOXEL_SIZE]).to_numpy(np.float64)[:, None]
-    picked = table[picks].apply(pd.to_numeric).to_numpy(np.float64) * voxel
-    return picked - table[centres].apply(pd.to_numeric).to_numpy(np.float64)
 
 
 def _optics_block(groups: Mapping[str, int], optics: Mapping) -> pd.DataFrame:

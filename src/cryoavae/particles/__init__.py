@@ -12,7 +12,12 @@ downstream reads only this, so it does not care where the particles came from.
 """
 
 from cryoavae.particles.images import ParticleImages, table_voxel_size
-from cryoavae.particles.positions import positions_in, tomogram_name
+from cryoavae.particles.positions import (
+    BOX_CENTRES,
+    pick_from_box_centre,
+    positions_in,
+    tomogram_name,
+)
 from cryoavae.particles.stacks import (
     StackLayout,
     StackWriter,
@@ -57,6 +62,7 @@ from cryoavae.particles.table import (
 
 __all__ = [
     "ANGLES",
+    "BOX_CENTRES",
     "CLASS_NAME",
     "CLASS_NUMBER",
     "DEFOCUS",
@@ -80,6 +86,7 @@ __all__ = [
     "open_stack",
     "parse_image_references",
     "particle_table",
+    "pick_from_box_centre",
     "positions_in",
     "tomogram_name",
     "read_particle_table",

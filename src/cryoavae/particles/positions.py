@@ -27,10 +27,12 @@ import pandas as pd
 from cryoavae.particles.table import read_star_blocks
 
 __all__ = [
+    "BOX_CENTRES",
     "CENTRED",
     "TOMOGRAM_VOXEL_SIZE",
     "TOMO_NAME",
     "centred_angstrom",
+    "pick_from_box_centre",
     "positions_in",
     "tomogram_name",
 ]
@@ -38,6 +40,9 @@ __all__ = [
 TOMO_NAME = "rlnTomoName"
 CENTRED = tuple(f"rlnCenteredCoordinate{axis}Angst" for axis in "XYZ")
 TOMOGRAM_VOXEL_SIZE = "cryoavaeTomogramVoxelSize"
+#: where extraction centred each box (Å in the tomogram; a box sits on the voxel nearest its pick)
+BOX_CENTRES = tuple(f"cryoavaeBoxCentre{axis}Angst" for axis in "XYZ")
+PICKS = ("rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ")
 
 
 def centred_angstrom(
@@ -67,6 +72,18 @@ def positions_in(
         **{column: centred[:, axis] for axis, column in enumerate(CENTRED)},
         TOMOGRAM_VOXEL_SIZE: np.full(len(coords), voxel),
     }
+
+
+def pick_from_box_centre(table: pd.DataFrame) -> np.ndarray | float:
+    """How far ``(n, 3)`` Å each pick (``rlnCoordinate*``) lies from the centre of the box it
+    was cut in, so that an offset measured in the box applies to the coordinates as picked:
+    particle = box centre + offset = pick - (pick - box centre) + offset. 0 where the table does
+    not say where the boxes were centred (boxes cut elsewhere)."""
+    if not set(BOX_CENTRES) | set(PICKS) | {TOMOGRAM_VOXEL_SIZE} <= set(table.columns):
+        return 0.0
+    voxel = pd.to_numeric(table[TOMOGRAM_VOXEL_SIZE]).to_numpy(np.float64)[:, None]
+    picked = table[list(PICKS)].apply(pd.to_numeric).to_numpy(np.float64) * voxel
+    return picked - table[list(BOX_CENTRES)].apply(pd.to_numeric).to_numpy(np.float64)
 
 
 def tomogram_name(tomogram_path: str | os.PathLike, particle_list_path: str | os.PathLike) -> str:

@@ -97,3 +97,22 @@ def test_pick_settings_are_bounded():
         ExtractionConfig(jitter_angstrom=-1.0)
     with pytest.raises(InputError, match="extraction.false_positive_fraction"):
         ExtractionConfig(false_positive_fraction=11.0)
+
+
+def test_each_box_records_where_its_listed_particle_sits(tomogram, tmp_path):
+    """RELION's origin (the pick minus the listed particle, Å) of every jittered pick, 0 without
+    jitter, NaN for a false positive; with the pick's offset from its box's centre it gives
+    where the particle sits in its box, which the true-pose class average undoes."""
+    folder, xyz = tomogram
+    table = extract(folder, tmp_path, jitter_angstrom=20.0, false_positive_fraction=0.2)
+    origins = table[list(P.ORIGINS)].to_numpy()
+    listed = table[P.CLASS_NAME] != BACKGROUND_CLASS
+    np.testing.assert_allclose(
+        origins[listed], (coordinates(table)[listed] - xyz) * 10.0, atol=0.01
+    )
+    assert np.isnan(origins[~listed]).all()
+    in_box = (P.pick_from_box_centre(table) - origins) / 10.0  # voxels from the box centre
+    np.testing.assert_allclose(in_box[listed], xyz - np.rint(coordinates(table)[listed]), atol=1e-3)
+    assert np.abs(in_box[listed]).max() > 3.0  # the picker's error, not the rounding
+    plain = extract(folder, tmp_path)
+    assert (plain[list(P.ORIGINS)].to_numpy() == 0).all()

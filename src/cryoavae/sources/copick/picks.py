@@ -32,6 +32,7 @@ from cryoavae.core.errors import InputError
 from cryoavae.core.schema import section_dataclass
 from cryoavae.geometry.rotations import matrices_to_relion_angles
 from cryoavae.particles.picks import ParticleList
+from cryoavae.particles.positions import BOX_CENTRES
 from cryoavae.sources.copick.tomograms import run_folders
 
 log = logging.getLogger(__name__)
@@ -39,11 +40,7 @@ log = logging.getLogger(__name__)
 #: Per particle, the copick location (Å) of the pick it was cut at (NaN: a false positive).
 LOCATION_COLUMNS = ("cryoavaeLocationXAngst", "cryoavaeLocationYAngst", "cryoavaeLocationZAngst")
 #: Per particle, where its box was centred (Å), written by the extraction: shifts start there.
-BOX_CENTRE_COLUMNS = (
-    "cryoavaeBoxCentreXAngst",
-    "cryoavaeBoxCentreYAngst",
-    "cryoavaeBoxCentreZAngst",
-)
+BOX_CENTRE_COLUMNS = BOX_CENTRES
 #: Per particle, its run (RELION's name for the tomogram a particle is in).
 RUN_COLUMN = "rlnTomoName"
 

@@ -131,7 +131,10 @@ def extract_particles(
     per class with ``numpy.random.default_rng(seed)``. ``columns`` are added to the table: a
     scalar for every row, or one value per listed particle (false positives get NaN);
     ``box_centres`` adds ``cryoavaeBoxCentreX/Y/ZAngst``, where each box was centred (Å), which
-    a shift measured in the box is relative to (:func:`.boxes.box_centres_xyz`). ``tomo_name``
+    a shift measured in the box is relative to (:func:`.boxes.box_centres_xyz`), and
+    ``rlnOriginX/Y/ZAngst``, the listed position from the pick (RELION's origin, Å: the error
+    ``jitter_angstrom`` added, 0 without; NaN for a false positive), which evaluation uses as
+    the simulation's truth. ``tomo_name``
     adds where each particle sits in its tomogram as RELION 5 reads it (``rlnTomoName``, centred
     Å: :func:`cryoavae.particles.positions_in`).
 
@@ -160,10 +163,7 @@ def extract_particles(
     if tomo_name is not None:
         extra.update(P.positions_in(tomo_name, coords, shape, source_angstrom))
     if box_centres:
-        centres = box_centres_xyz(coords, ratio) * source_angstrom
-        extra.update(
-            {f"cryoavaeBoxCentre{axis}Angst": centres[:, a] for a, axis in enumerate("XYZ")}
-        )
+        extra.update(_box_columns(plist, picks, keep, ratio, source_angstrom))
     table = P.particle_table(
         P.stack_reference(stack_path, star_path),
         numbers,
@@ -184,6 +184,21 @@ def extract_particles(
         stack_path,
     )
     return table
+
+
+def _box_columns(plist, picks, keep, ratio: float, source_angstrom: float) -> dict:
+    """Where each kept box was centred (Å) and, as RELION's origin from the pick (pick minus
+    particle, Å), where its listed particle sits: the picker's error this extraction added, 0
+    without, NaN for a false positive."""
+    coords = picks.coords_xyz[keep]
+    centres = box_centres_xyz(coords, ratio) * source_angstrom
+    missing = np.full((len(picks) - len(plist), 3), np.nan)  # the false positives come last
+    listed = np.concatenate([plist.coords_xyz, missing])[keep]
+    origins = (coords - listed) * source_angstrom + 0.0  # + 0.0: no "-0"
+    return {
+        **dict(zip(P.BOX_CENTRES, centres.T, strict=True)),
+        **dict(zip(P.ORIGINS, origins.T, strict=True)),
+    }
 
 
 def _per_pick(values, n_listed: int, n_picks: int) -> np.ndarray:
