@@ -11,10 +11,9 @@ from cryoavae.evaluate.decoded import decoded_class_means, shape_agreement
 from cryoavae.inference.latents import read_latents
 from cryoavae.model.vae import load_model
 from cryoavae.particles import (
-    ORIGINS,
     ParticleImages,
-    pick_from_box_centre,
     read_particle_table,
+    recorded_offsets_px,
     table_voxel_size,
     write_stack,
 )
@@ -30,13 +29,7 @@ with rule_logging(snakemake.log[0], rule="average_particles", variant=snakemake.
         name: read_map(path)[0] for name, path in zip(params.structures, inputs.maps, strict=True)
     }
     latents = read_latents(inputs.latents)
-    # the table's own offsets go with its angles: RELION's origin is the pick minus the
-    # particle, and a box cut from a tomogram sits on the voxel nearest its pick; a row
-    # without one (a false positive, never a class member) is taken as centred
-    known_shifts = None
-    if set(ORIGINS) <= set(table.columns):
-        origins = table[list(ORIGINS)].to_numpy(np.float64)
-        known_shifts = np.nan_to_num((pick_from_box_centre(table) - origins) / voxel)
+    known_shifts = recorded_offsets_px(table, voxel)  # go with the table's own angles
     volumes, summary, curves = average_classes(
         latents,
         ParticleImages(table, inputs.particles),

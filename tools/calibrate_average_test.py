@@ -27,10 +27,10 @@ from cryoavae.geometry.rotations import relion_angles_to_matrices
 from cryoavae.particles import (
     ANGLES,
     CLASS_NAME,
-    ORIGINS,
     SPLIT,
     ParticleImages,
     read_particle_table,
+    recorded_offsets_px,
     table_voxel_size,
 )
 from cryoavae.structures.density import read_map
@@ -55,9 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     seen = sorted(set(names[split.isin(["train", "val", "test"])]))
     maps = {c: read_map(args.study / "maps" / f"{c}.mrc")[0] for c in seen}
     members = {c: np.flatnonzero((names == c) & split.isin(["train", "val", "test"])) for c in seen}
-    shifts = None
-    if set(ORIGINS) <= set(table.columns):  # RELION's origin: minus where the centre sits
-        shifts = -table[list(ORIGINS)].to_numpy(np.float64) / voxel
+    shifts = recorded_offsets_px(table, voxel)
     rotations = relion_angles_to_matrices(table[list(ANGLES)].to_numpy(np.float64))
     images = ParticleImages(table, star)
     result = calibration_table(

@@ -16,6 +16,7 @@ from cryoavae.particles.positions import (
     BOX_CENTRES,
     pick_from_box_centre,
     positions_in,
+    recorded_offsets_px,
     tomogram_name,
 )
 from cryoavae.particles.stacks import (
@@ -88,6 +89,7 @@ __all__ = [
     "particle_table",
     "pick_from_box_centre",
     "positions_in",
+    "recorded_offsets_px",
     "tomogram_name",
     "read_particle_table",
     "read_star_blocks",

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cryoavae.particles.table import read_star_blocks
+from cryoavae.particles.table import ORIGINS, read_star_blocks
 
 __all__ = [
     "BOX_CENTRES",
@@ -34,6 +34,7 @@ __all__ = [
     "centred_angstrom",
     "pick_from_box_centre",
     "positions_in",
+    "recorded_offsets_px",
     "tomogram_name",
 ]
 
@@ -84,6 +85,18 @@ def pick_from_box_centre(table: pd.DataFrame) -> np.ndarray | float:
     voxel = pd.to_numeric(table[TOMOGRAM_VOXEL_SIZE]).to_numpy(np.float64)[:, None]
     picked = table[list(PICKS)].apply(pd.to_numeric).to_numpy(np.float64) * voxel
     return picked - table[list(BOX_CENTRES)].apply(pd.to_numeric).to_numpy(np.float64)
+
+
+def recorded_offsets_px(table: pd.DataFrame, voxel_size_angstrom: float) -> np.ndarray | None:
+    """Where ``(n, 3)`` (x, y, z voxels) each particle's centre sits from its box's centre by the
+    table's own record: RELION's origin (``rlnOrigin*Angst``, the pick minus the particle) and,
+    for a box cut from a tomogram, the pick's offset from the voxel the box sits on
+    (:func:`pick_from_box_centre`). None without origins; a row without one (a false positive)
+    is taken as centred."""
+    if not set(ORIGINS) <= set(table.columns):
+        return None
+    recorded = table[list(ORIGINS)].apply(pd.to_numeric).to_numpy(np.float64)
+    return np.nan_to_num((pick_from_box_centre(table) - recorded) / voxel_size_angstrom)
 
 
 def tomogram_name(tomogram_path: str | os.PathLike, particle_list_path: str | os.PathLike) -> str:
