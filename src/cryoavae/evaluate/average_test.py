@@ -38,9 +38,8 @@ def spoilt_orientations(rotations: np.ndarray, rng: np.random.Generator) -> dict
     axes /= np.linalg.norm(axes, axis=1, keepdims=True)
     cases = {"true": rotations}
     for angle in ERRORS_DEG:
-        cases[f"off_{angle}deg"] = Rotation.from_rotvec(axes * np.radians(angle)).as_matrix() @ (
-            rotations
-        )
+        error = Rotation.from_rotvec(axes * np.radians(angle)).as_matrix()
+        cases[f"off_{angle}deg"] = error @ rotations
     axis = rng.normal(size=3)
     flip = Rotation.from_rotvec(axis / np.linalg.norm(axis) * np.pi).as_matrix()
     flipped = rotations.copy()

@@ -119,16 +119,16 @@ def align_rotations(
     group = symmetry_group(symmetry)  # (k, 3, 3)
     candidates = np.einsum("nij,kjl->nkil", true, group)  # (n, k, 3, 3): A_i S
     q = _consensus_frame(predicted, candidates, inlier_deg)
-    inliers = None
+    fitted_on = None  # the symmetry copies and inliers the current q was fitted on
     for _ in range(iterations):
         errors = geodesic_deg((predicted @ q)[:, None], candidates)  # (n, k)
         choice = np.argmin(errors, axis=1)
-        new = errors[np.arange(len(true)), choice] <= inlier_deg
-        if new.sum() < 3:
-            new[:] = True
-        if inliers is not None and np.array_equal(new, inliers):
+        inliers = errors[np.arange(len(true)), choice] <= inlier_deg
+        if inliers.sum() < 3:
+            inliers[:] = True
+        if fitted_on is not None and all(map(np.array_equal, fitted_on, (choice, inliers))):
             break
-        inliers = new
+        fitted_on = (choice, inliers)
         target = candidates[np.arange(len(true)), choice][inliers]  # (m, 3, 3)
         q = nearest_rotation(np.einsum("nji,njk->ik", predicted[inliers], target))
     errors = geodesic_deg((predicted @ q)[:, None], candidates).min(axis=1)
