@@ -242,3 +242,24 @@ def test_the_matcher_finds_the_same_on_cuda_as_on_the_cpu():
     }
     assert geodesic_deg(found["cpu"].rotations, found["cuda"].rotations).max() < 0.5
     np.testing.assert_allclose(found["cpu"].shifts_px, found["cuda"].shifts_px, atol=0.1)
+
+
+def test_the_grid_cache_keeps_the_newest_templates_within_its_budget(monkeypatch):
+    """With room for one template's turned grid the cache keeps the one asked for last (not the
+    first, which left every later template to be sampled again for each batch of particles), and
+    a cached grid reads as a freshly sampled one to bfloat16 precision."""
+    from cryoavae.orientation import grids
+    from cryoavae.orientation.fourier import Band, RotatedTemplates
+
+    rng = np.random.default_rng(12)
+    templates = RotatedTemplates(np.stack([blobs(rng), blobs(rng), blobs(rng)]))
+    band = Band.up_to(templates.d, 4.0)
+    rotations = torch.from_numpy(uniform_grid(30.0))
+    each = len(rotations) * 2 * len(band.flat) * 2
+    monkeypatch.setattr(grids, "GRID_CACHE_BYTES", each + 1)
+    cache = grids.GridTemplates(templates, rotations, band)
+    for template in (0, 1, 2):
+        read = cache.chunk(template, 0, len(rotations))
+        assert list(cache._cache) == [template]
+        fresh = torch.cat(templates.sample(template, rotations, band, phased=False), -1)
+        np.testing.assert_allclose(read, fresh, rtol=1e-2, atol=1e-2 * float(fresh.abs().max()))

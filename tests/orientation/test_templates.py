@@ -472,3 +472,36 @@ def test_the_global_searchs_finest_detail_is_a_setting_in_voxels(tmp_path, monke
     np.testing.assert_array_equal(
         own, TemplateMatcher(volume[None], 60.0, None, 30.0, 3, d / 4).low.flat
     )
+
+
+def test_batches_hold_one_templates_particles_and_results_return_in_table_order(
+    tmp_path, monkeypatch
+):
+    """Particles of two maps alternating in the table, matched in batches of five: each batch
+    holds one template's particles where the counts allow (its turned grid sampled once), and
+    every particle's rotation, shift and template come back in the table's order, as one batch
+    of all finds them."""
+    rng = np.random.default_rng(13)
+    maps = np.stack([blobs(rng), blobs(rng)])
+    which = np.arange(12) % 2
+    truth = Rotation.random(12, random_state=rng).as_matrix()
+    volumes = np.concatenate(
+        [measured(maps[w], truth[i : i + 1], rng, snr=2.0) for i, w in enumerate(which)]
+    )
+    images = _image_set(tmp_path, volumes)
+    monkeypatch.setattr(templates_module, "MATCH_BATCH", 5)
+    plan = templates_module._batches(which, by_template=True)
+    assert [sorted(set(which[rows])) for rows in plan] == [[0], [0, 1], [1]]
+    assert sorted(np.concatenate(plan)) == list(range(12))
+    config = OrientationConfig(grid_step_deg=30.0, reference_iterations=0, wedge_tilt_max_deg=60.0)
+    found = {}
+    for batch in (5, 12):
+        monkeypatch.setattr(templates_module, "MATCH_BATCH", batch)
+        found[batch] = match_with_references(maps, which, images, config)
+    np.testing.assert_array_equal(found[5].templates, which)
+    for field in Matches.FIELDS:
+        np.testing.assert_allclose(
+            getattr(found[5], field), getattr(found[12], field), rtol=1e-5, atol=1e-5
+        )
+    error = geodesic_deg(found[5].rotations, truth)
+    assert np.median(error) < 10, error

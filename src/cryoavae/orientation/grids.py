@@ -117,8 +117,10 @@ class GridTemplates:
         imaginary parts side by side ``(r, 2K)`` float32."""
         if template not in self._cache:
             bytes_each = len(self.grid) * 2 * len(self.band.flat) * 2
-            if bytes_each * (len(self._cache) + 1) > GRID_CACHE_BYTES:
+            if bytes_each > GRID_CACHE_BYTES:
                 return torch.cat(self._sample(template, self.grid[start : start + size]), -1)
+            while self._cache and bytes_each * (len(self._cache) + 1) > GRID_CACHE_BYTES:
+                del self._cache[next(iter(self._cache))]  # the template kept longest goes
             cache = torch.empty(
                 (len(self.grid), 2 * len(self.band.flat)),
                 dtype=torch.bfloat16,

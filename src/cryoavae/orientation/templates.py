@@ -350,10 +350,9 @@ def _match_all(
         max_shift_px=max_shift_px,
         guess_offsets_px=frame_offsets_px,
     )
-    batches, n = [], len(template)
-    with Progress(n, what, log) as progress:
-        for start in range(0, n, MATCH_BATCH):
-            rows = np.arange(start, min(n, start + MATCH_BATCH))
+    batches, plan = [], _batches(template, config.assignment != "best_match")
+    with Progress(len(template), what, log) as progress:
+        for rows in plan:
             focus = None if defocus_um is None else defocus_um[rows]
             near = None if guess is None else guess[rows]
             if config.assignment == "best_match":
@@ -361,4 +360,17 @@ def _match_all(
             else:
                 batches.append(matcher.match(images.gather(rows), template[rows], focus, near))
             progress.advance(len(rows))
-    return Matches(*(np.concatenate([getattr(b, f) for b in batches]) for f in Matches.FIELDS))
+    back = np.argsort(np.concatenate(plan))  # from the batches' order to the table's
+    found = (np.concatenate([getattr(b, field) for b in batches]) for field in Matches.FIELDS)
+    return Matches(*(values[back] for values in found))
+
+
+def _batches(template: np.ndarray, by_template: bool) -> list[np.ndarray]:
+    """The rows ``(<= MATCH_BATCH,)`` matched at once, each batch in table order. With
+    ``by_template`` each template's particles come together (sorted by template): the global
+    search samples a template's turned grid once for all its particles, where batches in the
+    table's order would each sample every template's grid again whenever the grids do not all
+    fit the grid cache (``grids.GRID_CACHE_BYTES``: eight templates of 32^3 at
+    ``global_resolution_px`` 3 do not)."""
+    order = np.argsort(template, kind="stable") if by_template else np.arange(len(template))
+    return [np.sort(order[s : s + MATCH_BATCH]) for s in range(0, len(order), MATCH_BATCH)]
