@@ -107,7 +107,7 @@ rule average_particles:
         f"{R}/benchmarks/average_particles/{{variant}}.tsv"
     conda:
         "../../envs/cryoavae.yaml"
-    threads: THREADS
+    threads: 1  # measured: a second thread does not shorten it; evaluate_model runs beside it
     resources:
         mem_mb=4000,
         runtime=30,

@@ -40,7 +40,7 @@ TRUE_RESOLUTION = "true_fsc5_vs_map_angstrom"
 #: both averages reach Nyquist (half of a class's orientations flipped, or 30 degrees off)
 PREDICTED_AREA = "predicted_fsc_area_vs_map"
 TRUE_AREA = "true_fsc_area_vs_map"
-#: the FSC area ratio an average must reach to pass: measured on the default study's particles
+#: the FSC area ratio an average must reach to pass: measured on config/shrec10_cnn.yaml's particles
 #: with orientation errors put in by hand (tools/calibrate_average_test.py), 20 degrees of
 #: error about random axes keeps the classes at or above it and 30 degrees, or half of the
 #: particles flipped by 180 degrees, takes every large complex (over 200 kDa) below it

@@ -12,9 +12,9 @@ scores any particle; higher is more novel. The scores (:data:`SCORES`):
 - ``centroid_cosine``: 1 - the cosine to the nearest class centroid (mean unit mu), the class
   ``annotate`` and ``apply`` predict (the score before this module).
 
-Why ``mahalanobis``: it told unseen particles from seen ones best on the val split of the
-default study for both the Affinity-VAE and the beta-VAE (``docs/science.md``, "Novelty: which
-score").
+Why ``mahalanobis``: it told unseen particles from seen ones best on the val split of the CNN
+study (``config/shrec10_cnn.yaml``) for both the Affinity-VAE and the beta-VAE
+(``docs/science.md``, "Novelty: which score").
 
 The threshold is set on held-out seen particles (the ``val`` split, never ``test``): the score at
 or below which a fraction ``seen_recall`` of them fall; a particle above it is novel. A study

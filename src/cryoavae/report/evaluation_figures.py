@@ -100,9 +100,9 @@ def plot_umap(path: str | os.PathLike, result: EvaluationResult) -> None:
     ax.set_ylabel("UMAP 2")
     m = result.metrics
     ax.set_title(
-        f"UMAP of the latent means mu (cosine), {len(xy)} particles\n"
-        f"dots: seen classes (train and held out); stars: unseen classes, never trained on. "
-        f"Silhouette ({m.get('scored_split', 'val')}, cosine) = {_fmt(m.get('silhouette'))}",
+        f"UMAP of the latent means mu (cosine), {len(xy)} particles; "
+        f"silhouette ({m.get('scored_split', 'val')}, cosine) = {_fmt(m.get('silhouette'))}\n"
+        f"dots: seen classes (train and held out); stars: unseen classes, never trained on",
         fontsize=10,
     )
     ax.legend(
