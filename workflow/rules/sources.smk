@@ -16,7 +16,7 @@ if SOURCE == "simulate":
             f"{R}/benchmarks/simulate_subtomograms/{{shard}}.tsv"
         conda:
             "../../envs/cryoavae.yaml"
-        threads: THREADS
+        threads: 1  # shards run side by side (simulation.n_shards), beside the prior and maps
         resources:
             mem_mb=4000,
             runtime=30,
