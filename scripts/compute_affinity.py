@@ -13,12 +13,14 @@ from cryoavae.affinity import (
 )
 from cryoavae.core.atomic import write_text_atomic
 from cryoavae.core.runlog import dump_json, rule_logging
+from cryoavae.core.threads import use_threads
 from cryoavae.report.affinity_figures import plot_affinity_heatmap
 from cryoavae.structures import AtomSelection, load_atoms
 from cryoavae.structures.density import read_map
 
 params = snakemake.params
 with rule_logging(snakemake.log[0], rule="compute_affinity", seed=params.seed):
+    use_threads(snakemake.threads)
     config = AffinityConfig.from_dict(params.affinity)
     selection = soap_selection(config.soap, AtomSelection(**params.selection))
     atoms = [load_atoms(Path(p), selection) for p in snakemake.input.structures]

@@ -47,7 +47,7 @@ else:
             f"{S}/benchmarks/compute_affinity.tsv"
         conda:
             "../../envs/cryoavae.yaml"
-        threads: THREADS
+        threads: 1  # a second thread did not shorten it; it runs beside the simulation
         resources:
             mem_mb=4000,
             runtime=30,

@@ -53,7 +53,7 @@ rule fit_symmetry:
         f"{S}/benchmarks/fit_symmetry.tsv"
     conda:
         "../../envs/cryoavae.yaml"
-    threads: THREADS
+    threads: 1  # a second thread did not shorten it; it runs beside the simulation
     resources:
         mem_mb=2000,
         runtime=10,
