@@ -14,6 +14,7 @@ if SOURCE == "simulate":
             f"{R}/logs/simulate_subtomograms/{{shard}}.log",
         benchmark:
             f"{R}/benchmarks/simulate_subtomograms/{{shard}}.tsv"
+        priority: 1  # before the prior and the symmetry fit: training waits for it, not them
         conda:
             "../../envs/cryoavae.yaml"
         threads: 1  # shards run side by side (simulation.n_shards), beside the prior and maps
