@@ -28,7 +28,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import NearestNeighbors
 
 from cryoavae.inference.latents import latent_columns, read_latents
-from cryoavae.inference.novelty import SCORES, fit_novelty, seen_recall_threshold
+from cryoavae.inference.novelty import SCORES, fit_column, fit_novelty, seen_recall_threshold
 
 RECALL = 0.95
 
@@ -37,7 +37,9 @@ def latent_scores(latents: pd.DataFrame) -> dict[str, np.ndarray]:
     """Every score from mu alone, for every row, fitted on the train rows."""
     model = fit_novelty(latents, [])
     mu = latents[latent_columns(latents, "mu")].to_numpy(np.float64)
-    scores = {s: v.to_numpy() for s, v in model.scores(mu, SCORES).items()}
+    fits = fit_column(latents)
+    given = [s for s in SCORES if model.can_give(s, fits is not None)]
+    scores = {s: v.to_numpy() for s, v in model.scores(mu, given, fits).items()}
     loglik = []
     for mean, precision in zip(model.means, model.precisions, strict=True):
         d = mu - mean

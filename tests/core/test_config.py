@@ -344,3 +344,11 @@ def test_old_wedge_keys_and_contradictions_say_where_the_setting_lives(
 ):
     with pytest.raises(InputError, match=expected.replace(".", r"\.")):
         validated(schema_path, **overrides)
+
+
+def test_a_novelty_score_from_template_fits_needs_template_matching(schema_path):
+    evaluation = {"novelty_score": "mahalanobis_fit"}
+    with pytest.raises(InputError, match="novelty_score 'mahalanobis_fit' needs"):
+        validated(schema_path, model=SPLAT, evaluation=evaluation)
+    config = validated(schema_path, model=SPLAT, orientation=SHIFTED, evaluation=evaluation)
+    assert config["evaluation"]["novelty_score"] == "mahalanobis_fit"

@@ -22,22 +22,26 @@ from cryoavae.inference.novelty import (
 CLASSES = ["a", "b", "c"]
 # anisotropic clusters: wide along their first axis, narrow along the others
 CENTRES = {"a": [4.0, 0, 0, 0], "b": [0, 4.0, 0, 0], "c": [0, 0, 4.0, 0], "far": [0, 0, 0, 9.0]}
+# each class's fit to its matched template: a class the templates do not hold fits worse
+FITS = {"a": 0.6, "b": 0.6, "c": 0.6, "far": 0.3, "inside": 0.3}
 SCALES = np.array([1.0, 0.2, 0.2, 0.2])
 
 
 def latents(counts: dict[str, dict[str, int]], seed: int = 0) -> pd.DataFrame:
     """``counts[class][split]`` particles at the class's centre, Gaussian with :data:`SCALES`
-    (turned so that each class is wide along its own centre's axis)."""
+    (turned so that each class is wide along its own centre's axis), each with a fit to its
+    matched template around :data:`FITS` (class ``inside`` sits where ``a`` does)."""
     rng = np.random.default_rng(seed)
     frames = []
     for name, splits in counts.items():
-        centre = np.asarray(CENTRES[name])
+        centre = np.asarray(CENTRES.get(name, CENTRES["a"]))
         axis = int(np.argmax(np.abs(centre)))
         scales = np.roll(SCALES, axis)
         for split, n in splits.items():
             mu = centre + scales * rng.normal(size=(n, 4))
             frame = pd.DataFrame(mu, columns=[f"mu_{i}" for i in range(4)])
-            frames.append(frame.assign(class_name=name, split=split))
+            fit = np.clip(FITS[name] + 0.05 * rng.normal(size=n), 0, 1)
+            frames.append(frame.assign(class_name=name, split=split, orientation_fit=fit))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -47,7 +51,8 @@ SEEN = {c: {"train": 200, "val": 100, "test": 100} for c in CLASSES}
 def auroc(model, table: pd.DataFrame, novel_split: str = "unseen", score=None) -> float:
     rows = table["split"].isin(["test", novel_split]).to_numpy()
     mu = table.loc[rows, [f"mu_{i}" for i in range(4)]].to_numpy()
-    s = model.scores(mu, [score or model.score])[score or model.score].to_numpy()
+    fit = table.loc[rows, "orientation_fit"].to_numpy()
+    s = model.scores(mu, [score or model.score], fit)[score or model.score].to_numpy()
     return roc_auc_score(table.loc[rows, "split"] == novel_split, s)
 
 
@@ -60,6 +65,40 @@ def test_a_far_cluster_is_novel_by_every_score_and_a_flipped_score_fails():
     flipped = model.scores(table[[f"mu_{i}" for i in range(4)]].to_numpy())["mahalanobis"] * -1
     rows = table["split"].isin(["test", "unseen"]).to_numpy()
     assert roc_auc_score(table.loc[rows, "split"] == "unseen", flipped[rows]) < 0.01
+
+
+def test_a_class_inside_a_seen_ones_region_is_found_by_its_misfit_alone():
+    """Particles of a new class whose mu falls where class a's does but that fit their matched
+    template worse: the Mahalanobis distance cannot tell them from a's (AUROC near 0.5),
+    mahalanobis_fit can; with the misfit's sign flipped it could not."""
+    table = latents(SEEN | {"inside": {"unseen": 100}})
+    model = fit_novelty(table, CLASSES, score="mahalanobis_fit")
+    assert 0.35 < auroc(model, table, score="mahalanobis") < 0.65
+    assert auroc(model, table, score="mahalanobis_fit") > 0.95
+    flipped = table.assign(orientation_fit=1.0 - table["orientation_fit"])
+    assert auroc(model, flipped, score="mahalanobis_fit") < 0.5
+
+
+def test_the_fit_standardisation_and_threshold_come_from_train_and_val_alone():
+    """Changing the test and unseen particles' fits changes neither the standardisation (train)
+    nor the threshold (val); changing the train fits does."""
+    table = latents(SEEN | {"far": {"unseen": 100}})
+    model = fit_novelty(table, CLASSES, score="mahalanobis_fit")
+    others = table["split"].isin(["test", "unseen"])
+    moved = table.assign(orientation_fit=np.where(others, 0.0, table["orientation_fit"]))
+    again = fit_novelty(moved, CLASSES, score="mahalanobis_fit")
+    assert again.standardisation == model.standardisation and again.threshold == model.threshold
+    train = table["split"] == "train"
+    changed = table.assign(orientation_fit=np.where(train, 0.9, table["orientation_fit"]))
+    assert fit_novelty(changed, CLASSES, score="mahalanobis_fit").standardisation != (
+        model.standardisation
+    )
+
+
+def test_mahalanobis_fit_without_fits_is_refused_in_one_line():
+    table = latents(SEEN).drop(columns="orientation_fit")
+    with pytest.raises(InputError, match="orientation_fit"):
+        fit_novelty(table, CLASSES, score="mahalanobis_fit")
 
 
 def test_mahalanobis_reads_each_class_covariance():

@@ -263,3 +263,17 @@ def test_the_grid_cache_keeps_the_newest_templates_within_its_budget(monkeypatch
         assert list(cache._cache) == [template]
         fresh = torch.cat(templates.sample(template, rotations, band, phased=False), -1)
         np.testing.assert_allclose(read, fresh, rtol=1e-2, atol=1e-2 * float(fresh.abs().max()))
+
+
+def test_a_particle_fits_its_own_template_better_than_another_maps_particle_does():
+    """``fits``: the share of a particle's measured power its matched template explains. Particles
+    of the template's own map fit it far better than particles of another map matched against it
+    (the evidence a new class leaves); every fit lies in [0, 1]."""
+    rng = np.random.default_rng(14)
+    own, other = blobs(rng), blobs(rng)
+    turns = Rotation.random(8, random_state=rng).as_matrix()
+    matcher = TemplateMatcher(own[None], 60.0, None, 20.0, 2)
+    mine = matcher.match(measured(own, turns, rng, snr=1.0), np.zeros(8, int)).fits
+    theirs = matcher.match(measured(other, turns, rng, snr=1.0), np.zeros(8, int)).fits
+    assert ((0 <= mine) & (mine <= 1) & (0 <= theirs) & (theirs <= 1)).all()
+    assert mine.min() > 0.6 > 0.45 > theirs.max(), (mine, theirs)

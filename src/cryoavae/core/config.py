@@ -260,6 +260,11 @@ def _check_orientation(config: dict, source: str) -> None:
     """Template matching needs a 3-D decoder that turns a canonical particle, in every variant."""
     orientation = config["orientation"]
     if orientation["method"] != "template_matching":
+        if config["evaluation"]["novelty_score"] == "mahalanobis_fit":
+            raise InputError(
+                f"{source}: evaluation.novelty_score 'mahalanobis_fit' needs each particle's fit "
+                "to its matched template (orientation.method: template_matching)"
+            )
         return
     flat = config["particle_source"] == "characters"
     for name in config["variants"]:

@@ -16,7 +16,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from cryoavae.inference.latents import assign_nearest_class, latent_columns
-from cryoavae.inference.novelty import SCORES, NoveltyModel, fit_novelty
+from cryoavae.inference.novelty import SCORES, NoveltyModel, fit_column, fit_novelty
 
 __all__ = ["novelty_metrics"]
 
@@ -53,13 +53,15 @@ def novelty_metrics(
     model = fit_novelty(latents, class_names, score, seen_recall, neighbors)
     rows = held_out | unseen | junk
     mu = latents[latent_columns(latents, "mu")].to_numpy(np.float64)[rows]
-    scores = model.scores(mu, SCORES)
+    fits = fit_column(latents)
+    given = [s for s in SCORES if model.can_give(s, fits is not None)]
+    scores = model.scores(mu, given, None if fits is None else fits[rows])
     seen_s, unseen_s, junk_s = (scores[mask[rows]] for mask in (held_out, unseen, junk))
     own = model.score
     metrics = {
         "novelty_score": own,
         "novelty_auroc": _auroc(seen_s[own], unseen_s[own]),
-        "novelty_auroc_per_score": {s: _auroc(seen_s[s], unseen_s[s]) for s in SCORES},
+        "novelty_auroc_per_score": {s: _auroc(seen_s[s], unseen_s[s]) for s in given},
         "novelty_threshold": model.threshold,
         "novelty_calibration_split": model.calibration_split,
         "novelty_seen_recall_target": model.seen_recall,
@@ -67,7 +69,7 @@ def novelty_metrics(
         "novelty_seen_recall": _kept(model, seen_s[own]),
         "novelty_junk_auroc": _auroc(seen_s[own], junk_s[own]),
         "novelty_junk_auroc_per_score": (
-            {s: _auroc(seen_s[s], junk_s[s]) for s in SCORES} if junk.any() else None
+            {s: _auroc(seen_s[s], junk_s[s]) for s in given} if junk.any() else None
         ),
         "novelty_junk_recall": _flagged(model, junk_s[own]),
         "n_junk": int(junk.sum()),
@@ -75,7 +77,7 @@ def novelty_metrics(
     table = assign_nearest_class(mu, model.centroids, model.classes)
     table["novelty"] = scores[own].to_numpy()
     table["is_novel"] = model.is_novel(table["novelty"].to_numpy())
-    for s in SCORES:
+    for s in given:
         table[f"novelty_{s}"] = scores[s].to_numpy()
     for column in ("split", "class_name", "image"):
         if column in latents.columns:

@@ -63,7 +63,7 @@ import pandas as pd
 from cryoavae import particles as P
 from cryoavae.core.errors import InputError
 from cryoavae.inference.latents import assign_nearest_class, latent_columns
-from cryoavae.inference.novelty import NoveltyModel, fit_novelty
+from cryoavae.inference.novelty import NoveltyModel, fit_column, fit_novelty
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def class_assignments(
         novelty = fit_novelty(reference, class_names)
     mu = latents[mu_columns].to_numpy(np.float64)
     nearest = assign_nearest_class(mu, novelty.centroids, novelty.classes)
-    score = novelty.score_of(mu)
+    score = novelty.score_of(mu, fit_column(latents))
     return pd.DataFrame(
         {
             PREDICTED: nearest["nearest_seen"].to_numpy(),

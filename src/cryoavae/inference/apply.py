@@ -63,6 +63,7 @@ from cryoavae.inference.latents import (
 from cryoavae.inference.novelty import (
     GAUSSIAN_SCORES,
     NoveltyModel,
+    fit_column,
     fit_novelty,
     read_novelty_json,
 )
@@ -123,7 +124,7 @@ def apply_model(
     mu = latents[mu_columns].to_numpy(np.float64)
     assigned = assign_nearest_class(mu, novelty.centroids, novelty.classes)
     cheap = [s for s in GAUSSIAN_SCORES if s != novelty.score]
-    scores = novelty.scores(mu, [novelty.score, *cheap])
+    scores = novelty.scores(mu, [novelty.score, *cheap], fit_column(latents))
     assigned["novelty"] = scores[novelty.score].to_numpy()
     assigned["is_novel"] = novelty.is_novel(assigned["novelty"].to_numpy())
     assigned[[f"novelty_{s}" for s in scores.columns]] = scores.to_numpy()

@@ -17,7 +17,7 @@ from cryoavae.core.errors import InputError
 from cryoavae.core.progress import Progress
 from cryoavae.geometry.ctf import CtfModel
 from cryoavae.geometry.rotations import matrices_to_relion_angles
-from cryoavae.inference.latents import INFERRED_ANGLES, INFERRED_SHIFTS
+from cryoavae.inference.latents import INFERRED_ANGLES, INFERRED_SHIFTS, ORIENTATION_FIT
 from cryoavae.inference.recentre import with_recentring
 from cryoavae.model.config import ModelConfig
 from cryoavae.model.vae import AffinityVAE, load_model
@@ -185,7 +185,7 @@ def match_encoded(
     )
     tables = [
         inferred_angles(found.rotations),
-        pd.DataFrame({"orientation_template": found.templates}),
+        pd.DataFrame({"orientation_template": found.templates, ORIENTATION_FIT: found.fits}),
     ]
     if orientation.max_shift_angstrom > 0:
         shifts = found.shifts_px * images.voxel_size_angstrom
@@ -211,7 +211,7 @@ def centre_guess_px(
 
 def with_matches(encoded: pd.DataFrame, matched: pd.DataFrame) -> pd.DataFrame:
     """The latents table: ``encoded`` with its encoder's angles (and shifts, where matching found
-    them) replaced by ``matched``'s, the matched template after the angles."""
+    them) replaced by ``matched``'s, the matched template and its fit after the angles."""
     inferred = (*INFERRED_ANGLES, *INFERRED_SHIFTS)
     base = encoded.drop(columns=[c for c in inferred if c in encoded.columns])
     searched = all(c in matched.columns for c in INFERRED_SHIFTS)
@@ -219,6 +219,7 @@ def with_matches(encoded: pd.DataFrame, matched: pd.DataFrame) -> pd.DataFrame:
     tables = [
         base,
         matched[[*INFERRED_ANGLES, "orientation_template"]],
+        matched[[c for c in (ORIENTATION_FIT,) if c in matched.columns]],
         source[[c for c in INFERRED_SHIFTS if c in source.columns]],
     ]
     return pd.concat([t.reset_index(drop=True) for t in tables], axis=1)

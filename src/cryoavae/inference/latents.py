@@ -27,6 +27,7 @@ __all__ = [
     "INFERRED_ANGLES",
     "INFERRED_SHIFTS",
     "LATENT_COLUMNS",
+    "ORIENTATION_FIT",
     "assign_nearest_class",
     "class_centroids",
     "class_cosine_matrix",
@@ -55,6 +56,9 @@ INFERRED_SHIFTS = (
     "inferred_shift_y_angstrom",
     "inferred_shift_z_angstrom",
 )
+#: With template matching: the fraction of each particle's measured power its template explains
+#: at the matched orientation and shift (the squared normalised correlation, in [0, 1])
+ORIENTATION_FIT = "orientation_fit"
 
 
 def read_latents(path: str | os.PathLike) -> pd.DataFrame:

@@ -10,7 +10,11 @@ scores any particle; higher is more novel. The scores (:data:`SCORES`):
 - ``knn``: the Euclidean distance to the ``neighbors``-th nearest training particle (Sun et al.
   2022 normalise mu first; here mu is left as it is: its length carries class information);
 - ``centroid_cosine``: 1 - the cosine to the nearest class centroid (mean unit mu), the class
-  ``annotate`` and ``apply`` predict (the score before this module).
+  ``annotate`` and ``apply`` predict (the score before this module);
+- ``mahalanobis_fit``: with template matching, ``mahalanobis`` plus how poorly the particle fits
+  its matched template (1 - ``orientation_fit``), each standardised on the training particles: a
+  particle of a new class can sit in a seen class's region of mu and still fit its template
+  worse than that class's own particles do. The model's own evidence beside its latent.
 
 Why ``mahalanobis``: it told unseen particles from seen ones best on the val split of the CNN
 study (``config/shrec10_cnn.yaml``) for both the Affinity-VAE and the beta-VAE
@@ -22,6 +26,9 @@ without val particles calibrates on ``train`` (more particles are then flagged; 
 which split it used). ``models/<variant>/novelty.json`` keeps the fitted model
 (:func:`write_novelty_json`), which ``annotate`` and ``apply`` read (:func:`read_novelty_json`),
 so a new particle set is flagged by the threshold the study set.
+
+``mahalanobis_fit`` needs each particle's ``orientation_fit`` (:data:`ORIENTATION_FIT`, a latents
+column the orientation step writes); the scores from mu alone are given for every particle.
 """
 
 from __future__ import annotations
@@ -42,7 +49,12 @@ from sklearn.neighbors import NearestNeighbors
 
 from cryoavae.core.atomic import write_text_atomic
 from cryoavae.core.errors import InputError
-from cryoavae.inference.latents import WORKING_MEMORY_MB, class_centroids, latent_columns
+from cryoavae.inference.latents import (
+    ORIENTATION_FIT,
+    WORKING_MEMORY_MB,
+    class_centroids,
+    latent_columns,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +62,16 @@ __all__ = [
     "DEFAULT_SCORE",
     "SCORES",
     "NoveltyModel",
+    "fit_column",
     "fit_novelty",
     "read_novelty_json",
     "seen_recall_threshold",
     "write_novelty_json",
 ]
 
-SCORES = ("mahalanobis", "mahalanobis_shared", "knn", "centroid_cosine")
+SCORES = ("mahalanobis", "mahalanobis_shared", "knn", "centroid_cosine", "mahalanobis_fit")
+# the scores that need each particle's fit to its matched template, not mu alone
+FIT_SCORES = ("mahalanobis_fit",)
 DEFAULT_SCORE = "mahalanobis"
 # the scores computed from the stored Gaussians and centroids alone (cheap at any size)
 GAUSSIAN_SCORES = ("mahalanobis", "mahalanobis_shared", "centroid_cosine")
@@ -72,7 +87,9 @@ class NoveltyModel:
     ``means`` ``(c, k)``, ``precisions`` ``(c, k, k)`` (inverse shrunk covariances) and
     ``centroids`` ``(c, k)`` (unit) per class of ``classes``; ``shared_precision`` ``(k, k)``.
     ``train_mu`` ``(n_train, k)``: the training particles' mu, for ``knn`` only; it is not stored
-    in ``novelty.json`` (the study's latents table holds it).
+    in ``novelty.json`` (the study's latents table holds it). ``standardisation``: the mean and
+    standard deviation over the training particles of the Mahalanobis distance and of the
+    template misfit (1 - fit), for ``mahalanobis_fit``; None without fits.
     """
 
     score: str
@@ -89,10 +106,14 @@ class NoveltyModel:
     n_calibration: int
     calibration_seen_recall: float
     train_mu: np.ndarray | None = field(default=None, repr=False)
+    standardisation: tuple[float, float, float, float] | None = None
 
-    def scores(self, mu: np.ndarray, names: Sequence[str] | None = None) -> pd.DataFrame:
+    def scores(
+        self, mu: np.ndarray, names: Sequence[str] | None = None, fit: np.ndarray | None = None
+    ) -> pd.DataFrame:
         """Scores ``names`` (default: every score the model can give: ``knn`` needs
-        ``train_mu``) of particles ``mu`` ``(n, k)``, one column each."""
+        ``train_mu``, ``mahalanobis_fit`` the fits) of particles ``mu`` ``(n, k)`` whose fits to
+        their matched templates are ``fit`` ``(n,)``, one column each."""
         mu = np.asarray(mu, np.float64)
         if mu.ndim != 2 or mu.shape[1] != self.means.shape[1]:
             raise InputError(
@@ -100,18 +121,36 @@ class NoveltyModel:
                 f"{self.means.shape[1]}"
             )
         if names is None:
-            names = [s for s in SCORES if s != "knn" or self.train_mu is not None]
-        return pd.DataFrame({name: self._score(name, mu) for name in names})
+            names = [s for s in SCORES if self.can_give(s, fit is not None)]
+        return pd.DataFrame({name: self._score(name, mu, fit) for name in names})
 
-    def score_of(self, mu: np.ndarray) -> np.ndarray:
-        """The model's own score (``self.score``) of particles ``mu`` ``(n, k)``."""
-        return self.scores(mu, [self.score])[self.score].to_numpy()
+    def can_give(self, name: str, with_fits: bool) -> bool:
+        """Whether the model gives score ``name`` (to particles with fits, if ``with_fits``)."""
+        if name == "knn":
+            return self.train_mu is not None
+        if name in FIT_SCORES:
+            return with_fits and self.standardisation is not None
+        return True
+
+    def score_of(self, mu: np.ndarray, fit: np.ndarray | None = None) -> np.ndarray:
+        """The model's own score (``self.score``) of particles ``mu`` ``(n, k)`` (fits ``fit``)."""
+        return self.scores(mu, [self.score], fit)[self.score].to_numpy()
 
     def is_novel(self, scores: np.ndarray) -> np.ndarray:
         """Whether each of the model's own scores lies above the threshold."""
         return np.asarray(scores, np.float64) > self.threshold
 
-    def _score(self, name: str, mu: np.ndarray) -> np.ndarray:
+    def _score(self, name: str, mu: np.ndarray, fit: np.ndarray | None) -> np.ndarray:
+        if name == "mahalanobis_fit":
+            if fit is None or self.standardisation is None:
+                raise InputError(
+                    "novelty: mahalanobis_fit needs each particle's orientation_fit "
+                    "(orientation.method: template_matching)"
+                )
+            distance_mean, distance_sd, misfit_mean, misfit_sd = self.standardisation
+            distance = self._score("mahalanobis", mu, None)
+            misfit = 1.0 - np.asarray(fit, np.float64)
+            return (distance - distance_mean) / distance_sd + (misfit - misfit_mean) / misfit_sd
         if name == "mahalanobis":
             return np.sqrt(_squared_distances(mu, self.means, self.precisions).min(axis=1))
         if name == "mahalanobis_shared":
@@ -158,6 +197,12 @@ def fit_novelty(
     if score == "knn" and len(mu) < neighbors:
         raise InputError(f"novelty: knn with {neighbors} neighbours but {len(mu)} train particles")
     means, precisions, shared = _gaussians(mu, names, classes)
+    fits = fit_column(latents)
+    if score in FIT_SCORES and fits is None:
+        raise InputError(
+            f"evaluation.novelty_score: {score} needs each particle's orientation_fit "
+            "(orientation.method: template_matching)"
+        )
     unfitted = NoveltyModel(
         score=score,
         classes=tuple(classes),
@@ -174,14 +219,31 @@ def fit_novelty(
         calibration_seen_recall=math.nan,
         train_mu=mu,
     )
+    if fits is not None:
+        distance = unfitted.scores(mu, ["mahalanobis"])["mahalanobis"].to_numpy()
+        misfit = 1.0 - fits[train]
+        spread = [float(max(v.std(), 1e-12)) for v in (distance, misfit)]
+        standardisation = (float(distance.mean()), spread[0], float(misfit.mean()), spread[1])
+        unfitted = replace(unfitted, standardisation=standardisation)
     calibration = "val" if (split == "val").any() else "train"
     if calibration == "train":
         log.warning(
             "novelty: no val particles, so the threshold is set on the training particles "
             "(their scores are lower: more particles are flagged novel than seen_recall says)"
         )
-    held = latents.loc[split == calibration, columns].to_numpy(np.float64)
-    return calibrated(unfitted, unfitted.score_of(held), calibration)
+    held = split == calibration
+    held_fits = None if fits is None else fits[held]
+    mu_held = latents.loc[held, columns].to_numpy(np.float64)
+    return calibrated(unfitted, unfitted.score_of(mu_held, held_fits), calibration)
+
+
+def fit_column(latents: pd.DataFrame) -> np.ndarray | None:
+    """Each row's fit to its matched template (:data:`ORIENTATION_FIT`), None unless every row
+    has a finite one (no orientation step, or an encoder's orientation)."""
+    if ORIENTATION_FIT not in latents.columns:
+        return None
+    fits = pd.to_numeric(latents[ORIENTATION_FIT], errors="coerce").to_numpy(np.float64)
+    return fits if len(fits) and np.isfinite(fits).all() else None
 
 
 def calibrated(model: NoveltyModel, seen_scores: np.ndarray, split: str) -> NoveltyModel:
@@ -283,6 +345,7 @@ def write_novelty_json(path: str | os.PathLike, model: NoveltyModel) -> None:
         "precisions": model.precisions.tolist(),
         "shared_precision": model.shared_precision.tolist(),
         "centroids": model.centroids.tolist(),
+        "standardisation": None if model.standardisation is None else list(model.standardisation),
     }
     write_text_atomic(path, json.dumps(data, indent=1) + "\n")
 
@@ -312,12 +375,21 @@ def read_novelty_json(path: str | os.PathLike, reference: pd.DataFrame) -> Novel
             calibration_split=str(data["calibration_split"]),
             n_calibration=int(data["n_calibration"]),
             calibration_seen_recall=float(data["calibration_seen_recall"]),
+            standardisation=_standardisation(data.get("standardisation")),
         )
     except FileNotFoundError:
         raise InputError(f"{path}: novelty model not found") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{path}: not a novelty model ({exc!r})") from None
     return replace(model, train_mu=_same_training(model, reference, path))
+
+
+def _standardisation(values) -> tuple[float, float, float, float] | None:
+    if values is None:
+        return None
+    if len(values) != 4:
+        raise ValueError(f"standardisation has {len(values)} values, expected 4")
+    return tuple(float(v) for v in values)
 
 
 def _same_training(model: NoveltyModel, reference: pd.DataFrame, path: Path) -> np.ndarray:

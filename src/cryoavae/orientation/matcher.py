@@ -78,14 +78,18 @@ class Matches:
     """What matching found per particle: ``rotations`` ``(n, 3, 3)`` (the particle is its
     template turned actively by it, :mod:`cryoavae.geometry.rotations`), ``shifts_px`` ``(n, 3)``
     (x, y, z voxels: where the particle's centre sits relative to the box centre), ``scores``
-    ``(n,)`` and the ``templates`` ``(n,)`` matched."""
+    ``(n,)``, the ``templates`` ``(n,)`` matched, and ``fits`` ``(n,)``: the fraction of the
+    particle's measured power (on the last refinement's band) that its template, so turned and
+    moved and freely scaled, explains; the squared normalised correlation, in [0, 1]. A particle
+    of a class the templates do not hold fits worse than the templates' own particles do."""
 
     rotations: np.ndarray
     shifts_px: np.ndarray
     scores: np.ndarray
     templates: np.ndarray
+    fits: np.ndarray
 
-    FIELDS = ("rotations", "shifts_px", "scores", "templates")
+    FIELDS = ("rotations", "shifts_px", "scores", "templates", "fits")
 
 
 class TemplateMatcher:
@@ -307,11 +311,17 @@ class TemplateMatcher:
                     )
         if self.max_shift_px > 0:
             shifts = shifts - (rotations @ own[..., None])[..., 0]
+        fits = torch.full_like(score, math.nan)  # no refinement level: no score to share
+        if self.level_bands:  # the particle's power where it was measured, weighed as the
+            # score weighs it: by Cauchy-Schwarz no template explains more of it than all
+            power = spectra[:, band.index].abs().square() * (filters != 0) * band.weight
+            fits = score / power.sum(-1).double().clamp(min=1e-30)
         return Matches(
             rotations.cpu().numpy(),
             shifts.cpu().numpy(),
             score.cpu().numpy(),
             np.asarray(template_index, dtype=np.int64),
+            fits.clamp(0.0, 1.0).cpu().numpy(),
         )
 
     def _refine_rotations(self, x, power_weight, template_index, best, level, band):
