@@ -34,7 +34,8 @@ RECALL = 0.95
 
 
 def latent_scores(latents: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Every score from mu alone, for every row, fitted on the train rows."""
+    """Every score of mu (and, with the orientation step, of the fit to the matched template),
+    for every row, fitted on the train rows."""
     model = fit_novelty(latents, [])
     mu = latents[latent_columns(latents, "mu")].to_numpy(np.float64)
     fits = fit_column(latents)
@@ -54,6 +55,8 @@ def latent_scores(latents: pd.DataFrame) -> dict[str, np.ndarray]:
         near = NearestNeighbors(n_neighbors=k).fit(train)
         scores[f"knn euclidean k={k}"] = near.kneighbors(mu)[0][:, -1]
     scores["minus length of mu"] = -np.linalg.norm(mu, axis=1)
+    if fits is not None:  # the misfit alone, beside mu's scores and their sum
+        scores["minus orientation fit"] = -fits
     return scores
 
 
