@@ -27,8 +27,8 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import NearestNeighbors
 
-from cryoavae.inference.latents import latent_columns, read_latents
-from cryoavae.inference.novelty import SCORES, fit_column, fit_novelty, seen_recall_threshold
+from cryoavae.inference.latents import fit_column, latent_columns, read_latents
+from cryoavae.inference.novelty import SCORES, fit_novelty, seen_recall_threshold
 
 RECALL = 0.95
 

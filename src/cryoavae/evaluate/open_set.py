@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from cryoavae.inference.latents import assign_nearest_class, latent_columns
-from cryoavae.inference.novelty import SCORES, NoveltyModel, fit_column, fit_novelty
+from cryoavae.inference.latents import assign_nearest_class, fit_column, latent_columns
+from cryoavae.inference.novelty import SCORES, NoveltyModel, fit_novelty
 
 __all__ = ["novelty_metrics"]
 

@@ -62,8 +62,8 @@ import pandas as pd
 
 from cryoavae import particles as P
 from cryoavae.core.errors import InputError
-from cryoavae.inference.latents import assign_nearest_class, latent_columns
-from cryoavae.inference.novelty import NoveltyModel, fit_column, fit_novelty
+from cryoavae.inference.latents import assign_nearest_class, fit_column, latent_columns
+from cryoavae.inference.novelty import NoveltyModel, fit_novelty
 
 log = logging.getLogger(__name__)
 

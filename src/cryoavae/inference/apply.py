@@ -56,6 +56,7 @@ from cryoavae.inference.embed import embed_particles
 from cryoavae.inference.latents import (
     APPLIED,
     assign_nearest_class,
+    fit_column,
     latent_columns,
     place_by_neighbours,
     read_latents,
@@ -63,7 +64,6 @@ from cryoavae.inference.latents import (
 from cryoavae.inference.novelty import (
     GAUSSIAN_SCORES,
     NoveltyModel,
-    fit_column,
     fit_novelty,
     read_novelty_json,
 )

@@ -31,6 +31,7 @@ __all__ = [
     "assign_nearest_class",
     "class_centroids",
     "class_cosine_matrix",
+    "fit_column",
     "latent_columns",
     "place_by_neighbours",
     "read_latents",
@@ -59,6 +60,15 @@ INFERRED_SHIFTS = (
 #: With template matching: the fraction of each particle's measured power its template explains
 #: at the matched orientation and shift (the squared normalised correlation, in [0, 1])
 ORIENTATION_FIT = "orientation_fit"
+
+
+def fit_column(latents: pd.DataFrame) -> np.ndarray | None:
+    """Each row's fit to its matched template (:data:`ORIENTATION_FIT`), None unless every row
+    has a finite one (no orientation step, or an encoder's orientation)."""
+    if ORIENTATION_FIT not in latents.columns:
+        return None
+    fits = pd.to_numeric(latents[ORIENTATION_FIT], errors="coerce").to_numpy(np.float64)
+    return fits if len(fits) and np.isfinite(fits).all() else None
 
 
 def read_latents(path: str | os.PathLike) -> pd.DataFrame:

@@ -14,7 +14,8 @@ scores any particle; higher is more novel. The scores (:data:`SCORES`):
 - ``mahalanobis_fit``: with template matching, ``mahalanobis`` plus how poorly the particle fits
   its matched template (1 - ``orientation_fit``), each standardised on the training particles: a
   particle of a new class can sit in a seen class's region of mu and still fit its template
-  worse than that class's own particles do. The model's own evidence beside its latent.
+  worse than that class's own particles do. The model's own evidence beside its latent, from
+  the ``orientation_fit`` column the orientation step writes.
 
 Why ``mahalanobis``: it told unseen particles from seen ones best on the val split of the CNN
 study (``config/shrec10_cnn.yaml``) for both the Affinity-VAE and the beta-VAE
@@ -26,9 +27,6 @@ without val particles calibrates on ``train`` (more particles are then flagged; 
 which split it used). ``models/<variant>/novelty.json`` keeps the fitted model
 (:func:`write_novelty_json`), which ``annotate`` and ``apply`` read (:func:`read_novelty_json`),
 so a new particle set is flagged by the threshold the study set.
-
-``mahalanobis_fit`` needs each particle's ``orientation_fit`` (:data:`ORIENTATION_FIT`, a latents
-column the orientation step writes); the scores from mu alone are given for every particle.
 """
 
 from __future__ import annotations
@@ -50,9 +48,9 @@ from sklearn.neighbors import NearestNeighbors
 from cryoavae.core.atomic import write_text_atomic
 from cryoavae.core.errors import InputError
 from cryoavae.inference.latents import (
-    ORIENTATION_FIT,
     WORKING_MEMORY_MB,
     class_centroids,
+    fit_column,
     latent_columns,
 )
 
@@ -62,7 +60,6 @@ __all__ = [
     "DEFAULT_SCORE",
     "SCORES",
     "NoveltyModel",
-    "fit_column",
     "fit_novelty",
     "read_novelty_json",
     "seen_recall_threshold",
@@ -235,15 +232,6 @@ def fit_novelty(
     held_fits = None if fits is None else fits[held]
     mu_held = latents.loc[held, columns].to_numpy(np.float64)
     return calibrated(unfitted, unfitted.score_of(mu_held, held_fits), calibration)
-
-
-def fit_column(latents: pd.DataFrame) -> np.ndarray | None:
-    """Each row's fit to its matched template (:data:`ORIENTATION_FIT`), None unless every row
-    has a finite one (no orientation step, or an encoder's orientation)."""
-    if ORIENTATION_FIT not in latents.columns:
-        return None
-    fits = pd.to_numeric(latents[ORIENTATION_FIT], errors="coerce").to_numpy(np.float64)
-    return fits if len(fits) and np.isfinite(fits).all() else None
 
 
 def calibrated(model: NoveltyModel, seen_scores: np.ndarray, split: str) -> NoveltyModel:
