@@ -32,8 +32,9 @@ def render_gaussians(
     a chunk of Gaussians at a time, at most ``max_chunk_elements`` numbers, so the forward pass
     needs the output plus one chunk whatever the number of Gaussians. (With autograd on, each
     chunk's ``(n, box^2, g_chunk)`` product is kept for the backward pass.) Measured for a 64^3
-    box, 256 Gaussians and batch 32 (output 32 MiB): ~110 MB above the baseline for the forward
-    pass, ~280 MB for forward and backward; ``tests/test_model.py`` holds it under 160 / 400 MB.
+    box, 256 Gaussians and batch 32 (output 32 MiB): 76 MB above the baseline for the forward
+    pass, 276 MB for forward and backward; ``tests/model/test_splats.py`` holds it under
+    160 / 400 MB.
     """
     # float32 whatever autocast says: sums of hundreds of Gaussians need the precision, and the
     # in-place accumulation below must not mix bf16 and float32
