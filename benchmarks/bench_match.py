@@ -4,8 +4,9 @@ The particles are the templates turned at random and moved by about a voxel (sd 
 10 Å per voxel, as picks bring them), measured through a +-60 degree wedge at SNR 1. Each
 particle is matched against its own template (``orientation.assignment: nearest_centre``) on the
 project's default schedule (10 degree global grid at a quarter of the band, three refinements),
-with the translation search (``max_shift_px`` 2) and without it; 1,024 particles in batches of
-256 through one matcher, as a study matches them. The maps are centred on their mass, as a
+with the translation search (``max_shift_px`` 2) and without it; 1,024 particles through one
+matcher in the batches a study makes (:func:`~cryoavae.orientation.templates.match_batches`:
+256 at a time, each template's particles together). The maps are centred on their mass, as a
 study's templates are (:func:`cryoavae.orientation.averaging.centre_on_mass`).
 
 ``match_efficiency_32`` divides the time of the bare work the search cannot avoid, the same
@@ -28,11 +29,11 @@ from cryoavae.geometry.wedge import missing_wedge_mask
 from cryoavae.orientation.averaging import centre_on_mass
 from cryoavae.orientation.fourier import shift_grid
 from cryoavae.orientation.matcher import GRID_CANDIDATES, RANKING_SHIFTS, TemplateMatcher
+from cryoavae.orientation.templates import match_batches
 
 BOX = 32
 TEMPLATES = 8
 MAX_SHIFT_PX = 2.0
-BATCH = 256  # particles matched at once, as a study's batches
 DEVICE = os.environ.get("CRYOAVAE_BENCH_DEVICE", "cpu")  # benchmarks/device_check.sh: cuda
 
 
@@ -128,8 +129,8 @@ def match_figures(quick: bool) -> list[dict]:
             matcher = TemplateMatcher(
                 maps, 60.0, None, step, 3, max_shift_px=max_shift, device=DEVICE
             )
-            for start in range(0, n, BATCH):
-                matcher.match(volumes[start : start + BATCH], which[start : start + BATCH])
+            for rows in match_batches(which, by_template=True):
+                matcher.match(volumes[rows], which[rows])
             return matcher
 
         matcher = match_all()  # warm: allocations, thread pool

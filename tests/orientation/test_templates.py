@@ -254,6 +254,42 @@ def test_best_match_puts_each_particle_with_its_own_map_whatever_its_first_templ
     )  # the matcher itself, without the averages
 
 
+def test_the_candidate_whose_pose_fits_best_wins_and_the_first_alone_stays_wrong(tmp_path):
+    """Particles of two maps, every third one proposed the other map's template first: given
+    both templates as candidates (``candidate_templates: 2``), each particle ends with its own
+    map and orientation, through a reference iteration too; given its first candidate alone,
+    a misproposed particle keeps the wrong template and a wrong orientation."""
+    rng = np.random.default_rng(16)
+    maps = np.stack([blobs(rng), blobs(rng)])
+    which = np.arange(24) % 2
+    truth = Rotation.random(24, random_state=rng).as_matrix()
+    volumes = np.stack(
+        [measured(maps[c], truth[i : i + 1], rng, snr=1.0)[0] for i, c in enumerate(which)]
+    )
+    first = np.where(np.arange(24) % 3 == 0, 1 - which, which)
+    images = _image_set(tmp_path, volumes)
+    config = OrientationConfig(grid_step_deg=15.0, reference_iterations=1, wedge_tilt_max_deg=60.0)
+    both = match_with_references(maps, np.stack([first, 1 - first], axis=1), images, config)
+    np.testing.assert_array_equal(both.templates, which)
+    assert np.median(geodesic_deg(both.rotations, truth)) < 3.0
+    alone = match_with_references(maps, first[:, None], images, config)
+    np.testing.assert_array_equal(alone.templates, first)
+    assert np.median(geodesic_deg(alone.rotations, truth)[first != which]) > 30.0
+
+
+def test_candidates_are_the_nearest_centres_nearest_first():
+    """``References.candidates``: the k nearest centres in order (Euclidean on mu, or on its
+    directions with ``cosine``), at most as many as there are; ``nearest`` is the first."""
+    centres = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    references = References(np.zeros((3, 4, 4, 4), np.float32), centres, "euclidean")
+    mu = np.array([[0.9, 0.3], [-0.2, 0.8], [-5.0, -0.1]])
+    np.testing.assert_array_equal(references.candidates(mu, 2), [[0, 1], [1, 2], [2, 1]])
+    np.testing.assert_array_equal(references.candidates(mu, 9).shape, (3, 3))
+    np.testing.assert_array_equal(references.nearest(mu), [0, 1, 2])
+    far = References(references.templates, centres * 10, "cosine")
+    np.testing.assert_array_equal(far.candidates(mu * 0.01, 1)[:, 0], [0, 1, 2])
+
+
 def test_cosine_centres_keep_classes_whose_lengths_differ_many_fold_apart():
     """The avae's |mu| can differ 50x between classes (the affinity term sets only cosines):
     Euclidean k-means then splits the long class along its length and merges the two short
@@ -490,7 +526,7 @@ def test_batches_hold_one_templates_particles_and_results_return_in_table_order(
     )
     images = _image_set(tmp_path, volumes)
     monkeypatch.setattr(templates_module, "MATCH_BATCH", 5)
-    plan = templates_module._batches(which, by_template=True)
+    plan = templates_module.match_batches(which, by_template=True)
     assert [sorted(set(which[rows])) for rows in plan] == [[0], [0, 1], [1]]
     assert sorted(np.concatenate(plan)) == list(range(12))
     config = OrientationConfig(grid_step_deg=30.0, reference_iterations=0, wedge_tilt_max_deg=60.0)

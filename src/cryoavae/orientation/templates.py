@@ -14,6 +14,8 @@ back by their matched orientations (:func:`cryoavae.orientation.averaging.class_
 particle is matched again. With ``assignment: best_match`` the k-means centres only seed the
 templates: each particle is searched against all of them and joins the one that fits it best, as
 multi-reference alignment classifies particles, and the averages follow the new membership.
+With ``candidate_templates`` k > 1 the search is confined to each particle's k nearest centres:
+each is searched, and the template whose refined pose explains most of the particle wins.
 """
 
 from __future__ import annotations
@@ -24,13 +26,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.cluster import KMeans
 
 from cryoavae.core.atomic import atomic_path
 from cryoavae.core.progress import Progress
 from cryoavae.core.schema import section_dataclass
 from cryoavae.geometry.ctf import CtfModel
 from cryoavae.orientation.averaging import centred_on_mass, class_average
+from cryoavae.orientation.centres import class_centres, directions, template_centres
 from cryoavae.orientation.matcher import Matches, TemplateMatcher
 
 __all__ = [
@@ -77,13 +79,18 @@ class References:
 
     def nearest(self, mu: np.ndarray) -> np.ndarray:
         """Each row of ``mu``'s template ``(n,)``: its nearest centre, as k-means assigns."""
-        points = _directions(mu) if self.metric == "cosine" else np.asarray(mu, np.float64)
+        return self.candidates(mu, 1)[:, 0]
+
+    def candidates(self, mu: np.ndarray, k: int) -> np.ndarray:
+        """Each row of ``mu``'s ``k`` nearest centres ``(n, min(k, m))``, nearest first."""
+        points = directions(mu) if self.metric == "cosine" else np.asarray(mu, np.float64)
         distances = (
             (points**2).sum(1)[:, None]
             - 2 * points @ self.centres.T
             + (self.centres**2).sum(1)[None, :]
         )
-        return distances.argmin(axis=1).astype(np.int64)
+        k = max(1, min(k, len(self.centres)))
+        return np.argsort(distances, axis=1, kind="stable")[:, :k].astype(np.int64)
 
     def save(self, path) -> None:
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
@@ -163,8 +170,8 @@ def fit_references(
     if config.max_shift_angstrom > 0:  # shifts are then found relative to each centre of mass
         templates, offsets = centred_on_mass(templates)
     references = References(templates, space_centres, config.centre_metric)
-    template = references.nearest(mu)
-    rows = _reference_rows(template, config.reference_particles, seed)
+    template = _candidates(references, mu, config)
+    rows = _reference_rows(template[:, 0], config.reference_particles, seed)
     focus = None if defocus_um is None else defocus_um[rows]
     guess = None if centre_guess_px is None else centre_guess_px[rows]
     templates, offsets = refine_references(
@@ -196,7 +203,7 @@ def match_references(
     particle's centre is thought to be, the translation search's centring then stays near it."""
     return _match_all(
         references.templates,
-        references.nearest(mu),
+        _candidates(references, mu, config),
         images,
         config,
         defocus_um,
@@ -220,6 +227,13 @@ def match_with_references(
     return _match_all(refined, template_index, images, config, defocus_um, ctf)
 
 
+def _candidates(references: References, mu: np.ndarray, config: OrientationConfig) -> np.ndarray:
+    """The templates ``(n, k)`` each particle is searched against, nearest centre first: with
+    ``best_match`` the nearest only (the search then tries every template itself)."""
+    k = 1 if config.assignment == "best_match" else config.candidate_templates
+    return references.candidates(mu, k)
+
+
 def _reference_rows(template: np.ndarray, per_template: int, seed: int) -> np.ndarray:
     """The rows ``(r,)`` (sorted) the references are refined on: of each template's particles,
     at most ``per_template`` drawn with ``seed`` (0: every particle)."""
@@ -230,50 +244,6 @@ def _reference_rows(template: np.ndarray, per_template: int, seed: int) -> np.nd
         rng.permutation(np.flatnonzero(template == c))[:per_template] for c in np.unique(template)
     ]
     return np.sort(np.concatenate(chosen)) if chosen else np.arange(0)
-
-
-def template_centres(
-    fit_mu: np.ndarray, n_templates: int, metric: str, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded k-means centres ``(k, latent_dims)`` of ``fit_mu`` (the training particles), to
-    render, and the same centres in the space the clustering saw, to assign particles by. With
-    ``cosine`` the clustering sees only directions, so a class whose ``|mu|`` is many times
-    another's is neither split along its length nor a merger of the small ones near the origin;
-    each centre to render is then the mean ``mu`` of its cluster."""
-    n_templates = max(1, min(n_templates, len(fit_mu)))
-    points = fit_mu if metric != "cosine" else _directions(fit_mu)
-    kmeans = KMeans(n_clusters=n_templates, n_init=4, random_state=seed).fit(points)
-    if metric != "cosine":
-        return kmeans.cluster_centers_, kmeans.cluster_centers_
-    labels = kmeans.labels_
-    totals = np.zeros((n_templates, fit_mu.shape[1]))
-    np.add.at(totals, labels, fit_mu)
-    counts = np.bincount(labels, minlength=n_templates)[:, None]
-    return totals / np.maximum(counts, 1), kmeans.cluster_centers_
-
-
-def class_centres(
-    fit_mu: np.ndarray, labels: np.ndarray, metric: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """One template per class of ``labels`` (sorted): each class's mean ``mu`` to render, and
-    the centre particles are assigned by, in the space ``metric`` compares (``cosine``: the mean
-    of the class's directions). A class's template is then its own particles' shape: k-means
-    centres need not follow the classes, and a particle matched against a template that mixes
-    two classes gets neither's orientation."""
-    labels = np.asarray(labels)
-    classes, index = np.unique(labels, return_inverse=True)
-    points = fit_mu if metric != "cosine" else _directions(fit_mu)
-    counts = np.bincount(index, minlength=len(classes))[:, None]
-    render = np.zeros((len(classes), fit_mu.shape[1]))
-    space = np.zeros((len(classes), fit_mu.shape[1]))
-    np.add.at(render, index, fit_mu)
-    np.add.at(space, index, points)
-    return render / counts, space / counts
-
-
-def _directions(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def refine_references(
@@ -301,8 +271,9 @@ def refine_references(
     searched = config.max_shift_angstrom > 0  # then every reference is kept centred on its mass
     found = None
     rounds = config.reference_iterations
+    candidates = np.asarray(template_index).ndim == 2  # then chosen again every round
     for iteration in range(rounds):
-        index = template_index if found is None else found.templates
+        index = template_index if found is None or candidates else found.templates
         what = f"matching reference particles (iteration {iteration + 1}/{rounds})"
         found = _match_all(
             templates, index, images, config, defocus_um, ctf, what, centre_guess_px, offsets
@@ -336,7 +307,10 @@ def _match_all(
 ) -> Matches:
     """Every particle matched against its template (or, with ``best_match``, the best one), a
     batch of images at a time, its progress logged as ``what``; ``guess``: centre guesses in the
-    frame the templates' ``frame_offsets_px`` refer to."""
+    frame the templates' ``frame_offsets_px`` refer to. ``template`` ``(n,)``, or ``(n, k)``
+    candidates per particle: each searched, the one whose refined pose explains most of the
+    particle kept (the scores are comparable: each is the particle's energy its template
+    explains, with a free scale)."""
     max_shift_px = 0.0
     if config.max_shift_angstrom > 0:
         max_shift_px = config.max_shift_angstrom / images.voxel_size_angstrom
@@ -350,22 +324,36 @@ def _match_all(
         max_shift_px=max_shift_px,
         guess_offsets_px=frame_offsets_px,
     )
-    batches, plan = [], _batches(template, config.assignment != "best_match")
-    with Progress(len(template), what, log) as progress:
-        for rows in plan:
-            focus = None if defocus_um is None else defocus_um[rows]
-            near = None if guess is None else guess[rows]
-            if config.assignment == "best_match":
-                batches.append(matcher.match_any(images.gather(rows), focus, near))
-            else:
-                batches.append(matcher.match(images.gather(rows), template[rows], focus, near))
-            progress.advance(len(rows))
+    candidates = np.asarray(template).reshape(len(template), -1)
+    runs = []
+    with Progress(candidates.size, what, log) as progress:
+        for column in candidates.T:
+            runs.append(_match_column(matcher, column, images, config, defocus_um, guess, progress))
+    if len(runs) == 1:
+        return runs[0]
+    best = np.stack([run.scores for run in runs], axis=1).argmax(axis=1)
+    everyone = np.arange(len(best))
+    stacked = (np.stack([getattr(run, field) for run in runs], axis=1) for field in Matches.FIELDS)
+    return Matches(*(values[everyone, best] for values in stacked))
+
+
+def _match_column(matcher, template, images, config, defocus_um, guess, progress) -> Matches:
+    """Each particle against ``template[i]`` (or the best, with ``best_match``), in batches."""
+    batches, plan = [], match_batches(template, config.assignment != "best_match")
+    for rows in plan:
+        focus = None if defocus_um is None else defocus_um[rows]
+        near = None if guess is None else guess[rows]
+        if config.assignment == "best_match":
+            batches.append(matcher.match_any(images.gather(rows), focus, near))
+        else:
+            batches.append(matcher.match(images.gather(rows), template[rows], focus, near))
+        progress.advance(len(rows))
     back = np.argsort(np.concatenate(plan))  # from the batches' order to the table's
     found = (np.concatenate([getattr(b, field) for b in batches]) for field in Matches.FIELDS)
     return Matches(*(values[back] for values in found))
 
 
-def _batches(template: np.ndarray, by_template: bool) -> list[np.ndarray]:
+def match_batches(template: np.ndarray, by_template: bool) -> list[np.ndarray]:
     """The rows ``(<= MATCH_BATCH,)`` matched at once, each batch in table order. With
     ``by_template`` each template's particles come together (sorted by template): the global
     search samples a template's turned grid once for all its particles, where batches in the
