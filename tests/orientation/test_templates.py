@@ -27,6 +27,7 @@ from cryoavae.orientation.templates import (
     OrientationConfig,
     References,
     class_centres,
+    match_references,
     match_with_references,
     template_centres,
 )
@@ -268,7 +269,7 @@ def test_the_candidate_whose_pose_fits_best_wins_and_the_first_alone_stays_wrong
     )
     first = np.where(np.arange(24) % 3 == 0, 1 - which, which)
     images = _image_set(tmp_path, volumes)
-    config = OrientationConfig(grid_step_deg=15.0, reference_iterations=1, wedge_tilt_max_deg=60.0)
+    config = OrientationConfig(grid_step_deg=15.0, reference_iterations=2, wedge_tilt_max_deg=60.0)
     both = match_with_references(maps, np.stack([first, 1 - first], axis=1), images, config)
     np.testing.assert_array_equal(both.templates, which)
     assert np.median(geodesic_deg(both.rotations, truth)) < 3.0
@@ -286,8 +287,43 @@ def test_candidates_are_the_nearest_centres_nearest_first():
     np.testing.assert_array_equal(references.candidates(mu, 2), [[0, 1], [1, 2], [2, 1]])
     np.testing.assert_array_equal(references.candidates(mu, 9).shape, (3, 3))
     np.testing.assert_array_equal(references.nearest(mu), [0, 1, 2])
-    far = References(references.templates, centres * 10, "cosine")
-    np.testing.assert_array_equal(far.candidates(mu * 0.01, 1)[:, 0], [0, 1, 2])
+    # by direction: mu[2] is nearest centre 2 in any case; mu[0] points between centres 0 and 1
+    # (nearer 1 by angle), but Euclidean distance prefers the short centre 0
+    lengths = np.array([[0.5], [8.0], [1.0]])
+    mu = np.array([[0.6, 0.62], [-0.2, 0.8], [-5.0, -0.1]])
+    cosine = References(references.templates, centres, "cosine")
+    np.testing.assert_array_equal(cosine.candidates(mu, 1)[:, 0], [1, 1, 2])
+    euclidean = References(references.templates, centres * lengths, "euclidean")
+    assert euclidean.candidates(mu, 1)[0, 0] == 0
+
+
+def test_match_references_searches_the_configured_number_of_candidates(tmp_path):
+    """Through the study's own entry point: particles of map 1 whose mu lies nearest map 0's
+    centre keep map 0's template with ``candidate_templates: 1`` and move to map 1's with 2,
+    also with no refinement level (the global search's scores then decide); with
+    ``best_match`` the setting changes nothing (every template is searched anyway)."""
+    rng = np.random.default_rng(17)
+    maps = np.stack([blobs(rng), blobs(rng)])
+    truth = Rotation.random(6, random_state=rng).as_matrix()
+    images = _image_set(tmp_path, measured(maps[1], truth, rng, snr=1.0))
+    references = References(maps, np.eye(2), "euclidean")
+    mu = np.tile([[0.9, 0.6]], (6, 1))  # nearer centre 0
+    chosen = {}
+    settings = [("nearest_centre", 1, 3), ("nearest_centre", 2, 3), ("nearest_centre", 2, 0)]
+    for assignment, k, levels in [*settings, ("best_match", 2, 3)]:
+        config = OrientationConfig(
+            grid_step_deg=15.0,
+            refinement_levels=levels,
+            reference_iterations=0,
+            wedge_tilt_max_deg=60.0,
+            assignment=assignment,
+            candidate_templates=k,
+        )
+        chosen[assignment, k, levels] = match_references(references, mu, images, config).templates
+    np.testing.assert_array_equal(chosen["nearest_centre", 1, 3], 0)
+    np.testing.assert_array_equal(chosen["nearest_centre", 2, 3], 1)
+    np.testing.assert_array_equal(chosen["nearest_centre", 2, 0], 1)
+    np.testing.assert_array_equal(chosen["best_match", 2, 3], 1)
 
 
 def test_cosine_centres_keep_classes_whose_lengths_differ_many_fold_apart():

@@ -181,14 +181,16 @@ class TemplateMatcher:
         guess = self.centring.guesses(centre_guess_px, n)
         rotations = torch.empty((n, 3, 3), dtype=torch.float64, device=self.device)
         shifts = torch.zeros((n, 3), dtype=torch.float64, device=self.device)
+        score = torch.zeros(n, dtype=torch.float64, device=self.device)
         for c in np.unique(template_index):
             rows = torch.from_numpy(np.flatnonzero(template_index == c)).to(self.device)
             filters = self._filters(self.low, rows, defocus_um)
             centring = self._filters(self.centring.band, rows, defocus_um)
             near = None if guess is None else guess[rows]
             centres = self.centring.centres(spectra[rows], int(c), centring, near)
-            rotations[rows], shifts[rows], _ = self._global(spectra[rows], int(c), filters, centres)
-        return self._refine_all(spectra, template_index, rotations, shifts, defocus_um)
+            found = self._global(spectra[rows], int(c), filters, centres)
+            rotations[rows], shifts[rows], score[rows] = found
+        return self._refine_all(spectra, template_index, rotations, shifts, defocus_um, score)
 
     def match_any(
         self,
@@ -221,7 +223,7 @@ class TemplateMatcher:
                 score[better],
             )
             template_index[better.cpu().numpy()] = c
-        return self._refine_all(spectra, template_index, rotations, shifts, defocus_um)
+        return self._refine_all(spectra, template_index, rotations, shifts, defocus_um, top)
 
     def _spectra(self, volumes: np.ndarray) -> torch.Tensor:
         """rfftn of each volume, flattened ``(n, d * d * (d // 2 + 1))`` complex64."""
@@ -282,13 +284,13 @@ class TemplateMatcher:
         best = candidates[everyone, where % candidates.shape[1]]
         return self.grid[best], tried[everyone, where // candidates.shape[1]], value.double()
 
-    def _refine_all(self, spectra, template_index, rotations, shifts, defocus_um) -> Matches:
-        """The local refinements, level after level, from each particle's global best: a finer
-        lattice of rotations, then (when shifts are searched) a finer lattice of shifts, each
-        level on its own band (:attr:`level_bands`). Shifts are found for the templates moved to
-        their centres and reported for the templates as given."""
+    def _refine_all(self, spectra, template_index, rotations, shifts, defocus_um, score) -> Matches:
+        """The local refinements, level after level, from each particle's global best (``score``:
+        the global search's, reported when there is no refinement level): a finer lattice of
+        rotations, then (when shifts are searched) a finer lattice of shifts, each level on its
+        own band (:attr:`level_bands`). Shifts are found for the templates moved to their centres
+        and reported for the templates as given."""
         everyone = torch.arange(len(rotations), device=self.device)
-        score = torch.zeros(len(rotations), dtype=torch.float64, device=self.device)
         own = self.offsets[torch.from_numpy(np.asarray(template_index)).to(self.device)]
         if self.max_shift_px > 0:  # the global search's shift, brought within max_shift_px
             origin = (rotations @ own[..., None])[..., 0]

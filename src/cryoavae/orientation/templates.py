@@ -57,7 +57,7 @@ class OrientationConfig(
     """The ``orientation`` section: ``method`` (``encoder`` or ``template_matching``),
     ``templates`` (k-means centres; 0 = one per seen class), ``grid_step_deg``,
     ``global_resolution_px``, ``refinement_levels``, ``reference_iterations``, ``assignment``,
-    ``centre_metric`` and ``ctf`` (see the schema); and the particles' missing wedge
+    ``candidate_templates``, ``centre_metric`` and ``ctf`` (see the schema); and the particles' missing wedge
     ``wedge_tilt_max_deg`` (the study's ``missing_wedge``, None for none), which templates are
     matched and averaged through."""
 
@@ -198,7 +198,8 @@ def match_references(
     centre_guess_px: np.ndarray | None = None,
 ) -> Matches:
     """Each particle (a row of ``mu``, its image in ``images``) matched against its nearest
-    centre's template, or with ``config.assignment: best_match`` against whichever fits best;
+    centre's template (the best-fitting of its ``config.candidate_templates`` nearest), or with
+    ``config.assignment: best_match`` against whichever fits best;
     ``centre_guess_px`` ``(n, 3)`` (x, y, z voxels; e.g. the encoder's shift head): where each
     particle's centre is thought to be, the translation search's centring then stays near it."""
     return _match_all(
@@ -331,7 +332,8 @@ def _match_all(
             runs.append(_match_column(matcher, column, images, config, defocus_um, guess, progress))
     if len(runs) == 1:
         return runs[0]
-    best = np.stack([run.scores for run in runs], axis=1).argmax(axis=1)
+    scores = np.stack([run.scores for run in runs], axis=1)
+    best = np.nan_to_num(scores, nan=-np.inf).argmax(axis=1)
     everyone = np.arange(len(best))
     stacked = (np.stack([getattr(run, field) for run in runs], axis=1) for field in Matches.FIELDS)
     return Matches(*(values[everyone, best] for values in stacked))
