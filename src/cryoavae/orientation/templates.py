@@ -57,9 +57,9 @@ class OrientationConfig(
     """The ``orientation`` section: ``method`` (``encoder`` or ``template_matching``),
     ``templates`` (k-means centres; 0 = one per seen class), ``grid_step_deg``,
     ``global_resolution_px``, ``refinement_levels``, ``reference_iterations``, ``assignment``,
-    ``candidate_templates``, ``centre_metric`` and ``ctf`` (see the schema); and the particles' missing wedge
-    ``wedge_tilt_max_deg`` (the study's ``missing_wedge``, None for none), which templates are
-    matched and averaged through."""
+    ``candidate_templates``, ``centre_metric`` and ``ctf`` (see the schema); and the particles'
+    missing wedge ``wedge_tilt_max_deg`` (the study's ``missing_wedge``, None for none), which
+    templates are matched and averaged through."""
 
 
 @dataclass(frozen=True)
