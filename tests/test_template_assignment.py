@@ -1,26 +1,13 @@
 """tools/template_assignment.py: a class's orientations split by the template its particles were
 matched against, scored in the class's own frame."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 from scipy.spatial.transform import Rotation
+from tool_scripts import load_tool
 
 from cryoavae.geometry.rotations import matrices_to_relion_angles
 from cryoavae.inference.latents import INFERRED_ANGLES
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        "template_assignment", ROOT / "tools" / "template_assignment.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_own_template_particles_right_and_the_others_wrong_are_told_apart():
@@ -47,7 +34,7 @@ def test_own_template_particles_right_and_the_others_wrong_are_told_apart():
             ),
         }
     )
-    (row,) = load_tool().class_rows(latents, {}, ["val"])
+    (row,) = load_tool("template_assignment").class_rows(latents, {}, ["val"])
     assert row["held-out"] == 10 and row["own template"] == 0.6
     assert row["own: within 20°"] == 1.0 and row["others: within 20°"] == 0.0
     assert row["within 20°"] == 0.6

@@ -1,23 +1,11 @@
 """tools/update_readme_results.py: the README gets a study's summary.md with its figure links
 moved to copies under docs/images/<study>/ (summary.md itself links the study's own files)."""
 
-import importlib.util
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        "update_readme_results", ROOT / "tools" / "update_readme_results.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tool_scripts import load_tool
 
 
 def test_the_readme_links_copies_of_the_figures_summary_md_links(tmp_path):
-    tool = load_tool()
+    tool = load_tool("update_readme_results")
     results = tmp_path / "results" / "mine"
     models = results / "seed3" / "models" / "avae"
     models.mkdir(parents=True)
@@ -37,7 +25,7 @@ def test_a_doc_below_the_root_gets_its_fragment_with_links_relative_to_itself(
 ):
     """--into docs/science.md and --results of a run made elsewhere: the text between the
     study's markers is replaced, the rest kept, the figures linked from docs/."""
-    tool = load_tool()
+    tool = load_tool("update_readme_results")
     monkeypatch.setattr(tool, "REPO", tmp_path)
     results = tmp_path / "elsewhere" / "results" / "mine"
     (results / "seed3").mkdir(parents=True)
