@@ -20,37 +20,37 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cryoavae.geometry.point_groups import symmetry_group
-from cryoavae.geometry.rotations import align_rotations, geodesic_deg, relion_angles_to_matrices
-from cryoavae.inference.latents import INFERRED_ANGLES, read_latents
+from cryoavae.evaluate.orientation import aligned_orientation_metrics
+from cryoavae.inference.latents import read_latents
 from cryoavae.structures.symmetry import read_symmetry
 
-TRUE_ANGLES = ["angle_rot", "angle_tilt", "angle_psi"]
 WITHIN_DEG = 20.0
 
 
 def class_rows(latents: pd.DataFrame, symmetry: dict, splits: list[str]) -> list[dict]:
     """One row per seen class: held-out count, own-template share, within 20° overall, among
-    the own template's particles and among the others (NaN where there are none)."""
+    the own template's particles and among the others (NaN where there are none). The errors
+    are the evaluation's own
+    (:func:`~cryoavae.evaluate.orientation.aligned_orientation_metrics`)."""
     names = latents["class_name"].astype(str).to_numpy()
     split = latents["split"].astype(str).to_numpy()
     template = latents["orientation_template"].to_numpy()
-    inferred = relion_angles_to_matrices(latents[list(INFERRED_ANGLES)].to_numpy(np.float64))
-    true = relion_angles_to_matrices(latents[TRUE_ANGLES].to_numpy(np.float64))
+    known = np.isfinite(latents[["angle_rot", "angle_tilt", "angle_psi"]].to_numpy()).all(axis=1)
+    train, held = split == "train", np.isin(split, splits) & known
+    seen = sorted(set(names[train]))
+    _, _, errors = aligned_orientation_metrics(latents, names, train, held, seen, symmetry)
     rows = []
-    for c in sorted(set(names[split == "train"])):
-        train, held = (names == c) & (split == "train"), (names == c) & np.isin(split, splits)
-        if held.sum() == 0:
+    for c in seen:
+        error = errors.loc[errors["class_name"] == c, "error_deg"].to_numpy()
+        if len(error) == 0:
             continue
-        own = np.bincount(template[train]).argmax()
-        q, _ = align_rotations(inferred[train], true[train], symmetry.get(c))
-        copies = np.einsum("nij,kjl->nkil", true[held], symmetry_group(symmetry.get(c)))
-        right = geodesic_deg((inferred[held] @ q)[:, None], copies).min(axis=1) <= WITHIN_DEG
-        mine = template[held] == own
+        right = error <= WITHIN_DEG
+        own = np.bincount(template[train & (names == c)]).argmax()
+        mine = template[held & (names == c)] == own  # the errors' rows, in table order
         rows.append(
             {
                 "class": c,
-                "held-out": int(held.sum()),
+                "held-out": len(error),
                 "own template": mine.mean(),
                 "within 20°": right.mean(),
                 "own: within 20°": right[mine].mean() if mine.any() else np.nan,
