@@ -130,6 +130,25 @@ def test_seen_class_without_val_particles_does_not_lower_macro_f1():
     assert m["per_class"]["c"]["support"] == 0
 
 
+def test_the_class_written_is_scored_as_the_annotated_tables_assign_it():
+    """The latent classifier and the class the STAR file gets are scored apart: with no matched
+    class the nearest centroid (right for separated classes), with one, that class, here wrong
+    for every test particle of class a (val particles, where choices are made, are not scored)."""
+    classes = ["a", "b", "c"]
+    splits = {c: {"train": 60, "val": 20, "test": 25} for c in classes}
+    latents = make_latents(axes_centres(classes, 4), splits)
+    plain = evaluate(latents, classes, np.eye(3)).metrics
+    assert plain["assigned_by"] == "centroid" and plain["assigned_accuracy"] == 1.0
+    latents["orientation_class"] = latents["class_name"]
+    wrong = (latents["class_name"] == "a") & latents["split"].isin(["test", "val"])
+    latents.loc[wrong, "orientation_class"] = "b"
+    matched = evaluate(latents, classes, np.eye(3)).metrics
+    assert matched["assigned_by"] == "template"
+    assert matched["assigned_accuracy"] == pytest.approx(50 / 75)
+    assert matched["assigned_macro_f1"] < 0.7
+    assert matched["accuracy"] == 1.0  # the classifier on mu is untouched
+
+
 def test_separated_clusters_have_silhouette_near_one(separated):
     _, _, _, result = separated
     assert result.metrics["silhouette"] > 0.95

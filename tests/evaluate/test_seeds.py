@@ -12,6 +12,7 @@ from cryoavae.evaluate.seeds import seed_summary_markdown, seed_summary_table
 
 def run(accuracy, auroc, within20=None, per_class=None):
     metrics = {"accuracy": accuracy, "macro_f1": accuracy - 0.01, "novelty_auroc": auroc}
+    metrics["assigned_accuracy"] = accuracy - 0.1
     if within20 is not None:
         metrics["pose_within_20deg"] = within20
         metrics["pose_within_20deg_per_class"] = per_class
@@ -54,7 +55,8 @@ def test_one_seed_has_no_sd_and_says_so_by_omission():
     table = seed_summary_table(["avae"], [42], {("avae", 42): run(0.75, 0.6)})
     assert math.isnan(table.loc[0, "accuracy_sd"])
     text = seed_summary_markdown("s", table, [42], "val", "snakemake")
-    assert "| avae | 0.750 | 0.740 | 0.600 |" in text and "±" not in text
+    assert "| avae | 0.750 | 0.740 | 0.650 | 0.600 |" in text and "±" not in text
+    assert "*class written*: how often the class written" in text
     assert "**Study `s`**, seed 42, scored on the val split" in text
 
 

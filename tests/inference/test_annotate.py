@@ -160,3 +160,28 @@ def test_a_particle_flagged_novel_gets_no_orientation_or_origin_and_the_others_k
     assert "20 particles flagged novel get no orientation" in caplog.text
     # the latents (latents.tsv, which the evaluation scores) keep the matcher's answer
     assert latents[[*ANGLE_COLUMNS, *ORIGIN_COLUMNS]].notna().all().all()
+
+
+def test_the_written_class_is_the_one_the_orientation_was_matched_in(tmp_path):
+    """With one template per class the class written is the matched template's, so class and
+    angles agree: a particle near class a's centroid whose density chose b's template is b;
+    without the column the nearest centroid decides."""
+    rng = np.random.default_rng(4)
+    latents = latents_table(12, rng, angles=True)
+    latents["orientation_class"] = latents["class_name"]
+    latents.loc[0, "orientation_class"] = "b"  # row 0 is near a's centroid
+    source_star(tmp_path / "in.star", 12)
+    annotate_particles(
+        tmp_path / "in.star", latents, latents, ["a", "b"], tmp_path / "out.star",
+        novelty=none_novel(latents),
+    )  # fmt: skip
+    out = starfile.read(tmp_path / "out.star")
+    assert list(out["cryoavaePredictedClass"]) == ["b", *latents["class_name"][1:]]
+    assert out["cryoavaePredictedClassNumber"][0] == 2
+    assert out["cryoavaeCentroidCosine"][0] < 0  # its cosine to b's centroid, not a's
+    plain = latents.drop(columns="orientation_class")
+    annotate_particles(
+        tmp_path / "in.star", plain, plain, ["a", "b"], tmp_path / "plain.star",
+        novelty=none_novel(plain),
+    )  # fmt: skip
+    assert starfile.read(tmp_path / "plain.star")["cryoavaePredictedClass"][0] == "a"

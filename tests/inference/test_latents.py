@@ -7,10 +7,12 @@ import pytest
 
 from cryoavae.core.errors import InputError
 from cryoavae.inference.latents import (
+    MATCHED_CLASS,
     assign_nearest_class,
     class_centroids,
     class_cosine_matrix,
     latent_columns,
+    matched_classes,
     place_by_neighbours,
     read_latents,
 )
@@ -34,6 +36,37 @@ def test_assign_nearest_class_by_cosine():
     expected_cos = [5 / np.sqrt(26), 0.0, 1.0]
     assert out["nearest_cosine"].to_numpy() == pytest.approx(expected_cos)
     assert "novelty" not in out  # the novelty module's, not the nearest class's
+
+
+def test_the_class_a_particle_was_matched_in_is_its_class_where_there_is_one():
+    """A particle whose density chose another class's template is that class, with its cosine
+    to that class's centroid; a row matched in no seen class keeps its nearest centroid."""
+    centroids = np.array([[1.0, 0.0], [0.0, 1.0]])
+    mu = np.array([[5.0, 1.0], [5.0, 1.0], [0.0, 1.0]])
+    matched = np.array(["y", None, "z"], dtype=object)
+    out = assign_nearest_class(mu, centroids, "xy", matched)
+    assert list(out["nearest_seen"]) == ["y", "x", "y"]
+    assert out["nearest_cosine"].to_numpy() == pytest.approx([1 / np.sqrt(26), 5 / np.sqrt(26), 1])
+
+
+def test_matched_classes_reads_the_column_and_leaves_the_unnamed_empty(tmp_path):
+    table = pd.DataFrame({MATCHED_CLASS: ["1", None, "b"]})
+    assert list(matched_classes(table)) == ["1", None, "b"]
+    assert matched_classes(table.drop(columns=MATCHED_CLASS)) is None
+    latents = pd.DataFrame(
+        {
+            "class_name": ["1", "2"],
+            "split": "train",
+            "angle_rot": 0.0,
+            "angle_tilt": 0.0,
+            "angle_psi": 0.0,
+            "mu_0": [1.0, 2.0],
+            MATCHED_CLASS: ["2", "1"],
+        }
+    )
+    latents.to_csv(tmp_path / "latents.tsv", sep="\t", index=False)
+    # class names that look like numbers stay the names the centroids carry
+    assert list(matched_classes(read_latents(tmp_path / "latents.tsv"))) == ["2", "1"]
 
 
 def test_latent_columns_in_numeric_order():

@@ -100,6 +100,10 @@ def test_embedding_reports_matched_orientations_and_their_templates(splat_study)
     encoder = embed_particles(checkpoint, table, images)
     angles = ["inferred_rot", "inferred_tilt", "inferred_psi"]
     assert set(first["orientation_template"]) <= {0, 1}  # one template per seen class
+    train = table[particles.SPLIT] == "train"
+    classes = sorted(set(table.loc[train, particles.CLASS_NAME].astype(str)))
+    # each template names its class: the particle's class is the one its orientation is in
+    assert list(first["orientation_class"]) == [classes[t] for t in first["orientation_template"]]
     assert np.isfinite(first[angles].to_numpy()).all()
     pd.testing.assert_frame_equal(first, again)  # seeded: the same orientations again
     assert "orientation_template" not in encoder.columns
@@ -512,6 +516,13 @@ def test_references_keep_their_frame_offsets_through_a_file(tmp_path):
     np.testing.assert_array_equal(loaded.offsets(), offsets)
     np.savez(tmp_path / "older.npz", templates=np.ones((2, 4, 4, 4)), centres=np.eye(2), metric="x")
     np.testing.assert_array_equal(References.load(tmp_path / "older.npz").offsets(), 0.0)
+    assert loaded.classes is None and References.load(tmp_path / "older.npz").classes is None
+
+
+def test_references_keep_the_class_of_each_template_through_a_file(tmp_path):
+    named = References(np.ones((2, 4, 4, 4), np.float32), np.eye(2), "cosine", None, ["1", "b"])
+    named.save(tmp_path / "references.npz")
+    assert list(References.load(tmp_path / "references.npz").classes) == ["1", "b"]
 
 
 def test_the_global_searchs_finest_detail_is_a_setting_in_voxels(tmp_path, monkeypatch):

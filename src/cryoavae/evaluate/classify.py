@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import sklearn
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
@@ -65,6 +66,32 @@ def classification(x_train, y_train, x_val, y_val, labels, config, seed):
         "per_class": per_class,
     }
     return metrics, confusion_matrix(y_val, predicted, labels=labels)
+
+
+def assigned_class_metrics(
+    table: pd.DataFrame, scored_split: str, labels, by_template: bool
+) -> dict:
+    """How often the class written to the annotated tables (``table``'s ``nearest_seen``,
+    :func:`~cryoavae.inference.latents.assign_nearest_class`) is its ``class_name``, over the
+    rows of ``scored_split``: ``assigned_accuracy`` and ``assigned_macro_f1`` (over the classes
+    that occur, as :func:`classification` counts), and ``assigned_by``: ``template`` (the
+    matched template's class) or ``centroid`` (the nearest centroid's). The classifier's scores
+    say how well mu separates the classes; these, what a user's STAR file gets. None without
+    scored rows."""
+    rows = table["split"].astype(str).to_numpy() == scored_split
+    truth = table["class_name"].astype(str).to_numpy()[rows]
+    assigned = table["nearest_seen"].astype(str).to_numpy()[rows]
+    by = "template" if by_template else "centroid"
+    if len(truth) == 0:
+        return {"assigned_accuracy": None, "assigned_macro_f1": None, "assigned_by": by}
+    scored = [c for c in labels if c in set(truth) | set(assigned)]
+    return {
+        "assigned_accuracy": float(np.mean(truth == assigned)),
+        "assigned_macro_f1": float(
+            f1_score(truth, assigned, labels=scored, average="macro", zero_division=0)
+        ),
+        "assigned_by": by,
+    }
 
 
 def cosine_silhouette(mu: np.ndarray, names: np.ndarray, seed: int) -> float | None:

@@ -18,7 +18,6 @@ apart from them (:mod:`.open_set`).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,7 +26,7 @@ import pandas as pd
 
 from cryoavae.core.errors import InputError
 from cryoavae.core.schema import section_dataclass, section_schema
-from cryoavae.evaluate.classify import classification, cosine_silhouette
+from cryoavae.evaluate.classify import assigned_class_metrics, classification, cosine_silhouette
 from cryoavae.evaluate.open_set import novelty_metrics
 from cryoavae.evaluate.orientation import aligned_orientation_metrics
 from cryoavae.evaluate.pose_correlation import pose_metrics
@@ -38,6 +37,7 @@ from cryoavae.inference.latents import (
     class_centroids,
     class_cosine_matrix,
     latent_columns,
+    matched_classes,
 )
 from cryoavae.inference.novelty import NoveltyModel
 from cryoavae.particles import SPLITS
@@ -117,15 +117,16 @@ def evaluate_latents(
     list, unseen classes included). ``ndim`` is 2 for images, 3 for subtomograms.
     ``embed_umap=False`` skips the UMAP (``umap_xy`` is None) when only the numbers are wanted;
     ``umap_cache_dir`` keeps its numba compilation for the next process
-    (:func:`.projection.cache_umap_compilation`). ``symmetry`` gives classes' point groups
-    already placed in their maps' frames (:mod:`cryoavae.structures.symmetry`); without it the
-    groups named in ``config.symmetry`` are taken in scipy's standard orientation.
+    (:func:`.projection.cache_umap_compilation`). ``symmetry``: classes' point groups placed in
+    their maps' frames (:mod:`cryoavae.structures.symmetry`); else ``config.symmetry``'s groups
+    in scipy's standard orientation.
 
     Keys of ``metrics``:
 
     - ``classifier``, ``accuracy``, ``macro_f1``, ``per_class`` (``{class: {precision, recall,
       f1, support}}``): classifier on train mu, scored on the held-out particles
-      (``scored_split``: test when there are any, else val).
+      (``scored_split``: test when there are any, else val); ``assigned_*``: the class the
+      annotated tables write, on the same particles (:func:`.classify.assigned_class_metrics`).
     - ``silhouette``: cosine silhouette of the held-out particles' mu by class (seen classes).
     - ``pose_correlation``, ``pose_correlation_per_class``, ``pose_predictor_per_class``,
       ``pose_angle_median_error_deg``, ``pose_metric_description``: see the description string.
@@ -146,9 +147,7 @@ def evaluate_latents(
     - ``n_train``, ``n_val``, ``n_test``, ``n_unseen``, ``scored_split``, ``*_dim``.
 
     Raises:
-        InputError: a missing column, a class not in ``class_names``, a split other than
-            train/val/test/unseen, an affinity of the wrong shape, fewer than two seen classes
-            or no held-out (test or val) particles.
+        InputError: latents or an affinity that cannot be scored (see :func:`_check_latents`).
     """
     class_names = [str(c) for c in class_names]
     affinity = np.asarray(affinity, dtype=np.float64)
@@ -158,12 +157,13 @@ def evaluate_latents(
         latents, p, config, seed, ndim, symmetry
     )
     shown, cosine, prior = _class_structure(p, affinity)
-    n_seen = len(p.seen)
-    agreement = prior_agreement(cosine[:n_seen, :n_seen], prior[:n_seen, :n_seen])
+    seen = slice(len(p.seen))
+    agreement = prior_agreement(cosine[seen, seen], prior[seen, seen])
     open_set, novelty, novelty_model = _open_set_metrics(latents, p, affinity, config)
     metrics = {"classifier": config.classifier, **read_outs, **agreement, **open_set, **p.sizes()}
     _log_metrics(metrics)
-    umap_xy = _umap_of(p.mu, config, seed, umap_cache_dir) if embed_umap else None
+    umap_args = (config.umap_n_neighbors, config.umap_min_dist, seed, umap_cache_dir)
+    umap_xy = umap_projection(p.mu, *umap_args, config.umap_max_points) if embed_umap else None
     return EvaluationResult(
         metrics=metrics,
         ndim=ndim,
@@ -306,13 +306,16 @@ def _open_set_metrics(
         config.novelty_neighbors,
     )
     metrics = {"unseen": unseen_report, "unseen_match_fraction": match_fraction}
-    return {**metrics, **novelty}, table, model
+    by_template = matched_classes(latents) is not None
+    assigned = assigned_class_metrics(table, p.scored_split, p.seen, by_template)
+    return {**metrics, **assigned, **novelty}, table, model
 
 
 def _log_metrics(metrics: dict) -> None:
     """The headline numbers, and where each unseen class landed, for the run log."""
     log.info(
-        "%s on %d train / %d %s particles: accuracy %.3f, macro-F1 %.3f; silhouette %s; "
+        "%s on %d train / %d %s particles: accuracy %.3f, macro-F1 %.3f (class written: "
+        "accuracy %s by %s); silhouette %s; "
         "pose correlation %s; prior correlation %s; novelty AUROC %s (%s), unseen flagged %s",
         metrics["classifier"],
         metrics["n_train"],
@@ -320,6 +323,8 @@ def _log_metrics(metrics: dict) -> None:
         metrics["scored_split"],
         metrics["accuracy"],
         metrics["macro_f1"],
+        metrics["assigned_accuracy"],
+        metrics["assigned_by"],
         metrics["silhouette"],
         metrics["pose_correlation"],
         metrics["prior_correlation"],
@@ -336,24 +341,10 @@ def _log_metrics(metrics: dict) -> None:
         )
 
 
-def _umap_of(
-    mu: np.ndarray, config: EvaluationConfig, seed: int, cache_dir: str | None
-) -> np.ndarray:
-    """The 2-D map of every particle's mu for the figures, with its time in the log."""
-    start = time.perf_counter()
-    umap_xy = umap_projection(
-        mu,
-        config.umap_n_neighbors,
-        config.umap_min_dist,
-        seed,
-        cache_dir=cache_dir,
-        max_points=config.umap_max_points,
-    )
-    log.info("UMAP of %d particles: %.1f s", len(mu), time.perf_counter() - start)
-    return umap_xy
-
-
 def _check_latents(latents, class_names, affinity, ndim) -> tuple[list[str], list[str]]:
+    """The mu and pose columns; InputError for a missing column, a class not in
+    ``class_names``, a split other than train/val/test/unseen, an affinity of the wrong shape,
+    fewer than two seen classes or no held-out (test or val) particles."""
     missing = [c for c in LATENT_COLUMNS if c not in latents.columns]
     if missing:
         raise InputError(f"latents table: missing columns {missing}")
@@ -379,7 +370,6 @@ def _check_latents(latents, class_names, affinity, ndim) -> tuple[list[str], lis
     bad = sorted(set(splits) - set(SPLITS))
     if bad:
         raise InputError(f"latents table: split {bad}; expected one of {list(SPLITS)}")
-    names = latents["class_name"].astype(str)
     seen = set(names[splits == "train"])
     if len(seen) < 2:
         raise InputError(

@@ -15,7 +15,12 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from cryoavae.inference.latents import assign_nearest_class, fit_column, latent_columns
+from cryoavae.inference.latents import (
+    assign_nearest_class,
+    fit_column,
+    latent_columns,
+    matched_classes,
+)
 from cryoavae.inference.novelty import SCORES, NoveltyModel, fit_novelty
 
 __all__ = ["novelty_metrics"]
@@ -47,7 +52,8 @@ def novelty_metrics(
       for junk against held-out seen particles; ``n_junk``.
 
     The table has the held-out, unseen and junk rows: ``image`` (when the latents have it),
-    ``class_name``, ``split``, ``nearest_seen``, ``nearest_cosine``, ``novelty`` (the chosen
+    ``class_name``, ``split``, ``nearest_seen`` (the class the particle is assigned, as the
+    annotated tables write it), ``nearest_cosine``, ``novelty`` (the chosen
     score), ``is_novel`` and ``novelty_<score>`` for every score.
     """
     model = fit_novelty(latents, class_names, score, seen_recall, neighbors)
@@ -74,7 +80,10 @@ def novelty_metrics(
         "novelty_junk_recall": _flagged(model, junk_s[own]),
         "n_junk": int(junk.sum()),
     }
-    table = assign_nearest_class(mu, model.centroids, model.classes)
+    matched = matched_classes(latents)
+    table = assign_nearest_class(
+        mu, model.centroids, model.classes, None if matched is None else matched[rows]
+    )
     table["novelty"] = scores[own].to_numpy()
     table["is_novel"] = model.is_novel(table["novelty"].to_numpy())
     for s in given:

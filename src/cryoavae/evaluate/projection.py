@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import warnings
 
 import numpy as np
@@ -77,6 +78,7 @@ def umap_projection(
         return xy
     if n < 4:
         return np.zeros((n, 2))
+    started = time.perf_counter()
     if cache_dir is not None:
         cache_umap_compilation(cache_dir)
     import umap
@@ -98,4 +100,6 @@ def umap_projection(
     with warnings.catch_warnings():
         # Without a search index umap cannot transform() new data; we never ask it to.
         warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)
-        return np.asarray(reducer.fit_transform(mu), dtype=np.float64)
+        xy = np.asarray(reducer.fit_transform(mu), dtype=np.float64)
+    log.info("UMAP of %d particles: %.1f s", n, time.perf_counter() - started)
+    return xy

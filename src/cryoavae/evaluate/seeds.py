@@ -22,6 +22,7 @@ __all__ = ["SEED_METRICS", "seed_summary_markdown", "seed_summary_table"]
 SEED_METRICS = (
     ("accuracy", "accuracy"),
     ("macro_f1", "macro-F1"),
+    ("assigned_accuracy", "class written"),
     ("novelty_auroc", "novelty AUROC"),
     ("novelty_unseen_recall", "unseen flagged"),
     ("unseen_match_fraction", "unseen placed"),
@@ -154,6 +155,12 @@ def seed_summary_markdown(
     for _, row in table.iterrows():
         cells = [_cell(row, key, digits.get(key, 3)) for key, _ in SEED_METRICS]
         lines.append(f"| {row['variant']} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "*accuracy*, *macro-F1*: a classifier fitted on the train particles' mu (how well the "
+        "latent space separates the classes); *class written*: how often the class written to "
+        "`particles_annotated.star` (`cryoavaePredictedClass`) is right.",
+    ]
     lines += angles_note(angles_from)
     classes = [c.split(":", 1)[1][: -len("_mean")] for c in table.columns if _is_class(c)]
     if classes:

@@ -3,10 +3,13 @@
 ``particles_annotated.star`` is the input particle table (for a STAR study: the user's own
 file, every data block, rows in their order) with columns added per particle:
 
-- ``cryoavaePredictedClass``, ``cryoavaePredictedClassNumber``: the seen class whose latent
-  centroid (mean unit mu of its training particles) is nearest in cosine, and its 1-based number
-  in the study's class list;
-- ``cryoavaeCentroidCosine``: the cosine to that centroid;
+- ``cryoavaePredictedClass``, ``cryoavaePredictedClassNumber``: the particle's seen class and
+  its 1-based number in the study's class list. With the orientation step and one template per
+  class, the class whose template the particle's orientation was matched against (its own
+  density chose it among the encoder's ``orientation.candidate_templates`` nearest), so that
+  class and angles agree; otherwise the class whose latent centroid (mean unit mu of its
+  training particles) is nearest in cosine;
+- ``cryoavaeCentroidCosine``: the cosine to that class's centroid;
 - ``cryoavaeNovelty``: how unlike every seen class the particle is (higher: more novel), the
   study's novelty score (``evaluation.novelty_score``, by default the smallest Mahalanobis
   distance of mu to a seen class; :mod:`cryoavae.inference.novelty`), and ``cryoavaeIsNovel``:
@@ -62,7 +65,12 @@ import pandas as pd
 
 from cryoavae import particles as P
 from cryoavae.core.errors import InputError
-from cryoavae.inference.latents import assign_nearest_class, fit_column, latent_columns
+from cryoavae.inference.latents import (
+    assign_nearest_class,
+    fit_column,
+    latent_columns,
+    matched_classes,
+)
 from cryoavae.inference.novelty import NoveltyModel, fit_novelty
 
 log = logging.getLogger(__name__)
@@ -99,10 +107,11 @@ def class_assignments(
     class_names: Sequence[str],
     novelty: NoveltyModel | None = None,
 ) -> pd.DataFrame:
-    """Nearest seen class, its number, cosine, novelty and whether it is novel for every row of
-    ``latents``, against the centroids of the ``train`` rows of ``reference`` (a latents table,
-    possibly the same) and the novelty model fitted on them (``models/<variant>/novelty.json``;
-    None: fitted here with the default score and recall)."""
+    """Seen class (:func:`~cryoavae.inference.latents.assign_nearest_class`: the matched
+    template's, else the nearest centroid's), its number, cosine, novelty and whether it is
+    novel for every row of ``latents``, against the centroids of the ``train`` rows of
+    ``reference`` (a latents table, possibly the same) and the novelty model fitted on them
+    (``models/<variant>/novelty.json``; None: fitted here with the default score and recall)."""
     train = reference[reference["split"].astype(str) == "train"]
     if train.empty:
         raise InputError("reference latents hold no training particles to build centroids from")
@@ -116,7 +125,7 @@ def class_assignments(
     if novelty is None:
         novelty = fit_novelty(reference, class_names)
     mu = latents[mu_columns].to_numpy(np.float64)
-    nearest = assign_nearest_class(mu, novelty.centroids, novelty.classes)
+    nearest = assign_nearest_class(mu, novelty.centroids, novelty.classes, matched_classes(latents))
     score = novelty.score_of(mu, fit_column(latents))
     return pd.DataFrame(
         {
@@ -178,7 +187,7 @@ def annotate_particles(
     header = "cryoavae: particles annotated with their latent-space results"
     P.write_star_blocks(out_path, {**blocks, name: annotated}, header)
     log.info(
-        "%s: %d particles annotated (nearest classes %s, median novelty %.3f, %d flagged novel)",
+        "%s: %d particles annotated (classes %s, median novelty %.3f, %d flagged novel)",
         out_path,
         len(added),
         added[PREDICTED].value_counts().to_dict(),

@@ -2,9 +2,11 @@
 
 This is the open-set use the paper argues for: particles extracted from a new tomogram are
 encoded, each is assigned the seen class whose latent centroid (from the training particles) is
-nearest in cosine, and its novelty says how unlike every training class it is: the study's
-novelty model (``models/<variant>/novelty.json``, :mod:`cryoavae.inference.novelty`) scores it
-and flags it novel above the threshold the study set on its own held-out particles.
+nearest in cosine (with the study's orientation step and one template per class: the class whose
+template its orientation was matched against, as the study's own particles), and its novelty
+says how unlike every training class it is: the study's novelty model
+(``models/<variant>/novelty.json``, :mod:`cryoavae.inference.novelty`) scores it and flags it
+novel above the threshold the study set on its own held-out particles.
 
 The particles may be any STAR file of subtomograms: this pipeline's own tables, or a RELION /
 Warp one (``rlnImageName`` as ``index@stack`` or one file per particle). With ``--out`` ending in
@@ -58,6 +60,7 @@ from cryoavae.inference.latents import (
     assign_nearest_class,
     fit_column,
     latent_columns,
+    matched_classes,
     place_by_neighbours,
     read_latents,
 )
@@ -122,7 +125,8 @@ def apply_model(
     if CLASS_NAME not in table.columns:
         latents["class_name"] = _names_of_numbers(latents["class_number"], reference)
     mu = latents[mu_columns].to_numpy(np.float64)
-    assigned = assign_nearest_class(mu, novelty.centroids, novelty.classes)
+    matched = matched_classes(latents)
+    assigned = assign_nearest_class(mu, novelty.centroids, novelty.classes, matched)
     cheap = [s for s in GAUSSIAN_SCORES if s != novelty.score]
     scores = novelty.scores(mu, [novelty.score, *cheap], fit_column(latents))
     assigned["novelty"] = scores[novelty.score].to_numpy()

@@ -17,7 +17,12 @@ from cryoavae.core.errors import InputError
 from cryoavae.core.progress import Progress
 from cryoavae.geometry.ctf import CtfModel
 from cryoavae.geometry.rotations import matrices_to_relion_angles
-from cryoavae.inference.latents import INFERRED_ANGLES, INFERRED_SHIFTS, ORIENTATION_FIT
+from cryoavae.inference.latents import (
+    INFERRED_ANGLES,
+    INFERRED_SHIFTS,
+    MATCHED_CLASS,
+    ORIENTATION_FIT,
+)
 from cryoavae.inference.recentre import with_recentring
 from cryoavae.model.config import ModelConfig
 from cryoavae.model.vae import AffinityVAE, load_model
@@ -65,9 +70,11 @@ def embed_particles(
     angles in the model's frame): the encoder's pose, or with ``orientation.method:
     template_matching`` the orientation matched against the decoder's templates
     (:mod:`cryoavae.orientation.templates`; ``seed`` seeds its k-means, ``ctf`` is the particles'
-    microscope), with the template in ``orientation_template``. The templates come from this
-    table's own ``train`` particles, or, for a new particle set, from the ``train`` rows of the
-    study's latents table ``reference``, so the set is matched as the study's particles were.
+    microscope), with the template in ``orientation_template`` (and, one template per class,
+    its class in ``orientation_class``: the particle's class, :mod:`cryoavae.inference.annotate`).
+    The templates come from this table's own ``train`` particles, or, for a new particle set,
+    from the ``train`` rows of the study's latents table ``reference``, so the set is matched as
+    the study's particles were.
     Where each particle's centre sits (``inferred_shift_x/y/z_angstrom``, 3-D) comes from the
     translation search (``orientation.max_shift_angstrom``), else from the encoder of a model
     with ``translation_px``; relative to the boxes as stored, also for a table read re-centred
@@ -171,9 +178,9 @@ def match_encoded(
     orientation: OrientationConfig,
     ctf: CtfModel | None,
 ) -> pd.DataFrame:
-    """``inferred_*`` angles, ``orientation_template`` and (with a translation search) shifts of
-    the particles of ``encoded`` (rows of ``table``, images in ``images``), matched against
-    ``references``."""
+    """``inferred_*`` angles, ``orientation_template`` (and ``orientation_class``), its fit and
+    (with a translation search) shifts of the particles of ``encoded`` (rows of ``table``, images
+    in ``images``), matched against ``references``."""
     found = match_references(
         references,
         _mu(encoded),
@@ -187,6 +194,8 @@ def match_encoded(
         inferred_angles(found.rotations),
         pd.DataFrame({"orientation_template": found.templates, ORIENTATION_FIT: found.fits}),
     ]
+    if references.classes is not None:
+        tables.append(pd.DataFrame({MATCHED_CLASS: references.classes[found.templates]}))
     if orientation.max_shift_angstrom > 0:
         shifts = found.shifts_px * images.voxel_size_angstrom
         tables.append(pd.DataFrame(shifts, columns=list(INFERRED_SHIFTS)))
@@ -219,7 +228,7 @@ def with_matches(encoded: pd.DataFrame, matched: pd.DataFrame) -> pd.DataFrame:
     tables = [
         base,
         matched[[*INFERRED_ANGLES, "orientation_template"]],
-        matched[[c for c in (ORIENTATION_FIT,) if c in matched.columns]],
+        matched[[c for c in (MATCHED_CLASS, ORIENTATION_FIT) if c in matched.columns]],
         source[[c for c in INFERRED_SHIFTS if c in source.columns]],
     ]
     return pd.concat([t.reset_index(drop=True) for t in tables], axis=1)

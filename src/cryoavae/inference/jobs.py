@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from cryoavae.inference.latents import read_latents
+from cryoavae.inference.latents import MATCHED_CLASS, read_latents
 from cryoavae.particles import ParticleImages
 
 __all__ = ["gather_parts", "job_rows", "table_part"]
@@ -63,4 +63,4 @@ def read_part(path: str | os.PathLike) -> pd.DataFrame:
     header = pd.read_csv(path, sep="\t", nrows=0).columns
     if "mu_0" in header:
         return read_latents(path)
-    return pd.read_csv(path, sep="\t")
+    return pd.read_csv(path, sep="\t", dtype={MATCHED_CLASS: str})

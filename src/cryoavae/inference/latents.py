@@ -27,12 +27,14 @@ __all__ = [
     "INFERRED_ANGLES",
     "INFERRED_SHIFTS",
     "LATENT_COLUMNS",
+    "MATCHED_CLASS",
     "ORIENTATION_FIT",
     "assign_nearest_class",
     "class_centroids",
     "class_cosine_matrix",
     "fit_column",
     "latent_columns",
+    "matched_classes",
     "place_by_neighbours",
     "read_latents",
 ]
@@ -60,6 +62,10 @@ INFERRED_SHIFTS = (
 #: With template matching: the fraction of each particle's measured power its template explains
 #: at the matched orientation and shift (the squared normalised correlation, in [0, 1])
 ORIENTATION_FIT = "orientation_fit"
+#: With one template per class: the class whose template the particle was matched against. Its
+#: own density chose it (among ``orientation.candidate_templates`` proposed by the encoder), so it
+#: is the particle's class, and the class whose frame its orientation is in.
+MATCHED_CLASS = "orientation_class"
 
 
 def fit_column(latents: pd.DataFrame) -> np.ndarray | None:
@@ -71,6 +77,16 @@ def fit_column(latents: pd.DataFrame) -> np.ndarray | None:
     return fits if len(fits) and np.isfinite(fits).all() else None
 
 
+def matched_classes(latents: pd.DataFrame) -> np.ndarray | None:
+    """Each row's :data:`MATCHED_CLASS` (object array, None where it has none), or None when the
+    table has no such column (no orientation step, or k-means templates that name no class)."""
+    if MATCHED_CLASS not in latents.columns:
+        return None
+    column = latents[MATCHED_CLASS]
+    named = column.notna().to_numpy() & (column.astype(str).str.len() > 0).to_numpy()
+    return np.where(named, column.astype(str).to_numpy(dtype=object), None)
+
+
 def read_latents(path: str | os.PathLike) -> pd.DataFrame:
     """A latents table (class names kept as strings), with a one-line error naming the file if
     it is missing, unreadable, lacks a column, or holds non-finite ``mu``/``pose`` values."""
@@ -78,7 +94,7 @@ def read_latents(path: str | os.PathLike) -> pd.DataFrame:
     if not path.is_file():
         raise InputError(f"{path}: latents table not found")
     try:
-        table = pd.read_csv(path, sep="\t", dtype={"class_name": str})
+        table = pd.read_csv(path, sep="\t", dtype={"class_name": str, MATCHED_CLASS: str})
     except Exception as exc:  # pandas raises several types for a malformed file
         raise InputError(f"{path}: not a readable latents table ({exc})") from None
     missing = [c for c in LATENT_COLUMNS if c not in table.columns]
@@ -144,20 +160,29 @@ def _class_means(x: np.ndarray, names: np.ndarray, classes: Sequence[str]) -> np
 
 
 def assign_nearest_class(
-    mu: np.ndarray, centroids: np.ndarray, centroid_names: Sequence[str]
+    mu: np.ndarray,
+    centroids: np.ndarray,
+    centroid_names: Sequence[str],
+    matched: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """Nearest class by cosine to ``centroids`` ``(c, k)`` for particles ``mu`` ``(n, k)``.
+    """Each particle's class: the one its orientation was matched in (``matched`` ``(n,)``, the
+    latents' :data:`MATCHED_CLASS`, see :func:`matched_classes`) where it names one of
+    ``centroid_names``, else the nearest by cosine to ``centroids`` ``(c, k)``, for particles
+    ``mu`` ``(n, k)``.
 
-    Returns columns ``nearest_seen`` and ``nearest_cosine``. How novel a particle is, is
-    :mod:`cryoavae.inference.novelty`'s (1 - ``nearest_cosine`` is its ``centroid_cosine``).
+    Returns columns ``nearest_seen`` (that class) and ``nearest_cosine`` (the particle's cosine
+    to its centroid). How novel a particle is, is :mod:`cryoavae.inference.novelty`'s
+    (1 - the largest cosine is its ``centroid_cosine``).
     """
     cos = _unit(np.asarray(mu, dtype=np.float64)) @ np.asarray(centroids).T  # (n, c)
     best = np.argmax(cos, axis=1)
-    nearest_cos = cos[np.arange(len(cos)), best]
+    if matched is not None:
+        index = pd.Index(list(centroid_names)).get_indexer(np.asarray(matched, dtype=object))
+        best = np.where(index >= 0, index, best)
     return pd.DataFrame(
         {
             "nearest_seen": np.asarray(list(centroid_names), dtype=object)[best],
-            "nearest_cosine": nearest_cos,
+            "nearest_cosine": cos[np.arange(len(cos)), best],
         }
     )
 

@@ -70,12 +70,15 @@ class References:
     each particle's template from its ``mu``. ``frame_offsets_px`` ``(m, 3)`` (x, y, z voxels):
     where each template's box centre sits in the decoder's frame (the templates are moved onto
     their centres of mass), so that a centre guess made in that frame (the encoder's shift head)
-    is trusted only as far as this offset, turned by the unknown rotation, can move it."""
+    is trusted only as far as this offset, turned by the unknown rotation, can move it.
+    ``classes`` ``(m,)``: the class each template was rendered from (one per class), or None
+    (k-means centres, which name no class)."""
 
     templates: np.ndarray
     centres: np.ndarray
     metric: str
     frame_offsets_px: np.ndarray | None = None
+    classes: np.ndarray | None = None
 
     def nearest(self, mu: np.ndarray) -> np.ndarray:
         """Each row of ``mu``'s template ``(n,)``: its nearest centre, as k-means assigns."""
@@ -100,13 +103,21 @@ class References:
                 centres=self.centres,
                 metric=self.metric,
                 frame_offsets_px=self.offsets(),
+                classes=np.asarray([] if self.classes is None else self.classes, dtype=str),
             )
 
     @classmethod
     def load(cls, path) -> References:
         with np.load(path, allow_pickle=False) as saved:
             offsets = saved["frame_offsets_px"] if "frame_offsets_px" in saved.files else None
-            return cls(saved["templates"], saved["centres"], str(saved["metric"]), offsets)
+            classes = saved["classes"] if "classes" in saved.files else np.zeros(0, str)
+            return cls(
+                saved["templates"],
+                saved["centres"],
+                str(saved["metric"]),
+                offsets,
+                classes.astype(str) if len(classes) else None,
+            )
 
     def offsets(self) -> np.ndarray:
         """``frame_offsets_px``, zeros where none were recorded (templates never moved)."""
@@ -158,10 +169,12 @@ def fit_references(
     ``centre_guess_px`` where their centres are thought to be, see :func:`match_references`)."""
     started = time.perf_counter()
     fit = mu[train_rows] if fit_mu is None else fit_mu
+    classes = None
     if fit_labels is None:
         centres, space_centres = template_centres(fit, n_templates, config.centre_metric, seed)
     else:
         centres, space_centres = class_centres(fit, fit_labels, config.centre_metric)
+        classes = np.unique(np.asarray(fit_labels).astype(str))  # class_centres' order
     with torch.inference_mode():
         device = next(model.parameters()).device
         rendered = torch.from_numpy(centres.astype(np.float32)).to(device)
@@ -185,7 +198,7 @@ def fit_references(
         len(mu),
         time.perf_counter() - started,
     )
-    return References(templates, space_centres, config.centre_metric, offsets)
+    return References(templates, space_centres, config.centre_metric, offsets, classes)
 
 
 def match_references(
