@@ -13,6 +13,7 @@ from cryoavae.geometry.ctf import CtfModel
 from cryoavae.geometry.rotations import geodesic_deg
 from cryoavae.geometry.translation import moved
 from cryoavae.geometry.volume_rotation import padded_spectra, rotate_spectra, rotated_coefficients
+from cryoavae.orientation import grids
 from cryoavae.orientation.averaging import centre_on_mass
 from cryoavae.orientation.fourier import (
     Band,
@@ -64,6 +65,28 @@ def test_known_rotations_are_found_through_the_wedge_and_the_ctf(with_ctf):
     assert np.median(errors) < 3.0 and errors.max() < 5.0
     assert (found.scores > 0).all()
     np.testing.assert_array_equal(found.shifts_px, 0.0)  # no shift searched, none reported
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_grid_ranks_in_either_precision_to_the_same_orientations(dtype, monkeypatch):
+    """bfloat16 only ranks the grid: the candidates it passes on are scored and refined in
+    float32, so both precisions find the same orientations and scores (the machine's own choice,
+    :func:`ranking_dtype`, is one of the two)."""
+    rng = np.random.default_rng(5)
+    maps = np.stack([blobs(rng), blobs(rng)])
+    truth = Rotation.random(8, random_state=rng).as_matrix()
+    which = np.arange(8) % 2
+    particles = np.concatenate([measured(maps[c], truth[which == c], rng, snr=1.0) for c in (0, 1)])
+    order = np.concatenate([np.flatnonzero(which == c) for c in (0, 1)])
+    found, machines = {}, grids.ranking_dtype
+    for kind in (torch.float32, dtype):
+        monkeypatch.setattr(grids, "ranking_dtype", lambda device, kind=kind: kind)
+        found[kind] = TemplateMatcher(maps, 60.0, None, 15.0, 3).match(particles, which[order])
+    assert geodesic_deg(found[dtype].rotations, found[torch.float32].rotations).max() < 0.5
+    np.testing.assert_allclose(found[dtype].scores, found[torch.float32].scores, rtol=1e-4)
+    assert geodesic_deg(found[dtype].rotations, truth[order]).max() < 5.0
+    assert machines("cuda") == torch.bfloat16
+    assert machines("cpu") in (torch.float32, torch.bfloat16)
 
 
 def test_a_wrong_template_finds_no_consistent_orientation():
