@@ -45,7 +45,7 @@ from cryoavae.orientation.fourier import correlation_peaks
 from cryoavae.particles import ParticleImages
 
 SEEN_SPLITS = ("train", "val", "test")  # a study's particles of seen classes (not unseen/applied)
-PREDICTED_CLASS = COLUMNS[0]  # the nearest seen class, as the annotated STAR file names it
+PREDICTED_CLASS = COLUMNS[0]  # the seen class the annotated STAR file gives each particle
 MAX_PER_CLASS = 1000  # a seeded draw of a larger class: the average is then already converged
 ALIGN_REACH_PX = 3.0  # an average is moved at most this far (voxels) onto what it is compared with
 

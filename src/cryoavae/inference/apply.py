@@ -1,4 +1,4 @@
-"""Apply a trained model to particles it has never seen: latents, nearest class, novelty.
+"""Apply a trained model to particles it has never seen: latents, class, novelty.
 
 This is the open-set use the paper argues for: particles extracted from a new tomogram are
 encoded, each is assigned the seen class whose latent centroid (from the training particles) is
@@ -11,7 +11,7 @@ novel above the threshold the study set on its own held-out particles.
 The particles may be any STAR file of subtomograms: this pipeline's own tables, or a RELION /
 Warp one (``rlnImageName`` as ``index@stack`` or one file per particle). With ``--out`` ending in
 ``.star`` the result is that same STAR file with the columns of :mod:`cryoavae.inference.annotate`
-added (nearest seen class, cosine, novelty, split ``applied``, UMAP position, orientation);
+added (seen class, cosine, novelty, split ``applied``, UMAP position, orientation);
 otherwise a TSV of the latents and the assignments. A particle flagged novel gets no orientation
 or origin in the STAR file (:mod:`cryoavae.inference.annotate`: matched against a template of a
 seen class, it has none of its own to be turned to); the TSV, like the study's ``latents.tsv``,
@@ -137,7 +137,7 @@ def apply_model(
         placed = umap_positions(reference, umap, latents[mu_columns].to_numpy())
         result[["umap_x", "umap_y"]] = placed
     log.info(
-        "applied %s to %d particles: nearest classes %s, median novelty %.3f; %d flagged novel "
+        "applied %s to %d particles: classes %s, median novelty %.3f; %d flagged novel "
         "(%s above %.4g, the threshold keeping %.3f of the study's %s particles)",
         checkpoint_path,
         len(result),
