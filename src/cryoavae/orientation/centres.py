@@ -1,18 +1,12 @@
 """Where the templates come from in latent space: the centres each template is rendered from,
-the centres particles are assigned to them by, and the particles each template is refined on
-(:mod:`cryoavae.orientation.templates`)."""
+and the centres particles are assigned to them by (:mod:`cryoavae.orientation.templates`)."""
 
 from __future__ import annotations
 
 import numpy as np
 from sklearn.cluster import KMeans
 
-__all__ = [
-    "class_centres",
-    "directions",
-    "reference_rows",
-    "template_centres",
-]
+__all__ = ["class_centres", "directions", "template_centres"]
 
 
 def template_centres(
@@ -57,15 +51,3 @@ def class_centres(
 def directions(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-def reference_rows(template: np.ndarray, per_template: int, seed: int) -> np.ndarray:
-    """The rows ``(r,)`` (sorted) the references are refined on: of each template's particles
-    (those it is nearest to), at most ``per_template`` drawn with ``seed`` (0: every one)."""
-    if per_template <= 0:
-        return np.arange(len(template))
-    rng = np.random.default_rng(seed)
-    chosen = [
-        rng.permutation(np.flatnonzero(template == c))[:per_template] for c in np.unique(template)
-    ]
-    return np.sort(np.concatenate(chosen)) if chosen else np.arange(0)

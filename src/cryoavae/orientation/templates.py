@@ -32,12 +32,7 @@ from cryoavae.core.progress import Progress
 from cryoavae.core.schema import section_dataclass
 from cryoavae.geometry.ctf import CtfModel
 from cryoavae.orientation.averaging import centred_on_mass, class_average
-from cryoavae.orientation.centres import (
-    class_centres,
-    directions,
-    reference_rows,
-    template_centres,
-)
+from cryoavae.orientation.centres import class_centres, directions, template_centres
 from cryoavae.orientation.matcher import Matches, TemplateMatcher
 
 __all__ = [
@@ -189,7 +184,7 @@ def fit_references(
         templates, offsets = centred_on_mass(templates)
     references = References(templates, space_centres, config.centre_metric)
     template = _candidates(references, mu, config)
-    rows = reference_rows(template[:, 0], config.reference_particles, seed)
+    rows = _reference_rows(template[:, 0], config.reference_particles, seed)
     focus = None if defocus_um is None else defocus_um[rows]
     guess = None if centre_guess_px is None else centre_guess_px[rows]
     templates, offsets = refine_references(
@@ -253,6 +248,18 @@ def _candidates(references: References, mu: np.ndarray, config: OrientationConfi
     return references.candidates(mu, k)
 
 
+def _reference_rows(template: np.ndarray, per_template: int, seed: int) -> np.ndarray:
+    """The rows ``(r,)`` (sorted) the references are refined on: of each template's particles,
+    at most ``per_template`` drawn with ``seed`` (0: every particle)."""
+    if per_template <= 0:
+        return np.arange(len(template))
+    rng = np.random.default_rng(seed)
+    chosen = [
+        rng.permutation(np.flatnonzero(template == c))[:per_template] for c in np.unique(template)
+    ]
+    return np.sort(np.concatenate(chosen)) if chosen else np.arange(0)
+
+
 def refine_references(
     templates: np.ndarray,
     template_index: np.ndarray,
@@ -270,10 +277,7 @@ def refine_references(
     ``config.wedge_tilt_max_deg``), and matched again for the next round. With a translation
     search each average is moved onto its centre of mass; the second value ``(m, 3)`` is where
     each template's box centre then sits in the frame the centre guesses refer to (starting from
-    ``frame_offsets_px``, zeros if None). With candidates ``(n, k)`` a template averages only
-    the particles it was proposed for first (their nearest centre) that also chose it: a
-    template that wins the particles proposed for another would otherwise become their average
-    and, round after round, that other class's reference under its own class's name."""
+    ``frame_offsets_px``, zeros if None)."""
     templates = np.array(templates, dtype=np.float32)  # a copy: the averages replace it
     offsets = np.zeros((len(templates), 3))
     if frame_offsets_px is not None:
@@ -282,7 +286,6 @@ def refine_references(
     found = None
     rounds = config.reference_iterations
     candidates = np.asarray(template_index).ndim == 2  # then chosen again every round
-    proposed = np.asarray(template_index)[:, 0] if candidates else None
     for iteration in range(rounds):
         index = template_index if found is None or candidates else found.templates
         what = f"matching reference particles (iteration {iteration + 1}/{rounds})"
@@ -290,10 +293,7 @@ def refine_references(
             templates, index, images, config, defocus_um, ctf, what, centre_guess_px, offsets
         )
         for c in np.unique(found.templates):  # a template no particle chose stays as it was
-            chose = found.templates == c
-            rows = np.flatnonzero(chose if proposed is None else chose & (proposed == c))
-            if len(rows) == 0:
-                continue
+            rows = np.flatnonzero(found.templates == c)
             average = class_average(
                 images,
                 rows,
