@@ -1,5 +1,5 @@
 """Tiny particle sets for the tests: a particle table of any length pointing into one stack, and
-a 2-D, three-class set written to disk for the training tests."""
+a 2-D, three-class set and a 3-D, two-class one written to disk for the training tests."""
 
 from pathlib import Path
 
@@ -61,4 +61,36 @@ def write_particles(root: Path, per_class: int = 16, nan_unseen: bool = False) -
     particles.write_stack(root / "stack.mrcs", np.stack(images).astype(np.float32), 5.0)
     star = root / "particles.star"
     particles.write_particle_table(star, pd.DataFrame(rows))
+    return star
+
+
+def write_3d_particles(root: Path, box: int, defocus_angstrom=None) -> Path:
+    """Two classes of an off-centre blob (a lopsided shape, so a turn changes it), 3-D ``box``^3,
+    12 each, every 4th ``val``; ``defocus_angstrom`` (one value, or one per particle): the
+    particles' ``rlnDefocusU`` (the images carry no CTF)."""
+    rng = np.random.default_rng(2)
+    z, y, x = np.mgrid[:box, :box, :box] - box // 2
+    rows, images = [], []
+    for number, (name, centre) in enumerate({"a": (2, 1, 0), "b": (-1, 0, 2)}.items(), start=1):
+        for i in range(12):
+            r2 = (x - centre[0]) ** 2 + (y - centre[1]) ** 2 + (z - centre[2]) ** 2
+            images.append(np.exp(-r2 / 3.0) + 0.2 * rng.standard_normal((box,) * 3))
+            rows.append(
+                {
+                    particles.IMAGE: particles.image_reference(len(rows), "stack.mrcs"),
+                    particles.CLASS_NUMBER: number,
+                    particles.CLASS_NAME: name,
+                    particles.SPLIT: "val" if i % 4 == 0 else "train",
+                    "rlnAngleRot": 0.0,
+                    "rlnAngleTilt": 0.0,
+                    "rlnAnglePsi": 0.0,
+                }
+            )
+    table = pd.DataFrame(rows)
+    if defocus_angstrom is not None:
+        table[particles.DEFOCUS] = np.broadcast_to(defocus_angstrom, len(table))
+    root.mkdir(parents=True, exist_ok=True)
+    particles.write_stack(root / "stack.mrcs", np.stack(images).astype(np.float32), 10.0)
+    star = root / "particles.star"
+    particles.write_particle_table(star, table)
     return star

@@ -319,6 +319,19 @@ def test_the_model_measures_the_wedge_only_when_asked(schema_path):
     assert model_settings(config, "measured")["wedge_tilt_max_deg"] == 50.0
 
 
+def test_the_model_measures_the_ctf_of_the_simulated_microscope_only_when_asked(schema_path):
+    variants = {"avae": {}, "measured": {"model": {"measure_ctf": True}}}
+    config = validated(schema_path, variants=variants)
+    assert model_settings(config, "avae")["microscope"] is None
+    microscope = model_settings(config, "measured")["microscope"]
+    assert microscope == {
+        "voxel_size_angstrom": config["density"]["voxel_size_angstrom"],
+        "voltage_kv": 300.0,
+        "cs_mm": 2.7,
+        "amplitude_contrast": 0.07,
+    }
+
+
 @pytest.mark.parametrize(
     "overrides, expected",
     [
@@ -336,6 +349,18 @@ def test_the_model_measures_the_wedge_only_when_asked(schema_path):
         (
             {"particle_source": "tomograms", "missing_wedge": {"enabled": False}},
             "a tilt series always leaves a wedge",
+        ),
+        (
+            {"simulation": {"ctf": {"enabled": False}}, "model": {"measure_ctf": True}},
+            "sets model.measure_ctf, but the particles carry no CTF the study knows",
+        ),
+        (
+            {
+                "model": {"measure_ctf": True, "decoder": "gaussian_splat", "pose_dims": 6},
+                "orientation": {"method": "template_matching"},
+            },
+            "sets model.measure_ctf, so its decoder renders the density without the CTF; set "
+            "orientation.ctf: true",
         ),
     ],
 )

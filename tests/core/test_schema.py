@@ -27,7 +27,7 @@ SECTIONS = [
     (DensityConfig, "density", set(), set()),
     (EvaluationConfig, "evaluation", set(), set()),
     (ExtractionConfig, "extraction", set(), {"tomograms"}),
-    (ModelConfig, "model", {"ndim", "box_size_px", "wedge_tilt_max_deg"}, set()),
+    (ModelConfig, "model", {"ndim", "box_size_px", "wedge_tilt_max_deg", "microscope"}, set()),
     (ScheduleConfig, "training.beta", set(), set()),
     (SimulationConfig, "simulation", {"wedge_tilt_max_deg"}, set()),
     (CtfConfig, "simulation.ctf", set(), set()),

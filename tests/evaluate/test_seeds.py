@@ -135,3 +135,25 @@ def test_the_fsc_area_ratio_per_class_counts_the_seeds_below_the_pass_line():
     text = seed_summary_markdown("s", table, [1, 2, 3], "test", "snakemake")
     assert "| avae | 1.00 ± 0.00 |" in text  # the resolutions saw nothing
     assert f"| avae | {np.mean(ratios):.2f} ± {np.std(ratios, ddof=1):.2f}; failed in 1 |" in text
+
+
+def test_a_decoded_class_mean_at_or_below_its_radial_blob_is_counted_as_failed():
+    """The decoded mean's correlation with its map less the radial blob's, per class over seeds;
+    a seed where the blob fits as well (or better) fails, shown beside the mean."""
+
+    def averages(decoded):
+        return pd.DataFrame(
+            {"class_name": ["a"], "decoded_vs_map_cc": [decoded], "radial_blob_vs_map_cc": [0.9]}
+        )
+
+    metrics = {("avae", s): run(0.8, 0.7) for s in (1, 2, 3)}
+    decoded = (0.95, 0.93, 0.88)
+    tables = {("avae", s): averages(d) for s, d in zip((1, 2, 3), decoded, strict=True)}
+    table = seed_summary_table(["avae"], [1, 2, 3], metrics, tables)
+    margins = [d - 0.9 for d in decoded]
+    assert table.loc[0, "decoded_margin:a_mean"] == pytest.approx(np.mean(margins))
+    assert table.loc[0, "decoded_margin:a_failed"] == 1
+    text = seed_summary_markdown("s", table, [1, 2, 3], "test", "snakemake")
+    sd = np.std(margins, ddof=1)
+    assert f"| avae | {np.mean(margins):.3f} ± {sd:.3f}; failed in 1 |" in text
+    assert "radial blob" in text

@@ -10,7 +10,7 @@ from scipy.spatial.transform import Rotation
 from cryoavae.core.errors import InputError
 from cryoavae.geometry.wedge import missing_wedge_mask
 from cryoavae.model.config import ModelConfig
-from cryoavae.model.measurement import WedgeMeasurement
+from cryoavae.model.measurement import Measurement
 from cryoavae.model.pose import pose_to_rotation
 from cryoavae.model.pose_search import best_orientation, rotation_to_pose
 from cryoavae.model.vae import build_model
@@ -20,13 +20,13 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def test_the_measurement_removes_the_wedge_and_keeps_the_rest():
     volumes = torch.randn(3, 1, 16, 16, 16, generator=torch.Generator().manual_seed(0))
-    measured = WedgeMeasurement(16, 50.0)(volumes)
+    measured = Measurement(16, 50.0)(volumes)
     before = np.fft.rfftn(volumes.numpy(), axes=(-3, -2, -1))
     after = np.fft.rfftn(measured.numpy(), axes=(-3, -2, -1))
     keep = missing_wedge_mask(16, 50.0)
     assert np.abs(after[..., ~keep]).max() < 1e-4
     np.testing.assert_allclose(after[..., keep], before[..., keep], atol=1e-4)
-    half = WedgeMeasurement(16, 50.0)(volumes[..., :8, :8, :8])  # the search's half grid
+    half = Measurement(16, 50.0)(volumes[..., :8, :8, :8])  # the search's half grid
     assert (
         np.abs(
             np.fft.rfftn(half.numpy(), axes=(-3, -2, -1))[..., ~missing_wedge_mask(8, 50.0)]

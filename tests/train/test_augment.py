@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from particle_fixtures import write_3d_particles
 
 from cryoavae import particles
 from cryoavae.core.errors import InputError
@@ -44,31 +45,6 @@ def test_a_turned_particle_keeps_its_missing_wedge_empty():
         assert power[~wedge_kept].sum() < 1e-8 * power[wedge_kept].sum()
 
 
-def _write_3d_particles(root: Path) -> Path:
-    """Two classes of an off-centre blob (a lopsided shape, so a turn changes it), 3-D BOX^3."""
-    rng = np.random.default_rng(2)
-    z, y, x = np.mgrid[:BOX, :BOX, :BOX] - BOX // 2
-    rows, images = [], []
-    for number, (name, centre) in enumerate({"a": (2, 1, 0), "b": (-1, 0, 2)}.items(), start=1):
-        for i in range(12):
-            r2 = (x - centre[0]) ** 2 + (y - centre[1]) ** 2 + (z - centre[2]) ** 2
-            images.append(np.exp(-r2 / 3.0) + 0.2 * rng.standard_normal((BOX,) * 3))
-            rows.append(
-                {
-                    particles.IMAGE: particles.image_reference(len(rows), "stack.mrcs"),
-                    particles.CLASS_NUMBER: number,
-                    particles.CLASS_NAME: name,
-                    particles.SPLIT: "val" if i % 4 == 0 else "train",
-                    **ANGLES,
-                }
-            )
-    root.mkdir(parents=True, exist_ok=True)
-    particles.write_stack(root / "stack.mrcs", np.stack(images).astype(np.float32), 10.0)
-    star = root / "particles.star"
-    particles.write_particle_table(star, pd.DataFrame(rows))
-    return star
-
-
 def _train(star: Path, out: Path, model: ModelConfig, **training) -> pd.DataFrame:
     table = particles.read_particle_table(star)
     images = particles.ParticleImages(table, star, box_ndim=model.ndim)
@@ -89,7 +65,7 @@ def _train(star: Path, out: Path, model: ModelConfig, **training) -> pd.DataFram
 
 
 def test_training_with_turns_is_seeded_and_differs_from_training_without(tmp_path):
-    star = _write_3d_particles(tmp_path / "data")
+    star = write_3d_particles(tmp_path / "data", BOX)
     model = ModelConfig(ndim=3, box_size_px=BOX, channels=(4, 8), latent_dims=2, pose_dims=0)
     plain = _train(star, tmp_path / "plain", model)
     turned = _train(star, tmp_path / "turned", model, augment="wedge_turns")

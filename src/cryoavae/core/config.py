@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from cryoavae.core import copick_config as copick
+from cryoavae.core.acquisition import particle_microscope, particle_wedge
 from cryoavae.core.errors import InputError
 from cryoavae.core.schema import validate_against
 from cryoavae.core.yaml_io import load_yaml
@@ -113,7 +114,7 @@ def validate_config(config: dict, source: str = "config") -> dict:
     _check_study(config, source)
     _check_orientation(config, source)
     _check_recentring(config, source)
-    _check_wedge(config, source)
+    _check_measurement(config, source)
     return config
 
 
@@ -133,46 +134,33 @@ def _refuse_moved_keys(config: dict, source: str) -> None:
                 )
 
 
-def particle_wedge(config: Mapping) -> float | None:
-    """The particles' missing wedge (``missing_wedge.tilt_max_deg``), or None where they have
-    none: 2-D characters, or ``missing_wedge.enabled: false``. Every stage that models the wedge
-    (simulator, model, matching, averages) reads it here, so they cannot disagree."""
-    wedge = config["missing_wedge"]
-    if config.get("particle_source") == "characters" or not wedge["enabled"]:
-        return None
-    return float(wedge["tilt_max_deg"])
-
-
-def particle_microscope(config: Mapping) -> dict | None:
-    """The microscope of the particles' CTF when the study simulated one (voxel size, voltage,
-    Cs, amplitude contrast), else None: there is no CTF to match."""
-    ctf = config["simulation"]["ctf"]
-    if config.get("particle_source") != "simulate" or not ctf["enabled"]:
-        return None
-    keys = ("voltage_kv", "cs_mm", "amplitude_contrast")
-    voxel = config["density"]["voxel_size_angstrom"]
-    return {"voxel_size_angstrom": voxel, **{k: ctf[k] for k in keys}}
-
-
 def model_settings(config: Mapping, variant: str) -> dict:
-    """A variant's ``model`` section with the particles' wedge filled in
-    (``wedge_tilt_max_deg``: the wedge when ``measure_wedge`` asks for it, else None)."""
+    """A variant's ``model`` section with the particles' wedge and microscope filled in
+    (``wedge_tilt_max_deg``: the wedge when ``measure_wedge`` asks for it; ``microscope``: the
+    CTF's settings when ``measure_ctf`` does; else None)."""
     model = variant_sections(config, variant)[0]
     model["wedge_tilt_max_deg"] = particle_wedge(config) if model["measure_wedge"] else None
+    model["microscope"] = particle_microscope(config) if model["measure_ctf"] else None
     return model
 
 
-def _check_wedge(config: dict, source: str) -> None:
+def _check_measurement(config: dict, source: str) -> None:
     if config["particle_source"] == "tomograms" and not config["missing_wedge"]["enabled"]:
         raise InputError(
             f"{source}: missing_wedge.enabled is false, but a tilt series always leaves a wedge; "
             "set missing_wedge.tilt_max_deg to the tilt range instead"
         )
     for name in config["variants"]:
-        if variant_sections(config, name)[0]["measure_wedge"] and particle_wedge(config) is None:
+        model = variant_sections(config, name)[0]
+        if model["measure_wedge"] and particle_wedge(config) is None:
             raise InputError(
                 f"{source}: variant {name!r} sets model.measure_wedge, but the particles have no "
                 "missing wedge (missing_wedge.enabled is false, or the particles are 2-D)"
+            )
+        if model["measure_ctf"] and particle_microscope(config) is None:
+            raise InputError(
+                f"{source}: variant {name!r} sets model.measure_ctf, but the particles carry no "
+                "CTF the study knows (only simulated particles with simulation.ctf.enabled do)"
             )
 
 
@@ -280,6 +268,12 @@ def _check_orientation(config: dict, source: str) -> None:
             raise InputError(
                 f"{source}: orientation.centre_from 'shift_head' needs a shift head in every "
                 f"variant; variant {name!r} has model.translation_px 0"
+            )
+        if model["measure_ctf"] and not orientation["ctf"]:
+            raise InputError(
+                f"{source}: variant {name!r} sets model.measure_ctf, so its decoder renders the "
+                "density without the CTF; set orientation.ctf: true so that the templates are "
+                "filtered by each particle's CTF as the particles were"
             )
     if orientation["ctf"] and not (
         config["particle_source"] == "simulate" and config["simulation"]["ctf"]["enabled"]

@@ -46,6 +46,11 @@ TRUE_AREA = "true_fsc_area_vs_map"
 #: error about random axes keeps the classes at or above it and 30 degrees, or half of the
 #: particles flipped by 180 degrees, takes every large complex (over 200 kDa) below it
 AREA_RATIO_PASS = 0.9
+#: class_averages.tsv's correlations of the decoded class mean, and of the map's radial blob (its
+#: spherical average: size without shape), with the class's map; their difference is above 0
+#: only where the decoder shows shape beyond size
+DECODED_CC = "decoded_vs_map_cc"
+BLOB_CC = "radial_blob_vs_map_cc"
 
 
 def _number(value) -> float:
@@ -85,6 +90,7 @@ def seed_summary_table(
             tables = [averages[(variant, seed)] for seed in seeds]
             values.update(_ratios(tables, "average_ratio", PREDICTED_RESOLUTION, TRUE_RESOLUTION))
             values.update(_ratios(tables, "average_area", PREDICTED_AREA, TRUE_AREA))
+            values.update(_ratios(tables, "decoded_margin", DECODED_CC, BLOB_CC, np.subtract))
         row: dict[str, object] = {"variant": variant, "n_seeds": len(seeds)}
         for key, series in values.items():
             finite = np.array([v for v in series if math.isfinite(v)])
@@ -94,21 +100,25 @@ def seed_summary_table(
                 row[f"{key}_failed"] = sum(v == math.inf for v in series)
             if key.startswith("average_area:"):
                 row[f"{key}_failed"] = sum(v < AREA_RATIO_PASS for v in series)
+            if key.startswith("decoded_margin:"):
+                row[f"{key}_failed"] = sum(v <= 0 for v in series)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def _ratios(
-    tables: Sequence[pd.DataFrame], name: str, predicted: str, true: str
+    tables: Sequence[pd.DataFrame], name: str, predicted: str, true: str, combine=np.divide
 ) -> dict[str, list[float]]:
-    """``<name>:<class>``: per seed, the class's ``predicted`` column over its ``true`` one (NaN
-    where a seed has neither; infinite where the predicted average never reached FSC 0.5)."""
+    """``<name>:<class>``: per seed, the class's ``predicted`` column over its ``true`` one (or
+    ``combine`` of the two; NaN where a seed has neither; infinite where the predicted average
+    never reached FSC 0.5)."""
     ratios: dict[str, dict[int, float]] = {}
     for k, table in enumerate(tables):
         if not {predicted, true} <= set(table.columns):
             continue
         for _, row in table.iterrows():
-            ratio = _number(row[predicted]) / _number(row[true])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = float(combine(_number(row[predicted]), _number(row[true])))
             ratios.setdefault(f"{name}:{row['class_name']}", {})[k] = ratio
     return {
         key: [by_seed.get(k, math.nan) for k in range(len(tables))]
@@ -193,16 +203,25 @@ def _ratio_lines(table: pd.DataFrame) -> list[str]:
         "average of its true particles turned by the true orientations (1.00: as good). Once "
         "both reach Nyquist this ratio stops seeing errors:",
     )
-    return lines + _per_class_lines(
+    lines += _per_class_lines(
         table,
         "average_area",
         "The same averages' FSC area (the curve's mean up to Nyquist) over the true-pose "
         f"average's: the test that does not saturate (1.00: as good; below {AREA_RATIO_PASS} "
         "fails, which orientations 30° off or half flipped by 180° do for every large complex):",
     )
+    return lines + _per_class_lines(
+        table,
+        "decoded_margin",
+        "Each class's decoded mean (the decoder's rendering of the class's mean mu): its "
+        "correlation with the class's map less that of the map's radial blob (the spherical "
+        "average: size without shape; `class_averages.tsv`). Above 0: the decoder shows shape "
+        "beyond size; at or below 0 fails:",
+        digits=3,
+    )
 
 
-def _per_class_lines(table: pd.DataFrame, name: str, caption: str) -> list[str]:
+def _per_class_lines(table: pd.DataFrame, name: str, caption: str, digits: int = 2) -> list[str]:
     classes = [
         c.split(":", 1)[1][: -len("_mean")]
         for c in table.columns
@@ -218,19 +237,20 @@ def _per_class_lines(table: pd.DataFrame, name: str, caption: str) -> list[str]:
         "|---|" + "---|" * len(classes),
     ]
     for _, row in table.iterrows():
-        cells = [_ratio_cell(row, f"{name}:{c}") for c in classes]
+        cells = [_ratio_cell(row, f"{name}:{c}", digits) for c in classes]
         lines.append(f"| {row['variant']} | " + " | ".join(cells) + " |")
     return lines
 
 
-def _ratio_cell(row: pd.Series, key: str) -> str:
-    """The mean ± sd over the seeds with a finite ratio, and in how many seeds the class failed
+def _ratio_cell(row: pd.Series, key: str, digits: int = 2) -> str:
+    """The mean ± sd over the seeds with a finite value, and in how many seeds the class failed
     (a resolution ratio is infinite when the average never reached FSC 0.5; an area ratio fails
-    below :data:`AREA_RATIO_PASS`): a failure is counted, never left out silently."""
+    below :data:`AREA_RATIO_PASS`, a decoded mean at or below its blob): a failure is counted,
+    never left out silently."""
     failed = int(row.get(f"{key}_failed", 0) or 0)
     if not failed:
-        return _cell(row, key, 2)
-    rest = _cell(row, key, 2)
+        return _cell(row, key, digits)
+    rest = _cell(row, key, digits)
     return f"failed in {failed}" if rest == "–" else f"{rest}; failed in {failed}"
 
 

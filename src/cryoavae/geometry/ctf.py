@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 __all__ = [
     "CtfModel",
@@ -47,22 +48,28 @@ def electron_wavelength_angstrom(voltage_kv: float | np.ndarray) -> np.ndarray:
 
 
 def ctf_1d(
-    frequency_per_angstrom: np.ndarray,
-    defocus_um: float | np.ndarray,
+    frequency_per_angstrom,
+    defocus_um,
     voltage_kv: float = 300.0,
     cs_mm: float = 2.7,
     amplitude_contrast: float = 0.07,
-) -> np.ndarray:
-    """CTF at spatial frequencies ``|k|`` (1/Å); arguments broadcast against each other."""
-    k2 = np.asarray(frequency_per_angstrom, dtype=np.float64) ** 2
-    wavelength = electron_wavelength_angstrom(voltage_kv)
-    defocus_angstrom = np.asarray(defocus_um, dtype=np.float64) * 1e4
+):
+    """CTF at spatial frequencies ``|k|`` (1/Å); arguments broadcast against each other. NumPy
+    arrays give float64; torch tensors (both arguments) keep their device and dtype, so a model
+    computes each batch's CTF where its particles are."""
+    xp = torch if isinstance(frequency_per_angstrom, torch.Tensor) else np
+    if xp is np:
+        frequency_per_angstrom = np.asarray(frequency_per_angstrom, dtype=np.float64)
+        defocus_um = np.asarray(defocus_um, dtype=np.float64)
+    k2 = frequency_per_angstrom**2
+    wavelength = float(electron_wavelength_angstrom(voltage_kv))
+    defocus_angstrom = defocus_um * 1e4
     cs_angstrom = cs_mm * 1e7
     chi = (
         np.pi * wavelength * defocus_angstrom * k2
         - 0.5 * np.pi * cs_angstrom * wavelength**3 * k2**2
     )
-    return np.sqrt(1.0 - amplitude_contrast**2) * np.sin(chi) + amplitude_contrast * np.cos(chi)
+    return np.sqrt(1.0 - amplitude_contrast**2) * xp.sin(chi) + amplitude_contrast * xp.cos(chi)
 
 
 def frequency_squared_index(box_size_px: int) -> np.ndarray:

@@ -107,7 +107,17 @@ def encode_particles(
     model, model_config, _ = load_model(checkpoint_path, device)
     _check_box_shape(images, model_config, checkpoint_path)
     n = len(table)
-    mu, pose, rotation, shift_px = _encode(model, model_config, images, n, batch_size, device)
+    defocus = None
+    if model_config.measure_ctf and model_config.pose_hypotheses > 1:  # the search renders it
+        defocus = _defocus_um(table)
+        if defocus is None:
+            raise InputError(
+                f"particle table: the model in {checkpoint_path} searches poses through each "
+                f"particle's CTF; every row needs its {DEFOCUS}"
+            )
+    mu, pose, rotation, shift_px = _encode(
+        model, model_config, images, (n, batch_size), device, defocus
+    )
     k, p = model_config.latent_dims, model_config.pose_dims
     latent = pd.DataFrame(
         np.concatenate([mu, pose], axis=1),
@@ -262,15 +272,17 @@ def _encode(
     model: AffinityVAE,
     model_config: ModelConfig,
     images: ParticleImages,
-    n: int,
-    batch_size: int,
+    size: tuple[int, int],
     device: str,
+    defocus_um: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """``mu`` ``(n, k)``, ``pose`` ``(n, p)``, the decoder's rotation ``(n, d, d)`` of every
     particle (NaN where the decoder does not turn) and the encoder's shift ``(n, d)`` (voxels;
     None when the model renders centred), read by the training's prefetching reader; its progress
-    logged a batch at a time."""
-    every = Split(np.arange(n), np.zeros(n, dtype=np.int64))
+    logged a batch at a time. ``size``: ``(n, batch size)``; ``defocus_um``: each particle's
+    defocus when the model's pose search needs it, else None."""
+    n, batch_size = size
+    every = Split(np.arange(n), np.zeros(n, dtype=np.int64), defocus_um)
     source = StreamedBatches(images, every, torch.device(device))
     k, p = model_config.latent_dims, model_config.pose_dims
     mu = np.empty((n, k), np.float32)
@@ -283,7 +295,8 @@ def _encode(
     )
     with torch.inference_mode(), Progress(n, "encoding particles", log) as progress:
         for idx, (x, _) in batches:
-            encoding = model.encode(x)  # x: (b, 1, *box)
+            focus = None if defocus_um is None else source.defocus_um(idx)
+            encoding = model.encode(x, defocus_um=focus)  # x: (b, 1, *box)
             mu[idx.numpy()] = encoding.mu.float().cpu().numpy()
             pose[idx.numpy()] = encoding.pose.float().cpu().numpy()
             turned = model.pose_rotation(encoding.pose)

@@ -6,7 +6,8 @@
   they share with the encoder; :mod:`.splats`: rendering Gaussians on a grid;
 - :mod:`.pose`: a pose vector turned into a rotation (angle, cos/sin, axis-angle, quaternion, 6-D);
 - :mod:`.pose_search`: winner-takes-all over offset rotations of the encoder's guess;
-- :mod:`.measurement`: the missing-wedge forward model (a rendering as the tilt series saw it).
+- :mod:`.measurement`: the forward model of the data (a rendering with the missing wedge and
+  the CTF the particle was measured with).
 
 The model imports only :mod:`cryoavae.core` and :mod:`cryoavae.geometry`: a checkpoint is rebuilt
 from its own config, whatever the particles' source.

@@ -17,7 +17,12 @@ DECODERS = tuple(section_schema(SECTION)["properties"]["decoder"]["enum"])
 POSE_ENCODINGS = tuple(section_schema(SECTION)["properties"]["pose_encoding"]["enum"])
 
 
-_FROM_THE_DATA = [("ndim", int, 3), ("box_size_px", int, 32), ("wedge_tilt_max_deg", float, None)]
+_FROM_THE_DATA = [
+    ("ndim", int, 3),
+    ("box_size_px", int, 32),
+    ("wedge_tilt_max_deg", float, None),
+    ("microscope", dict, None),
+]
 
 
 class ModelConfig(section_dataclass(SECTION, extra=_FROM_THE_DATA)):
@@ -25,6 +30,9 @@ class ModelConfig(section_dataclass(SECTION, extra=_FROM_THE_DATA)):
     defaults and bounds are the schema's) and ``ndim``, ``box_size_px`` and
     ``wedge_tilt_max_deg``, which come from the data (the workflow fills them in; the wedge is the
     study's ``missing_wedge`` when ``measure_wedge`` asks for it, else None).
+
+    ``microscope`` (the CTF's voxel size, voltage, Cs and amplitude contrast: the keys of
+    :class:`~cryoavae.geometry.ctf.CtfModel`) is filled in when ``measure_ctf`` asks for it.
 
     ``pose_dims = 0`` gives a plain beta-VAE without a pose. With ``pose_encoding = "circular"``
     (2-D only) the pose is a unit vector ``(cos a, sin a)`` of an in-plane angle ``a``, so it can
@@ -80,6 +88,10 @@ class ModelConfig(section_dataclass(SECTION, extra=_FROM_THE_DATA)):
         if self.measure_wedge and wedge is None:
             raise InputError(
                 "model.measure_wedge needs the particles' missing wedge (missing_wedge.enabled)"
+            )
+        if self.measure_ctf and (self.ndim != 3 or not self.microscope):
+            raise InputError(
+                "model.measure_ctf needs 3-D particles with a simulated CTF (simulation.ctf)"
             )
         self._check_pose_hypotheses()
         self._check_centring()

@@ -67,12 +67,14 @@ def best_orientation(
     offsets,
     measure=None,
     shift_px: torch.Tensor | None = None,
+    defocus_um: torch.Tensor | None = None,
 ):
     """The pose among ``R(pose) @ G_k`` whose rendering of ``z`` is nearest ``x`` (squared
     error), as ``(n, pose_dims)`` in the same encoding; ``decoder`` a
     :class:`~cryoavae.model.decoders.GaussianSplatDecoder`. ``measure`` (e.g. a
-    :class:`~cryoavae.model.measurement.WedgeMeasurement`) turns each rendering into what the data
-    measure of it before the comparison; ``shift_px`` ``(n, ndim)`` moves each rendering to
+    :class:`~cryoavae.model.measurement.Measurement`) turns each rendering into what the data
+    measure of it before the comparison (at each particle's ``defocus_um`` ``(n,)`` when it
+    applies a CTF); ``shift_px`` ``(n, ndim)`` moves each rendering to
     where the encoder says the particle sits (None: centred). The choice is made without
     gradients; the returned pose carries ``pose``'s gradient (the offset is a constant)."""
     n, ndim, k = len(z), decoder.config.ndim, len(offsets)
@@ -99,7 +101,8 @@ def best_orientation(
                 repeated, hypotheses[rows].reshape(m * k, ndim, ndim), half, moved
             )
             if measure is not None:
-                images = measure(images)
+                focus = None if defocus_um is None else defocus_um[rows].repeat_interleave(k, 0)
+                images = measure(images, focus)
             images = images.reshape(m, k, -1)
             # |a - b|^2 less |b|^2, the same for every hypothesis: |a|^2 - 2 a.b
             cross = torch.bmm(images, target[rows, :, None])[..., 0]  # (m, k)

@@ -30,11 +30,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from cryoavae.core.errors import InputError
+from cryoavae.geometry.ctf import CtfModel
 from cryoavae.geometry.translation import moved_tensor
 from cryoavae.model.config import ModelConfig
 from cryoavae.model.decoders import CNNDecoder, GaussianSplatDecoder
 from cryoavae.model.layers import GaussianBlur, batch_norm, conv
-from cryoavae.model.measurement import WedgeMeasurement
+from cryoavae.model.measurement import Measurement
 from cryoavae.model.pose import pose_to_rotation
 from cryoavae.model.pose_search import best_orientation, offset_rotations
 
@@ -130,18 +131,25 @@ class AffinityVAE(nn.Module):
         offsets = offset_rotations(config.ndim, config.pose_hypotheses)
         self.register_buffer("pose_offsets", offsets, persistent=False)  # (k, d, d)
         self.measure = None  # what the data measure of a rendering (None: all of it)
-        if config.wedge_tilt_max_deg is not None:
-            self.measure = WedgeMeasurement(config.box_size_px, config.wedge_tilt_max_deg)
+        microscope = CtfModel(**config.microscope) if config.measure_ctf else None
+        if config.wedge_tilt_max_deg is not None or microscope is not None:
+            self.measure = Measurement(config.box_size_px, config.wedge_tilt_max_deg, microscope)
 
     def _as_batch(self, x: torch.Tensor) -> torch.Tensor:
         """Accept ``(n, *box)`` or ``(n, 1, *box)``; return the latter."""
         return x.unsqueeze(1) if x.dim() == self.config.ndim + 1 else x
 
-    def encode(self, x: torch.Tensor, first: Encoding | None = None) -> Encoding:
+    def encode(
+        self,
+        x: torch.Tensor,
+        first: Encoding | None = None,
+        defocus_um: torch.Tensor | None = None,
+    ) -> Encoding:
         """mu, log-variance and pose; with ``pose_hypotheses > 1`` the pose is the offset
         orientation that reconstructs ``x`` best from ``z = mu``
         (:mod:`cryoavae.model.pose_search`). ``first``: the encoder's reading of ``x`` as
-        picked, when the caller has it already."""
+        picked, when the caller has it already; ``defocus_um`` ``(n,)``: each particle's
+        defocus, which that search needs when the model measures the CTF."""
         x = self._as_batch(x)
         encoding = self.encoder(x) if first is None else first
         if self.config.centring_passes and encoding.shift_px is not None:
@@ -162,6 +170,7 @@ class AffinityVAE(nn.Module):
             self.pose_offsets,
             self.measure,
             encoding.shift_px,
+            defocus_um,
         )
         return encoding._replace(pose=pose)
 
@@ -185,6 +194,7 @@ class AffinityVAE(nn.Module):
         x: torch.Tensor,
         eps: torch.Tensor | None = None,
         shift_delta: torch.Tensor | None = None,
+        defocus_um: torch.Tensor | None = None,
     ) -> VAEOutput:
         """Encode, sample ``z = mu + eps * exp(log_var / 2)`` and decode.
 
@@ -193,20 +203,21 @@ class AffinityVAE(nn.Module):
         ``z = mu``. ``shift_delta`` ``(n, ndim)`` (voxels; with the shift head): the output's
         ``shift_error`` is how far the head's answer for each particle moved by its delta is
         from its answer for the particle plus the delta (mean square, voxels^2), so that the head
-        says where the particle sits, whatever else the reconstruction rewards.
+        says where the particle sits, whatever else the reconstruction rewards. ``defocus_um``
+        ``(n,)``: each particle's defocus (µm), needed when the model measures the CTF.
         """
         x = self._as_batch(x)
         shift_error, first = None, self.encoder(x)
         if shift_delta is not None and self.encoder.shift is not None:
             there = self.encoder(moved_tensor(x, shift_delta)).shift_px
             shift_error = (there - first.shift_px - shift_delta.float()).square().sum(1).mean()
-        mu, log_var, pose, shift_px = self.encode(x, first)
+        mu, log_var, pose, shift_px = self.encode(x, first, defocus_um)
         if eps is None and self.training:
             eps = torch.randn_like(mu)
         z = mu if eps is None else mu + eps * torch.exp(0.5 * log_var)  # (n, latent_dims)
         reconstruction = self.decoder(z, pose, shift_px)
         if self.measure is not None:  # compared with the data as the data were measured
-            reconstruction = self.measure(reconstruction)
+            reconstruction = self.measure(reconstruction, defocus_um)
         return VAEOutput(reconstruction, mu, log_var, pose, z, shift_error)
 
 

@@ -5,14 +5,19 @@ Each particle ``x_i`` is a reference turned actively by ``A_i``
 With the missing wedge (a tilt series about y through ``±tilt_max_deg``) each particle lacks a
 wedge of Fourier space, turned with it: the average is then formed in Fourier space, every
 frequency divided by the number of particles that measured it (missing-wedge weighting), not by the
-number of particles. Used by the evaluation's class averages and by template matching's reference
-refinement.
+number of particles. With the CTF (each particle's density filtered by the CTF of its defocus),
+each particle's spectrum is multiplied by its CTF and every frequency divided by the sum of the
+squared CTFs that measured it (at least one particle's worth, which damps the frequencies near
+every particle's zeros instead of dividing by nothing): the average of the density itself, which
+is what a matcher that filters its references by each particle's CTF needs. Used by the
+evaluation's class averages and by template matching's reference refinement.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from cryoavae.geometry.ctf import CtfModel, ctf_1d
 from cryoavae.geometry.translation import moved
 from cryoavae.geometry.volume_rotation import rotate_volumes
 from cryoavae.geometry.wedge import missing_wedge_mask
@@ -29,11 +34,13 @@ def class_average(
     rotations: np.ndarray,
     tilt_max_deg: float | None = None,
     shifts_px: np.ndarray | None = None,
+    ctf: CtfModel | None = None,
+    defocus_um: np.ndarray | None = None,
 ) -> np.ndarray:
     """The average ``(d, d, d)`` of particles ``rows`` turned back by ``rotations`` ``(n, 3, 3)``
     (RELION's ``A`` of each) and moved back from ``shifts_px`` ``(n, 3)`` (x, y, z voxels: where
     each particle's centre sits; None: centred), missing-wedge weighted when ``tilt_max_deg`` is
-    given."""
+    given, CTF-corrected when ``ctf`` and the rows' ``defocus_um`` ``(n,)`` are."""
     d = images.shape[-1]
     spectrum = np.zeros((d, d, d), dtype=np.complex128)
     weight = np.zeros((d, d, d))
@@ -48,13 +55,27 @@ def class_average(
         if shifts_px is not None:
             moved = -np.einsum("nij,nj->ni", back, shifts_px[start : start + BATCH])
         volumes = rotate_volumes(images.gather(rows[start : start + BATCH]), back, shifts_px=moved)
-        spectrum += np.fft.fftshift(np.fft.fftn(volumes, axes=(1, 2, 3)), axes=(1, 2, 3)).sum(0)
-        if wedge is None:
-            weight += len(back)
-        else:
-            weight += rotate_volumes(wedge, back, source_index=np.zeros(len(back), int)).sum(0)
+        spectra = np.fft.fftshift(np.fft.fftn(volumes, axes=(1, 2, 3)), axes=(1, 2, 3))
+        measured = np.ones((len(back), 1, 1, 1), np.float32)
+        if wedge is not None:
+            measured = rotate_volumes(wedge, back, source_index=np.zeros(len(back), int))
+        if ctf is not None and defocus_um is not None:  # isotropic: unchanged by the turn
+            filters = _ctf_volumes(ctf, d, defocus_um[start : start + BATCH])
+            spectra, measured = spectra * filters, measured * filters**2
+        spectrum += spectra.sum(0)
+        weight += np.broadcast_to(measured, (len(back), d, d, d)).sum(0)
     spectrum /= np.maximum(weight, 1.0)
     return np.fft.ifftn(np.fft.ifftshift(spectrum)).real.astype(np.float32)
+
+
+def _ctf_volumes(ctf: CtfModel, d: int, defocus_um: np.ndarray) -> np.ndarray:
+    """Each particle's CTF ``(n, d, d, d)`` on the centred (fftshifted) full Fourier grid."""
+    k = np.fft.fftshift(np.fft.fftfreq(d))  # cycles per voxel
+    radius = np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2)
+    frequency = radius / ctf.voxel_size_angstrom
+    focus = np.asarray(defocus_um, dtype=np.float64)[:, None, None, None]
+    values = ctf_1d(frequency, focus, ctf.voltage_kv, ctf.cs_mm, ctf.amplitude_contrast)
+    return values.astype(np.float32)
 
 
 def centre_on_mass(volumes: np.ndarray) -> np.ndarray:

@@ -274,10 +274,10 @@ def refine_references(
     ``images`` matched against ``templates[template_index]`` (with ``config.assignment:
     best_match``, against whichever fits best), each template replaced by the average of its
     particles turned and moved back by what was found (through their missing wedge,
-    ``config.wedge_tilt_max_deg``), and matched again for the next round. With a translation
-    search each average is moved onto its centre of mass; the second value ``(m, 3)`` is where
-    each template's box centre then sits in the frame the centre guesses refer to (starting from
-    ``frame_offsets_px``, zeros if None)."""
+    ``config.wedge_tilt_max_deg``; CTF-corrected with ``config.ctf``), and matched again for
+    the next round. With a translation search each average is moved onto its centre of mass;
+    the second value ``(m, 3)`` is where each template's box centre then sits in the frame the
+    centre guesses refer to (starting from ``frame_offsets_px``, zeros if None)."""
     templates = np.array(templates, dtype=np.float32)  # a copy: the averages replace it
     offsets = np.zeros((len(templates), 3))
     if frame_offsets_px is not None:
@@ -300,6 +300,8 @@ def refine_references(
                 found.rotations[rows],
                 config.wedge_tilt_max_deg,
                 found.shifts_px[rows],
+                ctf if config.ctf and defocus_um is not None else None,
+                None if defocus_um is None else np.asarray(defocus_um)[rows],
             )
             if searched:  # the average's centre is its particles'; the reference's, its mass
                 centred, mass = centred_on_mass(average[None])

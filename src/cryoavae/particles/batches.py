@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from cryoavae.core.errors import InputError
-from cryoavae.particles import CLASS_NAME, CLASS_NUMBER, SPLIT, SPLITS, ParticleImages
+from cryoavae.particles import CLASS_NAME, CLASS_NUMBER, DEFOCUS, SPLIT, SPLITS, ParticleImages
 
 CHUNK_BYTES = 64 * 2**20  # host memory used at once while copying a split to the GPU
 GPU_SHARE = 0.5  # keep a split on the GPU only if it takes at most this share of free memory
@@ -31,10 +31,11 @@ GPU_SHARE = 0.5  # keep a split on the GPU only if it takes at most this share o
 
 @dataclass(frozen=True)
 class Split:
-    """One split of a particle table: which rows, and their labels."""
+    """One split of a particle table: which rows, their labels and their defocus."""
 
     rows: np.ndarray  # (n,) positions of these particles in the table
     labels: np.ndarray  # (n,) int64: rlnClassNumber - 1, an index into the affinity matrix
+    defocus_um: np.ndarray | None = None  # (n,) rlnDefocusU in µm; None: the table has none
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -73,7 +74,30 @@ def select_split(table: pd.DataFrame, split: str) -> Split:
         raise ValueError(f"select_split: split {split!r} is not one of {SPLITS}")
     rows = np.flatnonzero((table[SPLIT].astype(str) == split).to_numpy())
     labels = table[CLASS_NUMBER].to_numpy()[rows].astype(np.int64) - 1
-    return Split(rows, labels)
+    defocus = None
+    if DEFOCUS in table.columns:
+        defocus = table[DEFOCUS].to_numpy(np.float64)[rows] / 1e4  # Å -> µm
+    return Split(rows, labels, defocus)
+
+
+class _SplitSource:
+    """What both batch sources share: the split's size and each batch's defocus."""
+
+    def __init__(self, split: Split, device: torch.device):
+        self.split, self.device = split, device
+        self._labels = torch.from_numpy(split.labels).to(device)
+        self._defocus = None
+        if split.defocus_um is not None:
+            self._defocus = torch.from_numpy(split.defocus_um).float().to(device)
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def defocus_um(self, idx: torch.Tensor) -> torch.Tensor:
+        """The defocus (µm) of the particles at ``idx`` (positions in the split), on the device."""
+        if self._defocus is None:
+            raise InputError(f"particle table: no {DEFOCUS} column; the model measures the CTF")
+        return self._defocus[idx.to(self.device)]
 
 
 def value_range(images: ParticleImages, rows: np.ndarray) -> tuple[float, float]:
@@ -86,7 +110,7 @@ def value_range(images: ParticleImages, rows: np.ndarray) -> tuple[float, float]
     return low, high
 
 
-class StreamedBatches:
+class StreamedBatches(_SplitSource):
     """A split's batches read from the stacks on demand, each while the one before is in use.
 
     :meth:`iterate` yields ``(x (b, 1, *box), y (b,))`` on ``device``, every ``x`` a new tensor
@@ -98,11 +122,8 @@ class StreamedBatches:
     """
 
     def __init__(self, images: ParticleImages, split: Split, device: torch.device):
-        self.images, self.split, self.device = images, split, device
-        self._labels = torch.from_numpy(split.labels).to(device)
-
-    def __len__(self) -> int:
-        return len(self.split)
+        super().__init__(split, device)
+        self.images = images
 
     def _read(self, idx: torch.Tensor) -> np.ndarray:
         return self.images.gather(self.split.rows[idx.numpy()])
@@ -123,22 +144,18 @@ class StreamedBatches:
                 yield x, self._labels[idx.to(self.device)]
 
 
-class ResidentBatches:
+class ResidentBatches(_SplitSource):
     """A split held on ``device``, copied there :data:`CHUNK_BYTES` at a time; a batch is an index
     gather. Same :meth:`iterate` as :class:`StreamedBatches`."""
 
     def __init__(self, images: ParticleImages, split: Split, device: torch.device):
-        self.split, self.device = split, device
+        super().__init__(split, device)
         box = images.shape[1:] if len(split) else ()
         self.images = torch.empty((len(split), 1, *box), device=device)
         per_chunk = max(1, CHUNK_BYTES // images.item_bytes) if len(split) else 1
         for start in range(0, len(split), per_chunk):
             host = images.gather(split.rows[start : start + per_chunk])
             self.images[start : start + len(host), 0] = torch.from_numpy(host).to(device)
-        self._labels = torch.from_numpy(split.labels).to(device)
-
-    def __len__(self) -> int:
-        return len(self.split)
 
     def iterate(
         self, index_batches: Iterable[torch.Tensor]

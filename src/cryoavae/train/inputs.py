@@ -14,7 +14,7 @@ import torch
 
 from cryoavae.core.errors import InputError
 from cryoavae.model.config import ModelConfig
-from cryoavae.particles import ParticleImages
+from cryoavae.particles import DEFOCUS, ParticleImages
 from cryoavae.particles.batches import (
     ResidentBatches,
     Split,
@@ -49,6 +49,15 @@ def check_inputs(
             f"particle table has class numbers up to {len(class_names)} but the affinity matrix "
             f"covers {affinity.shape[0]} classes"
         )
+    if model_config.measure_ctf:
+        defocus = np.zeros(1)  # a table without the column fails as one with zeros
+        if DEFOCUS in table.columns:
+            defocus = pd.to_numeric(table[DEFOCUS], errors="coerce").to_numpy(np.float64)
+        if not (defocus > 0).all():  # NaN (a value that is not a number) fails too
+            raise InputError(
+                f"particle table: model.measure_ctf needs each particle's defocus ({DEFOCUS} "
+                "> 0 Å in every row)"
+            )
     if len(images) != len(table):
         raise ValueError(f"images index {len(images)} particles, table has {len(table)}")
 

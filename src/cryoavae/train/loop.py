@@ -62,14 +62,24 @@ class TrainingLoop:
     cluster: Cluster = Cluster()  # the training processes this one is among
 
     def loss(
-        self, x, y, eps, beta: float, gamma: float, n_batch: int, grad: bool, shift_delta=None
+        self,
+        x,
+        y,
+        eps,
+        beta: float,
+        gamma: float,
+        n_batch: int,
+        grad: bool,
+        shift_delta=None,
+        defocus_um=None,
     ) -> LossTerms:
-        """This rank's loss terms for its piece ``x``, ``y`` of a global batch of ``n_batch``;
-        with ``shift_delta``, the total adds ``training.shift_equivariance`` times the shift
-        head's error (:meth:`~cryoavae.model.vae.AffinityVAE.forward`)."""
+        """This rank's loss terms for its piece ``x``, ``y`` (defocus ``defocus_um``, when the
+        model measures the CTF) of a global batch of ``n_batch``; with ``shift_delta``, the total
+        adds ``training.shift_equivariance`` times the shift head's error
+        (:meth:`~cryoavae.model.vae.AffinityVAE.forward`)."""
         device_type = x.device.type
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.use_amp):
-            out = self.step_model(x, eps, shift_delta)
+            out = self.step_model(x, eps, shift_delta, defocus_um)
         cluster = self.cluster
         share = len(y) * cluster.world / n_batch  # 1 on one rank, or for equal pieces
         kl_share = share if self.config.kl_reduction == "mean" else float(cluster.world)
@@ -116,7 +126,8 @@ class TrainingLoop:
         order = list(batch_indices(len(self.train), self.config.batch_size, self.shuffle_rng))
         whole, pieces = self._pieces(order)
         latent = self.model.config.latent_dims
-        for (x, y), batch in zip(self.train.iterate(pieces), whole, strict=True):
+        batches = zip(self.train.iterate(pieces), whole, pieces, strict=True)
+        for (x, y), batch, piece in batches:
             # the whole batch's noise on every rank, each taking its rows: as on one rank
             noise = torch.randn((len(batch), latent), generator=self.noise_rng, device=device)
             lo, hi = self.cluster.bounds(len(batch))
@@ -129,7 +140,8 @@ class TrainingLoop:
                 ndim = self.model.config.ndim
                 delta = torch.rand((len(batch), ndim), generator=self.noise_rng, device=device)
                 delta = (2 * delta - 1)[lo:hi]
-            terms = self.loss(x, y, noise[lo:hi], beta, gamma, len(batch), True, delta)
+            focus = self._defocus(self.train, piece)
+            terms = self.loss(x, y, noise[lo:hi], beta, gamma, len(batch), True, delta, focus)
             self.optimizer.zero_grad()
             terms.total.backward()
             self.optimizer.step()
@@ -145,12 +157,18 @@ class TrainingLoop:
         sums = LossSums(self.affinity.device)
         whole, pieces = self._pieces(list(batch_indices(len(self.val), self.config.batch_size)))
         with torch.inference_mode():
-            for (x, y), batch in zip(self.val.iterate(pieces), whole, strict=True):
-                sums.add(self.loss(x, y, None, beta, gamma, len(batch), grad=False), len(y))
+            for (x, y), batch, piece in zip(self.val.iterate(pieces), whole, pieces, strict=True):
+                focus = self._defocus(self.val, piece)
+                terms = self.loss(x, y, None, beta, gamma, len(batch), False, defocus_um=focus)
+                sums.add(terms, len(y))
                 if progress is not None:
                     progress.advance(len(batch))
         self.model.train()
         return sums.means(self.cluster)
+
+    def _defocus(self, source, piece: torch.Tensor) -> torch.Tensor | None:
+        """The defocus of a batch's particles when the model measures the CTF, else None."""
+        return source.defocus_um(piece) if self.model.config.measure_ctf else None
 
     def state(self) -> dict[str, Any]:
         """What a resume file holds: the same on every rank, so any number of ranks resumes."""

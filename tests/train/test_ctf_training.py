@@ -1,0 +1,67 @@
+"""Training a model that measures the CTF: each batch is compared through its own particles'
+defocus (the table's rlnDefocusU), and a table without one is refused in one line."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from particle_fixtures import write_3d_particles
+
+from cryoavae import particles
+from cryoavae.core.errors import InputError
+from cryoavae.model.config import ModelConfig
+from cryoavae.particles.batches import select_split
+from cryoavae.train import TrainingConfig, train_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+BOX = 8
+AFFINITY = np.array([[1.0, 0.2], [0.2, 1.0]])
+MODEL = ModelConfig(
+    ndim=3, box_size_px=BOX, channels=(4, 8), latent_dims=2, pose_dims=0, measure_ctf=True,
+    microscope={"voxel_size_angstrom": 10.0, "voltage_kv": 300.0, "cs_mm": 2.7},
+)  # fmt: skip
+
+
+def _train(star: Path, out: Path) -> pd.DataFrame:
+    table = particles.read_particle_table(star)
+    images = particles.ParticleImages(table, star, box_ndim=3)
+    config = TrainingConfig(epochs=2, batch_size=6, device="cpu")
+    train_model(
+        table,
+        images,
+        AFFINITY,
+        MODEL,
+        config,
+        seed=3,
+        checkpoint_path=out / "model.pt",
+        history_path=out / "history.tsv",
+        work_dir=out / "work",
+        threads=1,
+    )
+    return pd.read_csv(out / "history.tsv", sep="\t")
+
+
+def test_each_batch_is_measured_at_its_own_particles_defocus(tmp_path):
+    # the same particles and seed: only the recorded defocus differs, and with it the loss
+    spread = np.linspace(2e4, 4e4, 24)
+    near = _train(write_3d_particles(tmp_path / "near", BOX, spread), tmp_path / "a")
+    again = _train(write_3d_particles(tmp_path / "again", BOX, spread), tmp_path / "b")
+    far = _train(write_3d_particles(tmp_path / "far", BOX, spread[::-1].copy()), tmp_path / "c")
+    losses = ["loss", "reconstruction", "val_loss"]
+    pd.testing.assert_frame_equal(near[losses], again[losses])
+    assert not np.allclose(near["reconstruction"], far["reconstruction"])
+
+
+def test_the_split_reads_each_particles_defocus_in_micrometres(tmp_path):
+    star = write_3d_particles(tmp_path, BOX, np.linspace(2e4, 4e4, 24))
+    val = select_split(particles.read_particle_table(star), "val")
+    np.testing.assert_allclose(val.defocus_um, np.linspace(2.0, 4.0, 24)[val.rows])
+
+
+@pytest.mark.parametrize("defocus", [None, 0.0])
+def test_a_table_without_each_particles_defocus_is_refused_in_one_line(tmp_path, defocus):
+    star = write_3d_particles(tmp_path / "data", BOX, defocus)
+    with pytest.raises(InputError, match=r"model.measure_ctf needs each particle's defocus") as e:
+        _train(star, tmp_path / "out")
+    assert "\n" not in str(e.value)
