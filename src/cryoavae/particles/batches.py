@@ -76,7 +76,8 @@ def select_split(table: pd.DataFrame, split: str) -> Split:
     labels = table[CLASS_NUMBER].to_numpy()[rows].astype(np.int64) - 1
     defocus = None
     if DEFOCUS in table.columns:
-        defocus = table[DEFOCUS].to_numpy(np.float64)[rows] / 1e4  # Å -> µm
+        values = pd.to_numeric(table[DEFOCUS], errors="coerce")  # a value not a number: NaN
+        defocus = values.to_numpy(np.float64)[rows] / 1e4  # Å -> µm
     return Split(rows, labels, defocus)
 
 
