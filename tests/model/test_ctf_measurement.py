@@ -10,6 +10,7 @@ from scipy.spatial.transform import Rotation
 
 from cryoavae.core.errors import InputError
 from cryoavae.geometry.ctf import CtfModel, ctf_radial_table, frequency_squared_index
+from cryoavae.geometry.rotations import geodesic_deg
 from cryoavae.model.config import ModelConfig
 from cryoavae.model.measurement import Measurement
 from cryoavae.model.pose import pose_to_rotation
@@ -52,11 +53,12 @@ def test_the_wedge_and_the_ctf_are_applied_together():
     torch.testing.assert_close(both, in_turn, atol=1e-5, rtol=0)
 
 
-def ctf_model(k=24, box=16):
+def ctf_model(k=24, box=16, voxel=10.0):
     config = ModelConfig(
         ndim=3, box_size_px=box, channels=(4, 8), latent_dims=4, pose_dims=6,
         pose_encoding="rotation6d", decoder="gaussian_splat", n_gaussians=12,
-        pose_hypotheses=k, measure_ctf=True, microscope=MICROSCOPE,
+        pose_hypotheses=k, measure_ctf=True,
+        microscope={**MICROSCOPE, "voxel_size_angstrom": voxel},
     )  # fmt: skip
     model = build_model(config, seed=3)
     with torch.no_grad():  # an asymmetric canonical particle: Gaussians spread out, unequal
@@ -65,17 +67,25 @@ def ctf_model(k=24, box=16):
 
 
 def test_the_search_through_each_particles_ctf_finds_the_orientation_that_rendered_it():
-    model = ctf_model()
-    n = 8
+    # 3 Å voxels and 4-6 um: several CTF zeros inside the box's band, so a search that ignores
+    # the CTF, or gives a particle another's, turns most particles wrong (measured: 6 and 7 of 16)
+    model = ctf_model(voxel=3.0)
+    n = 16
     z = torch.randn(n, 4, generator=torch.Generator().manual_seed(0))
-    defocus = torch.linspace(2.0, 4.0, n)
+    defocus = torch.linspace(4.0, 6.0, n)
     truth = torch.tensor(Rotation.random(n, random_state=1).as_matrix(), dtype=torch.float32)
     x = model.measure(model.decoder.render(model.decoder.gaussians(z), truth), defocus)
     offsets = model.pose_offsets
     guess = truth @ offsets[torch.arange(1, n + 1) % 24].transpose(1, 2)
     pose = rotation_to_pose(guess, 6)
-    found = best_orientation(model.decoder, z, pose, x, offsets, model.measure, None, defocus)
-    torch.testing.assert_close(pose_to_rotation(found, 3), truth, atol=1e-4, rtol=0)
+
+    def right(measure, focus) -> int:
+        found = best_orientation(model.decoder, z, pose, x, offsets, measure, None, focus)
+        error = geodesic_deg(pose_to_rotation(found, 3).double().numpy(), truth.double().numpy())
+        return int((error < 1.0).sum())
+
+    assert right(model.measure, defocus) == n
+    assert right(None, None) <= n // 2 and right(model.measure, defocus.flip(0)) <= n // 2
 
 
 def test_the_decoder_output_stays_whole_and_the_reconstruction_carries_the_ctf():
@@ -90,5 +100,7 @@ def test_the_decoder_output_stays_whole_and_the_reconstruction_carries_the_ctf()
 def test_a_model_that_measures_the_ctf_needs_the_microscope_and_each_defocus():
     with pytest.raises(InputError, match="measure_ctf needs 3-D particles with a simulated CTF"):
         ModelConfig(ndim=3, box_size_px=16, measure_ctf=True)
+    with pytest.raises(InputError, match="model.microscope = .*; expected voxel_size_angstrom"):
+        ModelConfig(ndim=3, box_size_px=16, measure_ctf=True, microscope={"voltage": 300.0})
     with pytest.raises(ValueError, match="the CTF needs each particle's defocus"):
         ctf_model(k=1)(torch.randn(2, 1, 16, 16, 16))

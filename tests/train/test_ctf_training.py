@@ -6,11 +6,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from particle_fixtures import write_3d_particles
 
 from cryoavae import particles
 from cryoavae.core.errors import InputError
 from cryoavae.model.config import ModelConfig
+from cryoavae.model.vae import AffinityVAE
 from cryoavae.particles.batches import select_split
 from cryoavae.train import TrainingConfig, train_model
 
@@ -65,3 +67,25 @@ def test_a_table_without_each_particles_defocus_is_refused_in_one_line(tmp_path,
     with pytest.raises(InputError, match=r"model.measure_ctf needs each particle's defocus") as e:
         _train(star, tmp_path / "out")
     assert "\n" not in str(e.value)
+
+
+def test_each_particle_reaches_the_model_with_its_own_defocus(tmp_path, monkeypatch):
+    # particle i is the constant volume i with defocus 2 + 0.1 i um: every (image, defocus) pair
+    # the model sees, in training and validation, must be a row's own
+    n = 24
+    star = write_3d_particles(tmp_path / "data", BOX, 2e4 + 1e3 * np.arange(n))
+    ids = np.broadcast_to(np.arange(n, dtype=np.float32)[:, None, None, None], (n,) + (BOX,) * 3)
+    particles.write_stack(star.parent / "stack.mrcs", np.ascontiguousarray(ids), 10.0)
+    seen = []
+    forward = AffinityVAE.forward
+
+    def recording(self, x, eps=None, shift_delta=None, defocus_um=None):
+        seen.append((x[:, 0, 0, 0, 0].detach().clone(), defocus_um.detach().clone()))
+        return forward(self, x, eps, shift_delta, defocus_um)
+
+    monkeypatch.setattr(AffinityVAE, "forward", recording)
+    _train(star, tmp_path / "out")
+    images = torch.cat([image for image, _ in seen])
+    defocus = torch.cat([focus for _, focus in seen])
+    assert len(images) == 2 * n  # two epochs of train and val rows, each once
+    torch.testing.assert_close(defocus, 2.0 + 0.1 * images)

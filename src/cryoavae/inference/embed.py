@@ -109,12 +109,7 @@ def encode_particles(
     n = len(table)
     defocus = None
     if model_config.measure_ctf and model_config.pose_hypotheses > 1:  # the search renders it
-        defocus = _defocus_um(table)
-        if defocus is None:
-            raise InputError(
-                f"particle table: the model in {checkpoint_path} searches poses through each "
-                f"particle's CTF; every row needs its {DEFOCUS}"
-            )
+        defocus = _defocus_um(table, f"the pose search of the model in {checkpoint_path}")
     mu, pose, rotation, shift_px = _encode(
         model, model_config, images, (n, batch_size), device, defocus
     )
@@ -172,7 +167,7 @@ def fit_study_references(
         images,
         orientation,
         seed,
-        _defocus_um(table),
+        _defocus_um(table, _ctf_user(orientation, ctf)),
         ctf,
         fit_mu,
         centre_guess_px(encoded, orientation, images),
@@ -196,7 +191,7 @@ def match_encoded(
         _mu(encoded),
         images,
         orientation,
-        _defocus_um(table),
+        _defocus_um(table, _ctf_user(orientation, ctf)),
         ctf,
         centre_guess_px(encoded, orientation, images),
     )
@@ -249,10 +244,27 @@ def _mu(latents: pd.DataFrame) -> np.ndarray:
     return latents[columns].to_numpy(np.float32)
 
 
-def _defocus_um(table: pd.DataFrame) -> np.ndarray | None:
-    """Each particle's defocus (µm) from the table, None unless every row has one."""
-    defocus = _column(table, DEFOCUS, np.nan).astype(float) / 1e4  # Å -> µm
-    return defocus if np.isfinite(defocus).all() else None
+def _defocus_um(table: pd.DataFrame, needed: str | None = None) -> np.ndarray | None:
+    """Each particle's defocus (µm) from the table, None unless every row has one. ``needed``:
+    what models the CTF (then every row must have a defocus > 0, or InputError names the row)."""
+    raw = pd.Series(_column(table, DEFOCUS, np.nan))
+    defocus = pd.to_numeric(raw, errors="coerce").to_numpy(np.float64) / 1e4  # Å -> µm
+    if needed is None:
+        return defocus if np.isfinite(defocus).all() else None
+    bad = np.flatnonzero(~(defocus > 0))
+    if len(bad):
+        value = raw.iloc[bad[0]]
+        shown = repr(value) if isinstance(value, str) else str(value)
+        raise InputError(
+            f"particle table: row {bad[0] + 1} has {DEFOCUS} = {shown}; {needed} "
+            "models each particle's CTF and needs a defocus > 0 Å in every row"
+        )
+    return defocus
+
+
+def _ctf_user(orientation: OrientationConfig, ctf: CtfModel | None) -> str | None:
+    """What needs each particle's defocus in the matching: ``orientation.ctf``, or None."""
+    return "orientation.ctf" if ctf is not None and orientation.ctf else None
 
 
 def _check_box_shape(

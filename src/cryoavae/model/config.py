@@ -17,6 +17,9 @@ DECODERS = tuple(section_schema(SECTION)["properties"]["decoder"]["enum"])
 POSE_ENCODINGS = tuple(section_schema(SECTION)["properties"]["pose_encoding"]["enum"])
 
 
+#: the keys of a model's ``microscope`` (those of :class:`cryoavae.geometry.ctf.CtfModel`)
+MICROSCOPE_KEYS = ("voxel_size_angstrom", "voltage_kv", "cs_mm", "amplitude_contrast")
+
 _FROM_THE_DATA = [
     ("ndim", int, 3),
     ("box_size_px", int, 32),
@@ -92,6 +95,12 @@ class ModelConfig(section_dataclass(SECTION, extra=_FROM_THE_DATA)):
         if self.measure_ctf and (self.ndim != 3 or not self.microscope):
             raise InputError(
                 "model.measure_ctf needs 3-D particles with a simulated CTF (simulation.ctf)"
+            )
+        unknown = set(self.microscope or {}) - set(MICROSCOPE_KEYS)
+        if unknown or (self.microscope and "voxel_size_angstrom" not in self.microscope):
+            raise InputError(
+                f"model.microscope = {self.microscope!r}; expected voxel_size_angstrom and "
+                f"optionally {', '.join(MICROSCOPE_KEYS[1:])}"
             )
         self._check_pose_hypotheses()
         self._check_centring()
