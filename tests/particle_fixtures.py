@@ -94,3 +94,28 @@ def write_3d_particles(root: Path, box: int, defocus_angstrom=None) -> Path:
     star = root / "particles.star"
     particles.write_particle_table(star, table)
     return star
+
+
+def train_two_epochs(
+    star: Path, out: Path, model, affinity: np.ndarray, **training
+) -> pd.DataFrame:
+    """Train ``model`` on the particles of ``star`` for two epochs of batches of 6 (seed 3, one
+    thread, CPU) with ``training`` settings on top; the history table."""
+    from cryoavae.train import TrainingConfig, train_model
+
+    table = particles.read_particle_table(star)
+    images = particles.ParticleImages(table, star, box_ndim=model.ndim)
+    config = TrainingConfig(epochs=2, batch_size=6, device="cpu", **training)
+    train_model(
+        table,
+        images,
+        affinity,
+        model,
+        config,
+        seed=3,
+        checkpoint_path=out / "model.pt",
+        history_path=out / "history.tsv",
+        work_dir=out / "work",
+        threads=1,
+    )
+    return pd.read_csv(out / "history.tsv", sep="\t")

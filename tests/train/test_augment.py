@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from particle_fixtures import write_3d_particles
+from particle_fixtures import train_two_epochs, write_3d_particles
 
 from cryoavae import particles
 from cryoavae.core.errors import InputError
@@ -15,7 +15,6 @@ from cryoavae.geometry.volume_rotation import rotate_volumes
 from cryoavae.geometry.wedge import missing_wedge_mask
 from cryoavae.model.config import ModelConfig
 from cryoavae.model.vae import build_model
-from cryoavae.train import TrainingConfig, train_model
 from cryoavae.train.augment import wedge_turns
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -46,22 +45,7 @@ def test_a_turned_particle_keeps_its_missing_wedge_empty():
 
 
 def _train(star: Path, out: Path, model: ModelConfig, **training) -> pd.DataFrame:
-    table = particles.read_particle_table(star)
-    images = particles.ParticleImages(table, star, box_ndim=model.ndim)
-    config = TrainingConfig(epochs=2, batch_size=6, device="cpu", **training)
-    train_model(
-        table,
-        images,
-        AFFINITY,
-        model,
-        config,
-        seed=3,
-        checkpoint_path=out / "model.pt",
-        history_path=out / "history.tsv",
-        work_dir=out / "work",
-        threads=1,
-    )
-    return pd.read_csv(out / "history.tsv", sep="\t")
+    return train_two_epochs(star, out, model, AFFINITY, **training)
 
 
 def test_training_with_turns_is_seeded_and_differs_from_training_without(tmp_path):

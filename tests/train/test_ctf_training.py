@@ -7,14 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from particle_fixtures import write_3d_particles
+from particle_fixtures import train_two_epochs, write_3d_particles
 
 from cryoavae import particles
 from cryoavae.core.errors import InputError
 from cryoavae.model.config import ModelConfig
 from cryoavae.model.vae import AffinityVAE
 from cryoavae.particles.batches import select_split
-from cryoavae.train import TrainingConfig, train_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 BOX = 8
@@ -26,22 +25,7 @@ MODEL = ModelConfig(
 
 
 def _train(star: Path, out: Path) -> pd.DataFrame:
-    table = particles.read_particle_table(star)
-    images = particles.ParticleImages(table, star, box_ndim=3)
-    config = TrainingConfig(epochs=2, batch_size=6, device="cpu")
-    train_model(
-        table,
-        images,
-        AFFINITY,
-        MODEL,
-        config,
-        seed=3,
-        checkpoint_path=out / "model.pt",
-        history_path=out / "history.tsv",
-        work_dir=out / "work",
-        threads=1,
-    )
-    return pd.read_csv(out / "history.tsv", sep="\t")
+    return train_two_epochs(star, out, MODEL, AFFINITY)
 
 
 def test_each_batch_is_measured_at_its_own_particles_defocus(tmp_path):

@@ -68,7 +68,7 @@ def class_average(
             filters = _ctf_volumes(ctf, d, defocus_um[start : start + BATCH])
             spectra, measured = spectra * filters, measured * filters**2
         spectrum += spectra.sum(0)
-        weight += np.broadcast_to(measured, (len(back), d, d, d)).sum(0)
+        weight += measured.sum(0)  # (1, 1, 1) without wedge or CTF: the particle count
     corrected = ctf is not None and defocus_um is not None
     spectrum /= np.maximum(weight, CTF_FLOOR * len(rows) if corrected else 1.0)
     return np.fft.ifftn(np.fft.ifftshift(spectrum)).real.astype(np.float32)
