@@ -135,18 +135,19 @@ def copick_project(
 
 
 def simulated_copick_project(
-    root: Path, per_class: int = 14, unseen_per_class: int = 6, seed: int = 3
+    root: Path, per_class: int = 14, unseen_per_class: int = 6, seed: int = 3, size_px: int = 192
 ) -> Project:
     """One run ``TS_1`` whose tomogram is the project's own simulator's (a crowded sample of the
     three particle objects' bundled structures at 10 Å, tilt series, back-projection), written as
     a two-level OME-Zarr; the curator's picks of each object are the simulator's ground truth:
     each particle's position and the matrix ``A`` that turns its class map onto it (copick's
-    ``transformation_``). ``truth`` holds that plan, read from memory, not from the files."""
+    ``transformation_``). ``truth`` holds that plan, read from memory, not from the files.
+    ``size_px``: the tomogram's x and y (its z is 64), to keep a larger sample as crowded."""
     names = [o["name"] for o in OBJECTS if o["is_particle"]]
     pdb_ids = [o["pdb_id"].lower() for o in OBJECTS if o["is_particle"]]
     config = TomogramConfig(
-        size_x_px=192,
-        size_y_px=192,
+        size_x_px=size_px,
+        size_y_px=size_px,
         size_z_px=64,
         particles_per_class=per_class,
         unseen_particles_per_class=unseen_per_class,

@@ -26,6 +26,7 @@ from cryoavae.geometry.rotations import align_rotations, geodesic_deg, relion_an
 from cryoavae.geometry.volume_rotation import rotate_volumes
 from cryoavae.inference.latents import INFERRED_ANGLES
 from cryoavae.sources.copick import LOCATION_COLUMNS
+from cryoavae.structures.symmetry import read_symmetry
 
 REPO = Path(__file__).resolve().parents[2]
 TRUE_ANGLES = ("angle_rot", "angle_tilt", "angle_psi")
@@ -145,13 +146,18 @@ def test_a_run_or_object_the_project_lacks_stops_the_command_in_one_line(tmp_pat
 
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory):
-    return simulated_copick_project(tmp_path_factory.mktemp("simulated") / "project")
+    root = tmp_path_factory.mktemp("simulated") / "project"
+    return simulated_copick_project(root, per_class=120, size_px=512)
 
 
 def test_the_simulated_picks_turn_each_class_map_onto_its_particle(simulated):
     """The truth the study is held to, in copick's convention: every pick's
     ``transformation_[:3, :3]`` turns its class map onto the particle in the tomogram (it
-    correlates better with the box cut there than the transposed matrix does, for every pick)."""
+    correlates better with the box cut there than the transposed matrix does, for nearly every
+    pick whose matrix is not within 10 degrees of its transpose: a turn of a few degrees, or of
+    nearly 180, is its own transpose and tells nothing; at this dose the small proteasome's
+    correlations differ by 0.01 and noise turns a few). The transposed convention would win
+    nearly everywhere."""
     zattrs = simulated.static / "ExperimentRuns" / "TS_1" / "VoxelSpacing10.000" / "wbp.zarr"
     volume = np.asarray(zarr.open_group(str(zattrs), mode="r")["0"])
     for obj in OBJECTS[:3]:
@@ -170,29 +176,37 @@ def test_the_simulated_picks_turn_each_class_map_onto_its_particle(simulated):
             )
             pairs = zip(boxes, ideal, strict=True)
             scores.append([np.corrcoef(b.ravel(), i.ravel())[0, 1] for b, i in pairs])
-        assert (np.subtract(*scores) > 0).all(), (obj["name"], scores)
+        rotations = transforms[:, :3, :3]
+        told_apart = geodesic_deg(rotations, rotations.transpose(0, 2, 1)) > 10
+        assert told_apart.sum() >= 0.8 * len(rotations)
+        better = np.subtract(*scores)[told_apart] > 0
+        assert better.mean() >= 0.9, (obj["name"], better.mean())
 
 
 def simulated_study(project) -> dict:
-    """The tiny study with a decoder that turns its particle, oriented by template matching on a
-    coarse grid: every particle gets an orientation of its own (the encoder's pose of so small a
-    model barely moves from one particle to the next, which would make a transposed matrix look
-    right)."""
+    """A small study sized to orient the ribosome (1bxn, C4): 32^3 boxes at the tomogram's 10 Å,
+    a decoder that turns its particle by a 6-D pose, its wedge measured, ten epochs, template
+    matching with two reference iterations (about a minute on two cores)."""
     config = tiny(project.config)
     config["study"] = "sim_copick"
+    config["density"] = {"voxel_size_angstrom": VOXEL, "box_size_px": 32}
+    config["extraction"] = {"box_size_px": 32}
     config["model"] = {
-        **config["model"],
+        "channels": [8, 16, 32],
+        "latent_dims": 4,
         "decoder": "gaussian_splat",
-        "n_gaussians": 16,
+        "n_gaussians": 32,
         "pose_encoding": "rotation6d",
         "pose_dims": 6,
+        "measure_wedge": True,
     }
+    config["training"] = {"epochs": 10, "batch_size": 16}
     config["orientation"] = {
         "method": "template_matching",
-        "grid_step_deg": 30,
-        "refinement_levels": 2,
+        "grid_step_deg": 15,
         "reference_iterations": 2,
     }
+    config["evaluation"] = {**config["evaluation"], "symmetry": {"ribosome": "C4"}}
     return config
 
 
@@ -226,18 +240,21 @@ def study_errors(out: Path) -> tuple[pd.DataFrame, dict]:
     """The study's own orientation error per particle of a seen class (the evaluation's frame
     ``Q`` of its class, fitted on the train particles, applied; geodesic to the angles the study
     read from the picks), from latents.tsv, indexed by the particle's copick location; and the
-    ``Q`` of each class. Its held-out medians are checked against metrics.json, so this is what
-    the study computed."""
+    ``Q`` of each class. Its held-out medians are checked against metrics.json (with the
+    ribosome's symmetry, as the study scored them), so this is what the study computed; the
+    errors returned ignore the symmetry, so that a convention error cannot hide in it."""
     variant = out / "models" / "avae"
     latents = pd.read_csv(variant / "latents.tsv", sep="\t")
     names, split = latents["class_name"].astype(str).to_numpy(), latents["split"].to_numpy()
     held = split == ("test" if (split == "test").any() else "val")
     seen = ["ribosome", "proteasome"]
-    metrics, frames, _ = aligned_orientation_metrics(
-        latents, names, split == "train", held, seen, {}
+    symmetry = read_symmetry(out.parent / "maps" / "symmetry.json")
+    scored, _, _ = aligned_orientation_metrics(
+        latents, names, split == "train", held, seen, symmetry
     )
     reported = json.loads((variant / "metrics.json").read_text())["pose_geodesic_per_class"]
-    assert metrics["pose_geodesic_per_class"] == pytest.approx(reported, abs=1e-6)
+    assert scored["pose_geodesic_per_class"] == pytest.approx(reported, abs=1e-6)
+    _, frames, _ = aligned_orientation_metrics(latents, names, split == "train", held, seen, {})
     assert set(frames) == set(seen)
     inferred = relion_angles_to_matrices(latents[list(INFERRED_ANGLES)].to_numpy(np.float64))
     true = relion_angles_to_matrices(latents[list(TRUE_ANGLES)].to_numpy(np.float64))
@@ -265,20 +282,21 @@ def refitted_errors(wrong: np.ndarray, against: np.ndarray, names, train) -> np.
 
 @pytest.mark.slow
 def test_a_simulated_run_gets_back_the_orientations_the_study_measured(tmp_path, simulated):
-    """Picks of the simulator's ground truth in, a tiny study through ``snakemake``, its picks
+    """Picks of the simulator's ground truth in, a small study through ``snakemake``, its picks
     read back: every input pick once (but those flagged novel), the input files unchanged, and
     orientations checked against the simulator's truth.
 
-    A model this small (2 epochs, 16^3 boxes at 20 Å, a few dozen particles) orients particles
-    barely better than at random (about 120 degrees median, against 132), and a study that
-    orients well costs minutes of CPU per class, so accuracy is not what is held here.
-    Instead each written ``transformation_`` must reproduce, per particle, the error the
-    study's own evaluation measured from latents.tsv (its frame ``Q`` of the class applied,
-    geodesic to the truth), against the simulator's rotation: that holds only if copick's
-    convention as written (the matrix turns the class template onto the particle), as read
-    (the input picks become the study's true angles) and the study's (RELION's ``A``) agree.
-    A transposed matrix written, or the truth read transposed, reproduces it nowhere near, even
-    with a frame fitted for it; the test checks that too, so it can fail."""
+    Each written ``transformation_`` must reproduce, per particle, the error the study's own
+    evaluation measured from latents.tsv (its frame ``Q`` of the class applied, geodesic to the
+    truth): that holds only if copick's convention as written (the matrix turns the class
+    template onto the particle), as read (the input picks become the study's true angles) and
+    the study's (RELION's ``A``) agree. A transposed matrix written, or the truth read
+    transposed, reproduces it nowhere near, even with a frame fitted for it. And the written
+    orientations are as accurate as the tomogram study's (docs/science.md 5: the ribosome's
+    1bxn there 1.00 within 20 degrees): at least 80 % of the ribosome's picks within 20
+    degrees of the truth modulo its C4, up to the model's frame; transposed, under half. The
+    small proteasome (1s3x, 27 kDa) is not held to it: on tomograms the small proteins' signal
+    orients none of them, there as here."""
     inputs = [p for p in simulated.static.rglob("*") if p.is_file()] + [simulated.config]
     before = {p: hashlib.sha256(p.read_bytes()).digest() for p in inputs}
     path = tmp_path / "study.yaml"
@@ -310,6 +328,13 @@ def test_a_simulated_run_gets_back_the_orientations_the_study_measured(tmp_path,
     for wrong, against in ((written.transpose(0, 2, 1), true), (written, true.transpose(0, 2, 1))):
         off = np.abs(refitted_errors(wrong, against, names, train) - seen["error"].to_numpy())
         assert np.median(off) > 5, np.median(off)
+    group = read_symmetry(out.parent / "maps" / "symmetry.json")["ribosome"]
+    ribosome = names == "ribosome"
+    assert ribosome.sum() >= 30
+    _, error = align_rotations(written[ribosome], true[ribosome], group)
+    assert np.mean(error <= 20) >= 0.8, np.round(np.sort(error))
+    _, transposed = align_rotations(written[ribosome].transpose(0, 2, 1), true[ribosome], group)
+    assert np.mean(transposed <= 20) < 0.5, np.round(np.sort(transposed))
     after = {p: hashlib.sha256(p.read_bytes()).digest() for p in inputs}
     assert after == before  # the project's tomogram, picks and config, untouched
     assert not list(simulated.static.rglob("cryoavae_*"))  # ours only under the overlay
