@@ -40,6 +40,7 @@ from cryoavae.particles import (
     IMAGE,
     SPLIT,
     ParticleImages,
+    defocus_um,
 )
 from cryoavae.particles.batches import Split, StreamedBatches, batch_indices
 
@@ -247,13 +248,12 @@ def _mu(latents: pd.DataFrame) -> np.ndarray:
 def _defocus_um(table: pd.DataFrame, needed: str | None = None) -> np.ndarray | None:
     """Each particle's defocus (µm) from the table, None unless every row has one. ``needed``:
     what models the CTF (then every row must have a defocus > 0, or InputError names the row)."""
-    raw = pd.Series(_column(table, DEFOCUS, np.nan))
-    defocus = pd.to_numeric(raw, errors="coerce").to_numpy(np.float64) / 1e4  # Å -> µm
+    defocus = defocus_um(table)
     if needed is None:
         return defocus if np.isfinite(defocus).all() else None
     bad = np.flatnonzero(~(defocus > 0))
     if len(bad):
-        value = raw.iloc[bad[0]]
+        value = _column(table, DEFOCUS, np.nan)[bad[0]]
         shown = repr(value) if isinstance(value, str) else str(value)
         raise InputError(
             f"particle table: row {bad[0] + 1} has {DEFOCUS} = {shown}; {needed} "

@@ -9,8 +9,8 @@ number of particles. With the CTF (each particle's density filtered by the CTF o
 each particle's spectrum is multiplied by its CTF and every frequency divided by the sum of the
 squared CTFs that measured it (at least :data:`CTF_FLOOR` times the particle count): the average
 of the density itself, which is what a matcher that filters its references by each particle's
-CTF needs. Used by the
-evaluation's class averages and by template matching's reference refinement.
+CTF needs. Used by the evaluation's class averages and by template matching's reference
+refinement.
 """
 
 from __future__ import annotations

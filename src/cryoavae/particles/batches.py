@@ -23,7 +23,15 @@ import pandas as pd
 import torch
 
 from cryoavae.core.errors import InputError
-from cryoavae.particles import CLASS_NAME, CLASS_NUMBER, DEFOCUS, SPLIT, SPLITS, ParticleImages
+from cryoavae.particles import (
+    CLASS_NAME,
+    CLASS_NUMBER,
+    DEFOCUS,
+    SPLIT,
+    SPLITS,
+    ParticleImages,
+    defocus_um,
+)
 
 CHUNK_BYTES = 64 * 2**20  # host memory used at once while copying a split to the GPU
 GPU_SHARE = 0.5  # keep a split on the GPU only if it takes at most this share of free memory
@@ -74,10 +82,7 @@ def select_split(table: pd.DataFrame, split: str) -> Split:
         raise ValueError(f"select_split: split {split!r} is not one of {SPLITS}")
     rows = np.flatnonzero((table[SPLIT].astype(str) == split).to_numpy())
     labels = table[CLASS_NUMBER].to_numpy()[rows].astype(np.int64) - 1
-    defocus = None
-    if DEFOCUS in table.columns:
-        values = pd.to_numeric(table[DEFOCUS], errors="coerce")  # a value not a number: NaN
-        defocus = values.to_numpy(np.float64)[rows] / 1e4  # Å -> µm
+    defocus = defocus_um(table)[rows] if DEFOCUS in table.columns else None
     return Split(rows, labels, defocus)
 
 

@@ -155,6 +155,14 @@ def particle_table(
     return pd.DataFrame(columns)
 
 
+def defocus_um(table: pd.DataFrame) -> np.ndarray:
+    """Each row's defocus in µm (``rlnDefocusU`` is in Å): NaN where it is not a number, every
+    row NaN when the table has no such column."""
+    if DEFOCUS not in table.columns:
+        return np.full(len(table), np.nan)
+    return pd.to_numeric(table[DEFOCUS], errors="coerce").to_numpy(np.float64) / 1e4
+
+
 def class_counts(
     class_names: Sequence[str], unseen: Collection[str], per_class: int, per_unseen_class: int
 ) -> np.ndarray:

@@ -14,7 +14,7 @@ import torch
 
 from cryoavae.core.errors import InputError
 from cryoavae.model.config import ModelConfig
-from cryoavae.particles import DEFOCUS, ParticleImages
+from cryoavae.particles import DEFOCUS, ParticleImages, defocus_um
 from cryoavae.particles.batches import (
     ResidentBatches,
     Split,
@@ -50,10 +50,7 @@ def check_inputs(
             f"covers {affinity.shape[0]} classes"
         )
     if model_config.measure_ctf:
-        defocus = np.zeros(1)  # a table without the column fails as one with zeros
-        if DEFOCUS in table.columns:
-            defocus = pd.to_numeric(table[DEFOCUS], errors="coerce").to_numpy(np.float64)
-        if not (defocus > 0).all():  # NaN (a value that is not a number) fails too
+        if not (defocus_um(table) > 0).all():  # NaN (missing, not a number) fails too
             raise InputError(
                 f"particle table: model.measure_ctf needs each particle's defocus ({DEFOCUS} "
                 "> 0 Å in every row)"
