@@ -78,3 +78,21 @@ def test_the_shift_error_compares_the_head_on_a_moved_particle_with_its_answer_p
     assert model(x).shift_error is None
     no_head = build_model(ModelConfig(ndim=3, box_size_px=16, channels=(4, 8)), 0)
     assert no_head(x, shift_delta=delta).shift_error is None
+
+
+def test_a_moved_read_blurs_and_moves_in_one_product_as_moving_then_blurring_would():
+    config = ModelConfig(
+        ndim=3, box_size_px=16, channels=(4, 8), translation_px=3.0, input_blur_px=1.0
+    )
+    encoder = build_model(config, 0).eval().encoder
+    x = torch.randn(3, 1, 16, 16, 16)
+    shift = torch.tensor([[0.7, -1.2, 2.0], [0.0, 0.0, 0.0], [-2.5, 0.3, -0.4]])
+    spectrum = encoder.input_spectrum(x)
+    with torch.no_grad():
+        shared = encoder(x, moved_by=shift, spectrum=spectrum)
+        apart = encoder(moved_tensor(x, shift))  # moved, then the blur layer reads it
+        unmoved = encoder(x, spectrum=spectrum)
+    torch.testing.assert_close(shared.mu, apart.mu, atol=1e-5, rtol=0)
+    torch.testing.assert_close(shared.shift_px, apart.shift_px, atol=1e-5, rtol=0)
+    torch.testing.assert_close(unmoved.mu, encoder(x).mu, atol=1e-5, rtol=0)
+    assert not torch.allclose(shared.mu, unmoved.mu, atol=1e-3)  # the move reached the read

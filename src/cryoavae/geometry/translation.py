@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["moved", "moved_tensor"]
+__all__ = ["moved", "moved_tensor", "shift_ramp"]
 
 
 def moved(volumes: np.ndarray, shifts_px: np.ndarray) -> np.ndarray:
@@ -27,20 +27,29 @@ def moved(volumes: np.ndarray, shifts_px: np.ndarray) -> np.ndarray:
     return np.fft.irfftn(spectra, s=(d, d, d), axes=(1, 2, 3)).astype(np.float32)
 
 
-def moved_tensor(images: torch.Tensor, shifts_px: torch.Tensor) -> torch.Tensor:
-    """Each image ``(n, 1, *box)`` (2-D or 3-D, cubic) moved by its shift ``(n, ndim)``
-    (voxels, ``(x, y[, z])``) as a Fourier phase, as :func:`moved` does for numpy volumes;
-    differentiable, on the images' device, in their dtype."""
-    grid = images.shape[2:]
-    dims = tuple(range(2, images.dim()))
-    spectrum = torch.fft.rfftn(images.float(), dim=dims)  # (n, 1, ..., d // 2 + 1)
-    phase = torch.zeros(len(images), *spectrum.shape[2:], device=images.device)
+def shift_ramp(grid: tuple[int, ...], shifts_px: torch.Tensor) -> torch.Tensor:
+    """The phases ``(n, 1, *rfft grid)`` complex64 that move images of ``grid`` (cubic, 2-D or
+    3-D) by ``shifts_px`` ``(n, ndim)`` (voxels, ``(x, y[, z])``) when they multiply the images'
+    ``rfftn``; on the shifts' device."""
+    device = shifts_px.device
+    shape = (*grid[:-1], grid[-1] // 2 + 1)
+    phase = torch.zeros(len(shifts_px), *shape, device=device)
     for axis, size in enumerate(grid):  # array axes (z, y, x) / (y, x): the shift's reversed
         last = axis == len(grid) - 1
-        frequency = (torch.fft.rfftfreq if last else torch.fft.fftfreq)(size, device=images.device)
+        frequency = (torch.fft.rfftfreq if last else torch.fft.fftfreq)(size, device=device)
         along = [1] * len(grid)
         along[axis] = -1
         component = shifts_px[:, len(grid) - 1 - axis].float()
         phase = phase + component.view(-1, *[1] * len(grid)) * frequency.view(1, *along)
-    ramp = torch.polar(torch.ones_like(phase), -2 * torch.pi * phase)[:, None]
+    return torch.polar(torch.ones_like(phase), -2 * torch.pi * phase)[:, None]
+
+
+def moved_tensor(images: torch.Tensor, shifts_px: torch.Tensor) -> torch.Tensor:
+    """Each image ``(n, 1, *box)`` (2-D or 3-D, cubic) moved by its shift ``(n, ndim)``
+    (voxels, ``(x, y[, z])``) as a Fourier phase, as :func:`moved` does for numpy volumes;
+    differentiable, on the images' device, in their dtype."""
+    grid = tuple(images.shape[2:])
+    dims = tuple(range(2, images.dim()))
+    spectrum = torch.fft.rfftn(images.float(), dim=dims)  # (n, 1, ..., d // 2 + 1)
+    ramp = shift_ramp(grid, shifts_px.to(images.device))
     return torch.fft.irfftn(spectrum * ramp, s=grid, dim=dims).to(images.dtype)

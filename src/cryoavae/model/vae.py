@@ -31,7 +31,7 @@ from torch import nn
 
 from cryoavae.core.errors import InputError
 from cryoavae.geometry.ctf import CtfModel
-from cryoavae.geometry.translation import moved_tensor
+from cryoavae.geometry.translation import shift_ramp
 from cryoavae.model.config import ModelConfig
 from cryoavae.model.decoders import CNNDecoder, GaussianSplatDecoder
 from cryoavae.model.layers import GaussianBlur, batch_norm, conv
@@ -99,8 +99,42 @@ class Encoder(nn.Module):
             # A zero head output means angle 0, so the unit vector starts well defined.
             self.register_buffer("pose_origin", torch.tensor([1.0, 0.0]), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> Encoding:
-        maps = self.features(x)  # (n, c_last, s, s[, s])
+    def input_spectrum(self, x: torch.Tensor) -> torch.Tensor | None:
+        """``x``'s ``rfftn`` (float32), which every read of ``x`` through :meth:`forward` can
+        share; None when a read needs none (no input blur and no shift)."""
+        if not isinstance(self.features[0], GaussianBlur) and self.shift is None:
+            return None
+        return torch.fft.rfftn(x.float(), dim=tuple(range(2, x.dim())))
+
+    def _filtered(self, x, moved_by, spectrum) -> tuple[torch.Tensor, nn.Module]:
+        """The input to the convolutions: ``x`` moved by ``moved_by`` and blurred, both as one
+        product with its spectrum (blur and move commute), and the layers that take it."""
+        blur = self.features[0] if isinstance(self.features[0], GaussianBlur) else None
+        body = self.features if blur is None else self.features[1:]
+        if blur is None and moved_by is None:
+            return x, body
+        if spectrum is None:
+            spectrum = self.input_spectrum(x)
+        grid = tuple(x.shape[2:])
+        if blur is not None:
+            spectrum = spectrum * blur.transfer(grid, x.device)
+        if moved_by is not None:
+            spectrum = spectrum * shift_ramp(grid, moved_by)
+        image = torch.fft.irfftn(spectrum, s=grid, dim=tuple(range(2, x.dim())))
+        return image.to(x.dtype), body
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        moved_by: torch.Tensor | None = None,
+        spectrum: torch.Tensor | None = None,
+    ) -> Encoding:
+        """The encoding of ``x`` ``(n, 1, *box)``, or of ``x`` moved by ``moved_by`` ``(n, ndim)``
+        (voxels, ``(x, y[, z])``, the box wrapping round); ``spectrum``: ``x``'s
+        :meth:`input_spectrum`, when several reads of ``x`` share it (each read is then one
+        inverse transform, its move and the input blur in one product)."""
+        image, body = self._filtered(x, moved_by, spectrum)
+        maps = body(image)  # (n, c_last, s, s[, s])
         h = maps.flatten(1)  # (n, c_last * s^ndim)
         shape = h
         if self.config.shape_pooling == "global":
@@ -144,20 +178,24 @@ class AffinityVAE(nn.Module):
         x: torch.Tensor,
         first: Encoding | None = None,
         defocus_um: torch.Tensor | None = None,
+        spectrum: torch.Tensor | None = None,
     ) -> Encoding:
         """mu, log-variance and pose; with ``pose_hypotheses > 1`` the pose is the offset
         orientation that reconstructs ``x`` best from ``z = mu``
         (:mod:`cryoavae.model.pose_search`). ``first``: the encoder's reading of ``x`` as
         picked, when the caller has it already; ``defocus_um`` ``(n,)``: each particle's
-        defocus, which that search needs when the model measures the CTF."""
+        defocus, which that search needs when the model measures the CTF; ``spectrum``:
+        :meth:`Encoder.input_spectrum` of ``x``, when the caller has it."""
         x = self._as_batch(x)
-        encoding = self.encoder(x) if first is None else first
+        if spectrum is None:
+            spectrum = self.encoder.input_spectrum(x)
+        encoding = self.encoder(x, spectrum=spectrum) if first is None else first
         if self.config.centring_passes and encoding.shift_px is not None:
             # read the shape again from the particle moved to where the head says it sits; the
             # head's answer on the moved particle refines the shift
             shift = encoding.shift_px
             for _ in range(self.config.centring_passes):
-                encoding = self.encoder(moved_tensor(x, -shift.detach()))
+                encoding = self.encoder(x, moved_by=-shift.detach(), spectrum=spectrum)
                 shift = shift + encoding.shift_px
             encoding = encoding._replace(shift_px=shift)
         if len(self.pose_offsets) == 1:
@@ -207,11 +245,12 @@ class AffinityVAE(nn.Module):
         ``(n,)``: each particle's defocus (µm), needed when the model measures the CTF.
         """
         x = self._as_batch(x)
-        shift_error, first = None, self.encoder(x)
+        spectrum = self.encoder.input_spectrum(x)  # shared by every read of x below
+        shift_error, first = None, self.encoder(x, spectrum=spectrum)
         if shift_delta is not None and self.encoder.shift is not None:
-            there = self.encoder(moved_tensor(x, shift_delta)).shift_px
+            there = self.encoder(x, moved_by=shift_delta, spectrum=spectrum).shift_px
             shift_error = (there - first.shift_px - shift_delta.float()).square().sum(1).mean()
-        mu, log_var, pose, shift_px = self.encode(x, first, defocus_um)
+        mu, log_var, pose, shift_px = self.encode(x, first, defocus_um, spectrum)
         if eps is None and self.training:
             eps = torch.randn_like(mu)
         z = mu if eps is None else mu + eps * torch.exp(0.5 * log_var)  # (n, latent_dims)
