@@ -341,31 +341,34 @@ def _match_all(
         guess_offsets_px=frame_offsets_px,
     )
     candidates = np.asarray(template).reshape(len(template), -1)
-    runs = []
+    n, k = candidates.shape
+    particle = np.repeat(np.arange(n), k)  # one pair per candidate, a particle's together
     with Progress(candidates.size, what, log) as progress:
-        for column in candidates.T:
-            runs.append(_match_column(matcher, column, images, config, defocus_um, guess, progress))
-    if len(runs) == 1:
-        return runs[0]
-    scores = np.stack([run.scores for run in runs], axis=1)
-    best = np.nan_to_num(scores, nan=-np.inf).argmax(axis=1)
-    everyone = np.arange(len(best))
-    stacked = (np.stack([getattr(run, field) for run in runs], axis=1) for field in Matches.FIELDS)
-    return Matches(*(values[everyone, best] for values in stacked))
+        found = _match_pairs(
+            matcher, particle, candidates.ravel(), images, config, defocus_um, guess, progress
+        )
+    if k == 1:
+        return found
+    scores = np.nan_to_num(found.scores.reshape(n, k), nan=-np.inf)
+    kept = np.arange(n) * k + scores.argmax(axis=1)
+    return Matches(*(getattr(found, field)[kept] for field in Matches.FIELDS))
 
 
-def _match_column(matcher, template, images, config, defocus_um, guess, progress) -> Matches:
-    """Each particle against ``template[i]`` (or the best, with ``best_match``), in batches."""
+def _match_pairs(matcher, particle, template, images, config, defocus_um, guess, progress):
+    """Particle ``particle[i]`` against ``template[i]`` (or the best, with ``best_match``) for
+    every pair ``i``, in batches; each template's pairs together, so that its turned grid is
+    sampled once for all its candidates (:func:`match_batches`)."""
     batches, plan = [], match_batches(template, config.assignment != "best_match")
-    for rows in plan:
+    for pairs in plan:
+        rows = particle[pairs]
         focus = None if defocus_um is None else defocus_um[rows]
         near = None if guess is None else guess[rows]
         if config.assignment == "best_match":
             batches.append(matcher.match_any(images.gather(rows), focus, near))
         else:
-            batches.append(matcher.match(images.gather(rows), template[rows], focus, near))
-        progress.advance(len(rows))
-    back = np.argsort(np.concatenate(plan))  # from the batches' order to the table's
+            batches.append(matcher.match(images.gather(rows), template[pairs], focus, near))
+        progress.advance(len(pairs))
+    back = np.argsort(np.concatenate(plan))  # from the batches' order to the pairs'
     found = (np.concatenate([getattr(b, field) for b in batches]) for field in Matches.FIELDS)
     return Matches(*(values[back] for values in found))
 
