@@ -5,7 +5,7 @@ The particles are the templates turned at random and moved by about a voxel (sd 
 particle is matched against its own template (``orientation.assignment: nearest_centre``) on the
 project's default schedule (10 degree global grid at a quarter of the band, three refinements),
 with the translation search (``max_shift_px`` 2) and without it; 1,024 particles through one
-matcher in the batches a study makes (:func:`~cryoavae.orientation.templates.match_batches`:
+matcher in the batches a study makes (:func:`~cryoavae.orientation.matching.match_batches`:
 256 at a time, each template's particles together). The maps are centred on their mass, as a
 study's templates are (:func:`cryoavae.orientation.averaging.centre_on_mass`).
 
@@ -29,7 +29,7 @@ from cryoavae.geometry.wedge import missing_wedge_mask
 from cryoavae.orientation.averaging import centre_on_mass
 from cryoavae.orientation.fourier import shift_grid
 from cryoavae.orientation.matcher import GRID_CANDIDATES, RANKING_SHIFTS, TemplateMatcher
-from cryoavae.orientation.templates import match_batches
+from cryoavae.orientation.matching import match_batches
 
 BOX = 32
 TEMPLATES = 8

@@ -196,8 +196,11 @@ def test_a_centre_guess_in_the_decoders_frame_is_followed_through_the_templates_
             matcher.centring.guesses(offsets, 12),
         )
         found = matcher.match(particles, np.zeros(12), centre_guess_px=offsets)
+        coarse = matcher.match(particles, np.zeros(12), centre_guess_px=offsets, refine=False)
         return SimpleNamespace(
             found=found,
+            coarse=coarse,
+            resumed=matcher.refine(particles, coarse),
             from_guess=np.linalg.norm(centres.numpy() - offsets, axis=1),
             own=float(matcher.centring.offsets[0].norm()),
         )
@@ -211,6 +214,13 @@ def test_a_centre_guess_in_the_decoders_frame_is_followed_through_the_templates_
     # as the offset can turn
     assert not_told.from_guess.max() <= 1.0 + not_told.own + 0.5 * np.sqrt(3)
     assert np.median(told.from_guess) > 2.5
+    # the global search alone, then refined: where one call ends (the shifts in one frame)
+    for run in (told, not_told):
+        assert np.isnan(run.coarse.fits).all() and np.isfinite(run.found.fits).all()
+        np.testing.assert_allclose(run.resumed.shifts_px, run.found.shifts_px, atol=1e-4)
+        np.testing.assert_allclose(run.resumed.rotations, run.found.rotations, atol=1e-5)
+        np.testing.assert_allclose(run.resumed.fits, run.found.fits, rtol=1e-4)
+        assert np.median(np.linalg.norm(run.coarse.shifts_px - run.found.shifts_px, axis=1)) < 1
 
 
 def test_the_torch_sampler_is_the_simulators_kernel():

@@ -20,9 +20,10 @@ from cryoavae.geometry.rotations import align_rotations, geodesic_deg, relion_an
 from cryoavae.inference.embed import embed_particles
 from cryoavae.inference.latents import INFERRED_SHIFTS
 from cryoavae.model.config import ModelConfig
-from cryoavae.orientation import templates as templates_module
+from cryoavae.orientation import matching as matching_module
 from cryoavae.orientation.averaging import centre_on_mass
-from cryoavae.orientation.matcher import Matches, TemplateMatcher
+from cryoavae.orientation.matcher import TemplateMatcher
+from cryoavae.orientation.matches import Matches
 from cryoavae.orientation.templates import (
     OrientationConfig,
     References,
@@ -185,11 +186,11 @@ def test_matching_logs_its_progress_batch_by_batch(tmp_path, caplog, monkeypatch
     images = _image_set(
         tmp_path, measured(volume, Rotation.random(12, random_state=rng).as_matrix(), rng, snr=1.0)
     )
-    monkeypatch.setattr(templates_module, "MATCH_BATCH", 4)
+    monkeypatch.setattr(matching_module, "MATCH_BATCH", 4)
     config = OrientationConfig(grid_step_deg=30.0, reference_iterations=1, wedge_tilt_max_deg=60.0)
-    with caplog.at_level(logging.INFO, logger="cryoavae.orientation.templates"):
+    with caplog.at_level(logging.INFO, logger="cryoavae.orientation.matching"):
         match_with_references(volume[None], np.zeros(12), images, config)
-    logged = [r.getMessage() for r in caplog.records if r.name == "cryoavae.orientation.templates"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "cryoavae.orientation.matching"]
     step = r"{}: {}% \({}/12\), [0-9.?]+/s, \d+ s elapsed, about [0-9?][\w ]* left"
     done = r"{}: done, 12 in \d+ s \([0-9.?]+/s\)"
     expected = []
@@ -217,7 +218,7 @@ def test_matching_in_batches_finds_what_one_batch_finds(tmp_path, monkeypatch):
     )
     found = {}
     for batch in (5, 12):
-        monkeypatch.setattr(templates_module, "MATCH_BATCH", batch)
+        monkeypatch.setattr(matching_module, "MATCH_BATCH", batch)
         found[batch] = match_with_references(volume[None], np.zeros(12, int), images, config)
     for field in Matches.FIELDS:
         np.testing.assert_allclose(
@@ -535,12 +536,12 @@ def test_the_global_searchs_finest_detail_is_a_setting_in_voxels(tmp_path, monke
     )
     bands = []
 
-    class Recording(templates_module.TemplateMatcher):
+    class Recording(matching_module.TemplateMatcher):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             bands.append(kwargs["low_pass_px"])
 
-    monkeypatch.setattr(templates_module, "TemplateMatcher", Recording)
+    monkeypatch.setattr(matching_module, "TemplateMatcher", Recording)
     d = volume.shape[-1]
     for resolution in (4.0, 3.0):
         config = OrientationConfig(
@@ -572,14 +573,14 @@ def test_batches_hold_one_templates_particles_and_results_return_in_table_order(
         [measured(maps[w], truth[i : i + 1], rng, snr=2.0) for i, w in enumerate(which)]
     )
     images = _image_set(tmp_path, volumes)
-    monkeypatch.setattr(templates_module, "MATCH_BATCH", 5)
-    plan = templates_module.match_batches(which, by_template=True)
+    monkeypatch.setattr(matching_module, "MATCH_BATCH", 5)
+    plan = matching_module.match_batches(which, by_template=True)
     assert [sorted(set(which[rows])) for rows in plan] == [[0], [0, 1], [1]]
     assert sorted(np.concatenate(plan)) == list(range(12))
     config = OrientationConfig(grid_step_deg=30.0, reference_iterations=0, wedge_tilt_max_deg=60.0)
     found = {}
     for batch in (5, 12):
-        monkeypatch.setattr(templates_module, "MATCH_BATCH", batch)
+        monkeypatch.setattr(matching_module, "MATCH_BATCH", batch)
         found[batch] = match_with_references(maps, which, images, config)
     np.testing.assert_array_equal(found[5].templates, which)
     for field in Matches.FIELDS:

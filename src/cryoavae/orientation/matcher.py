@@ -35,7 +35,6 @@ stands for itself and its conjugate, so each is counted twice (once on the plane
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -58,8 +57,9 @@ from cryoavae.orientation.grids import (
     rotation_matrices,
     uniform_grid,
 )
+from cryoavae.orientation.matches import Matches
 
-__all__ = ["Matches", "TemplateMatcher"]
+__all__ = ["TemplateMatcher"]
 
 GRID_CANDIDATES = 64  # the grid rotations that go on to the shift search
 RANKING_SHIFTS = 7  # the shifts they are ranked at: the centre and a voxel along each axis
@@ -71,25 +71,6 @@ GUESS_REACH_PX = 1.0
 REFINEMENT_CYCLES = 1.0
 CENTRING_CYCLES = 8.0
 LOCAL_CHUNK = 512  # candidate rotations sampled at once in the local refinement
-
-
-@dataclass(frozen=True)
-class Matches:
-    """What matching found per particle: ``rotations`` ``(n, 3, 3)`` (the particle is its
-    template turned actively by it, :mod:`cryoavae.geometry.rotations`), ``shifts_px`` ``(n, 3)``
-    (x, y, z voxels: where the particle's centre sits relative to the box centre), ``scores``
-    ``(n,)``, the ``templates`` ``(n,)`` matched, and ``fits`` ``(n,)``: the fraction of the
-    particle's measured power (on the last refinement's band) that its template, so turned and
-    moved and freely scaled, explains; the squared normalised correlation, in [0, 1]. A particle
-    of a class the templates do not hold fits worse than the templates' own particles do."""
-
-    rotations: np.ndarray
-    shifts_px: np.ndarray
-    scores: np.ndarray
-    templates: np.ndarray
-    fits: np.ndarray
-
-    FIELDS = ("rotations", "shifts_px", "scores", "templates", "fits")
 
 
 class TemplateMatcher:
@@ -171,10 +152,14 @@ class TemplateMatcher:
         template_index: np.ndarray,
         defocus_um: np.ndarray | None = None,
         centre_guess_px: np.ndarray | None = None,
+        refine: bool = True,
     ) -> Matches:
         """Each particle's best rotation and shift of its template (``template_index`` ``(n,)``);
         ``centre_guess_px`` ``(n, 3)``: where each particle's centre is thought to be (x, y, z
-        voxels, e.g. the encoder's shift head), the centring search then confined near it."""
+        voxels, e.g. the encoder's shift head), the centring search then confined near it. With
+        ``refine=False``, the global search's best only (scores on its band, ``fits`` NaN), for
+        :meth:`refine` to take up: a caller weighing several templates per particle refines the
+        one that fits best, as classification with adaptive oversampling does."""
         n = len(volumes)
         template_index = np.asarray(template_index, dtype=np.int64)
         spectra = self._spectra(volumes)
@@ -190,7 +175,34 @@ class TemplateMatcher:
             centres = self.centring.centres(spectra[rows], int(c), centring, near)
             found = self._global(spectra[rows], int(c), filters, centres)
             rotations[rows], shifts[rows], score[rows] = found
+        if not refine:
+            return self._unrefined(template_index, rotations, shifts, score)
         return self._refine_all(spectra, template_index, rotations, shifts, defocus_um, score)
+
+    def refine(self, volumes: np.ndarray, start: Matches, defocus_um=None) -> Matches:
+        """The local refinements of :meth:`match` from ``start``: these particles' global search
+        (``refine=False``), each against its ``start.templates``."""
+        rotations = torch.from_numpy(start.rotations).to(self.device, torch.float64)
+        shifts = torch.from_numpy(start.shifts_px).to(self.device, torch.float64)
+        if self.max_shift_px > 0:  # back to the frame of the templates on their centres
+            own = self.offsets[torch.from_numpy(start.templates).to(self.device)]
+            shifts = shifts + (rotations @ own[..., None])[..., 0]
+        score = torch.from_numpy(start.scores).to(self.device, torch.float64)
+        spectra = self._spectra(volumes)
+        return self._refine_all(spectra, start.templates, rotations, shifts, defocus_um, score)
+
+    def _unrefined(self, template_index, rotations, shifts, score) -> Matches:
+        """The global search's result as :class:`Matches`, shifts for the templates as given."""
+        if self.max_shift_px > 0:
+            own = self.offsets[torch.from_numpy(template_index).to(self.device)]
+            shifts = shifts - (rotations @ own[..., None])[..., 0]
+        return Matches(
+            rotations.cpu().numpy(),
+            shifts.cpu().numpy(),
+            score.cpu().numpy(),
+            template_index,
+            np.full(len(score), np.nan),
+        )
 
     def match_any(
         self,

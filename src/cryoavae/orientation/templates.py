@@ -15,7 +15,8 @@ particle is matched again. With ``assignment: best_match`` the k-means centres o
 templates: each particle is searched against all of them and joins the one that fits it best, as
 multi-reference alignment classifies particles, and the averages follow the new membership.
 With ``candidate_templates`` k > 1 the search is confined to each particle's k nearest centres:
-each is searched, and the template whose refined pose explains most of the particle wins.
+each is searched over the global grid and the one that explains most of the particle there is
+refined (in the reference iterations each is refined, and the best refined pose wins).
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ import numpy as np
 import torch
 
 from cryoavae.core.atomic import atomic_path
-from cryoavae.core.progress import Progress
 from cryoavae.core.schema import section_dataclass
 from cryoavae.geometry.ctf import CtfModel
 from cryoavae.orientation.averaging import centred_on_mass, class_average
 from cryoavae.orientation.centres import class_centres, directions, template_centres
-from cryoavae.orientation.matcher import Matches, TemplateMatcher
+from cryoavae.orientation.matches import Matches
+from cryoavae.orientation.matching import match_all
 
 __all__ = [
     "OrientationConfig",
@@ -47,8 +48,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-MATCH_BATCH = 256  # particles read and matched at once: 1,024 took fit_references to 1.8 GB
 
 
 class OrientationConfig(
@@ -215,7 +214,7 @@ def match_references(
     ``config.assignment: best_match`` against whichever fits best;
     ``centre_guess_px`` ``(n, 3)`` (x, y, z voxels; e.g. the encoder's shift head): where each
     particle's centre is thought to be, the translation search's centring then stays near it."""
-    return _match_all(
+    return match_all(
         references.templates,
         _candidates(references, mu, config),
         images,
@@ -238,7 +237,7 @@ def match_with_references(
     """The particles of ``images`` matched against the references :func:`refine_references`
     makes of ``templates`` from them (each against ``templates[template_index]``, or the best)."""
     refined, _ = refine_references(templates, template_index, images, config, defocus_um, ctf)
-    return _match_all(refined, template_index, images, config, defocus_um, ctf)
+    return match_all(refined, template_index, images, config, defocus_um, ctf)
 
 
 def _candidates(references: References, mu: np.ndarray, config: OrientationConfig) -> np.ndarray:
@@ -289,8 +288,8 @@ def refine_references(
     for iteration in range(rounds):
         index = template_index if found is None or candidates else found.templates
         what = f"matching reference particles (iteration {iteration + 1}/{rounds})"
-        found = _match_all(
-            templates, index, images, config, defocus_um, ctf, what, centre_guess_px, offsets
+        found = match_all(
+            templates, index, images, config, defocus_um, ctf, what, centre_guess_px, offsets, True
         )
         for c in np.unique(found.templates):  # a template no particle chose stays as it was
             rows = np.flatnonzero(found.templates == c)
@@ -308,77 +307,3 @@ def refine_references(
                 average, offsets[c] = centred[0], offsets[c] + mass[0]
             templates[c] = average
     return templates, offsets
-
-
-def _match_all(
-    templates,
-    template,
-    images,
-    config,
-    defocus_um,
-    ctf,
-    what="matching particles",
-    guess=None,
-    frame_offsets_px=None,
-) -> Matches:
-    """Every particle matched against its template (or, with ``best_match``, the best one), a
-    batch of images at a time, its progress logged as ``what``; ``guess``: centre guesses in the
-    frame the templates' ``frame_offsets_px`` refer to. ``template`` ``(n,)``, or ``(n, k)``
-    candidates per particle: each searched, the one whose refined pose explains most of the
-    particle kept (the scores are comparable: each is the particle's energy its template
-    explains, with a free scale)."""
-    max_shift_px = 0.0
-    if config.max_shift_angstrom > 0:
-        max_shift_px = config.max_shift_angstrom / images.voxel_size_angstrom
-    matcher = TemplateMatcher(
-        templates,
-        config.wedge_tilt_max_deg,
-        ctf if config.ctf else None,
-        config.grid_step_deg,
-        config.refinement_levels,
-        low_pass_px=templates.shape[-1] / config.global_resolution_px,
-        max_shift_px=max_shift_px,
-        guess_offsets_px=frame_offsets_px,
-    )
-    candidates = np.asarray(template).reshape(len(template), -1)
-    n, k = candidates.shape
-    particle = np.repeat(np.arange(n), k)  # one pair per candidate, a particle's together
-    with Progress(candidates.size, what, log) as progress:
-        found = _match_pairs(
-            matcher, particle, candidates.ravel(), images, config, defocus_um, guess, progress
-        )
-    if k == 1:
-        return found
-    scores = np.nan_to_num(found.scores.reshape(n, k), nan=-np.inf)
-    kept = np.arange(n) * k + scores.argmax(axis=1)
-    return Matches(*(getattr(found, field)[kept] for field in Matches.FIELDS))
-
-
-def _match_pairs(matcher, particle, template, images, config, defocus_um, guess, progress):
-    """Particle ``particle[i]`` against ``template[i]`` (or the best, with ``best_match``) for
-    every pair ``i``, in batches; each template's pairs together, so that its turned grid is
-    sampled once for all its candidates (:func:`match_batches`)."""
-    batches, plan = [], match_batches(template, config.assignment != "best_match")
-    for pairs in plan:
-        rows = particle[pairs]
-        focus = None if defocus_um is None else defocus_um[rows]
-        near = None if guess is None else guess[rows]
-        if config.assignment == "best_match":
-            batches.append(matcher.match_any(images.gather(rows), focus, near))
-        else:
-            batches.append(matcher.match(images.gather(rows), template[pairs], focus, near))
-        progress.advance(len(pairs))
-    back = np.argsort(np.concatenate(plan))  # from the batches' order to the pairs'
-    found = (np.concatenate([getattr(b, field) for b in batches]) for field in Matches.FIELDS)
-    return Matches(*(values[back] for values in found))
-
-
-def match_batches(template: np.ndarray, by_template: bool) -> list[np.ndarray]:
-    """The rows ``(<= MATCH_BATCH,)`` matched at once, each batch in table order. With
-    ``by_template`` each template's particles come together (sorted by template): the global
-    search samples a template's turned grid once for all its particles, where batches in the
-    table's order would each sample every template's grid again whenever the grids do not all
-    fit the grid cache (``grids.GRID_CACHE_BYTES``: eight templates of 32^3 at
-    ``global_resolution_px`` 3 do not)."""
-    order = np.argsort(template, kind="stable") if by_template else np.arange(len(template))
-    return [np.sort(order[s : s + MATCH_BATCH]) for s in range(0, len(order), MATCH_BATCH)]
