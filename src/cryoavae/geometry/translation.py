@@ -3,13 +3,19 @@
 A volume shifted by ``t`` voxels (``(x, y, z)``) has its coefficients multiplied by
 ``exp(-2 pi i f.t / d)``: exact for band-limited content, the box wrapping around. The matcher
 moves its templates this way, averaging moves particles onto their found centres, and particle
-images re-centred by an earlier model's shifts are read this way.
+images re-centred by an earlier model's shifts are read this way. The model's torch versions
+import torch when first called: reading particles (which re-centres them with :func:`moved`)
+should not cost a process torch's import.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["moved", "moved_tensor", "shift_ramp"]
 
@@ -31,6 +37,8 @@ def shift_ramp(grid: tuple[int, ...], shifts_px: torch.Tensor) -> torch.Tensor:
     """The phases ``(n, 1, *rfft grid)`` complex64 that move images of ``grid`` (cubic, 2-D or
     3-D) by ``shifts_px`` ``(n, ndim)`` (voxels, ``(x, y[, z])``) when they multiply the images'
     ``rfftn``; on the shifts' device."""
+    import torch
+
     device = shifts_px.device
     shape = (*grid[:-1], grid[-1] // 2 + 1)
     phase = torch.zeros(len(shifts_px), *shape, device=device)
@@ -48,6 +56,8 @@ def moved_tensor(images: torch.Tensor, shifts_px: torch.Tensor) -> torch.Tensor:
     """Each image ``(n, 1, *box)`` (2-D or 3-D, cubic) moved by its shift ``(n, ndim)``
     (voxels, ``(x, y[, z])``) as a Fourier phase, as :func:`moved` does for numpy volumes;
     differentiable, on the images' device, in their dtype."""
+    import torch
+
     grid = tuple(images.shape[2:])
     dims = tuple(range(2, images.dim()))
     spectrum = torch.fft.rfftn(images.float(), dim=dims)  # (n, 1, ..., d // 2 + 1)

@@ -17,8 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import sklearn
-from sklearn.neighbors import NearestNeighbors
 
 from cryoavae.core.errors import InputError
 
@@ -202,6 +200,9 @@ def place_by_neighbours(
     search index), and the same rule already places the particles beyond
     ``evaluation.umap_max_points``, so a placed particle sits where the study's own would.
     """
+    import sklearn  # here: the many readers of a latents table need not import scikit-learn
+    from sklearn.neighbors import NearestNeighbors
+
     mu = np.asarray(mu)
     if len(mu) == 0 or len(fitted_mu) == 0:
         return np.full((len(mu), 2), np.nan)

@@ -4,7 +4,6 @@ and the centres particles are assigned to them by (:mod:`cryoavae.orientation.te
 from __future__ import annotations
 
 import numpy as np
-from sklearn.cluster import KMeans
 
 __all__ = ["class_centres", "directions", "template_centres"]
 
@@ -17,6 +16,8 @@ def template_centres(
     ``cosine`` the clustering sees only directions, so a class whose ``|mu|`` is many times
     another's is neither split along its length nor a merger of the small ones near the origin;
     each centre to render is then the mean ``mu`` of its cluster."""
+    from sklearn.cluster import KMeans  # here: matching and embedding jobs need no k-means
+
     n_templates = max(1, min(n_templates, len(fit_mu)))
     points = fit_mu if metric != "cosine" else directions(fit_mu)
     kmeans = KMeans(n_clusters=n_templates, n_init=4, random_state=seed).fit(points)
