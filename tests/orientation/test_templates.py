@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.fft
+import torch
 from rule_scripts import run_rule
 from scipy.spatial.transform import Rotation
 from volume_fixtures import D, blobs, measured
@@ -28,6 +29,7 @@ from cryoavae.orientation.templates import (
     OrientationConfig,
     References,
     class_centres,
+    fit_references,
     match_references,
     match_with_references,
     template_centres,
@@ -589,3 +591,41 @@ def test_batches_hold_one_templates_particles_and_results_return_in_table_order(
         )
     error = geodesic_deg(found[5].rotations, truth)
     assert np.median(error) < 10, error
+
+
+def test_reference_iterations_refine_each_template_on_its_own_centres_particles(
+    tmp_path, monkeypatch
+):
+    """With two candidate templates per particle the final match weighs both, but the reference
+    iterations refine each template on the particles nearest its own centre only: allowed to
+    move to whichever template fits them, two classes' particles swapped templates (1qvr and
+    1u6g in one seed of the default study), and each class's written class became the other's."""
+    from cryoavae.orientation import templates as templates_module
+
+    rng = np.random.default_rng(21)
+    maps = np.stack([blobs(rng), blobs(rng)])
+    images = _image_set(tmp_path, np.concatenate([maps, maps]))
+
+    class Renderer(torch.nn.Module):
+        """Stands in for the decoder: a one-hot centre renders its map."""
+
+        def __init__(self):
+            super().__init__()
+            self.maps = torch.nn.Parameter(torch.from_numpy(maps), requires_grad=False)
+
+        def decode(self, z):
+            return (z @ self.maps.flatten(1)).reshape(len(z), 1, *maps.shape[1:])
+
+    seen = {}
+
+    def recording(templates, template_index, *args, **kwargs):
+        seen["index"] = np.asarray(template_index)
+        return np.asarray(templates), np.zeros((len(templates), 3))
+
+    monkeypatch.setattr(templates_module, "refine_references", recording)
+    mu = np.array([[1.0, 0.0], [0.0, 1.0], [0.9, 0.2], [0.3, 0.8]])
+    config = OrientationConfig(candidate_templates=2, reference_iterations=1)
+    fit_references(
+        Renderer(), mu, np.arange(4), 2, images, config, 0, fit_labels=np.array(list("abab"))
+    )
+    np.testing.assert_array_equal(seen["index"], [0, 1, 0, 1])  # each row's own centre only

@@ -30,7 +30,6 @@ def match_all(
     what="matching particles",
     guess=None,
     frame_offsets_px=None,
-    refine_every_candidate=False,
 ) -> Matches:
     """Every particle matched against its template (or, with ``best_match``, the best one), a
     batch of images at a time, its progress logged as ``what``; ``guess``: centre guesses in the
@@ -38,9 +37,7 @@ def match_all(
     candidates per particle: each searched over the global grid and the one that explains most
     of the particle refined (the scores are comparable: each is the particle's energy its
     template explains, with a free scale), as classification with adaptive oversampling refines
-    only the likely classes; ``refine_every_candidate``: each refined, the best refined kept
-    (the reference iterations, whose few particles make the references every particle is
-    matched against, pay for that)."""
+    only the likely classes."""
     max_shift_px = 0.0
     if config.max_shift_angstrom > 0:
         max_shift_px = config.max_shift_angstrom / images.voxel_size_angstrom
@@ -58,19 +55,14 @@ def match_all(
     n, k = candidates.shape
     particle = np.repeat(np.arange(n), k)  # one pair per candidate, a particle's together
     pairs = (matcher, particle, candidates.ravel(), images, config, defocus_um, guess)
-    if k == 1 or refine_every_candidate:
-        with Progress(n * k, what, log) as progress:
-            found = _match_pairs(*pairs, progress)
-        return found if k == 1 else found.take(np.arange(n) * k + _best(found.scores, k))
+    if k == 1:
+        with Progress(n, what, log) as progress:
+            return _match_pairs(*pairs, progress)
     with Progress(n * k + n, what, log) as progress:  # every candidate searched, one refined
         found = _match_pairs(*pairs, progress, refine=False)
-        best = found.take(np.arange(n) * k + _best(found.scores, k))
+        scores = np.nan_to_num(found.scores.reshape(n, k), nan=-np.inf)  # NaN never wins
+        best = found.take(np.arange(n) * k + scores.argmax(axis=1))
         return _refine(matcher, best, images, defocus_um, progress)
-
-
-def _best(scores: np.ndarray, k: int) -> np.ndarray:
-    """Which of each particle's ``k`` candidates scores highest (a NaN score never wins)."""
-    return np.nan_to_num(scores.reshape(-1, k), nan=-np.inf).argmax(axis=1)
 
 
 def _match_pairs(

@@ -16,7 +16,9 @@ templates: each particle is searched against all of them and joins the one that 
 multi-reference alignment classifies particles, and the averages follow the new membership.
 With ``candidate_templates`` k > 1 the search is confined to each particle's k nearest centres:
 each is searched over the global grid and the one that explains most of the particle there is
-refined (in the reference iterations each is refined, and the best refined pose wins).
+refined. The reference iterations refine each template on particles of its own centre only:
+when particles could move to whichever template fits them, two large complexes' templates
+traded their particles and with them their identities (docs/science.md 4.10).
 """
 
 from __future__ import annotations
@@ -187,7 +189,7 @@ def fit_references(
     focus = None if defocus_um is None else defocus_um[rows]
     guess = None if centre_guess_px is None else centre_guess_px[rows]
     templates, offsets = refine_references(
-        templates, template[rows], images.subset(rows), config, focus, ctf, guess, offsets
+        templates, template[rows, 0], images.subset(rows), config, focus, ctf, guess, offsets
     )
     log.info(
         "references: %d templates, %d reference iterations on %d of %d particles: %.1f s",
@@ -289,7 +291,7 @@ def refine_references(
         index = template_index if found is None or candidates else found.templates
         what = f"matching reference particles (iteration {iteration + 1}/{rounds})"
         found = match_all(
-            templates, index, images, config, defocus_um, ctf, what, centre_guess_px, offsets, True
+            templates, index, images, config, defocus_um, ctf, what, centre_guess_px, offsets
         )
         for c in np.unique(found.templates):  # a template no particle chose stays as it was
             rows = np.flatnonzero(found.templates == c)
