@@ -96,3 +96,9 @@ def test_a_moved_read_blurs_and_moves_in_one_product_as_moving_then_blurring_wou
     torch.testing.assert_close(shared.shift_px, apart.shift_px, atol=1e-5, rtol=0)
     torch.testing.assert_close(unmoved.mu, encoder(x).mu, atol=1e-5, rtol=0)
     assert not torch.allclose(shared.mu, unmoved.mu, atol=1e-3)  # the move reached the read
+    plain = build_model(ModelConfig(ndim=3, box_size_px=16, channels=(4, 8)), 0).eval().encoder
+    assert plain.input_spectrum(x) is None  # nothing to share: no blur, no shift head
+    with torch.no_grad():  # yet a moved read still moves
+        torch.testing.assert_close(
+            plain(x, moved_by=shift).mu, plain(moved_tensor(x, shift)).mu, atol=1e-5, rtol=0
+        )

@@ -113,15 +113,15 @@ class Encoder(nn.Module):
         body = self.features if blur is None else self.features[1:]
         if blur is None and moved_by is None:
             return x, body
+        dims = tuple(range(2, x.dim()))
         if spectrum is None:
-            spectrum = self.input_spectrum(x)
+            spectrum = torch.fft.rfftn(x.float(), dim=dims)
         grid = tuple(x.shape[2:])
         if blur is not None:
             spectrum = spectrum * blur.transfer(grid, x.device)
         if moved_by is not None:
             spectrum = spectrum * shift_ramp(grid, moved_by)
-        image = torch.fft.irfftn(spectrum, s=grid, dim=tuple(range(2, x.dim())))
-        return image.to(x.dtype), body
+        return torch.fft.irfftn(spectrum, s=grid, dim=dims).to(x.dtype), body
 
     def forward(
         self,
