@@ -185,17 +185,21 @@ class TemplateMatcher:
         rotations = torch.from_numpy(start.rotations).to(self.device, torch.float64)
         shifts = torch.from_numpy(start.shifts_px).to(self.device, torch.float64)
         if self.max_shift_px > 0:  # back to the frame of the templates on their centres
-            own = self.offsets[torch.from_numpy(start.templates).to(self.device)]
-            shifts = shifts + (rotations @ own[..., None])[..., 0]
+            shifts = shifts + self._moved_centres(start.templates, rotations)
         score = torch.from_numpy(start.scores).to(self.device, torch.float64)
         spectra = self._spectra(volumes)
         return self._refine_all(spectra, start.templates, rotations, shifts, defocus_um, score)
 
+    def _moved_centres(self, template_index, rotations: torch.Tensor) -> torch.Tensor:
+        """Where each template's given box centre goes ``(n, 3)``, measured from its centre of
+        mass (the search frame), when the template is turned by ``rotations``."""
+        own = self.offsets[torch.from_numpy(np.asarray(template_index)).to(self.device)]
+        return (rotations @ own[..., None])[..., 0]
+
     def _unrefined(self, template_index, rotations, shifts, score) -> Matches:
         """The global search's result as :class:`Matches`, shifts for the templates as given."""
         if self.max_shift_px > 0:
-            own = self.offsets[torch.from_numpy(template_index).to(self.device)]
-            shifts = shifts - (rotations @ own[..., None])[..., 0]
+            shifts = shifts - self._moved_centres(template_index, rotations)
         return Matches(
             rotations.cpu().numpy(),
             shifts.cpu().numpy(),
@@ -303,9 +307,8 @@ class TemplateMatcher:
         own band (:attr:`level_bands`). Shifts are found for the templates moved to their centres
         and reported for the templates as given."""
         everyone = torch.arange(len(rotations), device=self.device)
-        own = self.offsets[torch.from_numpy(np.asarray(template_index)).to(self.device)]
         if self.max_shift_px > 0:  # the global search's shift, brought within max_shift_px
-            origin = (rotations @ own[..., None])[..., 0]
+            origin = self._moved_centres(template_index, rotations)
             shifts = within_ball(shifts - origin, self.max_shift_px) + origin
         for level, band in enumerate(self.level_bands):
             filters = self._filters(band, everyone, defocus_um)
@@ -316,7 +319,7 @@ class TemplateMatcher:
                 centred, power_weight, template_index, rotations, level, band
             )
             if self.max_shift_px > 0:
-                origin = (rotations @ own[..., None])[..., 0]  # where the given centre went
+                origin = self._moved_centres(template_index, rotations)
                 # the first level also steps whole voxels: the centre the global search started
                 # from may be off by more than the finer steps add up to
                 for step in (1.0, 0.5) if level == 0 else (0.5 / 2**level,):
@@ -324,7 +327,7 @@ class TemplateMatcher:
                         (xr, xi), template, power_weight, shifts - origin, step, band, origin
                     )
         if self.max_shift_px > 0:
-            shifts = shifts - (rotations @ own[..., None])[..., 0]
+            shifts = shifts - self._moved_centres(template_index, rotations)
         fits = torch.full_like(score, math.nan)  # no refinement level: no score to share
         if self.level_bands:  # the particle's power where it was measured, weighed as the
             # score weighs it: by Cauchy-Schwarz no template explains more of it than all
