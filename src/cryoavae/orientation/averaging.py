@@ -47,7 +47,11 @@ def class_average(
     each particle's centre sits; None: centred), missing-wedge weighted when ``tilt_max_deg`` is
     given, CTF-corrected when ``ctf`` and the rows' ``defocus_um`` ``(n,)`` are."""
     d = images.shape[-1]
+    corrected = ctf is not None and defocus_um is not None
+    # without the CTF every particle's spectrum enters the sum unweighted, and a sum of spectra
+    # is the spectrum of the sum: one transform of the summed volumes does
     spectrum = np.zeros((d, d, d), dtype=np.complex128)
+    summed = np.zeros((d, d, d))
     weight = np.zeros((d, d, d))
     wedge = None
     if tilt_max_deg is not None:  # measured frequencies, centred on voxel d // 2 like a volume
@@ -60,16 +64,19 @@ def class_average(
         if shifts_px is not None:
             moved = -np.einsum("nij,nj->ni", back, shifts_px[start : start + BATCH])
         volumes = rotate_volumes(images.gather(rows[start : start + BATCH]), back, shifts_px=moved)
-        spectra = np.fft.fftshift(np.fft.fftn(volumes, axes=(1, 2, 3)), axes=(1, 2, 3))
         measured = np.ones((len(back), 1, 1, 1), np.float32)
         if wedge is not None:
             measured = rotate_volumes(wedge, back, source_index=np.zeros(len(back), int))
-        if ctf is not None and defocus_um is not None:  # isotropic: unchanged by the turn
+        if corrected:  # isotropic: unchanged by the turn
+            spectra = np.fft.fftshift(np.fft.fftn(volumes, axes=(1, 2, 3)), axes=(1, 2, 3))
             filters = _ctf_volumes(ctf, d, defocus_um[start : start + BATCH])
-            spectra, measured = spectra * filters, measured * filters**2
-        spectrum += spectra.sum(0)
+            spectrum += (spectra * filters).sum(0)
+            measured = measured * filters**2
+        else:
+            summed += volumes.sum(0, dtype=np.float64)
         weight += measured.sum(0)  # (1, 1, 1) without wedge or CTF: the particle count
-    corrected = ctf is not None and defocus_um is not None
+    if not corrected:
+        spectrum = np.fft.fftshift(np.fft.fftn(summed))
     spectrum /= np.maximum(weight, CTF_FLOOR * len(rows) if corrected else 1.0)
     return np.fft.ifftn(np.fft.ifftshift(spectrum)).real.astype(np.float32)
 
