@@ -16,6 +16,7 @@ refinement.
 from __future__ import annotations
 
 import numpy as np
+import scipy.fft
 
 from cryoavae.geometry.ctf import CtfModel, ctf_1d
 from cryoavae.geometry.translation import moved
@@ -48,9 +49,10 @@ def class_average(
     given, CTF-corrected when ``ctf`` and the rows' ``defocus_um`` ``(n,)`` are."""
     d = images.shape[-1]
     corrected = ctf is not None and defocus_um is not None
-    # without the CTF every particle's spectrum enters the sum unweighted, and a sum of spectra
-    # is the spectrum of the sum: one transform of the summed volumes does
-    spectrum = np.zeros((d, d, d), dtype=np.complex128)
+    # The spectra on the half (rfft) grid of a real volume, the weights on the full unshifted
+    # grid. Without the CTF every particle's spectrum enters the sum unweighted, and a sum of
+    # spectra is the spectrum of the sum: one transform of the summed volumes does.
+    spectrum = np.zeros((d, d, d // 2 + 1), dtype=np.complex128)
     summed = np.zeros((d, d, d))
     weight = np.zeros((d, d, d))
     wedge = None
@@ -66,24 +68,29 @@ def class_average(
         volumes = rotate_volumes(images.gather(rows[start : start + BATCH]), back, shifts_px=moved)
         measured = np.ones((len(back), 1, 1, 1), np.float32)
         if wedge is not None:
-            measured = rotate_volumes(wedge, back, source_index=np.zeros(len(back), int))
+            turned = rotate_volumes(wedge, back, source_index=np.zeros(len(back), int))
+            measured = np.fft.ifftshift(turned, axes=(1, 2, 3))
         if corrected:  # isotropic: unchanged by the turn
-            spectra = np.fft.fftshift(np.fft.fftn(volumes, axes=(1, 2, 3)), axes=(1, 2, 3))
             filters = _ctf_volumes(ctf, d, defocus_um[start : start + BATCH])
-            spectrum += (spectra * filters).sum(0)
+            spectra = scipy.fft.rfftn(volumes, axes=(1, 2, 3))
+            spectrum += (spectra * filters[..., : d // 2 + 1]).sum(0)
             measured = measured * filters**2
         else:
             summed += volumes.sum(0, dtype=np.float64)
         weight += measured.sum(0)  # (1, 1, 1) without wedge or CTF: the particle count
     if not corrected:
-        spectrum = np.fft.fftshift(np.fft.fftn(summed))
-    spectrum /= np.maximum(weight, CTF_FLOOR * len(rows) if corrected else 1.0)
-    return np.fft.ifftn(np.fft.ifftshift(spectrum)).real.astype(np.float32)
+        spectrum = scipy.fft.rfftn(summed)
+    inverse = 1.0 / np.maximum(weight, CTF_FLOOR * len(rows) if corrected else 1.0)
+    # a turned wedge is not quite symmetric under k -> -k at the grid's corners; the average is
+    # real, so each frequency takes the mean of its own and its mirror's division
+    mirrored = np.roll(np.flip(inverse), 1, axis=(0, 1, 2))  # the value at -k
+    spectrum *= ((inverse + mirrored) / 2)[..., : d // 2 + 1]
+    return scipy.fft.irfftn(spectrum, s=(d, d, d)).astype(np.float32)
 
 
 def _ctf_volumes(ctf: CtfModel, d: int, defocus_um: np.ndarray) -> np.ndarray:
-    """Each particle's CTF ``(n, d, d, d)`` on the centred (fftshifted) full Fourier grid."""
-    k = np.fft.fftshift(np.fft.fftfreq(d))  # cycles per voxel
+    """Each particle's CTF ``(n, d, d, d)`` on the full, unshifted Fourier grid."""
+    k = np.fft.fftfreq(d)  # cycles per voxel
     radius = np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2)
     frequency = radius / ctf.voxel_size_angstrom
     focus = np.asarray(defocus_um, dtype=np.float64)[:, None, None, None]
