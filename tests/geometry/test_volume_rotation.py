@@ -124,6 +124,8 @@ def test_cubic_rotation_is_scipys_order_3_affine_transform():
     index = np.array([1, 0, 1])
     coefficients = spline_coefficients(volumes)
     out = rotate_volumes_cubic(coefficients, a, source_index=index, shifts_px=shift)
+    threaded = rotate_volumes_cubic(coefficients, a, source_index=index, shifts_px=shift, threads=2)
+    np.testing.assert_array_equal(threaded, out)  # each volume written by one thread, whole
     reverse = np.eye(3)[::-1]  # (x, y, z) <-> array axes (z, y, x)
     for p in range(3):
         matrix = reverse @ a[p].T @ reverse

@@ -253,7 +253,11 @@ def _simulate_real_space(
             f"simulate_batch: plan asks for classes beyond the {len(coefficients)} maps"
         )
     volumes = rotate_volumes_cubic(
-        coefficients, plan.rotations, source_index=plan.class_index, shifts_px=plan.shifts_px
+        coefficients,
+        plan.rotations,
+        source_index=plan.class_index,
+        shifts_px=plan.shifts_px,
+        threads=threads,
     )
     return measure(volumes, plan.defocus_um, plan.noise_seeds, config, voxel_size_angstrom, threads)
 
