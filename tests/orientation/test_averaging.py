@@ -8,7 +8,7 @@ from scipy.spatial.transform import Rotation
 
 from cryoavae import particles as P
 from cryoavae.evaluate.averages import fsc
-from cryoavae.geometry.ctf import CtfModel, ctf_radial_table, frequency_squared_index
+from cryoavae.geometry.ctf import CtfModel, ctf_1d, ctf_radial_table, frequency_squared_index
 from cryoavae.geometry.volume_rotation import rotate_volumes
 from cryoavae.geometry.wedge import missing_wedge_mask
 from cryoavae.orientation.averaging import centre_on_mass, class_average
@@ -114,3 +114,41 @@ def test_ctf_correction_gives_the_density_itself_from_particles_each_with_its_ow
     plain = cc(class_average(images, np.arange(n), poses))
     corrected = cc(class_average(images, np.arange(n), poses, None, None, microscope, defocus))
     assert corrected > 0.99 and plain < 0.95, (corrected, plain)  # measured: 0.998, 0.890
+
+
+def test_the_weighted_average_is_the_full_grid_division_of_summed_spectra(tmp_path):
+    """The average taken on the half grid equals the definition written out on the full grid:
+    the real part of the inverse of (sum of each turned particle's spectrum times its CTF) over
+    (sum of its turned wedge times its CTF squared), for noise particles whose corner
+    frequencies a turned wedge does not weigh symmetrically."""
+    rng = np.random.default_rng(7)
+    n, tilt = 30, 50.0
+    volumes = rng.normal(size=(n, D, D, D)).astype(np.float32)
+    images = stack_of(volumes, tmp_path)
+    poses = Rotation.random(n, rng=rng).as_matrix()
+    shifts = rng.uniform(-1.5, 1.5, (n, 3))
+    defocus = rng.uniform(2.0, 4.0, n)
+    microscope = CtfModel(voxel_size_angstrom=5.0)
+    back = np.transpose(poses, (0, 2, 1))
+    turned = rotate_volumes(volumes, back, shifts_px=-np.einsum("nij,nj->ni", back, shifts))
+    wedge = np.fft.fftshift(missing_wedge_mask(D, tilt, rfft=False)).astype(np.float32)
+    measured = np.fft.ifftshift(
+        rotate_volumes(wedge, back, source_index=np.zeros(n, int)), axes=(1, 2, 3)
+    )
+    k = np.fft.fftfreq(D)
+    radius = np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2)
+    ctf = ctf_1d(
+        radius / 5.0,
+        defocus[:, None, None, None],
+        microscope.voltage_kv,
+        microscope.cs_mm,
+        microscope.amplitude_contrast,
+    )
+    spectra = np.fft.fftn(turned, axes=(1, 2, 3))
+    for filters, floor, given in ((1.0, 1.0, {}), (ctf, 1e-3 * n, {"ctf": microscope})):
+        top = (spectra * filters).sum(0)
+        bottom = np.maximum((measured * filters**2).sum(0), floor)
+        expected = np.fft.ifftn(top / bottom).real
+        focus = defocus if given else None
+        got = class_average(images, np.arange(n), poses, tilt, shifts, defocus_um=focus, **given)
+        np.testing.assert_allclose(got, expected, atol=1e-5 * np.abs(expected).max())
