@@ -192,7 +192,7 @@ def test_a_centre_guess_in_the_decoders_frame_is_followed_through_the_templates_
         centres = matcher.centring.centres(
             matcher._spectra(particles),
             0,
-            matcher._filters(matcher.centring.band, everyone, None),
+            matcher.filters.on(matcher.centring.band, everyone, None),
             matcher.centring.guesses(offsets, 12),
         )
         found = matcher.match(particles, np.zeros(12), centre_guess_px=offsets)
@@ -280,7 +280,8 @@ def test_the_matcher_finds_the_same_on_cuda_as_on_the_cpu():
 def test_the_grid_cache_keeps_the_newest_templates_within_its_budget(monkeypatch):
     """With room for one template's turned grid the cache keeps the one asked for last (not the
     first, which left every later template to be sampled again for each batch of particles), and
-    a cached grid reads as a freshly sampled one to bfloat16 precision."""
+    a cached grid reads as a freshly sampled one to bfloat16 precision, and its shell powers as
+    the weighted power of the fresh samples summed over each shell."""
     from cryoavae.orientation import grids
     from cryoavae.orientation.fourier import Band, RotatedTemplates
 
@@ -292,10 +293,14 @@ def test_the_grid_cache_keeps_the_newest_templates_within_its_budget(monkeypatch
     monkeypatch.setattr(grids, "GRID_CACHE_BYTES", each + 1)
     cache = grids.GridTemplates(templates, rotations, band)
     for template in (0, 1, 2):
-        read = cache.chunk(template, 0, len(rotations))
+        read, power = cache.chunk(template, 0, len(rotations))
         assert list(cache._cache) == [template]
-        fresh = torch.cat(templates.sample(template, rotations, band, phased=False), -1)
+        real, imag = templates.sample(template, rotations, band, phased=False)
+        fresh = torch.cat([real, imag], -1)
         np.testing.assert_allclose(read, fresh, rtol=1e-2, atol=1e-2 * float(fresh.abs().max()))
+        weighted = ((real**2 + imag**2) * band.weight).numpy()
+        shells = np.stack([weighted[:, band.shell == q].sum(1) for q in range(power.shape[1])], 1)
+        np.testing.assert_allclose(power, shells, rtol=1e-5, atol=1e-6 * shells.max())
 
 
 def test_a_particle_fits_its_own_template_better_than_another_maps_particle_does():
@@ -310,3 +315,29 @@ def test_a_particle_fits_its_own_template_better_than_another_maps_particle_does
     theirs = matcher.match(measured(other, turns, rng, snr=1.0), np.zeros(8, int)).fits
     assert ((0 <= mine) & (mine <= 1) & (0 <= theirs) & (theirs <= 1)).all()
     assert mine.min() > 0.6 > 0.45 > theirs.max(), (mine, theirs)
+
+
+def test_a_templates_power_summed_by_shell_is_its_power_under_each_particles_filter():
+    """The global search divides by a turned template's power under each particle's filter (the
+    wedge times its CTF at its own defocus), summed over the band's shells rather than over its
+    coefficients: the same sum, for particles of different defoci. Fails if a shell's CTF or a
+    coefficient's multiplicity is left out."""
+    from cryoavae.orientation.fourier import RotatedTemplates
+
+    rng = np.random.default_rng(21)
+    matcher = TemplateMatcher(blobs(rng)[None], 60.0, CtfModel(10.0), 30.0, 1, low_pass_px=8.0)
+    band = matcher.low
+    templates = RotatedTemplates(blobs(rng)[None])
+    turned = torch.from_numpy(Rotation.random(5, random_state=rng).as_matrix()).float()
+    real, imag = templates.sample(0, turned, band, phased=False)
+    defocus_um = np.array([1.0, 2.5, 4.0])
+    rows = torch.arange(3)
+    filters = matcher.filters.on(band, rows, defocus_um).double()
+    explicit = (filters**2 * band.weight.double()) @ (real.double() ** 2 + imag.double() ** 2).T
+    cache = grids.GridTemplates(templates, turned, band)
+    by_shell = (
+        matcher.filters.shell_weights(band, rows, defocus_um) @ cache.shell_power(real, imag).T
+    )
+    assert len(band.shell_radius) < len(band.flat) / 5
+    assert not np.allclose(explicit[0], explicit[2], rtol=1e-2)  # the defoci differ
+    np.testing.assert_allclose(by_shell.double(), explicit, rtol=1e-4)

@@ -40,8 +40,13 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Band:
-    """rfftn coefficients up to a radius: where they sit, their frequencies, their weight, and
-    the same as tensors on the device the work runs on."""
+    """rfftn coefficients up to a radius: where they sit, their frequencies, their weight, the
+    shell (distinct ``|k|``) each lies on, and the same as tensors on the device the work runs on.
+
+    Shells: whatever depends on ``|k|`` alone (a CTF without astigmatism) takes one value per
+    shell, and a sum over the coefficients of such a value times something per coefficient is a
+    sum over shells of per-shell sums: far fewer terms (about 160 shells for 2,900 coefficients
+    up to 12.8 cycles)."""
 
     flat: np.ndarray  # (K,) int64 into the (d, d, d//2 + 1) rfftn array
     frequencies: np.ndarray  # (K, 3) int64 (x, y, z), cycles per box
@@ -51,6 +56,9 @@ class Band:
     weight: torch.Tensor  # multiplicity, float32
     centre_cos: torch.Tensor  # (K,) float32: the phase that moves the origin to voxel 0
     centre_sin: torch.Tensor
+    shell: np.ndarray  # (K,) int64: which of shell_radius each coefficient lies on
+    shell_radius: np.ndarray  # (Q,) float64, ascending: the distinct |k|, cycles per box
+    shell_index: torch.Tensor  # shell, as a tensor
 
     @classmethod
     def up_to(
@@ -72,6 +80,7 @@ class Band:
         edge = (frequencies[:, 0] == 0) | (frequencies[:, 0] == d // 2)
         multiplicity = np.where(edge, 1.0, 2.0)
         phase = centre_phases(frequencies, d)
+        squared, shell = np.unique((frequencies**2).sum(axis=1), return_inverse=True)
 
         def tensor(values, dtype=torch.float32):
             return torch.as_tensor(np.ascontiguousarray(values), dtype=dtype, device=device)
@@ -85,7 +94,15 @@ class Band:
             tensor(multiplicity),
             tensor(phase.real),
             tensor(phase.imag),
+            shell.ravel(),
+            np.sqrt(squared.astype(np.float64)),
+            tensor(shell.ravel(), torch.int64),
         )
+
+    def shell_sums(self, values: torch.Tensor) -> torch.Tensor:
+        """Per-coefficient ``values`` ``(..., K)`` summed over each shell -> ``(..., Q)``."""
+        out = values.new_zeros((*values.shape[:-1], len(self.shell_radius)))
+        return out.index_add_(-1, self.shell_index, values)
 
 
 class RotatedTemplates:

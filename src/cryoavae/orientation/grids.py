@@ -128,60 +128,67 @@ class GridTemplates:
     once per template and kept (in bfloat16, within ``GRID_CACHE_BYTES``: they only rank the
     grid's rotations), so that batches of particles after the first reuse them. Kept without the
     phase that moves the origin to voxel 0 (``phased=False``): the matcher puts its conjugate on
-    the particles instead."""
+    the particles instead.
+
+    Beside them, each turned template's power on each of the band's shells (float32, from the
+    float32 samples): a particle's filter on the band is its CTF, which depends on the shell
+    alone (the missing wedge every particle shares is left out of the band itself), so the
+    power a score divides by is a sum over ~140 shells, not over every coefficient."""
 
     def __init__(self, templates: RotatedTemplates, grid: torch.Tensor, band: Band):
         self.templates, self.grid, self.band = templates, grid, band
-        self._cache: dict[int, torch.Tensor] = {}
+        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def chunk(
         self, template: int, start: int, size: int, dtype: torch.dtype = torch.float32
-    ) -> torch.Tensor:
-        """Template ``template`` turned by grid rotations ``start:start + size``, real and
-        imaginary parts side by side ``(r, 2K)`` in ``dtype``."""
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Template ``template`` turned by grid rotations ``start:start + size``: real and
+        imaginary parts side by side ``(r, 2K)`` in ``dtype``, and the shell powers ``(r, Q)``
+        (:meth:`shell_power`)."""
         if template not in self._cache:
             bytes_each = len(self.grid) * 2 * len(self.band.flat) * 2
             if bytes_each > GRID_CACHE_BYTES:
-                part = torch.cat(self._sample(template, self.grid[start : start + size]), -1)
-                return part.to(dtype)
+                part, power = self._sample(template, self.grid[start : start + size])
+                return part.to(dtype), power
             while self._cache and bytes_each * (len(self._cache) + 1) > GRID_CACHE_BYTES:
                 del self._cache[next(iter(self._cache))]  # the template kept longest goes
-            cache = torch.empty(
-                (len(self.grid), 2 * len(self.band.flat)),
-                dtype=torch.bfloat16,
-                device=self.grid.device,
-            )
-            for i in range(0, len(self.grid), GRID_CHUNK):
-                part = torch.cat(self._sample(template, self.grid[i : i + GRID_CHUNK]), -1)
-                cache[i : i + len(part)] = part
-            self._cache[template] = cache
-        return self._cache[template][start : start + size].to(dtype)
+            grid, device = len(self.grid), self.grid.device
+            cache = torch.empty((grid, 2 * len(self.band.flat)), dtype=torch.bfloat16)
+            powers = torch.empty((grid, len(self.band.shell_radius)))
+            cache, powers = cache.to(device), powers.to(device)
+            for i in range(0, grid, GRID_CHUNK):
+                part, power = self._sample(template, self.grid[i : i + GRID_CHUNK])
+                cache[i : i + len(part)], powers[i : i + len(part)] = part, power
+            self._cache[template] = cache, powers
+        cache, powers = self._cache[template]
+        return cache[start : start + size].to(dtype), powers[start : start + size]
 
-    def rows(self, template: int, index: torch.Tensor) -> torch.Tensor:
-        """Template ``template`` turned by grid rotations ``index`` ``(p, N)``: ``(p, N, 2K)``."""
-        cache = self._cache.get(template)
-        if cache is not None:
-            return cache[index].float()
-        real, imag = self._sample(template, self.grid[index.reshape(-1)])
-        return torch.cat([real, imag], -1).reshape(*index.shape, -1)
+    def rows(self, template: int, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Template ``template`` turned by grid rotations ``index`` ``(p, N)``: ``(p, N, 2K)``,
+        and the shell powers ``(p, N, Q)``."""
+        if template in self._cache:
+            cache, powers = self._cache[template]
+            return cache[index].float(), powers[index]
+        part, power = self._sample(template, self.grid[index.reshape(-1)])
+        return part.reshape(*index.shape, -1), power.reshape(*index.shape, -1)
 
-    def best(self, template: int, features: torch.Tensor, power_weight, n: int) -> torch.Tensor:
+    def best(self, template: int, features: torch.Tensor, shell_weight, n: int) -> torch.Tensor:
         """The indices ``(p, n)`` of the grid rotations that score best for each particle at any
         of a few shifts (its coefficients ``features`` ``(p, S, 2K)``, real then imaginary, and
-        the weight ``power_weight`` ``(p, K)`` of a template's power), by the least-squares
-        score of :class:`~.matcher.TemplateMatcher`, in :func:`ranking_dtype`."""
+        the weight ``shell_weight`` ``(p, Q)`` of a template's power on each shell), by the
+        least-squares score of :class:`~.matcher.TemplateMatcher`, ranked in
+        :func:`ranking_dtype`."""
         (p, s), n = features.shape[:2], min(n, len(self.grid))
         features = features.reshape(p * s, -1)
         top = torch.full((p, 0), -math.inf, device=features.device)
         index = torch.zeros((p, 0), dtype=torch.int64, device=features.device)
         size = max(1, min(GRID_CHUNK, SCORES_AT_ONCE // (p * s)))
         dtype = ranking_dtype(features.device.type)
-        features, power_weight = features.to(dtype), power_weight.to(dtype)
+        features, shell_weight = features.to(dtype), shell_weight.float()
         for start in range(0, len(self.grid), size):
-            rotated = self.chunk(template, start, size, dtype)  # (r, 2K): real, imaginary
-            power = power_weight @ rotated.square().reshape(len(rotated), 2, -1).sum(1).T
-            cross = (features @ rotated.T).reshape(p, s, -1).amax(dim=1)  # (p, r)
-            power, cross = power.float(), cross.float()
+            rotated, power = self.chunk(template, start, size, dtype)  # (r, 2K), (r, Q)
+            power = shell_weight @ power.T  # (p, r)
+            cross = (features @ rotated.T).reshape(p, s, -1).amax(dim=1).float()  # (p, r)
             score = cross.clamp(min=0).square_() / power.clamp(min=1e-30)
             found = torch.arange(start, start + len(rotated), device=features.device)
             keep = min(n, top.shape[1] + score.shape[1])
@@ -189,5 +196,12 @@ class GridTemplates:
             index = torch.cat([index, found.expand(p, -1)], 1).gather(1, kept)
         return index
 
+    def shell_power(self, real: torch.Tensor, imag: torch.Tensor) -> torch.Tensor:
+        """``(..., Q)``: on each shell of the band, the sum of ``|T|^2`` times the coefficient's
+        weight (its multiplicity) of turned templates ``real``, ``imag`` ``(..., K)``."""
+        return self.band.shell_sums((real.square() + imag.square()) * self.band.weight)
+
     def _sample(self, template: int, rotations: torch.Tensor):
-        return self.templates.sample(template, rotations, self.band, phased=False)
+        """Turned coefficients ``(r, 2K)`` and their shell powers ``(r, Q)``."""
+        real, imag = self.templates.sample(template, rotations, self.band, phased=False)
+        return torch.cat([real, imag], -1), self.shell_power(real, imag)

@@ -19,7 +19,9 @@ orientations, the model's decoder supplies the reference and a search supplies t
    measured: each template coefficient is multiplied by the particle's filter ``G`` (0 in the
    missing wedge; its CTF when one is given), each particle coefficient by the phase that undoes
    a shift. The score is the least-squares fit with a free positive scale,
-   ``max(0, <G T_R, X_t>)^2 / |G T_R|^2``.
+   ``max(0, <G T_R, X_t>)^2 / |G T_R|^2``; ``G``'s CTF depends on ``|k|`` alone, so the
+   denominator is each turned template's power per shell of ``|k|`` (kept with the grid) against
+   the particle's CTF squared per shell (:mod:`.filters`).
 4. Local refinement around each particle's best on successively finer lattices of rotations
    (:func:`~.grids.local_grid`, each half the previous step, each on the band that can tell its
    points apart), the peak of a quadratic fitted to each lattice's scores
@@ -39,10 +41,10 @@ import math
 import numpy as np
 import torch
 
-from cryoavae.geometry.ctf import CtfModel, ctf_1d
+from cryoavae.geometry.ctf import CtfModel
 from cryoavae.geometry.volume_rotation import spectrum_band_limit
-from cryoavae.geometry.wedge import missing_wedge_mask
 from cryoavae.orientation.centring import Centring
+from cryoavae.orientation.filters import ParticleFilters
 from cryoavae.orientation.fourier import (
     Band,
     RotatedTemplates,
@@ -113,12 +115,10 @@ class TemplateMatcher:
             )
         self.d = d = templates.shape[-1]
         self.device = torch.device(device)
-        self.wedge_tilt_max_deg = wedge_tilt_max_deg
-        self.ctf = ctf
         low = low_pass_px if low_pass_px is not None else d / 4
-        measured = None  # the coefficients outside every particle's wedge are never computed
-        if wedge_tilt_max_deg is not None:
-            measured = missing_wedge_mask(d, wedge_tilt_max_deg)
+        self.filters = ParticleFilters(d, wedge_tilt_max_deg, ctf, self.device)
+        # the coefficients outside every particle's wedge are never computed
+        measured = self.filters.measured
         self.low = Band.up_to(d, low, self.device, measured)
         full = math.sqrt(spectrum_band_limit(d))
         self.full = Band.up_to(d, full, self.device, measured)
@@ -169,11 +169,12 @@ class TemplateMatcher:
         score = torch.zeros(n, dtype=torch.float64, device=self.device)
         for c in np.unique(template_index):
             rows = torch.from_numpy(np.flatnonzero(template_index == c)).to(self.device)
-            filters = self._filters(self.low, rows, defocus_um)
-            centring = self._filters(self.centring.band, rows, defocus_um)
+            filters = self.filters.on(self.low, rows, defocus_um)
+            weights = self.filters.shell_weights(self.low, rows, defocus_um)
+            centring = self.filters.on(self.centring.band, rows, defocus_um)
             near = None if guess is None else guess[rows]
             centres = self.centring.centres(spectra[rows], int(c), centring, near)
-            found = self._global(spectra[rows], int(c), filters, centres)
+            found = self._global(spectra[rows], int(c), filters, weights, centres)
             rotations[rows], shifts[rows], score[rows] = found
         if not refine:
             return self._unrefined(template_index, rotations, shifts, score)
@@ -221,17 +222,17 @@ class TemplateMatcher:
         n = len(volumes)
         spectra = self._spectra(volumes)
         guess = self.centring.guesses(centre_guess_px, n)
-        filters = self._filters(self.low, torch.arange(n, device=self.device), defocus_um)
-        centring = self._filters(
-            self.centring.band, torch.arange(n, device=self.device), defocus_um
-        )
+        everyone = torch.arange(n, device=self.device)
+        filters = self.filters.on(self.low, everyone, defocus_um)
+        weights = self.filters.shell_weights(self.low, everyone, defocus_um)
+        centring = self.filters.on(self.centring.band, everyone, defocus_um)
         rotations = torch.empty((n, 3, 3), dtype=torch.float64, device=self.device)
         shifts = torch.zeros((n, 3), dtype=torch.float64, device=self.device)
         top = torch.full((n,), -math.inf, dtype=torch.float64, device=self.device)
         template_index = np.zeros(n, dtype=np.int64)
         for c in range(len(self.templates)):
             centres = self.centring.centres(spectra, c, centring, guess)
-            rotation, shift, score = self._global(spectra, c, filters, centres)
+            rotation, shift, score = self._global(spectra, c, filters, weights, centres)
             better = score > top
             rotations[better], shifts[better], top[better] = (
                 rotation[better],
@@ -246,21 +247,6 @@ class TemplateMatcher:
         x = torch.as_tensor(np.asarray(volumes, np.float32), device=self.device)
         return torch.fft.rfftn(x, dim=(1, 2, 3)).reshape(len(x), -1)
 
-    def _filters(self, band: Band, rows: torch.Tensor, defocus_um) -> torch.Tensor:
-        """``(len(rows), K)`` float32: what each particle measured of each coefficient of
-        ``band``."""
-        measured = np.ones(len(band.flat))
-        if self.wedge_tilt_max_deg is not None:
-            measured = missing_wedge_mask(self.d, self.wedge_tilt_max_deg).ravel()[band.flat]
-        if self.ctf is None or defocus_um is None:
-            values = np.broadcast_to(measured, (len(rows), len(band.flat)))
-        else:
-            c = self.ctf
-            radius = np.linalg.norm(band.frequencies, axis=1) / (self.d * c.voxel_size_angstrom)
-            focus = np.asarray(defocus_um)[rows.cpu().numpy(), None]
-            values = ctf_1d(radius, focus, c.voltage_kv, c.cs_mm, c.amplitude_contrast) * measured
-        return torch.from_numpy(np.array(values, dtype=np.float32)).to(self.device)
-
     def _weighted(self, spectra: torch.Tensor, band: Band, filters: torch.Tensor):
         """The particles' coefficients on ``band`` as the scores weigh them (``w G X``), real and
         imaginary parts ``(p, K)``, and the weight ``w G^2`` of a template's power ``(p, K)``."""
@@ -270,13 +256,13 @@ class TemplateMatcher:
         x = x * torch.complex(band.centre_cos, -band.centre_sin)
         return x.real.contiguous(), x.imag.contiguous(), filters**2 * band.weight
 
-    def _global(self, spectra, template: int, filters: torch.Tensor, centres: torch.Tensor):
+    def _global(self, spectra, template: int, filters, shell_weight, centres: torch.Tensor):
         """Best grid rotation ``(p, 3, 3)``, shift ``(p, 3)`` and score ``(p,)`` per particle
-        (rows of ``spectra``, all matched to ``template``): every grid rotation scored with the
-        particle at its centre, then the ``GRID_CANDIDATES`` best of them with every shift around
-        it (``shift_reach_px``)."""
+        (rows of ``spectra``, all matched to ``template``; ``filters`` and ``shell_weight`` on
+        the low band): every grid rotation scored with the particle at its centre, then the
+        ``GRID_CANDIDATES`` best of them with every shift around it (``shift_reach_px``)."""
         band, p = self.low, len(spectra)
-        xr, xi, power_weight = self._weighted(spectra, band, filters)
+        xr, xi, _ = self._weighted(spectra, band, filters)
         cos, sin = shift_phases(band, centres, self.d)  # (p, K)
         xr, xi = xr * cos - xi * sin, xr * sin + xi * cos  # each particle at its centre
         # the phase of centre + shift is the product of the two phases
@@ -285,12 +271,10 @@ class TemplateMatcher:
             [xr[:, None] * cos - xi[:, None] * sin, xr[:, None] * sin + xi[:, None] * cos], -1
         )  # (p, S, 2K), the shifts nearest the centre first
         ranked = features[:, :RANKING_SHIFTS]
-        candidates = self.grid_templates.best(template, ranked, power_weight, GRID_CANDIDATES)
-        rotated = self.grid_templates.rows(template, candidates)  # (p, N, 2K)
+        candidates = self.grid_templates.best(template, ranked, shell_weight, GRID_CANDIDATES)
+        rotated, shell_power = self.grid_templates.rows(template, candidates)  # (p, N, 2K|Q)
         cross = torch.bmm(features, rotated.transpose(1, 2))  # (p, S, N)
-        power = (
-            rotated.square().reshape(p, candidates.shape[1], 2, -1).sum(2) * power_weight[:, None]
-        ).sum(-1)
+        power = (shell_power * shell_weight[:, None]).sum(-1)  # (p, N)
         score = cross.clamp(min=0).square_() / power.clamp(min=1e-30)[:, None, :]
         tried = centres[:, None, :] + self.shifts[None]  # (p, S, 3)
         reach = self.max_shift_px + float(self.offsets[template].norm())
@@ -311,7 +295,7 @@ class TemplateMatcher:
             origin = self._moved_centres(template_index, rotations)
             shifts = within_ball(shifts - origin, self.max_shift_px) + origin
         for level, band in enumerate(self.level_bands):
-            filters = self._filters(band, everyone, defocus_um)
+            filters = self.filters.on(band, everyone, defocus_um)
             xr, xi, power_weight = self._weighted(spectra, band, filters)
             cos, sin = shift_phases(band, shifts, self.d)  # (n, K)
             centred = (xr * cos - xi * sin, xr * sin + xi * cos)
