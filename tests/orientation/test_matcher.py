@@ -289,7 +289,7 @@ def test_the_grid_cache_keeps_the_newest_templates_within_its_budget(monkeypatch
     templates = RotatedTemplates(np.stack([blobs(rng), blobs(rng), blobs(rng)]))
     band = Band.up_to(templates.d, 4.0)
     rotations = torch.from_numpy(uniform_grid(30.0))
-    each = len(rotations) * 2 * len(band.flat) * 2
+    each = len(rotations) * (2 * len(band.flat) * 2 + len(band.shell_radius) * 4)
     monkeypatch.setattr(grids, "GRID_CACHE_BYTES", each + 1)
     cache = grids.GridTemplates(templates, rotations, band)
     for template in (0, 1, 2):

@@ -146,7 +146,10 @@ class GridTemplates:
         imaginary parts side by side ``(r, 2K)`` in ``dtype``, and the shell powers ``(r, Q)``
         (:meth:`shell_power`)."""
         if template not in self._cache:
-            bytes_each = len(self.grid) * 2 * len(self.band.flat) * 2
+            # bfloat16 coefficients and float32 shell powers of every grid rotation
+            bytes_each = len(self.grid) * (
+                2 * len(self.band.flat) * 2 + len(self.band.shell_radius) * 4
+            )
             if bytes_each > GRID_CACHE_BYTES:
                 part, power = self._sample(template, self.grid[start : start + size])
                 return part.to(dtype), power
