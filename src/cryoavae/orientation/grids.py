@@ -156,9 +156,9 @@ class GridTemplates:
             while self._cache and bytes_each * (len(self._cache) + 1) > GRID_CACHE_BYTES:
                 del self._cache[next(iter(self._cache))]  # the template kept longest goes
             grid, device = len(self.grid), self.grid.device
-            cache = torch.empty((grid, 2 * len(self.band.flat)), dtype=torch.bfloat16)
-            powers = torch.empty((grid, len(self.band.shell_radius)))
-            cache, powers = cache.to(device), powers.to(device)
+            width, shells = 2 * len(self.band.flat), len(self.band.shell_radius)
+            cache = torch.empty((grid, width), dtype=torch.bfloat16, device=device)
+            powers = torch.empty((grid, shells), device=device)
             for i in range(0, grid, GRID_CHUNK):
                 part, power = self._sample(template, self.grid[i : i + GRID_CHUNK])
                 cache[i : i + len(part)], powers[i : i + len(part)] = part, power
