@@ -5,7 +5,7 @@ UMAP position added."""
 from cryoavae.core.runlog import rule_logging
 from cryoavae.inference.annotate import SOURCE_ROW, annotate_particles, read_umap
 from cryoavae.inference.latents import read_latents
-from cryoavae.inference.novelty import read_novelty_json
+from cryoavae.inference.novelty_json import read_novelty_json
 from cryoavae.particles import read_particle_table
 
 inputs = snakemake.input

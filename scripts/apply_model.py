@@ -10,7 +10,7 @@ from cryoavae.geometry.ctf import CtfModel
 from cryoavae.inference.annotate import read_umap
 from cryoavae.inference.apply import apply_model, write_assignments, write_results
 from cryoavae.inference.latents import read_latents
-from cryoavae.inference.novelty import read_novelty_json
+from cryoavae.inference.novelty_json import read_novelty_json
 from cryoavae.orientation.templates import OrientationConfig
 
 inputs, wildcards, params = snakemake.input, snakemake.wildcards, snakemake.params

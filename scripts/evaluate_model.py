@@ -14,7 +14,7 @@ from cryoavae.evaluate import (
 from cryoavae.inference.annotate import class_assignments
 from cryoavae.inference.interpolate import interpolate_latents, write_interpolation_volumes
 from cryoavae.inference.latents import read_latents
-from cryoavae.inference.novelty import write_novelty_json
+from cryoavae.inference.novelty_json import write_novelty_json
 from cryoavae.particles import ParticleImages, read_particle_table, table_voxel_size
 from cryoavae.report import evaluation_figures as figures
 from cryoavae.report.interpolation_figures import plot_interpolations

@@ -27,7 +27,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import NearestNeighbors
 
-from cryoavae.inference.latents import fit_column, latent_columns, read_latents
+from cryoavae.inference.latents import fit_column, latent_columns, matched_classes, read_latents
 from cryoavae.inference.novelty import SCORES, fit_novelty, seen_recall_threshold
 
 RECALL = 0.95
@@ -40,7 +40,8 @@ def latent_scores(latents: pd.DataFrame) -> dict[str, np.ndarray]:
     mu = latents[latent_columns(latents, "mu")].to_numpy(np.float64)
     fits = fit_column(latents)
     given = [s for s in SCORES if model.can_give(s, fits is not None)]
-    scores = {s: v.to_numpy() for s, v in model.scores(mu, given, fits).items()}
+    matched = matched_classes(latents)
+    scores = {s: v.to_numpy() for s, v in model.scores(mu, given, fits, matched).items()}
     loglik = []
     for mean, precision in zip(model.means, model.precisions, strict=True):
         d = mu - mean

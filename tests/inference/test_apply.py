@@ -18,7 +18,8 @@ from cryoavae.inference.annotate import ANGLE_COLUMNS
 from cryoavae.inference.apply import apply_model, main, reference_classes, write_results
 from cryoavae.inference.embed import embed_particles
 from cryoavae.inference.latents import read_latents
-from cryoavae.inference.novelty import fit_novelty, write_novelty_json
+from cryoavae.inference.novelty import fit_novelty
+from cryoavae.inference.novelty_json import write_novelty_json
 from cryoavae.model.config import ModelConfig
 from cryoavae.orientation.templates import OrientationConfig
 from cryoavae.train import TrainingConfig, train_model

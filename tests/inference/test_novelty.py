@@ -11,13 +11,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from cryoavae.core.errors import InputError
-from cryoavae.inference.novelty import (
-    SCORES,
-    fit_novelty,
-    read_novelty_json,
-    seen_recall_threshold,
-    write_novelty_json,
-)
+from cryoavae.inference.novelty import SCORES, fit_novelty, seen_recall_threshold
+from cryoavae.inference.novelty_json import read_novelty_json, write_novelty_json
 
 CLASSES = ["a", "b", "c"]
 # anisotropic clusters: wide along their first axis, narrow along the others
@@ -77,6 +72,39 @@ def test_a_class_inside_a_seen_ones_region_is_found_by_its_misfit_alone():
     assert auroc(model, table, score="mahalanobis_fit") > 0.95
     flipped = table.assign(orientation_fit=1.0 - table["orientation_fit"])
     assert auroc(model, flipped, score="mahalanobis_fit") < 0.5
+
+
+def test_a_misfit_judged_against_its_own_class_finds_what_a_pooled_one_misses():
+    """Class a's template explains its particles well (fit 0.9), c's poorly (0.3): a new class
+    sitting in a's region and matched to a's template at fit 0.6 is an ordinary fit over all
+    classes (mahalanobis_fit near chance), but far below a's own (mahalanobis_class_fit near
+    1). Without the matched classes the class score is the pooled one; the per-class spreads
+    come from the training particles alone."""
+    fits = {"a": 0.9, "b": 0.6, "c": 0.3, "inside": 0.6}
+    table = latents(SEEN | {"inside": {"unseen": 100}})
+    rng = np.random.default_rng(1)
+    names = table["class_name"].to_numpy()
+    fit = np.array([fits[c] for c in names]) + 0.03 * rng.normal(size=len(table))
+    table = table.assign(
+        orientation_fit=fit.clip(0, 1), orientation_class=np.where(names == "inside", "a", names)
+    )
+    model = fit_novelty(table, CLASSES, score="mahalanobis_class_fit")
+    assert sorted(model.class_misfit) == CLASSES
+    assert model.class_misfit["a"][0] == pytest.approx(0.1, abs=0.01)
+    assert auroc(model, table, score="mahalanobis_fit") < 0.8
+    rows = table["split"].isin(["test", "unseen"]).to_numpy()
+    mu = table.loc[rows, [f"mu_{i}" for i in range(4)]].to_numpy()
+    fit_rows, matched = fit[rows], table.loc[rows, "orientation_class"].to_numpy()
+    truth = table.loc[rows, "split"] == "unseen"
+    per_class = model.scores(mu, ["mahalanobis_class_fit"], fit_rows, matched)
+    assert roc_auc_score(truth, per_class["mahalanobis_class_fit"]) > 0.97
+    pooled = model.scores(mu, ["mahalanobis_fit", "mahalanobis_class_fit"], fit_rows, None)
+    np.testing.assert_allclose(pooled["mahalanobis_class_fit"], pooled["mahalanobis_fit"])
+    unseen = table["split"] == "unseen"
+    moved = table.assign(orientation_fit=np.where(unseen, 0.95, table["orientation_fit"]))
+    assert fit_novelty(moved, CLASSES, score="mahalanobis_class_fit").class_misfit == (
+        model.class_misfit
+    )
 
 
 def test_the_fit_standardisation_and_threshold_come_from_train_and_val_alone():
@@ -171,6 +199,13 @@ def test_novelty_json_carries_the_model_and_refuses_other_training_particles(tmp
     mu = table[[f"mu_{i}" for i in range(4)]].to_numpy()
     pd.testing.assert_frame_equal(back.scores(mu), model.scores(mu))
     assert back.threshold == model.threshold
+    matched = table.assign(orientation_class=table["class_name"])
+    fitted = fit_novelty(matched, CLASSES, score="mahalanobis_class_fit")
+    write_novelty_json(path, fitted)
+    again = read_novelty_json(path, table)
+    assert again.class_misfit == fitted.class_misfit and len(again.class_misfit) == 3
+    fit, names = table["orientation_fit"].to_numpy(), table["class_name"].to_numpy()
+    np.testing.assert_array_equal(again.score_of(mu, fit, names), fitted.score_of(mu, fit, names))
     other = latents(SEEN, seed=1)
     with pytest.raises(InputError, match="other training particles"):
         read_novelty_json(path, other)

@@ -61,7 +61,13 @@ def novelty_metrics(
     mu = latents[latent_columns(latents, "mu")].to_numpy(np.float64)[rows]
     fits = fit_column(latents)
     given = [s for s in SCORES if model.can_give(s, fits is not None)]
-    scores = model.scores(mu, given, None if fits is None else fits[rows])
+    matched = matched_classes(latents)
+    scores = model.scores(
+        mu,
+        given,
+        None if fits is None else fits[rows],
+        None if matched is None else matched[rows],
+    )
     seen_s, unseen_s, junk_s = (scores[mask[rows]] for mask in (held_out, unseen, junk))
     own = model.score
     metrics = {

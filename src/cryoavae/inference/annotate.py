@@ -125,8 +125,9 @@ def class_assignments(
     if novelty is None:
         novelty = fit_novelty(reference, class_names)
     mu = latents[mu_columns].to_numpy(np.float64)
-    nearest = assign_nearest_class(mu, novelty.centroids, novelty.classes, matched_classes(latents))
-    score = novelty.score_of(mu, fit_column(latents))
+    matched = matched_classes(latents)
+    nearest = assign_nearest_class(mu, novelty.centroids, novelty.classes, matched)
+    score = novelty.score_of(mu, fit_column(latents), matched)
     return pd.DataFrame(
         {
             PREDICTED: nearest["nearest_seen"].to_numpy(),

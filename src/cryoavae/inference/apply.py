@@ -68,8 +68,8 @@ from cryoavae.inference.novelty import (
     GAUSSIAN_SCORES,
     NoveltyModel,
     fit_novelty,
-    read_novelty_json,
 )
+from cryoavae.inference.novelty_json import read_novelty_json
 from cryoavae.orientation.templates import OrientationConfig
 from cryoavae.particles import CLASS_NAME, ParticleImages, read_star_particles
 
@@ -93,7 +93,8 @@ def apply_model(
     split ``applied``; with the study's UMAP table ``umap`` (rows of ``reference``) also
     ``umap_x``, ``umap_y`` (module docstring).
 
-    ``novelty``: the study's novelty model (:func:`~cryoavae.inference.novelty.read_novelty_json`);
+    ``novelty``: the study's novelty model (``novelty.json``, read by
+    :func:`~cryoavae.inference.novelty_json.read_novelty_json`);
     None: fitted on the reference's training particles with the default score, its threshold
     on the reference's val particles at the default recall.
 
@@ -128,7 +129,7 @@ def apply_model(
     matched = matched_classes(latents)
     assigned = assign_nearest_class(mu, novelty.centroids, novelty.classes, matched)
     cheap = [s for s in GAUSSIAN_SCORES if s != novelty.score]
-    scores = novelty.scores(mu, [novelty.score, *cheap], fit_column(latents))
+    scores = novelty.scores(mu, [novelty.score, *cheap], fit_column(latents), matched)
     assigned["novelty"] = scores[novelty.score].to_numpy()
     assigned["is_novel"] = novelty.is_novel(assigned["novelty"].to_numpy())
     assigned[[f"novelty_{s}" for s in scores.columns]] = scores.to_numpy()

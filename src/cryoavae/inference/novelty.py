@@ -15,7 +15,14 @@ scores any particle; higher is more novel. The scores (:data:`SCORES`):
   its matched template (1 - ``orientation_fit``), each standardised on the training particles: a
   particle of a new class can sit in a seen class's region of mu and still fit its template
   worse than that class's own particles do. The model's own evidence beside its latent, from
-  the ``orientation_fit`` column the orientation step writes.
+  the ``orientation_fit`` column the orientation step writes;
+- ``mahalanobis_class_fit``: the same with the misfit standardised on the training particles
+  matched to the same class's template (each template's own mean and spread): how well a
+  template can explain its particles differs by class (a large complex's more than a small
+  protein's at the same noise), so one standardisation over all classes lets an unseen
+  particle matched to a well-fitting class's template pass as an ordinary fit of a
+  poorly-fitting class. It needs the ``orientation_class`` column (one template per class);
+  a particle without it is standardised over all classes.
 
 Why ``mahalanobis``: it told unseen particles from seen ones best on the val split of the CNN
 study (``config/shrec10_cnn.yaml``) for both the Affinity-VAE and the beta-VAE
@@ -25,19 +32,16 @@ The threshold is set on held-out seen particles (the ``val`` split, never ``test
 or below which a fraction ``seen_recall`` of them fall; a particle above it is novel. A study
 without val particles calibrates on ``train`` (more particles are then flagged; the model says
 which split it used). ``models/<variant>/novelty.json`` keeps the fitted model
-(:func:`write_novelty_json`), which ``annotate`` and ``apply`` read (:func:`read_novelty_json`),
-so a new particle set is flagged by the threshold the study set.
+(:mod:`cryoavae.inference.novelty_json`), which ``annotate`` and ``apply`` read, so a new
+particle set is flagged by the threshold the study set.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -45,13 +49,13 @@ import sklearn
 from sklearn.covariance import LedoitWolf
 from sklearn.neighbors import NearestNeighbors
 
-from cryoavae.core.atomic import write_text_atomic
 from cryoavae.core.errors import InputError
 from cryoavae.inference.latents import (
     WORKING_MEMORY_MB,
     class_centroids,
     fit_column,
     latent_columns,
+    matched_classes,
 )
 
 log = logging.getLogger(__name__)
@@ -61,20 +65,27 @@ __all__ = [
     "SCORES",
     "NoveltyModel",
     "fit_novelty",
-    "read_novelty_json",
     "seen_recall_threshold",
-    "write_novelty_json",
 ]
 
-SCORES = ("mahalanobis", "mahalanobis_shared", "knn", "centroid_cosine", "mahalanobis_fit")
+SCORES = (
+    "mahalanobis",
+    "mahalanobis_shared",
+    "knn",
+    "centroid_cosine",
+    "mahalanobis_fit",
+    "mahalanobis_class_fit",
+)
 # the scores that need each particle's fit to its matched template, not mu alone
-FIT_SCORES = ("mahalanobis_fit",)
+FIT_SCORES = ("mahalanobis_fit", "mahalanobis_class_fit")
 DEFAULT_SCORE = "mahalanobis"
 # the scores computed from the stored Gaussians and centroids alone (cheap at any size)
 GAUSSIAN_SCORES = ("mahalanobis", "mahalanobis_shared", "centroid_cosine")
 # a covariance's ridge, relative to its mean variance, so that a degenerate class inverts
 RIDGE = 1e-6
-FORMAT = 1
+# a class's misfit is standardised on its own training particles only with at least this many
+# matched to its template (fewer: over all classes)
+MIN_CLASS_FITS = 5
 
 
 @dataclass(frozen=True)
@@ -86,7 +97,9 @@ class NoveltyModel:
     ``train_mu`` ``(n_train, k)``: the training particles' mu, for ``knn`` only; it is not stored
     in ``novelty.json`` (the study's latents table holds it). ``standardisation``: the mean and
     standard deviation over the training particles of the Mahalanobis distance and of the
-    template misfit (1 - fit), for ``mahalanobis_fit``; None without fits.
+    template misfit (1 - fit), for ``mahalanobis_fit``; None without fits. ``class_misfit``:
+    per class, the mean and standard deviation of the misfit over the training particles
+    matched to that class's template, for ``mahalanobis_class_fit``.
     """
 
     score: str
@@ -104,13 +117,19 @@ class NoveltyModel:
     calibration_seen_recall: float
     train_mu: np.ndarray | None = field(default=None, repr=False)
     standardisation: tuple[float, float, float, float] | None = None
+    class_misfit: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def scores(
-        self, mu: np.ndarray, names: Sequence[str] | None = None, fit: np.ndarray | None = None
+        self,
+        mu: np.ndarray,
+        names: Sequence[str] | None = None,
+        fit: np.ndarray | None = None,
+        matched: np.ndarray | None = None,
     ) -> pd.DataFrame:
         """Scores ``names`` (default: every score the model can give: ``knn`` needs
-        ``train_mu``, ``mahalanobis_fit`` the fits) of particles ``mu`` ``(n, k)`` whose fits to
-        their matched templates are ``fit`` ``(n,)``, one column each."""
+        ``train_mu``, the fit scores the fits) of particles ``mu`` ``(n, k)`` whose fits to
+        their matched templates are ``fit`` ``(n,)``, those templates' classes ``matched``
+        ``(n,)`` (None: unknown), one column each."""
         mu = np.asarray(mu, np.float64)
         if mu.ndim != 2 or mu.shape[1] != self.means.shape[1]:
             raise InputError(
@@ -119,7 +138,7 @@ class NoveltyModel:
             )
         if names is None:
             names = [s for s in SCORES if self.can_give(s, fit is not None)]
-        return pd.DataFrame({name: self._score(name, mu, fit) for name in names})
+        return pd.DataFrame({name: self._score(name, mu, fit, matched) for name in names})
 
     def can_give(self, name: str, with_fits: bool) -> bool:
         """Whether the model gives score ``name`` (to particles with fits, if ``with_fits``)."""
@@ -129,24 +148,31 @@ class NoveltyModel:
             return with_fits and self.standardisation is not None
         return True
 
-    def score_of(self, mu: np.ndarray, fit: np.ndarray | None = None) -> np.ndarray:
-        """The model's own score (``self.score``) of particles ``mu`` ``(n, k)`` (fits ``fit``)."""
-        return self.scores(mu, [self.score], fit)[self.score].to_numpy()
+    def score_of(
+        self, mu: np.ndarray, fit: np.ndarray | None = None, matched: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The model's own score (``self.score``) of particles ``mu`` ``(n, k)`` (fits ``fit``
+        to templates of classes ``matched``)."""
+        return self.scores(mu, [self.score], fit, matched)[self.score].to_numpy()
 
     def is_novel(self, scores: np.ndarray) -> np.ndarray:
         """Whether each of the model's own scores lies above the threshold."""
         return np.asarray(scores, np.float64) > self.threshold
 
-    def _score(self, name: str, mu: np.ndarray, fit: np.ndarray | None) -> np.ndarray:
-        if name == "mahalanobis_fit":
+    def _score(
+        self, name: str, mu: np.ndarray, fit: np.ndarray | None, matched: np.ndarray | None
+    ) -> np.ndarray:
+        if name in FIT_SCORES:
             if fit is None or self.standardisation is None:
                 raise InputError(
-                    "novelty: mahalanobis_fit needs each particle's orientation_fit "
+                    f"novelty: {name} needs each particle's orientation_fit "
                     "(orientation.method: template_matching)"
                 )
             distance_mean, distance_sd, misfit_mean, misfit_sd = self.standardisation
-            distance = self._score("mahalanobis", mu, None)
+            distance = self._score("mahalanobis", mu, None, None)
             misfit = 1.0 - np.asarray(fit, np.float64)
+            if name == "mahalanobis_class_fit":
+                misfit_mean, misfit_sd = self._class_misfit_spread(matched, len(mu))
             return (distance - distance_mean) / distance_sd + (misfit - misfit_mean) / misfit_sd
         if name == "mahalanobis":
             return np.sqrt(_squared_distances(mu, self.means, self.precisions).min(axis=1))
@@ -160,6 +186,19 @@ class NoveltyModel:
         if name == "knn":
             return _knn_distance(self.train_mu, mu, self.neighbors)
         raise InputError(f"novelty: unknown score {name!r}; expected one of {list(SCORES)}")
+
+    def _class_misfit_spread(self, matched: np.ndarray | None, n: int):
+        """Per particle, the misfit's training mean and sd of its matched template's class
+        (over all classes where the class is unknown or had too few training fits)."""
+        _, _, overall_mean, overall_sd = self.standardisation
+        mean, sd = np.full(n, overall_mean), np.full(n, overall_sd)
+        if matched is None:
+            return mean, sd
+        names = np.asarray(matched, dtype=object)
+        for name, (m, s) in self.class_misfit.items():
+            rows = names == name
+            mean[rows], sd[rows] = m, s
+        return mean, sd
 
 
 def fit_novelty(
@@ -221,7 +260,11 @@ def fit_novelty(
         misfit = 1.0 - fits[train]
         spread = [float(max(v.std(), 1e-12)) for v in (distance, misfit)]
         standardisation = (float(distance.mean()), spread[0], float(misfit.mean()), spread[1])
-        unfitted = replace(unfitted, standardisation=standardisation)
+        unfitted = replace(
+            unfitted,
+            standardisation=standardisation,
+            class_misfit=_class_misfit(misfit, matched_classes(latents), train),
+        )
     calibration = "val" if (split == "val").any() else "train"
     if calibration == "train":
         log.warning(
@@ -230,8 +273,11 @@ def fit_novelty(
         )
     held = split == calibration
     held_fits = None if fits is None else fits[held]
+    matched = matched_classes(latents)
+    held_matched = None if matched is None else matched[held]
     mu_held = latents.loc[held, columns].to_numpy(np.float64)
-    return calibrated(unfitted, unfitted.score_of(mu_held, held_fits), calibration)
+    seen_scores = unfitted.score_of(mu_held, held_fits, held_matched)
+    return calibrated(unfitted, seen_scores, calibration)
 
 
 def calibrated(model: NoveltyModel, seen_scores: np.ndarray, split: str) -> NoveltyModel:
@@ -264,6 +310,22 @@ def seen_recall_threshold(seen_scores: np.ndarray, seen_recall: float) -> float:
         return math.inf
     rank = max(1, math.ceil(seen_recall * len(s) - 1e-9))
     return float(s[rank - 1])
+
+
+def _class_misfit(
+    train_misfit: np.ndarray, matched: np.ndarray | None, train: np.ndarray
+) -> dict[str, tuple[float, float]]:
+    """Per class whose template at least :data:`MIN_CLASS_FITS` training particles were
+    matched to: their misfit's mean and standard deviation."""
+    if matched is None:
+        return {}
+    names = np.asarray(matched[train], dtype=object)
+    out = {}
+    for name in sorted({c for c in names if c is not None}):
+        values = train_misfit[names == name]
+        if len(values) >= MIN_CLASS_FITS:
+            out[str(name)] = (float(values.mean()), float(max(values.std(), 1e-12)))
+    return out
 
 
 def _gaussians(
@@ -312,88 +374,3 @@ def _knn_distance(train_mu: np.ndarray | None, mu: np.ndarray, k: int) -> np.nda
     with sklearn.config_context(working_memory=WORKING_MEMORY_MB):
         distances, _ = near.fit(train_mu).kneighbors(mu)
     return distances[:, -1]
-
-
-def write_novelty_json(path: str | os.PathLike, model: NoveltyModel) -> None:
-    """``model`` as JSON, atomically (the training particles' mu stay in the latents table)."""
-    data = {
-        "format": FORMAT,
-        "description": "cryoavae novelty score fitted on the train particles' mu; a particle "
-        "whose score is above threshold is flagged novel (cryoavae.inference.novelty)",
-        "score": model.score,
-        "threshold": model.threshold if math.isfinite(model.threshold) else None,
-        "seen_recall": model.seen_recall,
-        "calibration_split": model.calibration_split,
-        "n_calibration": model.n_calibration,
-        "calibration_seen_recall": model.calibration_seen_recall,
-        "n_train": model.n_train,
-        "neighbors": model.neighbors,
-        "classes": list(model.classes),
-        "means": model.means.tolist(),
-        "precisions": model.precisions.tolist(),
-        "shared_precision": model.shared_precision.tolist(),
-        "centroids": model.centroids.tolist(),
-        "standardisation": None if model.standardisation is None else list(model.standardisation),
-    }
-    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
-
-
-def read_novelty_json(path: str | os.PathLike, reference: pd.DataFrame) -> NoveltyModel:
-    """The novelty model in ``path``, with the training particles' mu of ``reference`` (the
-    study's latents table) for ``knn``.
-
-    Raises:
-        InputError: the file is missing or malformed, or ``reference``'s training particles are
-            not those the model was fitted on (another variant's or study's latents).
-    """
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-        model = NoveltyModel(
-            score=str(data["score"]),
-            classes=tuple(str(c) for c in data["classes"]),
-            means=np.asarray(data["means"], np.float64),
-            precisions=np.asarray(data["precisions"], np.float64),
-            shared_precision=np.asarray(data["shared_precision"], np.float64),
-            centroids=np.asarray(data["centroids"], np.float64),
-            n_train=int(data["n_train"]),
-            neighbors=int(data["neighbors"]),
-            seen_recall=float(data["seen_recall"]),
-            threshold=math.inf if data["threshold"] is None else float(data["threshold"]),
-            calibration_split=str(data["calibration_split"]),
-            n_calibration=int(data["n_calibration"]),
-            calibration_seen_recall=float(data["calibration_seen_recall"]),
-            standardisation=_standardisation(data.get("standardisation")),
-        )
-    except FileNotFoundError:
-        raise InputError(f"{path}: novelty model not found") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"{path}: not a novelty model ({exc!r})") from None
-    return replace(model, train_mu=_same_training(model, reference, path))
-
-
-def _standardisation(values) -> tuple[float, float, float, float] | None:
-    if values is None:
-        return None
-    if len(values) != 4:
-        raise ValueError(f"standardisation has {len(values)} values, expected 4")
-    return tuple(float(v) for v in values)
-
-
-def _same_training(model: NoveltyModel, reference: pd.DataFrame, path: Path) -> np.ndarray:
-    """The reference's training mu, after checking they are the ones ``model`` was fitted on."""
-    train = reference[reference["split"].astype(str) == "train"]
-    mu = train[latent_columns(train, "mu")].to_numpy(np.float64)
-    names = train["class_name"].astype(str).to_numpy()
-    same = len(mu) == model.n_train and mu.shape[1] == model.means.shape[1]
-    if same and set(names) == set(model.classes):
-        means = np.stack([mu[names == c].mean(axis=0) for c in model.classes])
-        same = np.allclose(means, model.means, rtol=1e-6, atol=1e-9)
-    else:
-        same = False
-    if not same:
-        raise InputError(
-            f"{path} was fitted on other training particles than the reference latents' "
-            f"({model.n_train} vs {len(mu)}): give the latents.tsv of the same model"
-        )
-    return mu
