@@ -233,7 +233,7 @@ def fit_novelty(
     if score == "knn" and len(mu) < neighbors:
         raise InputError(f"novelty: knn with {neighbors} neighbours but {len(mu)} train particles")
     means, precisions, shared = _gaussians(mu, names, classes)
-    fits = fit_column(latents)
+    fits, matched = fit_column(latents), matched_classes(latents)
     if score in FIT_SCORES and fits is None:
         raise InputError(
             f"evaluation.novelty_score: {score} needs each particle's orientation_fit "
@@ -263,7 +263,7 @@ def fit_novelty(
         unfitted = replace(
             unfitted,
             standardisation=standardisation,
-            class_misfit=_class_misfit(misfit, matched_classes(latents), train),
+            class_misfit=_class_misfit(misfit, matched, train),
         )
     calibration = "val" if (split == "val").any() else "train"
     if calibration == "train":
@@ -273,7 +273,6 @@ def fit_novelty(
         )
     held = split == calibration
     held_fits = None if fits is None else fits[held]
-    matched = matched_classes(latents)
     held_matched = None if matched is None else matched[held]
     mu_held = latents.loc[held, columns].to_numpy(np.float64)
     seen_scores = unfitted.score_of(mu_held, held_fits, held_matched)
