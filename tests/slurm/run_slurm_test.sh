@@ -15,7 +15,7 @@
 #   tests/slurm/run_slurm_test.sh --keep           # keep the temp folder (logs, results)
 #
 # Environment: CRYOAVAE_VENV (default <repo>/.venv) holds snakemake and
-# snakemake-executor-plugin-slurm; SLURM_TEST_TIMEOUT_S (default 270) bounds the snakemake run;
+# snakemake-executor-plugin-slurm; SLURM_TEST_TIMEOUT_S (default 600) bounds the snakemake run;
 # SLURM_TEST_SNAKEMAKE_ARGS adds arguments to the snakemake calls (e.g. "--workflow-profile none");
 # SLURM_TEST_GPUS (default 2) fake GPUs; SLURM_TEST_DEVICES (default 2) training.devices, so
 # that the training job asks for that many GPUs and trains on that many ranks (gloo on the CPU:
@@ -25,7 +25,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 HERE="$REPO/tests/slurm"
 VENV="${CRYOAVAE_VENV:-$REPO/.venv}"
-TIMEOUT_S="${SLURM_TEST_TIMEOUT_S:-270}"
+TIMEOUT_S="${SLURM_TEST_TIMEOUT_S:-600}"
 GPUS="${SLURM_TEST_GPUS:-2}"
 DEVICES="${SLURM_TEST_DEVICES:-2}"
 CONFIGFILE="$REPO/tests/data/tiny.yaml"
