@@ -39,8 +39,9 @@ def test_the_grids_cover_so3_and_the_neighbourhood_of_the_identity():
     assert geodesic_deg(local[:1], np.eye(3)[None])[0] < 1e-6  # the identity first
 
 
+@pytest.mark.parametrize("refinement", ["lattice", "newton"])
 @pytest.mark.parametrize("with_ctf", [False, True])
-def test_known_rotations_are_found_through_the_wedge_and_the_ctf(with_ctf):
+def test_known_rotations_are_found_through_the_wedge_and_the_ctf(with_ctf, refinement):
     rng = np.random.default_rng(2)
     maps = np.stack([blobs(rng), blobs(rng)])
     truth = Rotation.random(10, random_state=rng).as_matrix()
@@ -59,7 +60,8 @@ def test_known_rotations_are_found_through_the_wedge_and_the_ctf(with_ctf):
         ]
     )
     order = np.concatenate([np.flatnonzero(which == c) for c in (0, 1)])
-    matcher = TemplateMatcher(maps, 60.0, CtfModel(10.0) if with_ctf else None, 15.0, 3)
+    ctf = CtfModel(10.0) if with_ctf else None
+    matcher = TemplateMatcher(maps, 60.0, ctf, 15.0, 3, refinement=refinement)
     found = matcher.match(particles, which[order], None if defocus is None else defocus[order])
     errors = geodesic_deg(found.rotations, truth[order])
     assert np.median(errors) < 3.0 and errors.max() < 5.0
@@ -100,8 +102,9 @@ def test_a_wrong_template_finds_no_consistent_orientation():
     assert np.median(geodesic_deg(found.rotations, truth)) > 30.0
 
 
+@pytest.mark.parametrize("refinement", ["lattice", "newton"])
 @pytest.mark.parametrize("with_ctf", [False, True])
-def test_shifted_particles_are_found_at_their_offset_with_their_orientation(with_ctf):
+def test_shifted_particles_are_found_at_their_offset_with_their_orientation(with_ctf, refinement):
     """Picks off centre by up to two voxels: the search finds each particle's offset to within
     half a voxel and its orientation as well as for centred particles. (The template is centred
     on its mass, as the pipeline's are when it searches shifts.)"""
@@ -112,9 +115,8 @@ def test_shifted_particles_are_found_at_their_offset_with_their_orientation(with
     defocus = rng.uniform(2.0, 4.0, 12) if with_ctf else None
     particles = measured(maps[0], truth, rng, defocus, snr=1.0, shifts_px=offsets)
     ctf = CtfModel(10.0) if with_ctf else None
-    found = TemplateMatcher(maps, 60.0, ctf, 15.0, 3, max_shift_px=3.0).match(
-        particles, np.zeros(12), defocus
-    )
+    matcher = TemplateMatcher(maps, 60.0, ctf, 15.0, 3, max_shift_px=3.0, refinement=refinement)
+    found = matcher.match(particles, np.zeros(12), defocus)
     assert np.abs(found.shifts_px - offsets).max() < 0.5
     errors = geodesic_deg(found.rotations, truth)
     assert np.median(errors) < 3.0 and errors.max() < 5.0

@@ -25,8 +25,9 @@ orientations, the model's decoder supplies the reference and a search supplies t
 4. Local refinement around each particle's best on successively finer lattices of rotations
    (:func:`~.grids.local_grid`, each half the previous step, each on the band that can tell its
    points apart), the peak of a quadratic fitted to each lattice's scores
-   (:class:`~.grids.QuadraticPeak`), each followed by a finer lattice of shifts (a voxel and
-   half a voxel, then a quarter, ...).
+   (:class:`~.grids.QuadraticPeak`), or a Gauss-Newton step from four samples
+   (:class:`~.newton.NewtonStep`, ``refinement="newton"``), each followed by a finer lattice of
+   shifts (a voxel and half a voxel, then a quarter, ...).
 
 The work is batched tensor work in torch (particles x rotations x shifts as matrix products), the
 same on a CPU and on CUDA. Scores and filters are real: an rfftn coefficient of a real volume
@@ -60,6 +61,7 @@ from cryoavae.orientation.grids import (
     uniform_grid,
 )
 from cryoavae.orientation.matches import Matches
+from cryoavae.orientation.newton import NewtonStep
 
 __all__ = ["TemplateMatcher"]
 
@@ -90,7 +92,8 @@ class TemplateMatcher:
     spacing (at least the global search's band, at most the full band). ``device``: where the
     work runs. ``guess_reach_px`` and ``guess_offsets_px`` ``(m, 3)``: how far a caller's centre
     guess is trusted, and where each template's box centre sits in the guesses' frame
-    (:class:`~.centring.Centring`).
+    (:class:`~.centring.Centring`). ``refinement``: how each level turns a rotation,
+    ``"lattice"`` (15 samples and a fitted quadratic) or ``"newton"`` (4 and a Gauss-Newton step).
     """
 
     def __init__(
@@ -107,6 +110,7 @@ class TemplateMatcher:
         refinement_cycles: float = REFINEMENT_CYCLES,
         guess_reach_px: float = GUESS_REACH_PX,
         guess_offsets_px: np.ndarray | None = None,
+        refinement: str = "lattice",
     ):
         templates = np.asarray(templates, dtype=np.float32)
         if templates.ndim != 4 or len(set(templates.shape[1:])) != 1:
@@ -132,9 +136,16 @@ class TemplateMatcher:
         bands = {k: Band.up_to(d, k, self.device, measured) for k in set(radii)}
         self.level_bands = [bands[k] for k in radii]
         self.grid = torch.from_numpy(uniform_grid(grid_step_deg)).to(self.device)
-        lattices = [local_grid(grid_step_deg / 2**level) for level in range(refinement_levels)]
-        self.local = [torch.from_numpy(lattice).to(self.device) for lattice in lattices]
-        self.peaks = [QuadraticPeak(lattice) for lattice in lattices]
+        steps = [grid_step_deg / 2**level for level in range(refinement_levels)]
+        if refinement == "newton":
+            self.steps = [NewtonStep(step) for step in steps]
+            self.local = [newton.probes(torch.float64, self.device) for newton in self.steps]
+        elif refinement == "lattice":
+            lattices = [local_grid(step) for step in steps]
+            self.local = [torch.from_numpy(lattice).to(self.device) for lattice in lattices]
+            self.steps = [QuadraticPeak(lattice) for lattice in lattices]
+        else:
+            raise ValueError(f"TemplateMatcher: refinement {refinement!r} is not lattice|newton")
         self.max_shift_px = float(max_shift_px)
         reach = min(self.max_shift_px, shift_reach_px)
         self.shifts = torch.from_numpy(shift_grid(reach, 1.0)).to(self.device)
@@ -341,7 +352,13 @@ class TemplateMatcher:
                 lattice = best[rows, None] @ offsets[None]  # (k, m, 3, 3)
                 s, (tr, ti) = self._scores(int(c), lattice, rows, x, power_weight, band)
                 value, j = s.max(dim=1)
-                turn = rotation_matrices(self.peaks[level].offsets(s)).to(best.dtype)
+                step = self.steps[level]
+                if isinstance(step, NewtonStep):
+                    particles = (x[0][rows], x[1][rows])
+                    turn = step.offsets((tr, ti), particles, power_weight[rows])
+                else:
+                    turn = step.offsets(s)
+                turn = rotation_matrices(turn).to(best.dtype)
                 fitted = best[rows] @ turn  # (k, 3, 3)
                 f, (fr, fi) = self._scores(int(c), fitted[:, None], rows, x, power_weight, band)
                 use = f[:, 0] > value

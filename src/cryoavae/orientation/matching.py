@@ -50,6 +50,7 @@ def match_all(
         low_pass_px=templates.shape[-1] / config.global_resolution_px,
         max_shift_px=max_shift_px,
         guess_offsets_px=frame_offsets_px,
+        refinement=config.refinement,
     )
     candidates = np.asarray(template).reshape(len(template), -1)
     n, k = candidates.shape
