@@ -93,7 +93,7 @@ class TemplateMatcher:
     work runs. ``guess_reach_px`` and ``guess_offsets_px`` ``(m, 3)``: how far a caller's centre
     guess is trusted, and where each template's box centre sits in the guesses' frame
     (:class:`~.centring.Centring`). ``refinement``: how each level turns a rotation,
-    ``"newton"`` (4 samples and a Gauss-Newton step) or ``"lattice"`` (15 and a fitted quadratic).
+    ``"lattice"`` (15 samples and a fitted quadratic) or ``"newton"`` (4 and a Gauss-Newton step).
     """
 
     def __init__(
@@ -110,7 +110,7 @@ class TemplateMatcher:
         refinement_cycles: float = REFINEMENT_CYCLES,
         guess_reach_px: float = GUESS_REACH_PX,
         guess_offsets_px: np.ndarray | None = None,
-        refinement: str = "newton",
+        refinement: str = "lattice",
     ):
         templates = np.asarray(templates, dtype=np.float32)
         if templates.ndim != 4 or len(set(templates.shape[1:])) != 1:
