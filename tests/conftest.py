@@ -21,11 +21,18 @@ def schema_path() -> Path:
 @pytest.fixture(scope="session", autouse=True)
 def shared_numba_cache(tmp_path_factory):
     """One numba cache for every study the tests run (each in a folder of its own): umap-learn
-    compiles once per test session instead of once per study, as a user's results/cache does."""
+    compiles once per test session instead of once per study, as a user's results/cache does.
+    pytest-xdist's workers share it (their temporary folders lie side by side in the session's);
+    numba writes each cache entry to a temporary file and renames it, so they can."""
     import os
 
     before = os.environ.get("NUMBA_CACHE_DIR")
-    os.environ["NUMBA_CACHE_DIR"] = str(tmp_path_factory.mktemp("numba_cache"))
+    session = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        session = session.parent
+    cache = session / "numba_cache"
+    cache.mkdir(exist_ok=True)
+    os.environ["NUMBA_CACHE_DIR"] = str(cache)
     yield
     if before is None:
         os.environ.pop("NUMBA_CACHE_DIR", None)

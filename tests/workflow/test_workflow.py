@@ -117,12 +117,18 @@ def test_bad_config_stops_before_any_job(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_study(tmp_path_factory):
-    """Run the tiny study once from an empty folder; yield its results folder."""
+    """Run the tiny study once from an empty folder, with a β-VAE (γ = 0) as a second variant so
+    that the comparison of variants is checked in the same run; yield its working folder, which
+    holds the config it ran as ``tiny.yaml``."""
     work = tmp_path_factory.mktemp("tiny")
-    config = REPO / "tests" / "data" / "tiny.yaml"
-    snakemake("--cores", "2", "--configfile", str(config), "--directory", str(work))
+    config = yaml.safe_load((REPO / "tests" / "data" / "tiny.yaml").read_text())
+    config["variants"]["beta_vae"] = {"training": {"gamma": {"value": 0}}}
+    (work / "tiny.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    snakemake("--cores", "2", "--configfile", str(work / "tiny.yaml"), "--directory", str(work))
     report = work / "results" / "tiny" / "report.html"
-    snakemake("--configfile", str(config), "--directory", str(work), "--report", str(report))
+    snakemake(
+        "--configfile", str(work / "tiny.yaml"), "--directory", str(work), "--report", str(report)
+    )
     return work
 
 
@@ -173,12 +179,13 @@ def test_tiny_study_outputs(tiny_study):
     assert "umap.png" in report
     assert metrics["scored_split"] == "test"
     aggregate = pd.read_csv(study / "summary.tsv", sep="\t")
-    assert aggregate["accuracy_mean"].tolist() == [metrics["accuracy"]]
+    aggregate = aggregate.set_index("variant")
+    assert aggregate.loc["avae", "accuracy_mean"] == metrics["accuracy"]
     assert "seed 7, scored on the test split" in (study / "summary.md").read_text()
 
 
 def test_forcerun_training_reruns_downstream_only(tiny_study):
-    config = REPO / "tests" / "data" / "tiny.yaml"
+    config = tiny_study / "tiny.yaml"
     result = snakemake(
         "-n",
         "--cores",
@@ -191,7 +198,7 @@ def test_forcerun_training_reruns_downstream_only(tiny_study):
         "train_model",
     )
     jobs = planned_jobs(result.stdout)
-    assert jobs.get("train_model") == 1 and jobs.get("evaluate_model") == 1
+    assert jobs.get("train_model") == 2 and jobs.get("evaluate_model") == 2  # one per variant
     for upstream in (
         "fetch_structure",
         "make_density_map",
@@ -202,7 +209,7 @@ def test_forcerun_training_reruns_downstream_only(tiny_study):
 
 
 def test_changed_simulation_setting_reruns_simulation(tiny_study, tmp_path):
-    config = yaml.safe_load((REPO / "tests" / "data" / "tiny.yaml").read_text())
+    config = yaml.safe_load((tiny_study / "tiny.yaml").read_text())
     config["simulation"]["snr"] = 2.0
     changed = tmp_path / "tiny_changed.yaml"
     changed.write_text(yaml.safe_dump(config))
@@ -210,7 +217,7 @@ def test_changed_simulation_setting_reruns_simulation(tiny_study, tmp_path):
         "-n", "--cores", "1", "--configfile", str(changed), "--directory", str(tiny_study)
     )
     jobs = planned_jobs(result.stdout)
-    assert jobs.get("simulate_subtomograms") == 2 and jobs.get("train_model") == 1
+    assert jobs.get("simulate_subtomograms") == 2 and jobs.get("train_model") == 2
     assert "fetch_structure" not in jobs and "compute_affinity" not in jobs
 
 
@@ -318,7 +325,8 @@ def test_report_opens_in_headless_chromium_with_figures_visible(tiny_study, tmp_
     report = tiny_study / "results" / "tiny" / "report.html"
     shot = tmp_path / "report.png"
     result = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "screenshot_report.py"), str(report), str(shot)],
+        [sys.executable, str(REPO / "tools" / "screenshot_report.py"), str(report), str(shot)]
+        + ["--subcategory", "avae"],
         capture_output=True,
         text=True,
         timeout=180,
@@ -327,20 +335,17 @@ def test_report_opens_in_headless_chromium_with_figures_visible(tiny_study, tmp_
     assert shot.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_sweep_of_three_variants_is_compared(tmp_path):
-    """Three variants train and evaluate as their own jobs; summary and report compare them."""
-    config = REPO / "tests" / "data" / "tiny_sweep.yaml"
-    snakemake("--cores", "2", "--configfile", str(config), "--directory", str(tmp_path))
-    out = tmp_path / "results" / "tiny_sweep" / "seed7"
+def test_variants_train_as_their_own_jobs_and_are_compared(tiny_study):
+    """Each variant trains and evaluates as its own jobs; summary and report compare them."""
+    out = tiny_study / "results" / "tiny" / "seed7"
     summary = pd.read_csv(out / "summary.tsv", sep="\t")
-    assert list(summary["variant"]) == ["beta_vae", "gamma1", "gamma10"]
+    assert list(summary["variant"]) == ["avae", "beta_vae"]
     assert summary["accuracy"].between(0, 1).all()
     gammas = {
         variant: pd.read_csv(out / "models" / variant / "history.tsv", sep="\t")["gamma"].iloc[-1]
         for variant in summary["variant"]
     }
-    assert gammas == {"beta_vae": 0, "gamma1": 1, "gamma10": 10}
+    assert gammas == {"avae": 10, "beta_vae": 0}
     assert (out / "variant_comparison.png").read_bytes()[:4] == b"\x89PNG"
-    report = out / "report.html"
-    snakemake("--configfile", str(config), "--directory", str(tmp_path), "--report", str(report))
+    report = tiny_study / "results" / "tiny" / "report.html"
     assert "variant_comparison.png" in report.read_text(errors="replace")
