@@ -69,7 +69,7 @@ def fetch_params(local_file: Path) -> dict:
         (b"", ["mine.pdb", "the file is empty"]),
         (b"this is not a structure\n", ["mine.pdb", "no atoms found"]),
         (
-            gzip.compress(b"ATOM      1  CA  ALA A   1")[:12],
+            gzip.compress(b"ATOM      1  CA  ALA A   1", mtime=0)[:12],
             ["mine.pdb", "truncated gzip"],
         ),
     ],
