@@ -160,7 +160,7 @@ def bench_loop_efficiency(quick: bool = False) -> list[dict]:
     ``train_validation_time_share`` is the validation passes' share of the full run's time.
     Quick mode is a smoke test: one short epoch is dominated by one-time costs.
     """
-    n, epochs, repeats = (128, 1, 1) if quick else (2048, 2, 5)
+    n, epochs, repeats = (128, 1, 1) if quick else (2048, 2, 3)
     steps = max(1, int(0.9 * n * epochs) // 64)  # bare runs about as long as the full ones
     config = ModelConfig(ndim=3, box_size_px=32)
     ratios, cpu_ratios, no_val_ratios, bare_rates, val_shares = [], [], [], [], []
