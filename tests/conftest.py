@@ -23,10 +23,14 @@ def shared_numba_cache(tmp_path_factory):
     """One numba cache for every study the tests run (each in a folder of its own): umap-learn
     compiles once per test session instead of once per study, as a user's results/cache does.
     pytest-xdist's workers share it (their temporary folders lie side by side in the session's);
-    numba writes each cache entry to a temporary file and renames it, so they can."""
+    numba writes each cache entry to a temporary file and renames it, so they can. A cache
+    folder already chosen (``NUMBA_CACHE_DIR``, as CI sets for all its steps) is kept."""
     import os
 
     before = os.environ.get("NUMBA_CACHE_DIR")
+    if before:
+        yield
+        return
     session = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         session = session.parent
@@ -34,10 +38,7 @@ def shared_numba_cache(tmp_path_factory):
     cache.mkdir(exist_ok=True)
     os.environ["NUMBA_CACHE_DIR"] = str(cache)
     yield
-    if before is None:
-        os.environ.pop("NUMBA_CACHE_DIR", None)
-    else:
-        os.environ["NUMBA_CACHE_DIR"] = before
+    os.environ.pop("NUMBA_CACHE_DIR", None)
 
 
 @pytest.fixture
