@@ -123,17 +123,17 @@ def match_figures(quick: bool) -> list[dict]:
     figures = []
     for label, max_shift in (("", MAX_SHIFT_PX), ("_centred", 0.0)):
 
-        def match_all(max_shift=max_shift):
+        def match_all(max_shift=max_shift, n_batches=None):
             """A study's way: one matcher, the particles in batches (its template grid sampled
-            once and kept)."""
+            once and kept); ``n_batches``: only the first so many."""
             matcher = TemplateMatcher(
                 maps, 60.0, None, step, 3, max_shift_px=max_shift, device=DEVICE
             )
-            for rows in match_batches(which, by_template=True):
+            for rows in match_batches(which, by_template=True)[:n_batches]:
                 matcher.match(volumes[rows], which[rows])
             return matcher
 
-        matcher = match_all()  # warm: allocations, thread pool
+        matcher = match_all(n_batches=1)  # warm: allocations, thread pool
         seconds = _median_seconds(match_all, repeats)
         figures.append(
             {"name": f"match_particles_per_s_32{label}", "value": n / seconds, "unit": "1/s"}
