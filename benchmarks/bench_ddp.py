@@ -62,7 +62,7 @@ def _rate(star: Path, out: Path, devices: int, epochs: int) -> float:
 
 
 def ddp_cpu_2rank_speedup(quick: bool) -> list[dict]:
-    n, epochs, pairs = (512, 1, 1) if quick else (2000, 2, 3)
+    n, epochs, pairs = (512, 1, 1) if quick else (1200, 2, 3)
     ratios, single = [], []
     with tempfile.TemporaryDirectory() as tmp:
         star = _particles(Path(tmp), n)
