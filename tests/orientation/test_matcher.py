@@ -225,9 +225,11 @@ def test_a_centre_guess_in_the_decoders_frame_is_followed_through_the_templates_
         assert np.median(np.linalg.norm(run.coarse.shifts_px - run.found.shifts_px, axis=1)) < 1
 
 
-def test_the_torch_sampler_is_the_simulators_kernel():
+@pytest.mark.parametrize(("sampler", "tolerance"), [("kernel", 1e-6), ("grid_sample", 2e-4)])
+def test_both_samplers_are_the_simulators_kernel(sampler, tolerance):
     """The matcher samples rotated templates as the simulator turns particles (trilinear on the
-    oversampled spectrum), to the precision of its coordinates: float32 on an image of the
+    oversampled spectrum): on a CPU with that very kernel, exactly; with ``grid_sample`` (CUDA's
+    sampler, run here on the CPU) to the precision of its coordinates: float32 on an image of the
     spectrum's 66 x 65 rows places a point to ~3e-4 of a voxel, so a coefficient is within 2e-4
     of the largest (a wrong axis or turn is off by the coefficients themselves)."""
     rng = np.random.default_rng(5)
@@ -237,9 +239,15 @@ def test_the_torch_sampler_is_the_simulators_kernel():
     expected = rotated_coefficients(
         padded_spectra(maps), rotations, maps.shape[-1], band.frequencies, np.ones(20, int)
     )
-    real, imag = RotatedTemplates(maps).sample(1, torch.from_numpy(rotations), band)
+    templates = RotatedTemplates(maps, sampler=sampler)
+    real, imag = templates.sample(1, torch.from_numpy(rotations), band)
     found = real.numpy() + 1j * imag.numpy()
-    assert np.abs(found - expected).max() < 2e-4 * np.abs(expected).max()
+    assert np.abs(found - expected).max() < tolerance * np.abs(expected).max()
+
+
+def test_an_unknown_sampler_is_refused():
+    with pytest.raises(ValueError, match="kernel|grid_sample"):
+        RotatedTemplates(np.zeros((1, 8, 8, 8), np.float32), sampler="nearest")
 
 
 def test_a_phase_ramp_undoes_a_shift():

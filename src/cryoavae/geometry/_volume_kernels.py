@@ -163,6 +163,20 @@ def rotate_spectra_kernel(
             )
 
 
+@numba.njit(parallel=True, fastmath=True, cache=True)
+def rotated_parts_kernel(spectrum, rotations, frequencies, real, imag):
+    # spectrum: (P, P, P) complex64; rotations: (r, 3, 3) float32; frequencies: (K, 3) float32
+    # (x, y, z, inside the band limit); real, imag: (r, K) float32. No centre phase.
+    for p in numba.prange(rotations.shape[0]):
+        q = rotations[p]
+        for j in range(frequencies.shape[0]):
+            value = _sample_rotated(
+                spectrum, q, frequencies[j, 0], frequencies[j, 1], frequencies[j, 2]
+            )
+            real[p, j] = value.real
+            imag[p, j] = value.imag
+
+
 @numba.njit(cache=True, inline="always")
 def _noise_value(noise, slot, mode):
     z = noise[slot]
