@@ -29,12 +29,10 @@ orientations, the model's decoder supplies the reference and a search supplies t
    (:class:`~.newton.NewtonStep`, ``refinement="newton"``), each followed by a finer lattice of
    shifts (a voxel and half a voxel, then a quarter, ...).
 
-The work is batched tensor work in torch (particles x rotations x shifts as matrix products), the
-same on a CPU and on CUDA but for one step: a CPU samples the turned templates with the
-simulator's compiled trilinear kernel, CUDA with ``grid_sample``
-(:class:`~.fourier.RotatedTemplates`). Scores and filters are real: an rfftn coefficient of a
-real volume stands for itself and its conjugate, so each is counted twice (once on the planes
-``kx = 0`` and ``kx = d/2``).
+The work is batched tensor work in torch (particles x rotations x shifts as matrix products), on
+a CPU or CUDA (turned templates sampled as :class:`~.fourier.RotatedTemplates` says). Scores and
+filters are real: an rfftn coefficient of a real volume stands for itself and its conjugate, so
+each is counted twice (once on the planes ``kx = d/2``).
 """
 
 from __future__ import annotations
