@@ -39,7 +39,7 @@ def test_the_grids_cover_so3_and_the_neighbourhood_of_the_identity():
     assert geodesic_deg(local[:1], np.eye(3)[None])[0] < 1e-6  # the identity first
 
 
-@pytest.mark.parametrize("refinement", ["lattice", "newton"])
+@pytest.mark.parametrize("refinement", ["lattice", "newton", "lattice_newton"])
 @pytest.mark.parametrize("with_ctf", [False, True])
 def test_known_rotations_are_found_through_the_wedge_and_the_ctf(with_ctf, refinement):
     rng = np.random.default_rng(2)
@@ -102,7 +102,7 @@ def test_a_wrong_template_finds_no_consistent_orientation():
     assert np.median(geodesic_deg(found.rotations, truth)) > 30.0
 
 
-@pytest.mark.parametrize("refinement", ["lattice", "newton"])
+@pytest.mark.parametrize("refinement", ["lattice", "newton", "lattice_newton"])
 @pytest.mark.parametrize("with_ctf", [False, True])
 def test_shifted_particles_are_found_at_their_offset_with_their_orientation(with_ctf, refinement):
     """Picks off centre by up to two voxels: the search finds each particle's offset to within

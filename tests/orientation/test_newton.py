@@ -10,8 +10,8 @@ from volume_fixtures import blobs
 
 from cryoavae.geometry.rotations import geodesic_deg
 from cryoavae.orientation.fourier import Band, RotatedTemplates
-from cryoavae.orientation.grids import rotation_matrices
-from cryoavae.orientation.newton import NewtonStep
+from cryoavae.orientation.grids import QuadraticPeak, rotation_matrices
+from cryoavae.orientation.newton import NewtonStep, level_steps
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -56,3 +56,12 @@ def test_a_step_is_bounded_by_the_reach_and_zero_at_the_truth_or_without_a_fit()
     assert np.degrees(float(bounded.norm(dim=1).max())) <= 2.0 + 1e-9
     _, inverted = _step(template, truth, far, sign=-1.0)  # no positive scale fits
     assert torch.equal(inverted, torch.zeros_like(inverted))
+
+
+def test_lattice_newton_takes_the_lattice_at_the_first_level_only():
+    steps, local = level_steps("lattice_newton", [10.0, 5.0, 2.5], torch.device("cpu"))
+    assert isinstance(steps[0], QuadraticPeak)
+    assert [type(step) for step in steps[1:]] == [NewtonStep, NewtonStep]
+    assert [len(turns) for turns in local] == [15, 4, 4]
+    with pytest.raises(ValueError, match="lattice\\|newton\\|lattice_newton"):
+        level_steps("newtonian", [10.0], torch.device("cpu"))

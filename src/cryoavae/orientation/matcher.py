@@ -53,15 +53,9 @@ from cryoavae.orientation.fourier import (
     shift_phases,
     within_ball,
 )
-from cryoavae.orientation.grids import (
-    GridTemplates,
-    QuadraticPeak,
-    local_grid,
-    rotation_matrices,
-    uniform_grid,
-)
+from cryoavae.orientation.grids import GridTemplates, rotation_matrices, uniform_grid
 from cryoavae.orientation.matches import Matches
-from cryoavae.orientation.newton import NewtonStep
+from cryoavae.orientation.newton import NewtonStep, level_steps
 
 __all__ = ["TemplateMatcher"]
 
@@ -93,8 +87,8 @@ class TemplateMatcher:
     work runs. ``guess_reach_px`` and ``guess_offsets_px`` ``(m, 3)``: how far a caller's centre
     guess is trusted, and where each template's box centre sits in the guesses' frame
     (:class:`~.centring.Centring`). ``refinement``: how each level turns a rotation,
-    ``"lattice"`` (15 samples and a fitted quadratic) or ``"newton"`` (4 and a Gauss-Newton step).
-    """
+    ``"lattice"`` (15 samples and a fitted quadratic), ``"newton"`` (4 and a Gauss-Newton step) or
+    ``"lattice_newton"`` (the lattice at the first level, the step at the others)."""
 
     def __init__(
         self,
@@ -137,15 +131,7 @@ class TemplateMatcher:
         self.level_bands = [bands[k] for k in radii]
         self.grid = torch.from_numpy(uniform_grid(grid_step_deg)).to(self.device)
         steps = [grid_step_deg / 2**level for level in range(refinement_levels)]
-        if refinement == "newton":
-            self.steps = [NewtonStep(step) for step in steps]
-            self.local = [newton.probes(torch.float64, self.device) for newton in self.steps]
-        elif refinement == "lattice":
-            lattices = [local_grid(step) for step in steps]
-            self.local = [torch.from_numpy(lattice).to(self.device) for lattice in lattices]
-            self.steps = [QuadraticPeak(lattice) for lattice in lattices]
-        else:
-            raise ValueError(f"TemplateMatcher: refinement {refinement!r} is not lattice|newton")
+        self.steps, self.local = level_steps(refinement, steps, self.device)
         self.max_shift_px = float(max_shift_px)
         reach = min(self.max_shift_px, shift_reach_px)
         self.shifts = torch.from_numpy(shift_grid(reach, 1.0)).to(self.device)

@@ -26,11 +26,12 @@ import math
 
 import torch
 
-from cryoavae.orientation.grids import rotation_matrices
+from cryoavae.orientation.grids import QuadraticPeak, local_grid, rotation_matrices
 
-__all__ = ["PROBE_DEG", "NewtonStep"]
+__all__ = ["PROBE_DEG", "REFINEMENTS", "NewtonStep", "level_steps"]
 
 PROBE_DEG = 0.5  # the turn the derivatives are taken over: well below any level's step
+REFINEMENTS = ("lattice", "newton", "lattice_newton")
 
 
 class NewtonStep:
@@ -72,3 +73,25 @@ class NewtonStep:
         step = step * (self.reach / length.clamp(min=1e-30)).clamp(max=1.0)
         fits = (scale > 0) & torch.isfinite(step).all(dim=1)
         return torch.where(fits[:, None], step, torch.zeros_like(step))
+
+
+def level_steps(refinement: str, steps_deg: list[float], device: torch.device):
+    """Each refinement level's way of turning a rotation, and the turns it samples around it
+    ``(m, 3, 3)`` float64: a :class:`~.grids.QuadraticPeak` over :func:`~.grids.local_grid`'s 15
+    points (``"lattice"``), a :class:`NewtonStep` over its 4 probes (``"newton"``), or the lattice
+    at the first level and the step after it (``"lattice_newton"``): the first level starts from
+    the global grid's nearest point, up to half a grid step away, where one step from a noisy
+    gradient can stay near a wrong start; the finer levels start near the peak."""
+    if refinement not in REFINEMENTS:
+        raise ValueError(f"refinement {refinement!r} is not one of {'|'.join(REFINEMENTS)}")
+    steps, local = [], []
+    for level, step_deg in enumerate(steps_deg):
+        if refinement == "newton" or (refinement == "lattice_newton" and level > 0):
+            newton = NewtonStep(step_deg)
+            steps.append(newton)
+            local.append(newton.probes(torch.float64, device))
+        else:
+            lattice = local_grid(step_deg)
+            steps.append(QuadraticPeak(lattice))
+            local.append(torch.from_numpy(lattice).to(device))
+    return steps, local
