@@ -32,7 +32,7 @@ orientations, the model's decoder supplies the reference and a search supplies t
 The work is batched tensor work in torch (particles x rotations x shifts as matrix products), on
 a CPU or CUDA (turned templates sampled as :class:`~.fourier.RotatedTemplates` says). Scores and
 filters are real: an rfftn coefficient of a real volume stands for itself and its conjugate, so
-each is counted twice (once on the planes ``kx = d/2``).
+each is counted twice (once on the planes ``kx = 0`` and ``kx = d/2``).
 """
 
 from __future__ import annotations
