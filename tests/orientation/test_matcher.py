@@ -245,6 +245,40 @@ def test_both_samplers_are_the_simulators_kernel(sampler, tolerance):
     assert np.abs(found - expected).max() < tolerance * np.abs(expected).max()
 
 
+@pytest.mark.parametrize(("sampler", "tolerance"), [("kernel", 1e-5), ("grid_sample", 5e-4)])
+def test_both_samplers_correlate_as_the_sums_of_their_samples(sampler, tolerance):
+    """A lattice's scores need only two sums per turned template, its cross term with the
+    particle and its weighed power, which the compiled sampler adds up as it samples: both
+    samplers give those of the simulator's own coefficients, summed in float64, each particle
+    against its own rotations (a particle read against another's rotations, or a real part
+    against an imaginary one, is off by the sums themselves)."""
+    rng = np.random.default_rng(6)
+    maps = np.stack([blobs(rng), blobs(rng)])
+    n, m, d = 5, 3, maps.shape[-1]
+    rotations = Rotation.random(n * m, random_state=rng).as_matrix()
+    band = Band.up_to(d, 11.0)
+    coefficients = rotated_coefficients(
+        padded_spectra(maps), rotations, d, band.frequencies, np.zeros(n * m, int)
+    )  # the phase that moves the origin to voxel 0 taken off again: the matcher's convention
+    phase = band.centre_cos.numpy() + 1j * band.centre_sin.numpy()
+    turned = (coefficients / phase).reshape(n, m, -1)
+    real, imag, weight = (rng.standard_normal((n, len(band.flat))) for _ in range(3))
+    weight = weight**2
+    cross = (turned.real * real[:, None] + turned.imag * imag[:, None]).sum(-1)
+    power = (np.abs(turned) ** 2 * weight[:, None]).sum(-1)
+    templates = RotatedTemplates(maps, sampler=sampler)
+    found = templates.correlate(
+        0,
+        torch.from_numpy(rotations.reshape(n, m, 3, 3)),
+        band,
+        (torch.from_numpy(real).float(), torch.from_numpy(imag).float()),
+        torch.from_numpy(weight).float(),
+    )
+    assert [tuple(f.shape) for f in found] == [(n, m), (n, m)]
+    assert np.abs(found[0].numpy() - cross).max() < tolerance * np.abs(cross).max()
+    assert np.abs(found[1].numpy() - power).max() < tolerance * power.max()
+
+
 def test_an_unknown_sampler_is_refused():
     with pytest.raises(ValueError, match="kernel|grid_sample"):
         RotatedTemplates(np.zeros((1, 8, 8, 8), np.float32), sampler="nearest")

@@ -177,6 +177,64 @@ def rotated_parts_kernel(spectrum, rotations, frequencies, real, imag):
             imag[p, j] = value.imag
 
 
+@numba.njit(parallel=True, fastmath=True, cache=True)
+def rotated_scores_kernel(spectrum, rotations, frequencies, real, imag, weight, cross, power):
+    # rotations: (n, m, 3, 3) float32; real, imag, weight: (n, K) float32 (particle n's
+    # coefficients and the weight of a template's power); cross, power: (n, m) float32. The
+    # samples of rotated_parts_kernel, summed against the particle's row as they are made.
+    for p in numba.prange(rotations.shape[0]):
+        for r in range(rotations.shape[1]):
+            q = rotations[p, r]
+            c = np.float32(0.0)
+            w = np.float32(0.0)
+            for j in range(frequencies.shape[0]):
+                value = _sample_rotated(
+                    spectrum, q, frequencies[j, 0], frequencies[j, 1], frequencies[j, 2]
+                )
+                c += value.real * real[p, j] + value.imag * imag[p, j]
+                w += (value.real * value.real + value.imag * value.imag) * weight[p, j]
+            cross[p, r] = c
+            power[p, r] = w
+
+
+@numba.njit(cache=True, inline="always")
+def _dot(a, b):
+    return a.real * b.real + a.imag * b.imag
+
+
+@numba.njit(parallel=True, fastmath=True, cache=True)
+def probe_sums_kernel(spectrum, rotations, frequencies, real, imag, weight, sums):
+    # rotations: (n, 4, 3, 3) float32, a rotation and three probes near it; real, imag, weight:
+    # (n, K) float32; sums: (n, 14) float64, in volume_rotation.PROBE_SUMS's order, d_a the
+    # difference of probe a's sample and the first rotation's.
+    for p in numba.prange(rotations.shape[0]):
+        q0, q1, q2, q3 = rotations[p, 0], rotations[p, 1], rotations[p, 2], rotations[p, 3]
+        acc = np.zeros(14, dtype=np.float64)
+        for j in range(frequencies.shape[0]):
+            fx, fy, fz = frequencies[j, 0], frequencies[j, 1], frequencies[j, 2]
+            t = _sample_rotated(spectrum, q0, fx, fy, fz)
+            a = _sample_rotated(spectrum, q1, fx, fy, fz) - t
+            b = _sample_rotated(spectrum, q2, fx, fy, fz) - t
+            c = _sample_rotated(spectrum, q3, fx, fy, fz) - t
+            x = complex(real[p, j], imag[p, j])
+            w = weight[p, j]
+            acc[0] += _dot(t, x)
+            acc[1] += w * _dot(t, t)
+            acc[2] += _dot(a, x)
+            acc[3] += _dot(b, x)
+            acc[4] += _dot(c, x)
+            acc[5] += w * _dot(a, t)
+            acc[6] += w * _dot(b, t)
+            acc[7] += w * _dot(c, t)
+            acc[8] += w * _dot(a, a)
+            acc[9] += w * _dot(b, b)
+            acc[10] += w * _dot(c, c)
+            acc[11] += w * _dot(a, b)
+            acc[12] += w * _dot(a, c)
+            acc[13] += w * _dot(b, c)
+        sums[p, :] = acc
+
+
 @numba.njit(cache=True, inline="always")
 def _noise_value(noise, slot, mode):
     z = noise[slot]

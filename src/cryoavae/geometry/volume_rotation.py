@@ -41,7 +41,6 @@ from cryoavae.geometry._volume_kernels import (
     PAD_VOXELS,
     rotate_spectra_kernel,
     rotate_volumes_kernel,
-    rotated_parts_kernel,
 )
 
 __all__ = [
@@ -51,7 +50,6 @@ __all__ = [
     "padded_spectra",
     "rotate_spectra",
     "rotated_coefficients",
-    "rotated_parts",
     "rotate_volumes",
     "rotate_volumes_cubic",
     "spectrum_band_limit",
@@ -287,21 +285,6 @@ def rotated_coefficients(
         d,
     )
     return out
-
-
-def rotated_parts(
-    spectrum: np.ndarray, rotations: np.ndarray, frequencies: np.ndarray
-) -> np.ndarray:
-    """Real and imaginary parts ``(2, r, K)`` float32 of one padded spectrum ``(P, P, P)``
-    (:func:`padded_spectra`) sampled at ``A^T f`` for each rotation ``A`` of ``rotations``
-    ``(r, 3, 3)`` and each of ``frequencies`` ``(K, 3)`` (x, y, z, cycles per box, inside
-    :func:`spectrum_band_limit`), without the phase that moves the origin to voxel 0: the kernel of
-    :func:`rotated_coefficients`, for a search that multiplies the parts into scores itself."""
-    rotations = np.ascontiguousarray(np.asarray(rotations).reshape(-1, 3, 3), dtype=np.float32)
-    frequencies = np.ascontiguousarray(frequencies, dtype=np.float32)
-    parts = np.empty((2, len(rotations), len(frequencies)), dtype=np.float32)
-    rotated_parts_kernel(spectrum, rotations, frequencies, parts[0], parts[1])
-    return parts
 
 
 def band_limited_coefficients(

@@ -3,7 +3,7 @@
 - :class:`Band`: the rfftn coefficients up to a radius, where they sit and how much they count;
 - :class:`RotatedTemplates`: templates turned by many rotations at once, sampled at a band's
   frequencies from their oversampled spectra (trilinear: on a CPU by the simulator's own kernel,
-  :func:`cryoavae.geometry.volume_rotation.rotated_parts`; on CUDA by ``grid_sample``);
+  :mod:`cryoavae.geometry.spectrum_samples`; on CUDA by ``grid_sample``);
 - :func:`shift_phases`, :func:`shift_grid`: translations as phase ramps, the shifts searched.
 
 Conventions as in :mod:`cryoavae.geometry.volume_rotation`: a template turned actively by ``A``
@@ -21,12 +21,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cryoavae.geometry.spectrum_samples import probe_sums, rotated_parts, rotated_scores
 from cryoavae.geometry.volume_rotation import (
     PAD_FACTOR,
     band_limited_coefficients,
     centre_phases,
     padded_spectra,
-    rotated_parts,
 )
 
 __all__ = [
@@ -111,13 +111,18 @@ class RotatedTemplates:
     trilinear on their oversampled, gridding-corrected spectra (:func:`padded_spectra`).
 
     Two samplers of the same interpolation. ``"kernel"`` (a CPU's default) is the simulator's own
-    compiled kernel (:func:`~cryoavae.geometry.volume_rotation.rotated_parts`): one pass per point,
+    compiled kernel (:func:`~cryoavae.geometry.spectrum_samples.rotated_parts`): one pass per point,
     ~13 ns a point on two cores, 3-6x ``grid_sample`` on the same machine and exact to float32.
     ``"grid_sample"`` (CUDA's, where one kernel spreads every point over the device) keeps the
     spectra as images ``(m, 4, (P + 2)(P + 1), P)``: the z-slices stacked as rows, so that a
     trilinear sample is two bilinear ones and a step between them (``grid_sample``'s 2-D kernel is
     several times faster than its 3-D one); float32 coordinates on an image of ~4,000 rows place a
     point to ~3e-4 of a voxel, so a coefficient is within ~2e-4 of the largest.
+
+    Where a search reads only sums over a turned template's coefficients (a lattice's scores,
+    :meth:`correlate`; a Gauss-Newton step's products, :meth:`probe_sums`) the compiled kernel
+    adds them up as it samples and stores no coefficient; ``grid_sample`` stores them and sums
+    by tensor products.
     """
 
     def __init__(
@@ -171,6 +176,56 @@ class RotatedTemplates:
             return values[0], values[1]
         cos, sin = band.centre_cos, band.centre_sin
         return values[0] * cos - values[1] * sin, values[0] * sin + values[1] * cos
+
+    def correlate(
+        self, template: int, rotations: torch.Tensor, band: Band, particles, power_weight
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """For particle ``i`` (real and imaginary parts ``particles`` ``(n, K)`` on ``band``,
+        as a score weighs them) and each of its rotations ``rotations[i]`` ``(n, m, 3, 3)``: the
+        cross term ``Re sum T conj(x)`` with template ``template`` so turned (``phased=False``)
+        and that template's power weighed by ``power_weight`` ``(n, K)``; each ``(n, m)``
+        float32. The compiled sampler sums as it samples (the turned coefficients are never
+        stored: a lattice scores many rotations per particle and keeps none of them)."""
+        (xr, xi), (n, m) = particles, rotations.shape[:2]
+        if self.sampler == "kernel":
+            turns = rotations.detach().cpu().numpy()
+            rows = [a.detach().cpu().numpy() for a in (xr, xi, power_weight)]
+            cross, power = rotated_scores(self.spectra[template], turns, band.frequencies, *rows)
+            return torch.from_numpy(cross), torch.from_numpy(power)
+        tr, ti = self.sample(template, rotations.reshape(n * m, 3, 3), band, phased=False)
+        tr, ti = tr.reshape(n, m, -1), ti.reshape(n, m, -1)
+        cross = torch.bmm(tr, xr[:, :, None]) + torch.bmm(ti, xi[:, :, None])
+        power = torch.bmm(tr * tr + ti * ti, power_weight[:, :, None])
+        return cross[..., 0], power[..., 0]
+
+    def probe_sums(
+        self, template: int, rotations: torch.Tensor, band: Band, particles, power_weight
+    ) -> torch.Tensor:
+        """For particle ``i`` (as in :meth:`correlate`) and its rotation and three probes
+        ``rotations[i]`` ``(n, 4, 3, 3)``: the sums a Gauss-Newton step reads
+        (:data:`~cryoavae.geometry.spectrum_samples.PROBE_SUMS`, in that order) ``(n, 14)``
+        float64."""
+        (xr, xi), n = particles, len(rotations)
+        if self.sampler == "kernel":
+            turns = rotations.detach().cpu().numpy()
+            rows = [a.detach().cpu().numpy() for a in (xr, xi, power_weight)]
+            sums = probe_sums(self.spectra[template], turns, band.frequencies, *rows)
+            return torch.from_numpy(sums)
+        tr, ti = self.sample(template, rotations.reshape(n * 4, 3, 3), band, phased=False)
+        tr, ti = tr.reshape(n, 4, -1), ti.reshape(n, 4, -1)
+        dr, di = tr[:, 1:] - tr[:, :1], ti[:, 1:] - ti[:, :1]  # (n, 3, K)
+        t, d = (tr[:, :1], ti[:, :1]), (dr, di)
+
+        def dot(u, v, weight=None):  # sum over K of Re(u conj(v)) (times the weight)
+            product = u[0][:, :, None] * v[0][:, None] + u[1][:, :, None] * v[1][:, None]
+            return (product if weight is None else product * weight[:, None, None]).sum(-1)
+
+        x = (xr[:, None], xi[:, None])
+        normal = dot(d, d, power_weight)  # (n, 3, 3)
+        a, b = torch.tensor([0, 1, 2, 0, 0, 1]), torch.tensor([0, 1, 2, 1, 2, 2])
+        parts = [dot(t, x)[:, 0], dot(t, t, power_weight)[:, 0], dot(d, x)[:, :, 0]]
+        parts += [dot(d, t, power_weight)[:, :, 0], normal[:, a, b]]
+        return torch.cat(parts, 1).double()
 
     def _grid_sample(self, template: int, rotations: torch.Tensor, band: Band) -> torch.Tensor:
         """The real and imaginary parts ``(2, r, K)``: two bilinear reads of the stacked slices."""

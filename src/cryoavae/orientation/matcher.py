@@ -119,7 +119,6 @@ class TemplateMatcher:
         measured = self.filters.measured
         self.low = Band.up_to(d, low, self.device, measured)
         full = math.sqrt(spectrum_band_limit(d))
-        self.full = Band.up_to(d, full, self.device, measured)
         # a refinement level tells apart rotations one lattice spacing apart, which moves the
         # coefficients at radius k by k * spacing (radians) cycles: beyond about
         # REFINEMENT_CYCLES / spacing they add work, not information
@@ -272,7 +271,7 @@ class TemplateMatcher:
         rotated, shell_power = self.grid_templates.rows(template, candidates)  # (p, N, 2K|Q)
         cross = torch.bmm(features, rotated.transpose(1, 2))  # (p, S, N)
         power = (shell_power * shell_weight[:, None]).sum(-1)  # (p, N)
-        score = cross.clamp(min=0).square_() / power.clamp(min=1e-30)[:, None, :]
+        score = _fit(cross, power[:, None, :])
         tried = centres[:, None, :] + self.shifts[None]  # (p, S, 3)
         reach = self.max_shift_px + float(self.offsets[template].norm())
         score.masked_fill_(~(tried.norm(dim=-1) <= reach + 1e-9)[:, :, None], -1.0)
@@ -324,9 +323,10 @@ class TemplateMatcher:
 
     def _refine_rotations(self, x, power_weight, template_index, best, level, band):
         """Each particle's best among ``best @ offsets`` (the identity first) or, where it scores
-        higher, the peak of a quadratic fitted to those scores (:class:`QuadraticPeak`); also
-        the winning template coefficients (real, imaginary ``(n, K)``)."""
-        offsets, n = self.local[level], len(best)
+        higher, the turn its level's step proposes (:class:`QuadraticPeak`'s fitted peak or
+        :class:`NewtonStep`'s step); also the winning template coefficients (real, imaginary
+        ``(n, K)``)."""
+        offsets, step, n = self.local[level], self.steps[level], len(best)
         new = torch.empty_like(best)
         chosen = (torch.empty_like(x[0]), torch.empty_like(x[1]))
         score = torch.empty(n, dtype=torch.float64, device=self.device)
@@ -336,34 +336,35 @@ class TemplateMatcher:
             for rows in members.split(per):
                 everyone = torch.arange(len(rows), device=self.device)
                 lattice = best[rows, None] @ offsets[None]  # (k, m, 3, 3)
-                s, (tr, ti) = self._scores(int(c), lattice, rows, x, power_weight, band)
-                value, j = s.max(dim=1)
-                step = self.steps[level]
-                if isinstance(step, NewtonStep):
-                    particles = (x[0][rows], x[1][rows])
-                    turn = step.offsets((tr, ti), particles, power_weight[rows])
-                else:
+                particles, weight = (x[0][rows], x[1][rows]), power_weight[rows]
+                if isinstance(step, NewtonStep):  # the step reads sums over the probes
+                    sums = self.templates.probe_sums(int(c), lattice, band, particles, weight)
+                    s, turn = step.scores(sums), step.offsets(sums)
+                else:  # the quadratic reads the lattice's scores
+                    s = _fit(*self.templates.correlate(int(c), lattice, band, particles, weight))
                     turn = step.offsets(s)
-                turn = rotation_matrices(turn).to(best.dtype)
-                fitted = best[rows] @ turn  # (k, 3, 3)
-                f, (fr, fi) = self._scores(int(c), fitted[:, None], rows, x, power_weight, band)
+                value, j = s.max(dim=1)
+                fitted = best[rows] @ rotation_matrices(turn).to(best.dtype)  # (k, 3, 3)
+                # the turn and the best of those sampled (neither kept): their coefficients
+                tried = torch.stack([fitted, lattice[everyone, j]], 1)
+                f, (fr, fi) = self._scores(int(c), tried, particles, weight, band)
                 use = f[:, 0] > value
                 new[rows] = torch.where(use[:, None, None], fitted, lattice[everyone, j])
-                chosen[0][rows] = torch.where(use[:, None], fr[:, 0], tr[everyone, j])
-                chosen[1][rows] = torch.where(use[:, None], fi[:, 0], ti[everyone, j])
+                chosen[0][rows] = torch.where(use[:, None], fr[:, 0], fr[:, 1])
+                chosen[1][rows] = torch.where(use[:, None], fi[:, 0], fi[:, 1])
                 score[rows] = torch.maximum(value, f[:, 0]).double()
         return new, chosen, score
 
-    def _scores(self, template: int, rotations, rows, x, power_weight, band):
-        """Scores ``(k, m)`` of particles ``rows`` against ``template`` turned by each of
-        ``rotations`` ``(k, m, 3, 3)``, with those turned templates' coefficients (real,
-        imaginary ``(k, m, K)``)."""
+    def _scores(self, template: int, rotations, particles, power_weight, band):
+        """Scores ``(k, m)`` of particles ``(k, K)`` (real, imaginary) against ``template``
+        turned by each of ``rotations`` ``(k, m, 3, 3)``, with those turned templates'
+        coefficients (real, imaginary ``(k, m, K)``)."""
         k, m = rotations.shape[:2]
         tr, ti = self.templates.sample(template, rotations.reshape(k * m, 3, 3), band, phased=False)
         tr, ti = tr.reshape(k, m, -1), ti.reshape(k, m, -1)
-        cross = torch.bmm(tr, x[0][rows, :, None]) + torch.bmm(ti, x[1][rows, :, None])
-        power = torch.bmm(tr * tr + ti * ti, power_weight[rows, :, None])
-        return (cross.clamp(min=0).square_() / power.clamp(min=1e-30))[..., 0], (tr, ti)
+        cross = torch.bmm(tr, particles[0][:, :, None]) + torch.bmm(ti, particles[1][:, :, None])
+        power = torch.bmm(tr * tr + ti * ti, power_weight[:, :, None])
+        return _fit(cross, power)[..., 0], (tr, ti)
 
     def _refine_shifts(self, x, template, power_weight, shifts, step_px, band, origin):
         """Each particle's best shift among ``shifts`` plus a lattice of ``step_px`` (within
@@ -379,7 +380,11 @@ class TemplateMatcher:
         cos, sin = shift_phases(band, lattice.to(self.device), self.d)  # (S, K), shared
         cross = qr @ cos.T - qi @ sin.T  # (n, S)
         power = (power_weight * (tr * tr + ti * ti)).sum(-1)[:, None]
-        score = cross.clamp(min=0).square_() / power.clamp(min=1e-30)
-        score = torch.where(inside, score, -1.0)
+        score = torch.where(inside, _fit(cross, power), -1.0)
         value, j = score.max(dim=1)
         return candidates[torch.arange(len(xr)), j] + origin, value.double()
+
+
+def _fit(cross: torch.Tensor, power: torch.Tensor) -> torch.Tensor:
+    """The least-squares score with a free positive scale, ``max(0, cross)^2 / power``."""
+    return cross.clamp(min=0).square_() / power.clamp(min=1e-30)

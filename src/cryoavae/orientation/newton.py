@@ -7,8 +7,10 @@ turned template is about ``T0 + sum_j w_j D_j``, ``D_j`` its derivative along a 
 axes, four samples give ``T0`` and ``D`` by forward differences. Fitting ``x`` by
 ``s (T0 + D w)`` at the current scale ``s`` is then linear in ``w`` (a Gauss-Newton step):
 ``s M w = g`` with ``M = D^T P D`` and ``g = D^T x - s D^T P T0``, ``P`` the weight of a
-template's power (the particle's filter squared). One more sample scores ``R exp(w)``, kept
-only where it scores higher.
+template's power (the particle's filter squared). The step reads only 14 sums over the
+coefficients (``T0 . x``, ``|T0|^2``, ``D^T x``, ``D^T P T0``, ``M``), which the sampler adds up
+as it samples (:meth:`~.fourier.RotatedTemplates.probe_sums`). One more sample scores
+``R exp(w)``, kept only where it scores higher.
 
 Why: the quadratic fitted to a 15-point lattice (:class:`~.grids.QuadraticPeak`) needs the
 scores at all fifteen; the step above uses the coefficients themselves, which carry the
@@ -46,24 +48,29 @@ class NewtonStep:
         turns = torch.cat([torch.zeros(1, 3), self.probe * torch.eye(3)]).to(torch.float64)
         return rotation_matrices(turns).to(dtype=dtype, device=device)
 
-    def offsets(self, templates, particles, power_weight: torch.Tensor) -> torch.Tensor:
+    def scores(self, sums: torch.Tensor) -> torch.Tensor:
+        """The least-squares scores ``(k, 4)`` at the rotation and its probes, from their sums
+        (:meth:`~.fourier.RotatedTemplates.probe_sums` ``(k, 14)``): a probe's sample is the
+        rotation's plus its difference ``d``, so its cross term and power follow from theirs."""
+        cross = torch.cat([sums[:, :1], sums[:, :1] + sums[:, 2:5]], 1)
+        power = torch.cat([sums[:, 1:2], sums[:, 1:2] + 2 * sums[:, 5:8] + sums[:, 8:11]], 1)
+        return cross.clamp(min=0).square() / power.clamp(min=1e-30)
+
+    def offsets(self, sums: torch.Tensor) -> torch.Tensor:
         """Rotation vectors ``(k, 3)`` (radians) of the step, at most :attr:`reach` long; zero
-        where the template does not fit the particle (no positive scale). ``templates``: real
-        and imaginary parts ``(k, 4, K)`` sampled at :meth:`probes`; ``particles``: ``(k, K)``
-        each, weighed as the scores weigh them; ``power_weight`` ``(k, K)``."""
-        (tr, ti), (xr, xi) = templates, particles
-        t0r, t0i = tr[:, 0], ti[:, 0]
-        dr = (tr[:, 1:] - t0r[:, None]) / self.probe  # (k, 3, K)
-        di = (ti[:, 1:] - t0i[:, None]) / self.probe
-        cross = (t0r * xr + t0i * xi).sum(-1)
-        power = (power_weight * (t0r * t0r + t0i * t0i)).sum(-1)
+        where the template does not fit the particle (no positive scale). ``sums`` ``(k, 14)``:
+        :meth:`~.fourier.RotatedTemplates.probe_sums` at :meth:`probes`, their differences ``d``
+        the derivatives ``D`` times the probe's angle."""
+        sums = sums.double()
+        cross, power = sums[:, 0], sums[:, 1]
         scale = cross / power.clamp(min=1e-30)  # (k,)
-        along = (dr @ xr[:, :, None] + di @ xi[:, :, None])[..., 0]  # (k, 3)
-        own = dr @ (power_weight * t0r)[:, :, None] + di @ (power_weight * t0i)[:, :, None]
-        gradient = (along - scale[:, None] * own[..., 0]).double()
-        weighted_r, weighted_i = dr * power_weight[:, None], di * power_weight[:, None]
-        normal = weighted_r @ dr.transpose(1, 2) + weighted_i @ di.transpose(1, 2)  # (k, 3, 3)
-        normal = normal.double() * scale.double().clamp(min=1e-30)[:, None, None]
+        along, own = sums[:, 2:5] / self.probe, sums[:, 5:8] / self.probe  # D^T x, D^T P T0
+        gradient = along - scale[:, None] * own
+        a, b = [0, 1, 2, 0, 0, 1], [0, 1, 2, 1, 2, 2]
+        normal = sums.new_zeros((len(sums), 3, 3))
+        normal[:, a, b] = sums[:, 8:14] / self.probe**2  # D^T P D, symmetric
+        normal[:, b, a] = sums[:, 8:14] / self.probe**2
+        normal = normal * scale.clamp(min=1e-30)[:, None, None]
         # a ridge of a millionth of the mean curvature keeps a flat direction from blowing up
         ridge = 1e-6 * normal.diagonal(dim1=1, dim2=2).mean(-1).clamp(min=1e-30)
         eye = torch.eye(3, dtype=normal.dtype, device=normal.device)
