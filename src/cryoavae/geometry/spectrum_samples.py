@@ -21,7 +21,7 @@ from cryoavae.geometry._volume_kernels import (
     rotated_scores_kernel,
 )
 
-__all__ = ["PROBE_SUMS", "probe_sums", "rotated_parts", "rotated_scores"]
+__all__ = ["PROBE_PAIRS", "PROBE_SUMS", "probe_sums", "rotated_parts", "rotated_scores"]
 
 
 def rotated_parts(
@@ -48,15 +48,16 @@ def rotated_scores(
     ``rotations[i]`` ``(n, m, 3, 3)``: the sums over ``frequencies`` of the turned spectrum's
     samples (:func:`rotated_parts`) ``t`` times the row, ``Re t * real + Im t * imag``, and of
     ``|t|^2 * weight``; each ``(n, m)`` float32."""
-    rotations = np.ascontiguousarray(rotations, dtype=np.float32)
+    rotations, frequencies, *rows = _float32(rotations, frequencies, real, imag, weight)
     n, m = rotations.shape[:2]
     cross = np.empty((n, m), dtype=np.float32)
     power = np.empty((n, m), dtype=np.float32)
-    rows = [np.ascontiguousarray(a, dtype=np.float32) for a in (real, imag, weight)]
-    frequencies = np.ascontiguousarray(frequencies, dtype=np.float32)
     rotated_scores_kernel(spectrum, rotations, frequencies, *rows, cross, power)
     return cross, power
 
+
+#: The probe pairs ``(a, b)`` of the last six sums, as two index lists: the diagonal first.
+PROBE_PAIRS = ([0, 1, 2, 0, 0, 1], [0, 1, 2, 1, 2, 2])
 
 #: What :func:`probe_sums` adds up per row, ``t`` the first rotation's sample, ``d_a`` probe
 #: ``a``'s minus it, ``x`` the row (``real + i imag``), ``w`` its weight, ``<u, v>`` the real part
@@ -66,7 +67,7 @@ PROBE_SUMS = (
     "w<t,t>",
     *(f"<d{a},x>" for a in range(3)),
     *(f"w<d{a},t>" for a in range(3)),
-    *(f"w<d{a},d{b}>" for a, b in ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))),
+    *(f"w<d{a},d{b}>" for a, b in zip(*PROBE_PAIRS, strict=True)),
 )
 
 
@@ -83,9 +84,12 @@ def probe_sums(
     ``rotations[i]`` ``(n, 4, 3, 3)``: a rotation and three probes near it. The differences
     ``d_a`` are taken per coefficient, before any sum: they are small beside the samples, and a
     difference of two sums would lose them to round-off."""
-    rotations = np.ascontiguousarray(rotations, dtype=np.float32)
+    rotations, frequencies, *rows = _float32(rotations, frequencies, real, imag, weight)
     sums = np.empty((len(rotations), len(PROBE_SUMS)), dtype=np.float64)
-    rows = [np.ascontiguousarray(a, dtype=np.float32) for a in (real, imag, weight)]
-    frequencies = np.ascontiguousarray(frequencies, dtype=np.float32)
     probe_sums_kernel(spectrum, rotations, frequencies, *rows, sums)
     return sums
+
+
+def _float32(*arrays) -> list[np.ndarray]:
+    """Each array as the kernels read it: contiguous float32."""
+    return [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]

@@ -21,7 +21,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cryoavae.geometry.spectrum_samples import probe_sums, rotated_parts, rotated_scores
+from cryoavae.geometry.spectrum_samples import (
+    PROBE_PAIRS,
+    probe_sums,
+    rotated_parts,
+    rotated_scores,
+)
 from cryoavae.geometry.volume_rotation import (
     PAD_FACTOR,
     band_limited_coefficients,
@@ -32,6 +37,7 @@ from cryoavae.geometry.volume_rotation import (
 __all__ = [
     "Band",
     "RotatedTemplates",
+    "stored_sums",
     "correlation_peaks",
     "radial_average",
     "shift_grid",
@@ -193,10 +199,7 @@ class RotatedTemplates:
             cross, power = rotated_scores(self.spectra[template], turns, band.frequencies, *rows)
             return torch.from_numpy(cross), torch.from_numpy(power)
         tr, ti = self.sample(template, rotations.reshape(n * m, 3, 3), band, phased=False)
-        tr, ti = tr.reshape(n, m, -1), ti.reshape(n, m, -1)
-        cross = torch.bmm(tr, xr[:, :, None]) + torch.bmm(ti, xi[:, :, None])
-        power = torch.bmm(tr * tr + ti * ti, power_weight[:, :, None])
-        return cross[..., 0], power[..., 0]
+        return stored_sums((tr.reshape(n, m, -1), ti.reshape(n, m, -1)), particles, power_weight)
 
     def probe_sums(
         self, template: int, rotations: torch.Tensor, band: Band, particles, power_weight
@@ -222,7 +225,7 @@ class RotatedTemplates:
 
         x = (xr[:, None], xi[:, None])
         normal = dot(d, d, power_weight)  # (n, 3, 3)
-        a, b = torch.tensor([0, 1, 2, 0, 0, 1]), torch.tensor([0, 1, 2, 1, 2, 2])
+        a, b = (torch.tensor(index) for index in PROBE_PAIRS)
         parts = [dot(t, x)[:, 0], dot(t, t, power_weight)[:, 0], dot(d, x)[:, :, 0]]
         parts += [dot(d, t, power_weight)[:, :, 0], normal[:, a, b]]
         return torch.cat(parts, 1).double()
@@ -274,6 +277,16 @@ def shift_grid(max_shift_px: float, step_px: float) -> np.ndarray:
     lattice = np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), -1).reshape(-1, 3)
     lattice = lattice[np.linalg.norm(lattice, axis=1) <= max_shift_px + 1e-9]
     return lattice[np.argsort(np.linalg.norm(lattice, axis=1), kind="stable")]
+
+
+def stored_sums(templates, particles, power_weight) -> tuple[torch.Tensor, torch.Tensor]:
+    """Turned templates' coefficients (real, imaginary ``(n, m, K)``) against their particles
+    (real, imaginary ``(n, K)``): the cross terms and the powers weighed by ``power_weight``
+    ``(n, K)``, each ``(n, m)``, by tensor products."""
+    (tr, ti), (xr, xi) = templates, particles
+    cross = torch.bmm(tr, xr[:, :, None]) + torch.bmm(ti, xi[:, :, None])
+    power = torch.bmm(tr * tr + ti * ti, power_weight[:, :, None])
+    return cross[..., 0], power[..., 0]
 
 
 def shift_phases(band: Band, shifts: torch.Tensor, d: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -51,6 +51,7 @@ from cryoavae.orientation.fourier import (
     RotatedTemplates,
     shift_grid,
     shift_phases,
+    stored_sums,
     within_ball,
 )
 from cryoavae.orientation.grids import GridTemplates, rotation_matrices, uniform_grid
@@ -362,9 +363,7 @@ class TemplateMatcher:
         k, m = rotations.shape[:2]
         tr, ti = self.templates.sample(template, rotations.reshape(k * m, 3, 3), band, phased=False)
         tr, ti = tr.reshape(k, m, -1), ti.reshape(k, m, -1)
-        cross = torch.bmm(tr, particles[0][:, :, None]) + torch.bmm(ti, particles[1][:, :, None])
-        power = torch.bmm(tr * tr + ti * ti, power_weight[:, :, None])
-        return _fit(cross, power)[..., 0], (tr, ti)
+        return _fit(*stored_sums((tr, ti), particles, power_weight)), (tr, ti)
 
     def _refine_shifts(self, x, template, power_weight, shifts, step_px, band, origin):
         """Each particle's best shift among ``shifts`` plus a lattice of ``step_px`` (within

@@ -28,6 +28,7 @@ import math
 
 import torch
 
+from cryoavae.geometry.spectrum_samples import PROBE_PAIRS
 from cryoavae.orientation.grids import QuadraticPeak, local_grid, rotation_matrices
 
 __all__ = ["PROBE_DEG", "REFINEMENTS", "NewtonStep", "level_steps"]
@@ -66,7 +67,7 @@ class NewtonStep:
         scale = cross / power.clamp(min=1e-30)  # (k,)
         along, own = sums[:, 2:5] / self.probe, sums[:, 5:8] / self.probe  # D^T x, D^T P T0
         gradient = along - scale[:, None] * own
-        a, b = [0, 1, 2, 0, 0, 1], [0, 1, 2, 1, 2, 2]
+        a, b = PROBE_PAIRS
         normal = sums.new_zeros((len(sums), 3, 3))
         normal[:, a, b] = sums[:, 8:14] / self.probe**2  # D^T P D, symmetric
         normal[:, b, a] = sums[:, 8:14] / self.probe**2
